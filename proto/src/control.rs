@@ -1,0 +1,265 @@
+//! The private channel between `supervisor` and its `listener` child.
+//!
+//! The supervisor owns the request socket for the container's whole life; the listener is
+//! a restartable child that serves it. When a listener dies in the middle of a request,
+//! the kernel closes its copy of the client's connection, so the only way to still answer
+//! `error unavailable ...` is for the supervisor to hold a second copy of that fd. Hence:
+//!
+//! * The listener is started with fd [`LISTEN_FD`] = the listening request socket and
+//!   fd [`CONTROL_FD`] = one end of a `SOCK_SEQPACKET` socketpair (one datagram = one
+//!   message, so no framing is needed and an fd can ride along with its message).
+//! * Once an action has been started, the listener sends [`Msg::Hold`] with a dup of the
+//!   client's connection attached; when the `done` line has been written (or the client is
+//!   gone) it sends [`Msg::Release`]. If the listener dies, the supervisor writes
+//!   `error unavailable ...` to every connection it still holds, `TERM`s the held process
+//!   groups (nobody is left to report their outcome, and a new listener must be free to
+//!   run the same action again) and starts a new listener with backoff.
+//! * Built-ins that act on the main process (`start`, `stop`, `restart`, `reload` without a
+//!   `CB_reload`, `status`) are forwarded as [`Msg::Cmd`]; the supervisor answers with
+//!   [`Msg::Reply`] carrying the reply text (one or more lines, no trailing newline).
+//! * To stop the listener, the supervisor sends it `SIGTERM`.
+//!
+//! Messages are short ASCII text: `hold <id> <pgid> <action>`, `release <id>`,
+//! `cmd <seq> <command>`, `reply <seq> <text>`.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+/// The listener's fd for the listening request socket.
+pub const LISTEN_FD: RawFd = 3;
+/// The listener's fd for its end of the control socketpair.
+pub const CONTROL_FD: RawFd = 4;
+/// Largest control message; replies (the status text) are cut to fit.
+pub const MAX_MSG: usize = 16 * 1024;
+
+/// Commands the listener forwards to the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+    Status,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Start => "start",
+            Command::Stop => "stop",
+            Command::Restart => "restart",
+            Command::Reload => "reload",
+            Command::Status => "status",
+        }
+    }
+
+    pub fn from_str(s: &str) -> Option<Command> {
+        [
+            Command::Start,
+            Command::Stop,
+            Command::Restart,
+            Command::Reload,
+            Command::Status,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// One control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// listener -> supervisor, with the client's connection attached.
+    Hold { id: u64, pgid: i32, action: String },
+    /// listener -> supervisor: the request `id` is answered.
+    Release { id: u64 },
+    /// listener -> supervisor: run a built-in on the main process.
+    Cmd { seq: u64, cmd: Command },
+    /// supervisor -> listener: the answer to `Cmd { seq, .. }`.
+    Reply { seq: u64, text: String },
+}
+
+impl Msg {
+    pub fn encode(&self) -> String {
+        match self {
+            Msg::Hold { id, pgid, action } => format!("hold {id} {pgid} {action}"),
+            Msg::Release { id } => format!("release {id}"),
+            Msg::Cmd { seq, cmd } => format!("cmd {seq} {}", cmd.as_str()),
+            Msg::Reply { seq, text } => format!("reply {seq} {text}"),
+        }
+    }
+
+    pub fn decode(text: &str) -> Option<Msg> {
+        let (head, rest) = text.split_once(' ')?;
+        match head {
+            "hold" => {
+                let mut it = rest.splitn(3, ' ');
+                let id = it.next()?.parse().ok()?;
+                let pgid = it.next()?.parse().ok()?;
+                let action = it.next()?.to_string();
+                Some(Msg::Hold { id, pgid, action })
+            }
+            "release" => Some(Msg::Release {
+                id: rest.parse().ok()?,
+            }),
+            "cmd" => {
+                let (seq, cmd) = rest.split_once(' ')?;
+                Some(Msg::Cmd {
+                    seq: seq.parse().ok()?,
+                    cmd: Command::from_str(cmd)?,
+                })
+            }
+            "reply" => {
+                let (seq, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                Some(Msg::Reply {
+                    seq: seq.parse().ok()?,
+                    text: text.to_string(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Sends one message, with `fd` attached when given. Works on blocking and non-blocking
+/// sockets alike (`EAGAIN` is returned as an error for the caller's event loop).
+pub fn send(sock: BorrowedFd<'_>, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+    let mut text = msg.encode();
+    if text.len() > MAX_MSG {
+        let mut cut = MAX_MSG;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    let iov = [IoSlice::new(text.as_bytes())];
+    let fds;
+    let cmsgs: &[ControlMessage<'_>] = match fd {
+        Some(fd) => {
+            fds = [fd.as_raw_fd()];
+            &[ControlMessage::ScmRights(&fds)]
+        }
+        None => &[],
+    };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// What [`recv`] read.
+#[derive(Debug)]
+pub enum Received {
+    /// A message, with the fd that came with it.
+    Msg(Msg, Option<OwnedFd>),
+    /// A datagram that is not a valid message (logged and ignored by callers).
+    Invalid(String),
+    /// The other end is closed.
+    Eof,
+}
+
+/// Receives one message. Any fd attached to it is returned owned (and close-on-exec), so
+/// it cannot leak even when the message is invalid.
+pub fn recv(sock: BorrowedFd<'_>) -> nix::Result<Received> {
+    let mut buf = vec![0u8; MAX_MSG];
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let (len, fds) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(rs) = c {
+                // SAFETY: SCM_RIGHTS gave us these fds just now; nothing else owns them.
+                fds.extend(rs.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+            }
+        }
+        (msg.bytes, fds)
+    };
+    if len == 0 && fds.is_empty() {
+        return Ok(Received::Eof);
+    }
+    let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+    let fd = fds.into_iter().next();
+    Ok(match Msg::decode(&text) {
+        Some(m) => Received::Msg(m, fd),
+        None => Received::Invalid(text),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn codec_round_trip() {
+        for m in [
+            Msg::Hold {
+                id: 9,
+                pgid: 1234,
+                action: "nightly-backup".into(),
+            },
+            Msg::Release { id: 9 },
+            Msg::Cmd {
+                seq: 2,
+                cmd: Command::Status,
+            },
+            Msg::Reply {
+                seq: 2,
+                text: "main running pid=7\naction x".into(),
+            },
+            Msg::Reply {
+                seq: 3,
+                text: String::new(),
+            },
+        ] {
+            assert_eq!(Msg::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(Msg::decode("cmd 1 explode"), None);
+        assert_eq!(Msg::decode("garbage"), None);
+    }
+
+    #[test]
+    fn fd_passing() {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (x, y) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let m = Msg::Hold {
+            id: 1,
+            pgid: 2,
+            action: "a".into(),
+        };
+        send(a.as_fd(), &m, Some(x.as_fd())).unwrap();
+        drop(x);
+        match recv(b.as_fd()).unwrap() {
+            Received::Msg(got, Some(fd)) => {
+                assert_eq!(got, m);
+                // The passed fd is the same connection: write through it, read from y.
+                nix::unistd::write(&fd, b"hi").unwrap();
+                let mut buf = [0u8; 2];
+                nix::unistd::read(&y, &mut buf).unwrap();
+                assert_eq!(&buf, b"hi");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(a);
+        assert!(matches!(recv(b.as_fd()).unwrap(), Received::Eof));
+    }
+}

@@ -1,0 +1,25 @@
+//! The wire formats shared by bosun's three programs.
+//!
+//! * [`request`]: the one request line a client sends to `<service>-request.sock`.
+//! * [`reply`]: the reply lines (`accepted`, `done`, `error`) the server sends back.
+//! * [`control`]: the private channel between `supervisor` and its `listener` child.
+//!
+//! Everything here is pure (no I/O) except the two small fd-passing helpers in
+//! [`control`], so it can be unit-tested and fuzzed without processes.
+
+pub mod control;
+pub mod reply;
+pub mod request;
+
+pub use reply::{ErrorCode, Reply};
+pub use request::{parse_line, Request, RequestError, BUILTINS, MAX_LINE};
+
+/// Turns an action name into its bash function: `rotate-logs` -> `CB_rotate_logs`.
+pub fn callback_function(action: &str) -> String {
+    format!("CB_{}", action.replace('-', "_"))
+}
+
+/// The request socket of a service: `<run_dir>/<service>-request.sock`.
+pub fn request_socket_path(run_dir: &std::path::Path, service: &str) -> std::path::PathBuf {
+    run_dir.join(format!("{service}-request.sock"))
+}

@@ -1,0 +1,196 @@
+//! The request line: `[user] action [arg ...]`, one line of UTF-8 of at most 4096 bytes.
+//!
+//! Parsing is split in two so the pure part needs no knowledge of the callbacks file:
+//! [`parse_line`] checks the bytes and splits tokens; [`Request::resolve`] decides whether
+//! the first token is the user or the action, given a predicate that knows the actions.
+
+use thiserror::Error;
+
+/// The longest request line accepted, in bytes, not counting the final `\n`.
+pub const MAX_LINE: usize = 4096;
+
+/// Actions answered by bosun itself, without a callback.
+pub const BUILTINS: &[&str] = &[
+    "ping", "help", "status", "start", "stop", "restart", "reload",
+];
+
+/// What is wrong with a request; every variant maps to one `error <code>` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestError {
+    #[error("request line longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("request is not valid UTF-8")]
+    NotUtf8,
+    #[error("request contains control byte 0x{0:02x} at byte {1}")]
+    ControlByte(u8, usize),
+    #[error("empty request")]
+    Empty,
+    #[error("no action named {0:?}")]
+    UnknownAction(String),
+    #[error("user {0:?} given but no action follows")]
+    MissingAction(String),
+}
+
+impl RequestError {
+    /// The reply code DESIGN.md gives this error.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            RequestError::UnknownAction(_) | RequestError::MissingAction(_) => {
+                crate::ErrorCode::UnknownAction
+            }
+            _ => crate::ErrorCode::BadRequest,
+        }
+    }
+}
+
+/// Checks one request line and splits it into tokens.
+///
+/// `line` is what the client sent up to (not including) the first `\n`, or up to end of
+/// input. A trailing `\r` is tolerated (telnet, some `nc` builds). Tokens are separated
+/// by runs of spaces or tabs; every other control byte is refused, because it can only be
+/// a mistake or an attack on a log.
+pub fn parse_line(line: &[u8]) -> Result<Vec<&str>, RequestError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > MAX_LINE {
+        return Err(RequestError::TooLong);
+    }
+    if let Some(pos) = line
+        .iter()
+        .position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return Err(RequestError::ControlByte(line[pos], pos));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| RequestError::NotUtf8)?;
+    let tokens: Vec<&str> = text.split([' ', '\t']).filter(|t| !t.is_empty()).collect();
+    if tokens.is_empty() {
+        return Err(RequestError::Empty);
+    }
+    Ok(tokens)
+}
+
+/// A request whose action is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub user: Option<String>,
+    pub action: String,
+    pub args: Vec<String>,
+}
+
+impl Request {
+    /// Applies the grammar `[user] action [arg ...]`: the first token is the action when
+    /// it names a built-in or a known action (`is_action`), otherwise it is the user and the
+    /// second token must be the action.
+    pub fn resolve(
+        tokens: &[&str],
+        is_action: impl Fn(&str) -> bool,
+    ) -> Result<Request, RequestError> {
+        let known = |t: &str| BUILTINS.contains(&t) || is_action(t);
+        let (user, rest) = match tokens {
+            [] => return Err(RequestError::Empty),
+            [first, ..] if known(first) => (None, tokens),
+            [first] => return Err(RequestError::UnknownAction((*first).to_string())),
+            [first, second, ..] if known(second) => (Some((*first).to_string()), &tokens[1..]),
+            [first, second, ..] => {
+                return Err(RequestError::UnknownAction(format!("{first}/{second}")))
+            }
+        };
+        Ok(Request {
+            user,
+            action: rest[0].to_string(),
+            args: rest[1..].iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// Parses and resolves in one step.
+    pub fn parse(line: &[u8], is_action: impl Fn(&str) -> bool) -> Result<Request, RequestError> {
+        Request::resolve(&parse_line(line)?, is_action)
+    }
+
+    /// True for the actions answered without a callback.
+    pub fn is_builtin(&self) -> bool {
+        BUILTINS.contains(&self.action.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(a: &str) -> bool {
+        matches!(a, "rotate-logs" | "nightly-backup" | "echo-args")
+    }
+
+    #[test]
+    fn action_first() {
+        let r = Request::parse(b"rotate-logs\n".strip_suffix(b"\n").unwrap(), known).unwrap();
+        assert_eq!(r.user, None);
+        assert_eq!(r.action, "rotate-logs");
+        assert!(r.args.is_empty());
+    }
+
+    #[test]
+    fn user_form_and_args() {
+        let r = Request::parse(b"forum  nightly-backup\tdb1 db2", known).unwrap();
+        assert_eq!(r.user.as_deref(), Some("forum"));
+        assert_eq!(r.action, "nightly-backup");
+        assert_eq!(r.args, vec!["db1", "db2"]);
+    }
+
+    #[test]
+    fn builtin_wins_over_user() {
+        let r = Request::parse(b"status", known).unwrap();
+        assert!(r.is_builtin());
+        let r = Request::parse(b"forum ping", known).unwrap();
+        assert_eq!(r.user.as_deref(), Some("forum"));
+        assert_eq!(r.action, "ping");
+    }
+
+    #[test]
+    fn shell_text_is_data() {
+        let r = Request::parse(b"echo-args $(rm -rf /) ;`id`", known).unwrap();
+        assert_eq!(r.args, vec!["$(rm", "-rf", "/)", ";`id`"]);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(Request::parse(b"", known), Err(RequestError::Empty));
+        assert_eq!(Request::parse(b"  \t ", known), Err(RequestError::Empty));
+        assert_eq!(Request::parse(b"\r", known), Err(RequestError::Empty));
+        assert_eq!(
+            Request::parse(b"nope", known),
+            Err(RequestError::UnknownAction("nope".into()))
+        );
+        assert_eq!(
+            Request::parse(b"forum nope x", known),
+            Err(RequestError::UnknownAction("forum/nope".into()))
+        );
+        assert_eq!(
+            Request::parse(b"ping\0", known),
+            Err(RequestError::ControlByte(0, 4))
+        );
+        assert_eq!(
+            Request::parse(b"pi\x1bng", known),
+            Err(RequestError::ControlByte(0x1b, 2))
+        );
+        assert_eq!(
+            Request::parse(b"ping \xff", known),
+            Err(RequestError::NotUtf8)
+        );
+        let long = vec![b'a'; MAX_LINE + 1];
+        assert_eq!(Request::parse(&long, known), Err(RequestError::TooLong));
+        let max = vec![b'a'; MAX_LINE];
+        assert!(matches!(
+            Request::parse(&max, known),
+            Err(RequestError::UnknownAction(_))
+        ));
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(RequestError::Empty.code().as_str(), "bad-request");
+        assert_eq!(
+            RequestError::UnknownAction("x".into()).code().as_str(),
+            "unknown-action"
+        );
+    }
+}
