@@ -1,1 +1,5 @@
-fn main() {}
+//! `listener`: see the library's documentation; this is only its entry point.
+
+fn main() -> std::process::ExitCode {
+    listener::main()
+}

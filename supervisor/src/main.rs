@@ -1,1 +1,116 @@
-fn main() {}
+//! `supervisor`: see the library crate. This file only reads the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use supervisor::config::{self, Sources};
+use supervisor::{run, socket, spawn, EXIT_SETUP};
+
+/// bosun's PID 1: runs the service's main process, reaps zombies, forwards signals, owns
+/// the request socket and keeps the listener alive.
+#[derive(Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Drop to this user (uid:gid) and exec the command (used after the setup script).
+    #[arg(long, hide = true, value_name = "UID:GID")]
+    run_as: Option<String>,
+    /// The main process and its arguments (instead of `exec` in service.toml).
+    #[arg(last = true)]
+    exec: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Exit 0 when the main process runs and is ready, 1 otherwise (for HEALTHCHECK).
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
+    if let Some(spec) = cli.run_as {
+        return exec_as(&spec, &cli.exec);
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let sources = Sources {
+        config_path: std::env::var_os("BOSUN_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG)),
+        env: &env,
+        exec: cli.exec,
+        for_status: matches!(cli.command, Some(Cmd::Status)),
+    };
+    let settings = match config::load(&sources) {
+        Ok(s) => s,
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("supervisor: {e}");
+            }
+            return ExitCode::from(errs.exit_code() as u8);
+        }
+    };
+    if matches!(cli.command, Some(Cmd::Status)) {
+        let code = supervisor::status::run(&settings.socket_path(), Duration::from_secs(5));
+        return ExitCode::from(code as u8);
+    }
+    supervisor::log::init(settings.log_format);
+    // Signals are blocked before anything else exists, so every child and thread
+    // inherits a known mask (children reset it).
+    let sigfd = match run::signal_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("supervisor: cannot set up signal handling: {e}");
+            return ExitCode::from(EXIT_SETUP as u8);
+        }
+    };
+    let sock = match socket::bind_unix(
+        &settings.socket_path(),
+        settings.socket_mode,
+        settings.socket_gid,
+        4096,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("supervisor: {e}");
+            return ExitCode::from(EXIT_SETUP as u8);
+        }
+    };
+    let code = run::Supervisor::new(settings, sock).run(sigfd);
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// `supervisor --run-as UID:GID -- CMD...`: drop privileges, then become CMD.
+fn exec_as(spec: &str, argv: &[String]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let run_as = match config::parse_run_as(spec) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("supervisor: --run-as: {e}");
+            return ExitCode::from(EXIT_SETUP as u8);
+        }
+    };
+    let Some((cmd, args)) = argv.split_first() else {
+        eprintln!("supervisor: --run-as needs a command after --");
+        return ExitCode::from(64);
+    };
+    if let Err(e) = spawn::drop_privileges(&run_as) {
+        eprintln!("supervisor: cannot switch to {spec}: {e}");
+        return ExitCode::from(EXIT_SETUP as u8);
+    }
+    let e = std::process::Command::new(cmd).args(args).exec();
+    eprintln!("supervisor: cannot run {cmd}: {e}");
+    ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}

@@ -1,0 +1,54 @@
+# bosun: one image for every service of the stack (DESIGN.md section 1).
+#
+#   build    the three binaries, release profile, from the workspace crates only
+#   runtime  Debian trixie-slim + the LAMP packages + /usr/local/sbin/{supervisor,listener,scheduler}
+#
+# Each container gets its personality from two read-only mounts (service/<name>/bin on
+# /usr/local/bin, service/<name>/conf on /usr/local/conf); see docker-compose.yaml.
+#
+# Works with the legacy builder and with BuildKit: no RUN --mount, no heredocs.
+# Offline (no registry): scripts/offline-images makes both FROM tags locally first.
+# Build args: RUST_IMAGE and BASE_IMAGE, the two FROM tags (defaults: the public ones).
+
+ARG RUST_IMAGE=rust:1-slim-trixie
+ARG BASE_IMAGE=debian:trixie-slim
+
+FROM ${RUST_IMAGE} AS build
+ENV CARGO_TERM_COLOR=never
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY proto/ proto/
+COPY supervisor/ supervisor/
+COPY listener/ listener/
+COPY scheduler/ scheduler/
+RUN cargo build --release --locked -p supervisor -p listener -p scheduler \
+ && mkdir -p /out \
+ && cp target/release/supervisor target/release/listener target/release/scheduler /out/
+
+FROM ${BASE_IMAGE} AS runtime
+ARG DEBIAN_FRONTEND=noninteractive
+# policy-rc.d: the packages' postinst must not try to start daemons inside the build.
+# The MariaDB datadir made by the package is emptied: a fresh named volume then starts
+# empty and service/mysql's setup initialises it (and runs the imports) on first start.
+RUN set -eux; \
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends \
+        mariadb-server mariadb-client nginx-light php-fpm php-mysql \
+        socat tzdata ca-certificates gzip bash; \
+    rm -f /usr/sbin/policy-rc.d; \
+    fpm="$(ls /usr/sbin/php-fpm[0-9]* | sort -V | tail -n 1)"; \
+    ln -s "$(basename "$fpm")" /usr/sbin/php-fpm; \
+    rm -rf /var/lib/mysql/* /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old \
+        /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
+        /usr/share/man/* /usr/share/info/* /usr/share/lintian /usr/share/linda; \
+    find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete; \
+    find /usr/share/doc -mindepth 1 -type d -empty -delete; \
+    find /usr/share/locale -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +; \
+    mkdir -p /data/backup /var/www /usr/local/conf /var/log/php; \
+    chown mysql:mysql /var/lib/mysql /data/backup
+COPY --from=build /out/ /usr/local/sbin/
+WORKDIR /usr/local
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/usr/local/sbin/supervisor", "status"]
+CMD ["/usr/local/sbin/supervisor"]

@@ -1,0 +1,848 @@
+#!/usr/bin/env python3
+"""bench/pid1 driver: bosun's supervisor side by side with real init peers.
+
+Invoked by run.sh (see there for the environment it sets up). Sub-modes used as
+the *main program* under each init:
+  bench.py orphans OUT N        double-fork N grandchildren, release them at once,
+                                time until the namespace has reaped them all
+  bench.py stopmain MODE READY  MODE=exit: exit(0) on TERM; ignore: ignore TERM and
+                                exec `sleep infinity` (which inherits SIG_IGN);
+                                default: exec `sleep infinity` (dies of TERM)
+Everything waits with a deadline; every init runs in its own PID+mount namespace
+(PID 1) unless stated, and is SIGKILLed (taking its namespace with it) when done.
+"""
+import atexit
+import ctypes
+import json
+import os
+import platform
+import resource
+import select
+import shlex
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = sys.executable
+
+# ---------------------------------------------------------------- helpers
+
+
+def now():
+    return time.monotonic()
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def children(pid):
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+        txt = read(f"/proc/{pid}/task/{tid}/children", "")
+        out += [int(x) for x in txt.split()]
+    return out
+
+
+def tree(pid):
+    """pid and all its descendants (pids as seen from the host)."""
+    seen, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.append(p)
+        todo += children(p)
+    return seen
+
+
+def comm(pid):
+    return (read(f"/proc/{pid}/comm", "?") or "?").strip()
+
+
+def mem(pid):
+    """(VmRSS kB, Pss kB) of one process, None where unreadable."""
+    rss = pss = None
+    for line in (read(f"/proc/{pid}/status", "") or "").splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    for line in (read(f"/proc/{pid}/smaps_rollup", "") or "").splitlines():
+        if line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def wait_for(pred, deadline_s, step=0.01):
+    end = now() + deadline_s
+    while now() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def exitcode(status):
+    """raw wait status -> shell-style code (128+N for a signal)."""
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return None
+
+
+# ------------------------------------------------- an init as PID 1 of a namespace
+
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+PR_SET_PDEATHSIG = 1
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+LIVE = []
+
+
+class Pid1:
+    """Runs argv as PID 1 of a new PID+mount namespace (like `unshare --pid --fork
+    --mount-proc`, but keeps the init's raw wait status: util-linux's unshare loses it
+    when the init dies of a signal). A forked waiter stays in the host namespace."""
+
+    def __init__(self, argv, env, cwd, logpath):
+        r, w = os.pipe()
+        self.waiter = os.fork()
+        if self.waiter == 0:  # waiter
+            code = 0
+            try:
+                os.close(r)
+                os.setsid()
+                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the driver died: go too
+                if libc.unshare(CLONE_NEWPID | CLONE_NEWNS) != 0:
+                    raise OSError(ctypes.get_errno(), "unshare")
+                pid = os.fork()
+                if pid == 0:  # PID 1
+                    try:
+                        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # and so the namespace
+                        libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+                        if libc.mount(b"proc", b"/proc", b"proc",
+                                      MS_NOSUID | MS_NODEV | MS_NOEXEC, None) != 0:
+                            raise OSError(ctypes.get_errno(), "mount /proc")
+                        fd = os.open(logpath, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                        nul = os.open("/dev/null", os.O_RDONLY)
+                        os.dup2(nul, 0)
+                        os.dup2(fd, 1)
+                        os.dup2(fd, 2)
+                        os.chdir(cwd)
+                        os.execvpe(argv[0], argv, env)
+                    except BaseException as e:  # noqa: BLE001
+                        try:
+                            os.write(2, f"bench: cannot start {argv}: {e}\n".encode())
+                        finally:
+                            os._exit(127)
+                os.write(w, f"{pid}\n".encode())
+                _, st = os.waitpid(pid, 0)
+                os.write(w, f"{st}\n".encode())
+            except BaseException as e:  # noqa: BLE001
+                try:
+                    os.write(2, f"bench: waiter: {e}\n".encode())
+                finally:
+                    code = 1
+            os._exit(code)
+        os.close(w)
+        self.r = r
+        self.buf = b""
+        self.status = None
+        self.pid = None
+        LIVE.append(self)
+        line = self._line(10)
+        if line is None:
+            self.kill()
+            raise RuntimeError("init did not start")
+        self.pid = int(line)
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:  # already gone
+            self.pidfd = None
+
+    def _line(self, timeout):
+        end = now() + timeout
+        while b"\n" not in self.buf:
+            left = end - now()
+            if left <= 0:
+                return None
+            rl, _, _ = select.select([self.r], [], [], left)
+            if rl:
+                chunk = os.read(self.r, 64)
+                if not chunk:
+                    return None
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def wait_exit(self, timeout):
+        """Seconds until the init exited (measured on its pidfd), or None."""
+        t0 = now()
+        if self.pidfd is not None:
+            rl, _, _ = select.select([self.pidfd], [], [], timeout)
+            if not rl:
+                return None
+        return now() - t0
+
+    def result(self, timeout=10):
+        """the init's shell-style exit code, once it has exited."""
+        if self.status is None:
+            line = self._line(timeout)
+            if line is not None:
+                self.status = int(line)
+                self._reap()
+        return None if self.status is None else exitcode(self.status)
+
+    def _reap(self):
+        self.kill()  # the init has exited: this only reaps the waiter and closes fds
+
+    def kill(self):
+        """SIGKILL the init (the kernel then kills its whole namespace), reap the waiter."""
+        if self not in LIVE:
+            return
+        if self.status is None and self.pid:
+            try:
+                if self.pidfd is not None:
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                else:
+                    os.kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, OSError):
+                pass
+        end = now() + 10
+        done = 0
+        while now() < end:
+            try:
+                done, _ = os.waitpid(self.waiter, os.WNOHANG)
+            except ChildProcessError:
+                done = self.waiter
+            if done:
+                break
+            time.sleep(0.01)
+        if not done:
+            try:
+                os.kill(self.waiter, signal.SIGKILL)
+                os.waitpid(self.waiter, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        for fd in (self.r, self.pidfd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.r = self.pidfd = None
+        if self in LIVE:
+            LIVE.remove(self)
+
+
+def cleanup(*_):
+    for p in list(LIVE):
+        try:
+            p.kill()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def on_signal(signum, _frame):
+    cleanup()
+    os._exit(128 + signum)
+
+
+# ------------------------------------------------------------ the inits
+
+
+class Peer:
+    def __init__(self, name, kind, exe, note=""):
+        self.name, self.kind, self.exe, self.note = name, kind, exe, note
+        self.env_extra = {}
+
+    def argv(self, main, work):
+        """argv of the init supervising `main`; work is a fresh dir for its files."""
+        k = self.kind
+        if k in ("tini", "dumb-init", "catatonit", "horust"):
+            return [self.exe, "--"] + main
+        if k == "bosun":
+            return [self.exe, "--"] + main
+        if k in ("s6", "runit"):
+            svc = os.path.join(work, "scan", "main")
+            os.makedirs(svc)
+            run = os.path.join(svc, "run")
+            with open(run, "w") as f:
+                f.write("#!/bin/sh\nexec " + shlex.join(main) + "\n")
+            os.chmod(run, 0o755)
+            scan = os.path.join(work, "scan")
+            return [self.exe, scan] if k == "s6" else [self.exe, "-P", scan]
+        if k == "supervisord":
+            conf = os.path.join(work, "supervisord.conf")
+            with open(conf, "w") as f:
+                f.write(
+                    "[supervisord]\nnodaemon=true\nuser=root\n"
+                    f"logfile={work}/supervisord.log\npidfile={work}/supervisord.pid\n"
+                    f"childlogdir={work}\n\n"
+                    f"[program:main]\ncommand={shlex.join(main)}\n"
+                    f"stdout_logfile={work}/main.out\nstderr_logfile={work}/main.err\n"
+                )
+            return [self.exe, "-n", "-c", conf]
+        raise ValueError(k)
+
+    def true_argv(self):
+        """`INIT -- /bin/true` when not PID 1, or None where not meaningful."""
+        if self.kind == "tini":
+            return [self.exe, "-s", "--", "/bin/true"]
+        if self.kind in ("dumb-init", "catatonit", "bosun", "horust"):
+            return [self.exe, "--", "/bin/true"]
+        return None
+
+    def env(self, work):
+        e = dict(os.environ)
+        if self.kind == "bosun":
+            rd = os.path.join(work, "run")
+            os.makedirs(rd, exist_ok=True)
+            e.update(BOSUN_SERVICE="bench", BOSUN_RUN_DIR=rd, BOSUN_STOP_TIMEOUT="2s")
+        e.update(self.env_extra)
+        return e
+
+
+class Bench:
+    def __init__(self, tmp, quick=False):
+        self.tmp = tmp
+        self.n = 0
+        self.quick = quick
+
+    def work(self, label):
+        self.n += 1
+        d = os.path.join(self.tmp, f"{self.n:03d}-{label}")
+        os.makedirs(d)
+        return d
+
+    def start(self, peer, main, label):
+        w = self.work(f"{peer.name}-{label}".replace(" ", "_").replace("(", "").replace(")", ""))
+        argv = peer.argv(main, w)
+        p = Pid1(argv, peer.env(w), w, os.path.join(w, "init.log"))
+        p.work = w
+        return p
+
+    # 1. memory while supervising `sleep infinity`
+    def memory(self, peer):
+        p = self.start(peer, ["sleep", "infinity"], "mem")
+        try:
+            def sleeping():
+                return [q for q in tree(p.pid) if comm(q) == "sleep"]
+
+            if not wait_for(sleeping, 15):
+                return {"error": "sleep never started"}
+            if peer.kind == "bosun":
+                wait_for(lambda: any(comm(q) == "listener" for q in tree(p.pid)), 3)
+            time.sleep(0.5)  # let lazy start-up (threads, listener) settle
+            rss, pss = mem(p.pid)
+            procs = [q for q in tree(p.pid) if comm(q) != "sleep"]
+            tree_pss = tree_rss = 0
+            names = []
+            for q in procs:
+                r, s = mem(q)
+                tree_pss += s or 0
+                tree_rss += r or 0
+                names.append(comm(q))
+            return {"rss": rss, "pss": pss, "tree_pss": tree_pss, "tree_rss": tree_rss,
+                    "tree": names}
+        finally:
+            p.kill()
+
+    # 3. 2,000 orphans
+    def orphans(self, peer, n, runs):
+        res = []
+        for i in range(runs):
+            w_out = os.path.join(self.tmp, f"orphans-{peer.name}-{i}.json".replace(" ", "_"))
+            main = [PY, os.path.join(HERE, "bench.py"), "orphans", w_out, str(n)]
+            p = self.start(peer, main, f"orph{i}")
+            try:
+                got = wait_for(lambda: os.path.exists(w_out) and read(w_out), 150, 0.05)
+                if not got:
+                    res.append({"error": "timeout (150 s)"})
+                    break
+                r = json.loads(got)
+                res.append(r)
+                if "error" in r or r["clear_ms"] > 1000:  # slow peers: one run is enough
+                    break
+            finally:
+                p.kill()
+        return res
+
+    # 4. exit codes
+    def exit_code(self, peer, main):
+        p = self.start(peer, main, "code")
+        try:
+            if p.wait_exit(3) is None:
+                return "runs on"
+            return p.result()
+        finally:
+            p.kill()
+
+    # 5. stop
+    def stop(self, peer, mode, cap=5.0):
+        ready = os.path.join(self.tmp, f"ready-{self.n + 1}")
+        main = [PY, os.path.join(HERE, "bench.py"), "stopmain", mode, ready]
+        p = self.start(peer, main, f"stop-{mode}")
+        try:
+            if not wait_for(lambda: os.path.exists(ready), 20):
+                return {"error": "main never ready"}
+            if mode != "exit":  # main execs sleep after writing the file
+                wait_for(lambda: any(comm(q) == "sleep" for q in tree(p.pid)), 5)
+            time.sleep(0.3)  # a listener, if any, is up too
+            t0 = now()
+            os.kill(p.pid, signal.SIGTERM)
+            dt = p.wait_exit(cap) if p.pidfd is not None else None
+            if dt is None:
+                left = [comm(q) for q in tree(p.pid)]
+                return {"hung": True, "cap": cap, "left": left}
+            dt = now() - t0
+            return {"s": dt, "code": p.result()}
+        finally:
+            p.kill()
+
+
+# ------------------------------------------------ /bin/true (not PID 1)
+
+
+def run_deadline(argv, timeout, **kw):
+    pr = subprocess.Popen(argv, start_new_session=True, **kw)
+    try:
+        out, err = pr.communicate(timeout=timeout)
+        return pr.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(pr.pid, signal.SIGKILL)
+        pr.communicate()
+        return None, None, None
+
+
+def time_true(cmds, rounds, runs, tmp):
+    """cmds: {label: (argv, env)}. Interleaved rounds of hyperfine (-N) so that load from
+    other work on the machine hits every command alike; returns {label: [s,...]}."""
+    times = {k: [] for k in cmds}
+    hf = shutil.which("hyperfine")
+    for _ in range(rounds):
+        for label, (argv, env) in cmds.items():
+            if hf:
+                js = os.path.join(tmp, "hf.json")
+                rc, _, err = run_deadline(
+                    [hf, "-N", "--style", "none", "--warmup", "5", "--runs", str(runs),
+                     "--export-json", js, shlex.join(argv)],
+                    120, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                if rc != 0:
+                    times[label] = None
+                    log(f"  /bin/true {label}: hyperfine failed: {(err or b'').decode()[-300:]}")
+                    continue
+                with open(js) as f:
+                    times[label] += json.load(f)["results"][0]["times"]
+            else:
+                for _ in range(runs):
+                    t0 = time.perf_counter_ns()
+                    pid = os.posix_spawn(argv[0], argv, env)
+                    os.waitpid(pid, 0)
+                    times[label].append((time.perf_counter_ns() - t0) / 1e9)
+        cmds = {k: v for k, v in cmds.items() if times[k] is not None}
+    return times
+
+
+# ------------------------------------------------ main programs (in the namespace)
+
+
+def main_orphans(out, n):
+    if os.path.exists(out):  # restarted by a supervisor after the run: stay quiet
+        os.execvp("sleep", ["sleep", "infinity"])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 500)), hard))
+    r, w = os.pipe()
+    rp, wp = os.pipe()
+    nul = os.open("/dev/null", os.O_WRONLY)
+    cat = shutil.which("cat")
+    t_setup = now()
+    gpids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                g = os.fork()
+                if g == 0:
+                    try:
+                        os.dup2(r, 0)
+                        os.dup2(nul, 1)
+                        os.execv(cat, ["cat"])
+                    finally:
+                        os._exit(126)
+                os.write(wp, struct.pack("i", g))
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        gpids.append(struct.unpack("i", os.read(rp, 4))[0])
+    os.close(r)
+
+    def ready():
+        for g in gpids:
+            st = read(f"/proc/{g}/stat", "")
+            if not st or st[st.rfind(")") + 2] != "S" or "(cat)" not in st:
+                return False
+        return True
+
+    if not wait_for(ready, 60, 0.05):
+        with open(out, "w") as f:
+            json.dump({"error": "grandchildren not ready in 60 s"}, f)
+        return
+    pidfds = [os.pidfd_open(g) for g in gpids]
+    ep = select.epoll()
+    for fd in pidfds:
+        ep.register(fd, select.EPOLLIN)
+    setup_s = now() - t_setup
+    left_exit = set(pidfds)
+    t0 = time.monotonic_ns()
+    os.close(w)  # every grandchild reads EOF now and exits
+    end = now() + 120
+    while left_exit and now() < end:
+        for fd, _ in ep.poll(1.0):
+            if fd in left_exit:
+                left_exit.discard(fd)
+                ep.unregister(fd)
+    t_exit = time.monotonic_ns()
+    left = set(gpids)
+    sweeps = 0
+    while left and now() < end:
+        sweeps += 1
+        for g in list(left):
+            try:
+                os.kill(g, 0)  # a zombie still answers; a reaped pid does not
+            except ProcessLookupError:
+                left.discard(g)
+        if left:
+            time.sleep(0.0002 if sweeps < 50 else 0.005)
+    t_clear = time.monotonic_ns()
+    zombies = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = read(f"/proc/{d}/stat", "")
+            if st and st[st.rfind(")") + 2] == "Z":
+                zombies += 1
+    res = {"n": n, "setup_s": round(setup_s, 2),
+           "exit_ms": (t_exit - t0) / 1e6, "clear_ms": (t_clear - t0) / 1e6,
+           "lag_ms": (t_clear - t_exit) / 1e6, "sweeps": sweeps,
+           "not_exited": len(left_exit), "not_reaped": len(left), "zombies_left": zombies}
+    if left or left_exit:
+        res["error"] = f"deadline: {len(left_exit)} not exited, {len(left)} not reaped"
+    tmpf = out + ".tmp"
+    with open(tmpf, "w") as f:
+        json.dump(res, f)
+    os.rename(tmpf, out)
+
+
+def main_stop(mode, ready):
+    if mode == "exit":
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        open(ready, "w").close()
+        while True:
+            signal.pause()
+    if mode == "ignore":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited across exec
+    open(ready, "w").close()
+    os.execvp("sleep", ["sleep", "infinity"])
+
+
+# ------------------------------------------------ report
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt_ratio(v, base, unit_fmt):
+    if v is None:
+        return "-"
+    s = unit_fmt(v)
+    if base:
+        s += f" ({v / base:.2f}x)"
+    return s
+
+
+def fmt_stop(r):
+    if r is None:
+        return "-"
+    if "error" in r:
+        return "error: " + r["error"]
+    if r.get("hung"):
+        return f"hung (>{r['cap']:.0f}s)"
+    return f"{r['s'] * 1000:.0f} ms → {r['code']}"
+
+
+def report(results, order, meta):
+    base = results.get("tini", {})
+    b_mem = base.get("mem") or {}
+    b_true = base.get("true_ms")
+    hdr = ["init", "VmRSS kB (÷tini)", "Pss kB (÷tini)", "tree Pss kB (what)",
+           "`-- /bin/true` ms (÷tini)", "2,000 orphans: exited → reaped ms",
+           "exit 3", "killed by TERM", "stop: exits on TERM", "stop: default TERM",
+           "stop: ignores TERM"]
+    rows = []
+    for name in order:
+        r = results[name]
+        if r.get("skip"):
+            rows.append([name, f"skipped: {r['skip']}"] + [""] * (len(hdr) - 2))
+            continue
+        m = r.get("mem") or {}
+        if "error" in m:
+            memc = ["error: " + m["error"], "-", "-"]
+        else:
+            memc = [fmt_ratio(m.get("rss"), b_mem.get("rss"), lambda v: f"{v}"),
+                    fmt_ratio(m.get("pss"), b_mem.get("pss"), lambda v: f"{v}"),
+                    f"{m.get('tree_pss')} ({'+'.join(m.get('tree', []))})"]
+        tr = r.get("true_ms")
+        trc = fmt_ratio(tr, b_true, lambda v: f"{v:.2f}") if tr else "-"
+        orph = r.get("orphans") or []
+        ok = [o for o in orph if "error" not in o]
+        if ok:
+            orc = (f"{med([o['exit_ms'] for o in ok]):.1f} → {med([o['clear_ms'] for o in ok]):.1f}"
+                   f" (lag {med([o['lag_ms'] for o in ok]):.1f}; n={len(ok)})")
+        elif orph:
+            orc = "error: " + orph[-1]["error"]
+        else:
+            orc = "-"
+        rows.append([name] + memc + [trc, orc, str(r.get("code3", "-")),
+                                     str(r.get("codeterm", "-")),
+                                     fmt_stop(r.get("stop_exit")), fmt_stop(r.get("stop_default")),
+                                     fmt_stop(r.get("stop_ignore"))])
+    lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def goals(results):
+    b = results.get("bosun")
+    t = results.get("tini")
+    if not b or b.get("skip") or not t or t.get("skip"):
+        return "bosun or tini was not measured: no goal check."
+    out = []
+
+    def line(ok, text):
+        out.append(f"- [{'x' if ok else ' '}] {text}")
+
+    m, tm = b.get("mem") or {}, t.get("mem") or {}
+    if m.get("tree_pss") is not None:
+        line(m["tree_pss"] <= 700, f"Pss with the listener ≤ 700 kB: {m['tree_pss']} kB "
+             f"({'+'.join(m.get('tree', []))}; supervisor alone {m.get('pss')} kB)")
+    if m.get("rss") and tm.get("rss"):
+        line(m["rss"] <= 1.5 * tm["rss"], f"VmRSS ≤ 1.5x tini: {m['rss']} kB vs {tm['rss']} kB "
+             f"= {m['rss'] / tm['rss']:.2f}x")
+    if b.get("true_ms") and t.get("true_ms"):
+        line(b["true_ms"] <= 1.2 * t["true_ms"],
+             f"`-- /bin/true` within 1.2x tini: {b['true_ms']:.2f} ms vs {t['true_ms']:.2f} ms "
+             f"= {b['true_ms'] / t['true_ms']:.2f}x")
+    ok = [o for o in b.get("orphans") or [] if "error" not in o]
+    if ok:
+        lag = med([o["lag_ms"] for o in ok])
+        line(lag <= 5, f"2,000 orphans reaped within 5 ms of their exit: median {lag:.1f} ms after "
+             f"the last exit ({med([o['clear_ms'] for o in ok]):.1f} ms after the release)")
+    line(b.get("code3") == t.get("code3") and b.get("codeterm") == t.get("codeterm"),
+         f"exit codes as tini: {b.get('code3')}/{b.get('codeterm')} vs "
+         f"{t.get('code3')}/{t.get('codeterm')}")
+    se, si = b.get("stop_exit") or {}, b.get("stop_ignore") or {}
+    sd = b.get("stop_default") or {}
+    if "s" in se and "s" in sd:
+        line(max(se["s"], sd["s"]) < 0.2,
+             f"stop finishes as soon as the main process is gone: {se['s'] * 1000:.0f} ms "
+             f"(handles TERM), {sd['s'] * 1000:.0f} ms (dies of TERM)")
+    if "s" in si:
+        line(si["s"] < 2.5 and si.get("code") == 137,
+             f"main ignoring TERM is KILLed after stop_timeout=2s: {si['s']:.2f} s, code {si['code']}")
+    return "\n".join(out)
+
+
+def find_peers():
+    peers = []
+    sup = os.environ.get("BOSUN_SUPERVISOR", "/work/main/target/release/supervisor")
+
+    def add(name, kind, exe, note=""):
+        peers.append(Peer(name, kind, exe, note))
+
+    add("bosun", "bosun", sup)
+    nl = Peer("bosun (BOSUN_LISTENER=off)", "bosun", sup)
+    nl.env_extra = {"BOSUN_LISTENER": "off"}
+    peers.append(nl)
+    for name, kind, exe in [("tini", "tini", "tini"), ("tini-static", "tini", "tini-static"),
+                            ("dumb-init", "dumb-init", "dumb-init"),
+                            ("catatonit", "catatonit", "catatonit"),
+                            ("s6-svscan", "s6", "s6-svscan"), ("runsvdir", "runit", "runsvdir"),
+                            ("supervisord", "supervisord", "supervisord"),
+                            ("horust", "horust", "horust")]:
+        add(name, kind, shutil.which(exe) or exe)
+    return peers
+
+
+def preflight(peer, tmp):
+    if not os.path.isfile(peer.exe) or not os.access(peer.exe, os.X_OK):
+        return f"{peer.exe} not installed"
+    if peer.kind == "bosun":
+        w = tempfile.mkdtemp(prefix="preflight-", dir=tmp)
+        rc, _, err = run_deadline([peer.exe, "--", "/bin/true"], 10, env=peer.env(w), cwd=w,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if rc != 0:
+            last = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
+            return f"`supervisor -- /bin/true` gave {rc}: {' '.join(last)}"
+    return None
+
+
+def main_bench(argv):
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--only", default="", help="comma-separated peer names")
+    ap.add_argument("--orphans", type=int, default=2000)
+    ap.add_argument("--orphan-runs", type=int, default=5)
+    ap.add_argument("--true-rounds", type=int, default=4)
+    ap.add_argument("--true-runs", type=int, default=50)
+    ap.add_argument("--command", default="bench/pid1/run.sh")
+    a = ap.parse_args(argv)
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    if os.geteuid() != 0:
+        log("bench/pid1 needs root (PID namespaces, /proc of every process)")
+        return 2
+
+    bench = Bench(a.tmp)
+    peers = find_peers()
+    if a.only:
+        want = set(a.only.split(","))
+        peers = [p for p in peers if p.name in want or p.kind in want]
+    results, order = {}, [p.name for p in peers]
+    live = []
+    t_start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    load0 = os.getloadavg()
+    for p in peers:
+        why = preflight(p, a.tmp)
+        if why:
+            log(f"skip {p.name}: {why}")
+            results[p.name] = {"skip": why}
+        else:
+            results[p.name] = {}
+            live.append(p)
+
+    log("== 1. memory while supervising `sleep infinity`")
+    for p in live:
+        results[p.name]["mem"] = m = bench.memory(p)
+        log(f"  {p.name}: {m}")
+
+    log("== 2. `INIT -- /bin/true` (not PID 1; hyperfine -N)")
+    cmds = {"/bin/true alone": (["/bin/true"], dict(os.environ))}
+    for p in live:
+        t = p.true_argv()
+        if t:
+            cmds[p.name] = (t, p.env(bench.work("true-" + p.kind)))
+    times = time_true(cmds, a.true_rounds, a.true_runs, a.tmp)
+    true_ms = {}
+    for k, v in times.items():
+        if v:
+            true_ms[k] = med(v) * 1000
+            log(f"  {k}: median {true_ms[k]:.3f} ms over {len(v)}")
+        if k in results and v:
+            results[k]["true_ms"] = true_ms[k]
+            results[k]["true_n"] = len(v)
+
+    log(f"== 3. {a.orphans} orphans as PID 1")
+    for p in live:
+        results[p.name]["orphans"] = o = bench.orphans(p, a.orphans, a.orphan_runs)
+        log(f"  {p.name}: {o}")
+
+    log("== 4. exit codes as PID 1")
+    for p in live:
+        results[p.name]["code3"] = bench.exit_code(p, ["sh", "-c", "exit 3"])
+        results[p.name]["codeterm"] = bench.exit_code(p, ["sh", "-c", "kill -TERM $$"])
+        log(f"  {p.name}: {results[p.name]['code3']} {results[p.name]['codeterm']}")
+
+    log("== 5. stop: TERM to PID 1")
+    for p in live:
+        for mode in ("exit", "default", "ignore"):
+            results[p.name]["stop_" + mode] = s = bench.stop(p, mode)
+            log(f"  {p.name} {mode}: {s}")
+
+    table = report(results, order, {})
+    print(table)
+    g = goals(results)
+    print()
+    print(g)
+    load1 = os.getloadavg()
+    cpu = "?"
+    for line in (read("/proc/cpuinfo", "") or "").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    vers = {}
+    for p in peers:
+        if not results[p.name].get("skip"):
+            vers[p.name] = p.exe
+    with open(a.out, "w") as f:
+        f.write(f"""# bench/pid1: bosun's supervisor vs init peers
+
+Date: {t_start} (load average {load0[0]:.2f} at start, {load1[0]:.2f} at the end; other
+work was running on the machine).
+Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, {platform.machine()}.
+Command (from the repo root, as root): `{a.command}`
+
+{table}
+
+Goals (issue 2), for bosun with its listener:
+
+{g}
+
+How each column is measured (see `bench.py`):
+- **VmRSS / Pss**: `/proc/PID/status` and `/proc/PID/smaps_rollup` of the init, as PID 1 of
+  its own PID namespace, supervising `sleep infinity`, 0.5 s after the `sleep` appeared.
+  "tree Pss" sums every process under the init except `sleep` (bosun: supervisor + listener;
+  s6: s6-svscan + s6-supervise; runit: runsvdir + runsv). Ratios are against tini.
+- **`-- /bin/true`**: not PID 1, median of {a.true_rounds}x{a.true_runs} runs of
+  `hyperfine -N` (rounds interleaved across the commands so load hits all alike); tini gets
+  `-s` (subreaper, as bosun and catatonit become when not PID 1). "-" where the init
+  supervises services and never exits with them.
+- **orphans**: the main program (Python) double-forks {a.orphans} grandchildren (each execs
+  `cat` on a shared pipe) and waits until all block; it then closes the pipe's last write end
+  (t0), waits on pidfds until every grandchild has exited ("exited", ms after t0), then polls
+  `kill(pid, 0)` until every pid is gone, i.e. reaped by PID 1 ("reaped"). "lag" = reaped -
+  exited, the PID 1's own share. Median of up to {a.orphan_runs} runs (one run when a run
+  takes over 1 s).
+- **exit codes**: `INIT -- sh -c 'exit 3'` and `INIT -- sh -c 'kill -TERM $$'` as PID 1,
+  the init's own exit status (128+N if it died of signal N). "runs on" = still running
+  after 3 s (it restarts or keeps the service).
+- **stop**: SIGTERM to PID 1 from outside (as `docker stop`), time until PID 1 has exited
+  (pidfd), and its exit code. The main process either exits 0 on TERM, dies of TERM
+  (default action, `sleep infinity`), or ignores TERM (`trap '' TERM; exec sleep`).
+  bosun runs with `BOSUN_STOP_TIMEOUT=2s`; "hung (>5s)" = still running after 5 s (then
+  KILLed).
+
+Binaries: {", ".join(f"{k}: `{v}`" for k, v in vers.items())}.
+""")
+    with open(os.path.join(a.tmp, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    log(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "orphans":
+        main_orphans(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "stopmain":
+        main_stop(sys.argv[2], sys.argv[3])
+    sys.exit(main_bench(sys.argv[1:]))

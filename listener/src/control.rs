@@ -1,0 +1,194 @@
+//! The listener's end of the control socketpair to the supervisor (see `proto::control`).
+//!
+//! One reader task receives `reply` messages and hands each to the request waiting for its
+//! `seq`; senders write straight to the non-blocking socket. When the supervisor's end is
+//! closed the channel is marked broken: waiting and later commands get
+//! [`ControlError::Unavailable`], which the server answers as `error unavailable ...`.
+//! Actions keep running without it (there is nobody to hold their connections, that's all).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::control::{Command, Msg, Received};
+use thiserror::Error;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
+
+/// Why a control exchange failed.
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error("supervisor not answering")]
+    Unavailable,
+    #[error("supervisor did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("while sending to the supervisor: {0}")]
+    Send(#[source] std::io::Error),
+}
+
+/// The control channel; cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Control {
+    fd: Option<AsyncFd<OwnedFd>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    seq: AtomicU64,
+    broken: AtomicBool,
+}
+
+impl Control {
+    /// Wraps the (already non-blocking) control socket. `None` runs without a supervisor:
+    /// every forwarded built-in then answers `unavailable`.
+    pub fn new(fd: Option<OwnedFd>) -> std::io::Result<Arc<Control>> {
+        // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it from then on;
+        // nothing else closes or replaces it while it is registered.
+        let fd = fd.map(|fd| unsafe { AsyncFd::register(fd) }).transpose()?;
+        Ok(Arc::new(Control {
+            broken: AtomicBool::new(fd.is_none()),
+            fd,
+            pending: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(1),
+        }))
+    }
+
+    /// True once the supervisor's end is gone.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    fn mark_broken(&self) {
+        if !self.broken.swap(true, Ordering::Relaxed) {
+            tracing::warn!("control socket closed: supervisor not answering");
+        }
+        // Dropping the senders wakes every waiter with an error.
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Receives until the supervisor closes its end. Run it as a task.
+    pub async fn read_loop(self: Arc<Self>) {
+        let Some(afd) = &self.fd else { return };
+        loop {
+            let mut guard = match afd.readable().await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(error = %e, "control socket unusable");
+                    break;
+                }
+            };
+            let got = match guard.try_io(|fd| {
+                proto::control::recv(fd.get_ref().as_fd()).map_err(std::io::Error::from)
+            }) {
+                Ok(r) => r,
+                Err(_would_block) => continue,
+            };
+            match got {
+                Ok(Received::Msg(Msg::Reply { seq, text }, _)) => {
+                    let waiter = self
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&seq);
+                    match waiter {
+                        Some(tx) => {
+                            let _ = tx.send(text);
+                        }
+                        None => tracing::debug!(seq, "reply nobody waits for"),
+                    }
+                }
+                Ok(Received::Msg(m, _)) => {
+                    tracing::warn!(msg = %m.encode(), "unexpected control message")
+                }
+                Ok(Received::Invalid(text)) => {
+                    tracing::warn!(msg = %text.escape_debug(), "invalid control message")
+                }
+                Ok(Received::Eof) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "control socket read failed");
+                    break;
+                }
+            }
+        }
+        self.mark_broken();
+    }
+
+    /// Sends one message, with `fd` attached when given.
+    pub async fn send(&self, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<(), ControlError> {
+        let Some(afd) = &self.fd else {
+            return Err(ControlError::Unavailable);
+        };
+        if self.is_broken() {
+            return Err(ControlError::Unavailable);
+        }
+        loop {
+            let mut guard = afd
+                .writable()
+                .await
+                .map_err(|_| ControlError::Unavailable)?;
+            match guard.try_io(|s| {
+                proto::control::send(s.get_ref().as_fd(), msg, fd).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) if is_disconnect(&e) => {
+                    self.mark_broken();
+                    return Err(ControlError::Unavailable);
+                }
+                Ok(Err(e)) => return Err(ControlError::Send(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Forwards a built-in to the supervisor and waits for its reply text.
+    pub async fn command(&self, cmd: Command, timeout: Duration) -> Result<String, ControlError> {
+        if self.is_broken() {
+            return Err(ControlError::Unavailable);
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq, tx);
+        if self.is_broken() {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&seq);
+            return Err(ControlError::Unavailable);
+        }
+        if let Err(e) = self.send(&Msg::Cmd { seq, cmd }, None).await {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&seq);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(_)) => Err(ControlError::Unavailable),
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&seq);
+                Err(ControlError::TimedOut(timeout))
+            }
+        }
+    }
+}
+
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error().is_some_and(|n| {
+        matches!(
+            Errno::from_raw(n),
+            Errno::EPIPE | Errno::ECONNREFUSED | Errno::ECONNRESET | Errno::ENOTCONN
+        )
+    })
+}

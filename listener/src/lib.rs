@@ -1,0 +1,158 @@
+//! bosun's `listener`: serves `<service>-request.sock` for the supervisor.
+//!
+//! The supervisor starts it with fd 3 = the listening request socket and fd 4 = its end of
+//! the control socketpair (`proto::control`), and stops it with SIGTERM. Each module is one
+//! duty:
+//!
+//! * [`config`]: the `BOSUN_*` settings, validated all at once.
+//! * [`callbacks`]: which actions exist (the `CB_*` functions of the callbacks file).
+//! * [`server`]: the socket protocol, built-ins, busy/too-many/allow-list, shutdown.
+//! * [`runner`]: one action's process group, output relay, timeout.
+//! * [`control`]: the channel to the supervisor (hold/release, forwarded built-ins).
+//!
+//! [`main`] is the whole program; `src/main.rs` only calls it.
+
+pub mod callbacks;
+pub mod config;
+pub mod control;
+pub mod runner;
+pub mod server;
+
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+
+use config::{Config, LogFormat};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::stat::{fstat, SFlag};
+use proto::control::{CONTROL_FD, LISTEN_FD};
+
+/// Exit code for bad settings or a missing socket (the supervisor should not retry fast).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs the listener: reads the environment, takes fds 3 and 4, serves until SIGTERM or
+/// SIGINT, and returns 0 once every running action has reported `done`.
+pub fn main() -> ExitCode {
+    let cfg = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = init_logging(&cfg) {
+        eprintln!("listener: bad setting BOSUN_LOG={:?}: {e}", cfg.log_filter);
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    raise_fd_limit();
+    let listen = match take_socket(LISTEN_FD) {
+        Ok(fd) => fd,
+        Err(why) => {
+            eprintln!(
+                "listener: fd {LISTEN_FD} {why}; the listener is started by the supervisor, \
+                 with the request socket as fd {LISTEN_FD}"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let control = match take_socket(CONTROL_FD) {
+        Ok(fd) => Some(fd),
+        Err(why) => {
+            tracing::warn!(
+                fd = CONTROL_FD,
+                problem = why,
+                "no control socket: start/stop/restart/reload/status will answer unavailable"
+            );
+            None
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("listener: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: std::io::Result<()> = rt.block_on(async move {
+        let std_listener = std::os::unix::net::UnixListener::from(listen);
+        let listener = tokio::net::UnixListener::from_std(std_listener)?;
+        let control = control::Control::new(control)?;
+        let shutdown = shutdown_signal()?;
+        server::serve(listener, control, cfg, shutdown).await;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT. Handlers are installed before it returns, so
+/// a signal arriving at once is not lost.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "TERM",
+            _ = int.recv() => "INT",
+        };
+        tracing::info!(signal = name, "received");
+    })
+}
+
+/// Takes an inherited socket fd: checks it is a socket, makes it non-blocking and
+/// close-on-exec (the actions must not inherit it).
+fn take_socket(fd: RawFd) -> Result<OwnedFd, &'static str> {
+    // SAFETY: only borrowed for the checks below; ownership is taken once they pass.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let st = fstat(borrowed).map_err(|_| "is not open")?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        return Err("is not a socket");
+    }
+    let flags = fcntl(borrowed, FcntlArg::F_GETFL).map_err(|_| "is not usable")?;
+    fcntl(
+        borrowed,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(|_| "cannot be made non-blocking")?;
+    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|_| "is not usable")?;
+    // SAFETY: the fd was inherited for us alone (the supervisor's contract), is open (fstat
+    // succeeded) and nothing else in this process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// 1,000 clients at once need more than the common soft limit of 1024 fds.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(65536);
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&cfg.log_filter).map_err(|e| e.to_string())?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let result = match cfg.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+    result.map_err(|e| e.to_string())
+}

@@ -1,0 +1,525 @@
+//! The request server: accepts connections on the request socket, reads one line from
+//! each, and answers it (DESIGN.md section 2).
+//!
+//! Shaped like mini-redis: [`serve`] takes the listening socket and a shutdown future, so
+//! tests and `main` inject the signal. Every connection is its own task; a slow or stalled
+//! client only ever holds its own task. Actions are reserved in one table under a lock
+//! (same action twice -> `busy`, full table -> `too-many`) before anything is spawned, and a
+//! counter of live actions lets shutdown wait for their `done` lines.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use proto::control::{Command, Msg};
+use proto::{ErrorCode, Reply, Request, RequestError, BUILTINS, MAX_LINE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::callbacks::{Callbacks, Known};
+use crate::config::Config;
+use crate::control::Control;
+use crate::runner::{self, Spec};
+
+/// How long a reply write may take before the client is given up on.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After refusing an over-long line, how much of the rest is read and dropped, so that the
+/// client sees our error line and then EOF rather than a connection reset.
+const DRAIN_BYTES: usize = 256 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// A running action, as `status` shows it.
+#[derive(Debug, Clone)]
+struct RunInfo {
+    id: u64,
+    user: Option<String>,
+    started: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Action name -> the run holding it.
+    running: BTreeMap<String, RunInfo>,
+    /// Actions whose `done` has not been sent yet (shutdown waits for 0).
+    active: usize,
+}
+
+/// Shared by every connection task.
+#[derive(Debug)]
+pub struct Server {
+    cfg: Config,
+    callbacks: Callbacks,
+    control: Arc<Control>,
+    state: Mutex<State>,
+    idle: Notify,
+    shutdown: CancellationToken,
+    next_id: AtomicU64,
+}
+
+/// Who is on the other end, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: i32,
+}
+
+/// Serves `listener` until `shutdown` completes, then refuses new work with
+/// `error shutting-down`, TERMs running actions, gives them `stop_timeout` (then KILL),
+/// reports their `done` and returns.
+pub async fn serve(
+    listener: UnixListener,
+    control: Arc<Control>,
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let server = Arc::new(Server {
+        callbacks: Callbacks::new(cfg.callbacks.clone(), cfg.service.clone()),
+        next_id: AtomicU64::new(cfg.next_id),
+        cfg,
+        control: control.clone(),
+        state: Mutex::new(State::default()),
+        idle: Notify::new(),
+        shutdown: CancellationToken::new(),
+    });
+    tokio::spawn(control.read_loop());
+    // Discover at once, so a broken callbacks file is in the log at start.
+    server.callbacks.known().await;
+    tracing::info!(
+        service = %server.cfg.service,
+        next_id = server.cfg.next_id,
+        max_actions = server.cfg.max_actions,
+        "listening"
+    );
+    let acceptor = tokio::spawn(accept_loop(listener, server.clone()));
+    shutdown.await;
+    let running = lock(&server.state).active;
+    tracing::info!(running, "shutting down");
+    server.shutdown.cancel();
+    server.wait_idle().await;
+    acceptor.abort();
+    tracing::info!("stopped");
+}
+
+async fn accept_loop(listener: UnixListener, server: Arc<Server>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(server.clone().handle(stream));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning; the backlog holds them.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What reading the request line gave.
+enum Line {
+    Got(Vec<u8>),
+    TooLong,
+    TimedOut,
+    Gone,
+}
+
+impl Server {
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if lock(&self.state).active == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    async fn handle(self: Arc<Self>, mut stream: UnixStream) {
+        let peer = match stream.peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid().unwrap_or(0),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no peer credentials");
+                Peer {
+                    uid: u32::MAX,
+                    gid: u32::MAX,
+                    pid: 0,
+                }
+            }
+        };
+        let line = match read_line(&mut stream, self.cfg.read_timeout).await {
+            Line::Got(l) => l,
+            Line::Gone => {
+                tracing::debug!(
+                    uid = peer.uid,
+                    pid = peer.pid,
+                    "client left before a request"
+                );
+                return;
+            }
+            Line::TimedOut => {
+                let msg = format!(
+                    "timed out after {} waiting for the request line",
+                    humantime::format_duration(self.cfg.read_timeout)
+                );
+                tracing::warn!(uid = peer.uid, pid = peer.pid, error = %msg, "bad request");
+                let reply = Reply::error(ErrorCode::BadRequest, msg);
+                answer(&mut stream, &reply.to_string()).await;
+                return;
+            }
+            Line::TooLong => {
+                let e = RequestError::TooLong;
+                tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "bad request");
+                answer(
+                    &mut stream,
+                    &Reply::error(e.code(), e.to_string()).to_string(),
+                )
+                .await;
+                drain(&mut stream).await;
+                return;
+            }
+        };
+        let text = self.respond(&mut stream, peer, &line).await;
+        if let Some(text) = text {
+            answer(&mut stream, &text).await;
+        }
+    }
+
+    /// Answers one request line; returns the reply text, or `None` when it was written
+    /// already (actions).
+    async fn respond(&self, stream: &mut UnixStream, peer: Peer, line: &[u8]) -> Option<String> {
+        let tokens = match proto::parse_line(line) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "bad request");
+                return Some(Reply::error(e.code(), e.to_string()).to_string());
+            }
+        };
+        let known = self.callbacks.known().await;
+        let req = match Request::resolve(&tokens, |t| known.has(t)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(uid = peer.uid, pid = peer.pid, request = %tokens.join(" "), error = %e, "bad request");
+                let reply = match (&*known, &e) {
+                    (Known::Broken(msg), RequestError::UnknownAction(_)) => Reply::error(
+                        ErrorCode::Unavailable,
+                        format!("callbacks file {}: {msg}", self.callbacks.path().display()),
+                    ),
+                    (_, RequestError::UnknownAction(_)) => {
+                        Reply::error(e.code(), format!("{e}; `help` lists the actions"))
+                    }
+                    _ => Reply::error(e.code(), e.to_string()),
+                };
+                return Some(reply.to_string());
+            }
+        };
+        tracing::info!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid,
+            user = req.user.as_deref().unwrap_or("-"),
+            action = %req.action,
+            args = req.args.len(),
+            "request"
+        );
+        if !self.cfg.allows(peer.uid, peer.gid) {
+            tracing::warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, action = %req.action, "denied");
+            return Some(
+                Reply::error(
+                    ErrorCode::Denied,
+                    format!(
+                        "uid {} gid {} may not use this socket (BOSUN_ALLOW_UIDS/BOSUN_ALLOW_GIDS)",
+                        peer.uid, peer.gid
+                    ),
+                )
+                .to_string(),
+            );
+        }
+        if self.shutdown.is_cancelled() {
+            return Some(shutting_down().to_string());
+        }
+        let run_reload = req.action == "reload" && known.has("reload");
+        let command = match req.action.as_str() {
+            "ping" => return Some("pong".into()),
+            "help" => return Some(self.help(&known)),
+            _ if run_reload => None,
+            other => Command::from_str(other),
+        };
+        if let Some(cmd) = command {
+            return Some(self.forward(cmd).await);
+        }
+        let Some(function) = known.function(&req.action) else {
+            // Only a built-in we do not forward could get here; answer rather than panic.
+            return Some(
+                Reply::error(
+                    ErrorCode::UnknownAction,
+                    format!("no action named {:?}", req.action),
+                )
+                .to_string(),
+            );
+        };
+        let function = function.to_string();
+        drop(known);
+        self.run(stream, req, function).await
+    }
+
+    fn help(&self, known: &Known) -> String {
+        let mut lines: Vec<String> = BUILTINS.iter().map(|b| b.to_string()).collect();
+        match known {
+            Known::Actions(m) => lines.extend(
+                m.keys()
+                    .filter(|a| !BUILTINS.contains(&a.as_str()))
+                    .cloned(),
+            ),
+            Known::Missing => {}
+            Known::Broken(msg) => lines.push(format!(
+                "# callbacks file {} unusable: {msg}",
+                self.callbacks.path().display()
+            )),
+        }
+        lines.join("\n")
+    }
+
+    /// A built-in answered by the supervisor.
+    async fn forward(&self, cmd: Command) -> String {
+        let timeout = self.cfg.stop_timeout + Duration::from_secs(60);
+        let text = match self.control.command(cmd, timeout).await {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(command = cmd.as_str(), error = %e, "control command failed");
+                return Reply::error(ErrorCode::Unavailable, e.to_string()).to_string();
+            }
+        };
+        if cmd != Command::Status {
+            return text;
+        }
+        let mut out = text;
+        let st = lock(&self.state);
+        for (name, r) in &st.running {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "action {name} id={} user={} secs={}",
+                r.id,
+                r.user.as_deref().unwrap_or("-"),
+                r.started.elapsed().as_secs()
+            ));
+        }
+        out
+    }
+
+    /// Runs an action for this connection: `accepted`, then `done` when it ends.
+    async fn run(&self, stream: &mut UnixStream, req: Request, function: String) -> Option<String> {
+        let id = {
+            let mut st = lock(&self.state);
+            if let Some(r) = st.running.get(&req.action) {
+                return Some(
+                    Reply::error(
+                        ErrorCode::Busy,
+                        format!("{} is running as {}", req.action, r.id),
+                    )
+                    .to_string(),
+                );
+            }
+            if st.running.len() >= self.cfg.max_actions {
+                return Some(
+                    Reply::error(
+                        ErrorCode::TooMany,
+                        format!(
+                            "{} actions are running, the most allowed (BOSUN_MAX_ACTIONS)",
+                            st.running.len()
+                        ),
+                    )
+                    .to_string(),
+                );
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            st.running.insert(
+                req.action.clone(),
+                RunInfo {
+                    id,
+                    user: req.user.clone(),
+                    started: Instant::now(),
+                },
+            );
+            st.active += 1;
+            id
+        };
+        let action = req.action.clone();
+        let spec = Spec {
+            id,
+            action: action.clone(),
+            function,
+            user: req.user.clone(),
+            args: req.args,
+            callbacks: self.cfg.callbacks.clone(),
+            service: self.cfg.service.clone(),
+            timeout: self.cfg.timeout_of(&action),
+            kill_grace: self.cfg.kill_grace,
+        };
+        let running = match runner::spawn(spec) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(action = %action, id, error = %e, "cannot start the action");
+                self.release_slot(&action, id);
+                self.finished();
+                return Some(
+                    Reply::error(ErrorCode::Unavailable, format!("cannot run bash: {e}"))
+                        .to_string(),
+                );
+            }
+        };
+        let pgid = running.pgid;
+        tracing::info!(action = %action, id, pgid, user = req.user.as_deref().unwrap_or("-"), "started");
+        let hold = Msg::Hold {
+            id,
+            pgid,
+            action: action.clone(),
+        };
+        if let Err(e) = self.control.send(&hold, Some(stream.as_fd())).await {
+            tracing::debug!(id, error = %e, "hold not sent");
+        }
+        let accepted = Reply::Accepted {
+            id,
+            action: action.clone(),
+        };
+        // A client gone already (fire and forget) makes these writes fail: that's fine.
+        let _ = write_line(stream, &accepted.to_string()).await;
+
+        let outcome = running
+            .finish(self.shutdown.clone(), self.cfg.stop_timeout)
+            .await;
+        // Free the action before saying done, so a client that reacts to `done` at once
+        // is not told `busy`.
+        self.release_slot(&action, id);
+        let secs = format!("{:.3}", outcome.secs);
+        if outcome.exit == 0 {
+            tracing::info!(action = %action, id, exit = outcome.exit, secs = %secs, "done");
+        } else {
+            tracing::warn!(
+                action = %action,
+                id,
+                exit = outcome.exit,
+                secs = %secs,
+                timed_out = outcome.timed_out,
+                stopped = outcome.stopped,
+                "done"
+            );
+        }
+        let done = Reply::Done {
+            id,
+            exit: outcome.exit,
+            secs: outcome.secs,
+        };
+        let _ = write_line(stream, &done.to_string()).await;
+        let _ = stream.shutdown().await;
+        if let Err(e) = self.control.send(&Msg::Release { id }, None).await {
+            tracing::debug!(id, error = %e, "release not sent");
+        }
+        self.finished();
+        None
+    }
+
+    fn release_slot(&self, action: &str, id: u64) {
+        let mut st = lock(&self.state);
+        if st.running.get(action).is_some_and(|r| r.id == id) {
+            st.running.remove(action);
+        }
+    }
+
+    fn finished(&self) {
+        let mut st = lock(&self.state);
+        st.active = st.active.saturating_sub(1);
+        if st.active == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+fn shutting_down() -> Reply {
+    Reply::error(ErrorCode::ShuttingDown, "the listener is stopping")
+}
+
+/// Reads the request line: up to the first `\n`, or to EOF, at most `MAX_LINE` bytes (plus
+/// a tolerated `\r`), within `timeout`. Bytes after the newline are ignored.
+async fn read_line(stream: &mut UnixStream, timeout: Duration) -> Line {
+    let read = async {
+        let mut line = Vec::with_capacity(128);
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = match stream.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return Line::Gone,
+            };
+            if n == 0 {
+                // End of input ends the line (`printf ping | nc -NU ...`); nothing at all
+                // is an empty request, answered as such.
+                return Line::Got(line);
+            }
+            if let Some(pos) = buf[..n].iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&buf[..pos]);
+                return if line.len() > MAX_LINE + 1 {
+                    Line::TooLong
+                } else {
+                    Line::Got(line)
+                };
+            }
+            line.extend_from_slice(&buf[..n]);
+            if line.len() > MAX_LINE + 1 {
+                return Line::TooLong;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Line::TimedOut)
+}
+
+/// Reads and drops what the client still sends, bounded in bytes and time.
+async fn drain(stream: &mut UnixStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < DRAIN_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+async fn write_line(stream: &mut UnixStream, text: &str) -> std::io::Result<()> {
+    let mut out = String::with_capacity(text.len() + 1);
+    out.push_str(text);
+    out.push('\n');
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(out.as_bytes())).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Writes the final reply and closes our side.
+async fn answer(stream: &mut UnixStream, text: &str) {
+    if let Err(e) = write_line(stream, text).await {
+        tracing::debug!(error = %e, "reply not delivered");
+    }
+    let _ = stream.shutdown().await;
+}

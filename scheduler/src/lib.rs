@@ -1,0 +1,17 @@
+//! bosun's scheduler: reads `schedule.cron`, sends requests to `<service>-request.sock` at
+//! fire times, and is the command-line client for those sockets (`scheduler send`).
+//!
+//! The pure parts come first and know nothing of I/O: [`cron`] (one expression),
+//! [`schedule`] (the file), [`plan`] (next fire in a zone, with the daylight-saving rules).
+//! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
+//! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
+//! of runs missed while the scheduler was down). [`cli`] is the command line.
+
+pub mod cli;
+pub mod client;
+pub mod cron;
+pub mod daemon;
+pub mod plan;
+pub mod schedule;
+pub mod state;
+pub mod timer;

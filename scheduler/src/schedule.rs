@@ -1,0 +1,439 @@
+//! `schedule.cron`: lines of `time [user] service action`, `CRON_TZ=`/`TZ=` settings,
+//! comments. The whole file is checked before anything is used, and every problem is
+//! reported at once as `FILE:LINE:COL: message`, so `scheduler check` and a refused edit
+//! tell the operator everything in one go.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::cron::{self, CronExpr, ExprError};
+use crate::plan;
+
+/// When a line fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    /// `@reboot`: once, when the scheduler starts.
+    Reboot,
+    Cron(CronExpr),
+}
+
+impl fmt::Display for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            When::Reboot => f.write_str("@reboot"),
+            When::Cron(e) => e.fmt(f),
+        }
+    }
+}
+
+/// One schedule line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// 1-based line number in the file.
+    pub line: usize,
+    pub when: When,
+    pub zone: Tz,
+    pub user: Option<String>,
+    pub service: String,
+    pub action: String,
+}
+
+impl Entry {
+    /// The request line sent to the service: `[user ]action`.
+    pub fn request(&self) -> String {
+        match &self.user {
+            Some(u) => format!("{u} {}", self.action),
+            None => self.action.clone(),
+        }
+    }
+
+    /// `[user ]service action`, as `scheduler next` prints it.
+    pub fn target(&self) -> String {
+        match &self.user {
+            Some(u) => format!("{u} {} {}", self.service, self.action),
+            None => format!("{} {}", self.service, self.action),
+        }
+    }
+
+    /// Identity of a line across edits (line numbers move, content does not): used for
+    /// overlap detection and the catch-up state.
+    pub fn key(&self) -> String {
+        format!("{} {} {}", self.zone.name(), self.when, self.target())
+    }
+
+    /// Next fire strictly after `after`; `None` for `@reboot`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.when {
+            When::Reboot => None,
+            When::Cron(e) => plan::next_fire(e, &self.zone, after),
+        }
+    }
+}
+
+/// A parsed file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule {
+    pub entries: Vec<Entry>,
+}
+
+/// One problem, with a 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// All problems of a file, displayed one `FILE:LINE:COL: message` a line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FileErrors {
+    pub file: String,
+    pub errors: Vec<LineError>,
+}
+
+impl fmt::Display for FileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.file, e.line, e.col, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a zone name as `CRON_TZ=`, `TZ=` or `--tz` give it.
+pub fn parse_zone(name: &str) -> Result<Tz, String> {
+    let name = name.strip_prefix(':').unwrap_or(name);
+    name.parse::<Tz>().map_err(|_| {
+        let hint = chrono_tz::TZ_VARIANTS
+            .iter()
+            .find(|z| z.name().eq_ignore_ascii_case(name))
+            .map(|z| format!(" (did you mean {}?)", z.name()))
+            .unwrap_or_default();
+        format!("unknown time zone `{name}`{hint}: use an IANA name such as Europe/London, America/New_York or UTC")
+    })
+}
+
+/// The zone of lines before any `CRON_TZ=`: `$TZ` when it names a zone, else UTC.
+pub fn default_zone() -> Tz {
+    std::env::var("TZ")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| parse_zone(&v).ok())
+        .unwrap_or(Tz::UTC)
+}
+
+/// Parses a whole file; `file` names it in errors.
+pub fn parse(file: &str, bytes: &[u8], default: Tz) -> Result<Schedule, FileErrors> {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    let mut zone = default;
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                let col = String::from_utf8_lossy(&raw[..e.valid_up_to()])
+                    .chars()
+                    .count()
+                    + 1;
+                errors.push(LineError {
+                    line: line_no,
+                    col,
+                    message: "not valid UTF-8: the file must be UTF-8 text".into(),
+                });
+                continue;
+            }
+        };
+        let mut push = |e: ExprError| {
+            errors.push(LineError {
+                line: line_no,
+                col: e.col + 1,
+                message: e.message,
+            })
+        };
+        match parse_line(text, &mut zone, default) {
+            Ok(None) => {}
+            Ok(Some((when, user, service, action))) => entries.push(Entry {
+                line: line_no,
+                when,
+                zone,
+                user,
+                service,
+                action,
+            }),
+            Err(es) => es.into_iter().for_each(&mut push),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Schedule { entries })
+    } else {
+        Err(FileErrors {
+            file: file.to_string(),
+            errors,
+        })
+    }
+}
+
+type Parsed = (When, Option<String>, String, String);
+
+/// One line: `Ok(None)` for blank, comment and setting lines.
+fn parse_line(text: &str, zone: &mut Tz, default: Tz) -> Result<Option<Parsed>, Vec<ExprError>> {
+    let trimmed = text.trim_start_matches([' ', '\t']);
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let indent = text.chars().count() - trimmed.chars().count();
+    if let Some((name, value)) = setting(trimmed) {
+        return parse_setting(name, value, text, indent, zone, default).map(|()| None);
+    }
+    if let Some(pos) = text.chars().position(|c| c.is_control() && c != '\t') {
+        return Err(vec![ExprError {
+            col: pos,
+            message: "control character in the line: only text, blanks and tabs are allowed".into(),
+        }]);
+    }
+    let tokens = cron::tokens(text);
+    let mut errors = Vec::new();
+    let (when, rest) = if tokens[0].1.starts_with('@') {
+        let (col, word) = tokens[0];
+        let when = if word.eq_ignore_ascii_case("@reboot") {
+            Some(When::Reboot)
+        } else {
+            match CronExpr::parse(word) {
+                Ok(e) => Some(When::Cron(e)),
+                Err(es) => {
+                    errors.extend(es.0.into_iter().map(|e| ExprError {
+                        col: col + e.col,
+                        ..e
+                    }));
+                    None
+                }
+            }
+        };
+        (when, &tokens[1..])
+    } else {
+        let looks_like_time = |t: &str| t.bytes().all(|b| b"0123456789*,/-".contains(&b));
+        let n_time = 5 + tokens
+            .iter()
+            .skip(5)
+            .take_while(|(_, t)| looks_like_time(t))
+            .count();
+        if n_time > 5 && tokens.len() >= 5 {
+            return Err(vec![cron::too_many_fields(n_time, tokens[5].0)]);
+        }
+        let n = tokens.len().min(5);
+        let when = match CronExpr::from_tokens(&tokens[..n]) {
+            Ok(e) => Some(When::Cron(e)),
+            Err(es) => {
+                errors.extend(es.0);
+                None
+            }
+        };
+        (when, &tokens[n..])
+    };
+    let end = text.chars().count();
+    if let Some(&(col, _)) = rest.iter().find(|(_, t)| t.starts_with('#')) {
+        errors.push(ExprError {
+            col,
+            message: "a comment must be on a line of its own (start the line with #)".into(),
+        });
+        return Err(errors);
+    }
+    let target = match rest {
+        [] | [_] => {
+            errors.push(ExprError {
+                col: end,
+                message: "missing `service action` after the time: a line is `min hour dom mon dow [user] service action`".into(),
+            });
+            None
+        }
+        [(_, s), (_, a)] => Some((None, *s, *a, rest[0].0)),
+        [(_, u), (_, s), (_, a)] => Some((Some(*u), *s, *a, rest[1].0)),
+        [_, _, _, (col, extra), ..] => {
+            errors.push(ExprError {
+                col: *col,
+                message: format!("unexpected `{extra}`: a line ends with `[user] service action`, and arguments cannot be given"),
+            });
+            None
+        }
+    };
+    if let Some((_, service, _, col)) = target {
+        if let Err(message) = check_service(service) {
+            errors.push(ExprError { col, message });
+        }
+    }
+    match (when, target, errors.is_empty()) {
+        (Some(when), Some((user, service, action, _)), true) => Ok(Some((
+            when,
+            user.map(str::to_string),
+            service.to_string(),
+            action.to_string(),
+        ))),
+        _ => Err(errors),
+    }
+}
+
+/// `NAME=value` or `NAME = value`, where NAME is an identifier.
+fn setting(line: &str) -> Option<(&str, &str)> {
+    let end = line
+        .char_indices()
+        .find(|&(i, c)| !(c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())))
+        .map(|(i, _)| i)?;
+    if end == 0 {
+        return None;
+    }
+    let rest = line[end..].trim_start_matches([' ', '\t']);
+    let value = rest.strip_prefix('=')?;
+    Some((&line[..end], value))
+}
+
+fn parse_setting(
+    name: &str,
+    value: &str,
+    text: &str,
+    indent: usize,
+    zone: &mut Tz,
+    default: Tz,
+) -> Result<(), Vec<ExprError>> {
+    if name != "CRON_TZ" && name != "TZ" {
+        return Err(vec![ExprError {
+            col: indent,
+            message: format!(
+                "unknown setting `{name}`: only CRON_TZ= and TZ= are understood (lines are requests, not shell commands)"
+            ),
+        }]);
+    }
+    let value_col = text.chars().count() - value.chars().count();
+    let v = value.trim_matches([' ', '\t']);
+    let v = v
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+        .unwrap_or(v);
+    if v.is_empty() {
+        *zone = default;
+        return Ok(());
+    }
+    let lead = value
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .count();
+    match parse_zone(v) {
+        Ok(z) => {
+            *zone = z;
+            Ok(())
+        }
+        Err(message) => Err(vec![ExprError {
+            col: value_col + lead,
+            message,
+        }]),
+    }
+}
+
+/// A service names a socket file: `<service>-request.sock`.
+fn check_service(s: &str) -> Result<(), String> {
+    let ok = !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid service name: use letters, digits, `.`, `_` and `-` (it names the socket <service>-request.sock)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        match parse("s.cron", text.as_bytes(), Tz::UTC) {
+            Ok(s) => panic!("parsed: {s:?}"),
+            Err(e) => e.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn design_example() {
+        let text =
+            "# comments and blank lines are ignored\n\nCRON_TZ=Europe/London            # zone\n";
+        // A trailing comment on a setting is not a zone name.
+        assert!(parse("f", text.as_bytes(), Tz::UTC).is_err());
+        let text = "# comments and blank lines are ignored\n\nCRON_TZ=Europe/London\n#min hour dom mon dow [user] service action\n  5    4   *   *   *  forum  mysql   nightly-backup\n*/10   *   *   *   *         static  git-pull\n@daily                       nginx   rotate-logs\n@reboot                      nginx   warm-cache\n";
+        let s = parse("f", text.as_bytes(), Tz::UTC).unwrap();
+        assert_eq!(s.entries.len(), 4);
+        let e = &s.entries[0];
+        assert_eq!(e.line, 5);
+        assert_eq!(e.zone, chrono_tz::Europe::London);
+        assert_eq!(e.user.as_deref(), Some("forum"));
+        assert_eq!(e.request(), "forum nightly-backup");
+        assert_eq!(s.entries[1].target(), "static git-pull");
+        assert_eq!(s.entries[3].when, When::Reboot);
+        assert_eq!(s.entries[2].key(), "Europe/London @daily nginx rotate-logs");
+    }
+
+    #[test]
+    fn zones_apply_below() {
+        let text = "0 1 * * * a b\nTZ=America/New_York\n0 1 * * * a b\nCRON_TZ=\"Asia/Tokyo\"\n0 1 * * * a b\nTZ=\n0 1 * * * a b\n";
+        let s = parse("f", text.as_bytes(), chrono_tz::Europe::Paris).unwrap();
+        let zones: Vec<_> = s.entries.iter().map(|e| e.zone.name()).collect();
+        assert_eq!(
+            zones,
+            [
+                "Europe/Paris",
+                "America/New_York",
+                "Asia/Tokyo",
+                "Europe/Paris"
+            ]
+        );
+    }
+
+    #[test]
+    fn all_errors_at_once() {
+        let text = "0 0 * * * * svc act\n60 0 * * * svc act\nCRON_TZ=Europe/Lndon\n0 0 31 2 * svc act\n0 0 * * * svc\n@often svc act\nMAILTO=root\n0 0 * * * u svc act more\n0 0 * * * svc/x act\n0 0 * mon * s a\n";
+        let e = errs(text);
+        assert_eq!(
+            e,
+            [
+                "s.cron:1:11: 6 time fields, but a schedule takes exactly 5 (minute hour day-of-month month day-of-week); there is no seconds or year field",
+                "s.cron:2:1: minute `60` is out of range: valid values are 0-59",
+                "s.cron:3:9: unknown time zone `Europe/Lndon`: use an IANA name such as Europe/London, America/New_York or UTC",
+                "s.cron:4:5: `31 2` never fires: no month in `2` has such a day; pick days that exist (February has at most 29)",
+                "s.cron:5:14: missing `service action` after the time: a line is `min hour dom mon dow [user] service action`",
+                "s.cron:6:1: unknown macro `@often`: valid are @yearly @annually @monthly @weekly @daily @midnight @hourly @reboot",
+                "s.cron:7:1: unknown setting `MAILTO`: only CRON_TZ= and TZ= are understood (lines are requests, not shell commands)",
+                "s.cron:8:21: unexpected `more`: a line ends with `[user] service action`, and arguments cannot be given",
+                "s.cron:9:11: `svc/x` is not a valid service name: use letters, digits, `.`, `_` and `-` (it names the socket <service>-request.sock)",
+                "s.cron:10:7: `mon` is not valid in the month field: valid values are 1-12 or jan-dec (`mon` is a day name, valid only in the day-of-week field)",
+            ]
+        );
+        assert_eq!(
+            errs("TZ=europe/london\n"),
+            ["s.cron:1:4: unknown time zone `europe/london` (did you mean Europe/London?): use an IANA name such as Europe/London, America/New_York or UTC"]
+        );
+        assert_eq!(
+            errs("0 0 * * * 0 svc act\n")[0],
+            "s.cron:1:11: 6 time fields, but a schedule takes exactly 5 (minute hour day-of-month month day-of-week); there is no seconds or year field"
+        );
+        assert!(errs("0 0 * * * s a # nightly\n")[0].contains("comment must be on a line"));
+    }
+
+    #[test]
+    fn bytes_and_crlf() {
+        let s = parse("f", b"0 0 * * * s a\r\n", Tz::UTC).unwrap();
+        assert_eq!(s.entries[0].action, "a");
+        let e = parse("f", b"0 0 * * * s \xff\n", Tz::UTC).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f:1:13: not valid UTF-8: the file must be UTF-8 text"
+        );
+    }
+}

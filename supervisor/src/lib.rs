@@ -1,0 +1,22 @@
+//! bosun's supervisor: PID 1 of every container. See DESIGN.md section 4.
+//!
+//! One duty per module: [`config`] (settings), [`socket`] (the request socket's life),
+//! [`spawn`] (starting children), [`reap`] (the only waiter), [`run`] (the event loop and
+//! state), [`ready`] (probes), [`status`] (the health-check client), [`signals`] (names
+//! and exit codes), [`backoff`], [`log`].
+
+pub mod backoff;
+pub mod config;
+pub mod log;
+pub mod ready;
+pub mod reap;
+pub mod run;
+pub mod signals;
+pub mod socket;
+pub mod spawn;
+pub mod status;
+
+/// Exit code for bosun's own setup errors (bad settings, socket taken), distinct from
+/// 126/127 (main command cannot run) and from any code the main process is likely to use.
+/// Docker uses 125 the same way for its own errors.
+pub const EXIT_SETUP: i32 = 125;

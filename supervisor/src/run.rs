@@ -1,0 +1,879 @@
+//! The supervisor's event loop: one thread that reaps, reads signals from a signalfd,
+//! serves the listener's control channel and keeps the deadlines (backoff, stop timeout,
+//! ready probes).
+//!
+//! Why one thread and a signalfd: the supervisor must reap every process with
+//! `waitpid(-1)`, which steals exit statuses from any other waiter in the process, so
+//! nothing else may wait for children here (no tokio, no `Child::wait`). With all signals
+//! blocked and read through a signalfd, signals become ordinary readable events in the
+//! same `poll`, no handler runs concurrently, and no extra thread costs memory.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::unistd::{getpid, Pid};
+use proto::control::{self, Command, Msg, Received};
+use tracing::{debug, error, info, warn};
+
+use crate::backoff::Backoff;
+use crate::config::{Ready, Restart, Settings};
+use crate::ready;
+use crate::signals::Exit;
+use crate::socket::BoundSocket;
+use crate::spawn;
+
+/// How long, past the stop deadline and a KILL, the supervisor waits for the last
+/// processes before it exits regardless (a process stuck in `D` state cannot be killed).
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// The main process's state.
+#[derive(Debug)]
+enum Main {
+    /// Not running: stopped by request, or not started yet.
+    Down,
+    /// Running; `ready` once its probe passed (at once without a probe).
+    Up {
+        pid: Pid,
+        started: Instant,
+        ready: bool,
+    },
+    /// Told to stop; KILLed at `deadline`. `then_start` for a `restart`.
+    Stopping {
+        pid: Pid,
+        deadline: Instant,
+        killed: bool,
+        then_start: bool,
+    },
+    /// Waiting to be restarted after it ended.
+    Backoff { until: Instant },
+}
+
+#[derive(Debug)]
+enum Listener {
+    Off,
+    Up {
+        pid: Pid,
+        started: Instant,
+        control: OwnedFd,
+    },
+    Backoff {
+        until: Instant,
+    },
+    Gone,
+}
+
+/// A connection the listener is answering, kept so that it can still get an
+/// `error unavailable` line if the listener dies.
+struct Held {
+    conn: OwnedFd,
+    pgid: i32,
+    action: String,
+}
+
+struct Probe {
+    next: Option<Instant>,
+    attempt: u32,
+    pid: Option<Pid>,
+}
+
+/// The supervisor. Fields are the whole state; `step`-like methods below change it in
+/// response to one event each.
+pub struct Supervisor {
+    s: Settings,
+    self_exe: PathBuf,
+    pid1: bool,
+    socket: BoundSocket,
+    main: Main,
+    last_exit: Option<Exit>,
+    restarts: u32,
+    main_backoff: Backoff,
+    probe: Probe,
+    listener: Listener,
+    listener_backoff: Backoff,
+    held: HashMap<u64, Held>,
+    next_id: u64,
+    stop_waiters: Vec<u64>,
+    restart_waiters: Vec<u64>,
+    /// Set once the container is going down: the stop deadline.
+    shutdown: Option<Instant>,
+    others_signalled: bool,
+    killed_all: bool,
+}
+
+/// Blocks the signals the supervisor handles and opens a signalfd for them. Must run
+/// before any thread or child exists, so that every thread inherits the mask.
+pub fn signal_fd() -> nix::Result<SignalFd> {
+    let mut set = SigSet::all();
+    // Faults stay deliverable; KILL and STOP cannot be blocked anyway.
+    for s in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGFPE,
+        Signal::SIGILL,
+        Signal::SIGTRAP,
+        Signal::SIGABRT,
+        Signal::SIGSYS,
+    ] {
+        set.remove(s);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+impl Supervisor {
+    pub fn new(s: Settings, socket: BoundSocket) -> Supervisor {
+        let pid1 = getpid().as_raw() == 1;
+        if !pid1 {
+            // Orphans of our children come to us, as they would to a PID 1.
+            if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+                warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped");
+            }
+        }
+        let self_exe =
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/sbin/supervisor"));
+        let listener = if s.listener.is_some() {
+            Listener::Backoff {
+                until: Instant::now(),
+            }
+        } else {
+            Listener::Off
+        };
+        Supervisor {
+            s,
+            self_exe,
+            pid1,
+            socket,
+            main: Main::Down,
+            last_exit: None,
+            restarts: 0,
+            main_backoff: Backoff::new(
+                Duration::from_millis(250),
+                Duration::from_secs(30),
+                Duration::from_secs(10),
+            ),
+            probe: Probe {
+                next: None,
+                attempt: 0,
+                pid: None,
+            },
+            listener,
+            listener_backoff: Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+            ),
+            held: HashMap::new(),
+            next_id: 1,
+            stop_waiters: Vec::new(),
+            restart_waiters: Vec::new(),
+            shutdown: None,
+            others_signalled: false,
+            killed_all: false,
+        }
+    }
+
+    /// Runs until the container should end; returns the exit code.
+    pub fn run(mut self, sigfd: SignalFd) -> i32 {
+        let now = Instant::now();
+        self.tick(now); // starts the listener
+        if let Err(code) = self.start_main(now) {
+            self.begin_shutdown(now, None);
+            self.last_exit = Some(Exit::Code(code));
+        }
+        let mut reaped = Vec::new();
+        loop {
+            let now = Instant::now();
+            reaped.clear();
+            let no_children = crate::reap::reap_all(&mut reaped);
+            for &(pid, exit) in &reaped {
+                self.on_exit(pid, exit, now);
+            }
+            self.tick(now);
+            if self.finished(no_children, now) {
+                break;
+            }
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let control = match &self.listener {
+                // SAFETY: the fd belongs to `self.listener`, which is not changed until
+                // `fds` is dropped below.
+                Listener::Up { control, .. } => {
+                    Some(unsafe { BorrowedFd::borrow_raw(control.as_raw_fd()) })
+                }
+                _ => None,
+            };
+            let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(c) = control {
+                fds.push(PollFd::new(c, PollFlags::POLLIN));
+            }
+            let pt = match timeout {
+                None => PollTimeout::NONE,
+                Some(t) => PollTimeout::try_from(t.as_millis().clamp(1, 60_000) as i32)
+                    .unwrap_or(PollTimeout::MAX),
+            };
+            match poll(&mut fds, pt) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    error!(error = %e, "poll failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            let sig_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+            let ctl_ready = fds
+                .get(1)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty());
+            drop(fds);
+            if sig_ready {
+                while let Ok(Some(info)) = sigfd.read_signal() {
+                    self.on_signal(info.ssi_signo as i32, Instant::now());
+                }
+            }
+            if ctl_ready {
+                self.on_control();
+            }
+        }
+        self.answer_held("shutting down");
+        self.socket.remove();
+        let code = self.last_exit.map_or(0, Exit::code);
+        info!(code, "exit");
+        code
+    }
+
+    // ----- events -------------------------------------------------------------------
+
+    fn on_signal(&mut self, signo: i32, now: Instant) {
+        let Ok(sig) = Signal::try_from(signo) else {
+            return;
+        };
+        match sig {
+            Signal::SIGCHLD => {} // the loop reaps on every turn
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
+                // TERM is what `docker stop` sends: it becomes `stop_signal`. INT and QUIT
+                // are passed on as themselves. All three stop the container.
+                let fwd = if sig == Signal::SIGTERM {
+                    self.s.stop_signal
+                } else {
+                    sig
+                };
+                info!(signal = sig.as_str(), forward = fwd.as_str(), "stopping");
+                self.begin_shutdown(now, Some(fwd));
+            }
+            Signal::SIGHUP | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH => {
+                if let Some(pid) = self.main_pid() {
+                    debug!(signal = sig.as_str(), pid = pid.as_raw(), "forwarding");
+                    signal_group(pid, sig);
+                }
+            }
+            _ => debug!(signal = sig.as_str(), "ignored"),
+        }
+    }
+
+    fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant) {
+        if self.probe.pid == Some(pid) {
+            self.probe.pid = None;
+            if exit.success() {
+                self.set_ready(now);
+            }
+            return;
+        }
+        if let Listener::Up {
+            pid: lpid, started, ..
+        } = &self.listener
+        {
+            if *lpid == pid {
+                let started = *started;
+                self.on_listener_exit(exit, started, now);
+                return;
+            }
+        }
+        match &self.main {
+            Main::Up {
+                pid: p, started, ..
+            } if *p == pid => {
+                let started = *started;
+                self.on_main_exit(exit, Some(started), false, now)
+            }
+            Main::Stopping {
+                pid: p, then_start, ..
+            } if *p == pid => {
+                let then_start = *then_start;
+                self.on_main_exit(exit, None, then_start, now)
+            }
+            _ => debug!(pid = pid.as_raw(), %exit, "reaped"),
+        }
+    }
+
+    fn on_main_exit(
+        &mut self,
+        exit: Exit,
+        started: Option<Instant>,
+        then_start: bool,
+        now: Instant,
+    ) {
+        info!(child = "main", %exit, "exited");
+        self.last_exit = Some(exit);
+        self.main = Main::Down;
+        self.probe = Probe {
+            next: None,
+            attempt: 0,
+            pid: self.probe.pid,
+        };
+        if self.shutdown.is_some() {
+            return;
+        }
+        if then_start {
+            let reply = match self.start_main(now) {
+                Ok(pid) => format!("restarted pid={pid}"),
+                Err(code) => format!("error unavailable restart failed with exit {code}"),
+            };
+            for seq in std::mem::take(&mut self.restart_waiters) {
+                self.reply(seq, reply.clone());
+            }
+            return;
+        }
+        let Some(started) = started else {
+            // A requested stop finished.
+            for seq in std::mem::take(&mut self.stop_waiters) {
+                self.reply(seq, format!("stopped exit={}", exit.code()));
+            }
+            return;
+        };
+        let again = match self.s.restart {
+            Restart::No => false,
+            Restart::OnFailure => !exit.success(),
+            Restart::Always => true,
+        };
+        if again {
+            let delay = self.main_backoff.delay(started, now);
+            info!(child = "main", delay = %humantime::format_duration(delay), "restarting after backoff");
+            self.main = Main::Backoff { until: now + delay };
+        } else {
+            self.begin_shutdown(now, None);
+        }
+    }
+
+    fn on_listener_exit(&mut self, exit: Exit, started: Instant, now: Instant) {
+        if self.shutdown.is_some() {
+            info!(child = "listener", %exit, "exited");
+            self.listener = Listener::Gone;
+            self.answer_held("shutting down");
+            return;
+        }
+        let delay = self.listener_backoff.delay(started, now);
+        error!(child = "listener", %exit, held = self.held.len(), delay = %humantime::format_duration(delay), "crashed; restarting");
+        self.answer_held(&format!(
+            "listener crashed ({exit}); the action was stopped"
+        ));
+        self.listener = Listener::Backoff { until: now + delay };
+    }
+
+    /// Writes `error unavailable` to every held connection and stops their actions: no one
+    /// is left to report their outcome, and a new listener must be free to run them again.
+    fn answer_held(&mut self, why: &str) {
+        for (id, h) in self.held.drain() {
+            let line = format!(
+                "{}\n",
+                proto::Reply::error(
+                    proto::ErrorCode::Unavailable,
+                    format!("request {id} ({}): {why}", h.action)
+                )
+            );
+            let _ = send(
+                h.conn.as_raw_fd(),
+                line.as_bytes(),
+                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            );
+            if h.pgid > 1 {
+                let _ = killpg(Pid::from_raw(h.pgid), Signal::SIGTERM);
+            }
+        }
+    }
+
+    fn on_control(&mut self) {
+        loop {
+            let got = match &self.listener {
+                Listener::Up { control, .. } => control::recv(control.as_fd()),
+                _ => return,
+            };
+            match got {
+                Ok(Received::Msg(Msg::Hold { id, pgid, action }, Some(conn))) => {
+                    self.next_id = self.next_id.max(id + 1);
+                    self.held.insert(id, Held { conn, pgid, action });
+                }
+                Ok(Received::Msg(Msg::Release { id }, _)) => {
+                    self.held.remove(&id);
+                }
+                Ok(Received::Msg(Msg::Cmd { seq, cmd }, _)) => {
+                    self.on_command(seq, cmd, Instant::now())
+                }
+                Ok(Received::Msg(m, _)) => warn!(msg = ?m, "unexpected control message"),
+                Ok(Received::Invalid(t)) => warn!(msg = %t, "invalid control message"),
+                Err(Errno::EAGAIN) => return,
+                Ok(Received::Eof) => {
+                    // A listener that closed its control channel cannot work: replace it.
+                    if let Listener::Up { pid, .. } = &self.listener {
+                        warn!(child = "listener", "closed its control channel; killing it");
+                        signal_group(*pid, Signal::SIGKILL);
+                    }
+                    return;
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    warn!(error = %e, "control channel");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, seq: u64, cmd: Command, now: Instant) {
+        info!(command = cmd.as_str(), "request");
+        if self.shutdown.is_some() && cmd != Command::Status {
+            return self.reply(seq, "error shutting-down the container is stopping".into());
+        }
+        match cmd {
+            Command::Status => {
+                let text = self.status_line(now);
+                self.reply(seq, text)
+            }
+            Command::Start => match &self.main {
+                Main::Up { pid, .. } => self.reply(seq, format!("running pid={pid}")),
+                Main::Stopping { pid, .. } => {
+                    self.reply(seq, format!("error busy stopping pid={pid}"))
+                }
+                Main::Down | Main::Backoff { .. } => {
+                    let text = match self.start_main(now) {
+                        Ok(pid) => format!("started pid={pid}"),
+                        Err(code) => format!("error unavailable start failed with exit {code}"),
+                    };
+                    self.reply(seq, text)
+                }
+            },
+            Command::Stop => match &self.main {
+                Main::Up { pid, .. } => {
+                    let pid = *pid;
+                    self.stop_main(pid, now, false);
+                    self.stop_waiters.push(seq);
+                }
+                Main::Stopping { .. } => self.stop_waiters.push(seq),
+                Main::Backoff { .. } | Main::Down => {
+                    self.main = Main::Down;
+                    self.reply(seq, "stopped".into())
+                }
+            },
+            Command::Restart => match &self.main {
+                Main::Up { pid, .. } => {
+                    let pid = *pid;
+                    self.stop_main(pid, now, true);
+                    self.restart_waiters.push(seq);
+                }
+                &Main::Stopping {
+                    pid,
+                    deadline,
+                    killed,
+                    ..
+                } => {
+                    self.main = Main::Stopping {
+                        pid,
+                        deadline,
+                        killed,
+                        then_start: true,
+                    };
+                    self.restart_waiters.push(seq);
+                }
+                Main::Down | Main::Backoff { .. } => {
+                    let text = match self.start_main(now) {
+                        Ok(pid) => format!("restarted pid={pid}"),
+                        Err(code) => format!("error unavailable start failed with exit {code}"),
+                    };
+                    self.reply(seq, text)
+                }
+            },
+            Command::Reload => match self.main_pid() {
+                Some(pid) => {
+                    signal_group(pid, Signal::SIGHUP);
+                    self.reply(seq, format!("reloaded pid={pid}"))
+                }
+                None => self.reply(
+                    seq,
+                    "error unavailable the main process is not running".into(),
+                ),
+            },
+        }
+    }
+
+    fn reply(&mut self, seq: u64, text: String) {
+        if let Listener::Up { control, .. } = &self.listener {
+            if let Err(e) = control::send(control.as_fd(), &Msg::Reply { seq, text }, None) {
+                warn!(error = %e, "cannot answer the listener");
+            }
+        }
+    }
+
+    // ----- actions ------------------------------------------------------------------
+
+    fn start_main(&mut self, now: Instant) -> Result<Pid, i32> {
+        match spawn::spawn_main(&self.s, &self.self_exe) {
+            Ok(pid) => {
+                if self.last_exit.is_some() {
+                    self.restarts += 1;
+                }
+                info!(child = "main", pid = pid.as_raw(), cmd = %self.s.exec.join(" "), "spawned");
+                self.main = Main::Up {
+                    pid,
+                    started: now,
+                    ready: self.s.ready.is_none(),
+                };
+                self.probe = Probe {
+                    next: self.s.ready.as_ref().map(|_| now),
+                    attempt: 0,
+                    pid: None,
+                };
+                Ok(pid)
+            }
+            Err(e) => {
+                let code = match e.kind() {
+                    std::io::ErrorKind::NotFound => 127,
+                    _ => 126,
+                };
+                error!(child = "main", cmd = %self.s.exec.join(" "), error = %e, code, "cannot start");
+                self.last_exit = Some(Exit::Code(code));
+                self.main = Main::Down;
+                Err(code)
+            }
+        }
+    }
+
+    fn stop_main(&mut self, pid: Pid, now: Instant, then_start: bool) {
+        info!(
+            child = "main",
+            pid = pid.as_raw(),
+            signal = self.s.stop_signal.as_str(),
+            "stopping"
+        );
+        signal_group(pid, self.s.stop_signal);
+        self.main = Main::Stopping {
+            pid,
+            deadline: now + self.s.stop_timeout,
+            killed: false,
+            then_start,
+        };
+    }
+
+    /// The container stops: `forward` is the signal for the main process (none when it
+    /// has already ended).
+    fn begin_shutdown(&mut self, now: Instant, forward: Option<Signal>) {
+        if self.shutdown.is_none() {
+            self.shutdown = Some(now + self.s.stop_timeout);
+            if let Listener::Up { pid, .. } = &self.listener {
+                signal_group(*pid, Signal::SIGTERM);
+            } else {
+                self.listener = match self.listener {
+                    Listener::Off => Listener::Off,
+                    _ => Listener::Gone,
+                };
+            }
+            for seq in std::mem::take(&mut self.stop_waiters)
+                .into_iter()
+                .chain(std::mem::take(&mut self.restart_waiters))
+            {
+                self.reply(seq, "error shutting-down the container is stopping".into());
+            }
+        }
+        match &self.main {
+            Main::Up { pid, .. } | Main::Stopping { pid, .. } => {
+                let pid = *pid;
+                if let Some(sig) = forward {
+                    signal_group(pid, sig);
+                }
+                let deadline = self.shutdown.unwrap_or(now);
+                let killed = matches!(self.main, Main::Stopping { killed: true, .. });
+                self.main = Main::Stopping {
+                    pid,
+                    deadline,
+                    killed,
+                    then_start: false,
+                };
+            }
+            Main::Backoff { .. } | Main::Down => self.main = Main::Down,
+        }
+    }
+
+    /// Acts on every deadline that has passed.
+    fn tick(&mut self, now: Instant) {
+        if let Main::Backoff { until } = self.main {
+            if now >= until && self.shutdown.is_none() {
+                let _ = self.start_main(now);
+            }
+        }
+        if let Main::Stopping {
+            pid,
+            deadline,
+            killed: false,
+            then_start,
+        } = self.main
+        {
+            if now >= deadline {
+                warn!(
+                    child = "main",
+                    pid = pid.as_raw(),
+                    "stop timeout; sending KILL"
+                );
+                signal_group(pid, Signal::SIGKILL);
+                self.main = Main::Stopping {
+                    pid,
+                    deadline,
+                    killed: true,
+                    then_start,
+                };
+            }
+        }
+        if let Listener::Backoff { until } = self.listener {
+            if now >= until && self.shutdown.is_none() {
+                self.start_listener(now);
+            }
+        }
+        if self.probe.pid.is_none() && self.probe.next.is_some_and(|n| now >= n) {
+            self.run_probe(now);
+        }
+        if let Some(deadline) = self.shutdown {
+            let main_down = matches!(self.main, Main::Down);
+            let listener_down = !matches!(self.listener, Listener::Up { .. });
+            if main_down && listener_down && !self.others_signalled {
+                // Whatever else is left (daemonised helpers, stray action children) gets
+                // the same polite request before the deadline's KILL.
+                self.others_signalled = true;
+                self.signal_others(Signal::SIGTERM);
+            }
+            if now >= deadline && !self.killed_all {
+                self.killed_all = true;
+                warn!("stop timeout; sending KILL to what is left");
+                if let Some(pid) = self.main_pid() {
+                    signal_group(pid, Signal::SIGKILL);
+                }
+                if let Listener::Up { pid, .. } = &self.listener {
+                    signal_group(*pid, Signal::SIGKILL);
+                }
+                for h in self.held.values() {
+                    if h.pgid > 1 {
+                        let _ = killpg(Pid::from_raw(h.pgid), Signal::SIGKILL);
+                    }
+                }
+                self.signal_others(Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn finished(&self, no_children: bool, now: Instant) -> bool {
+        let Some(deadline) = self.shutdown else {
+            return false;
+        };
+        let down = matches!(self.main, Main::Down) && !matches!(self.listener, Listener::Up { .. });
+        down && (no_children || now >= deadline + KILL_GRACE)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut d: Vec<Instant> = Vec::new();
+        match &self.main {
+            Main::Backoff { until } => d.push(*until),
+            Main::Stopping {
+                deadline,
+                killed: false,
+                ..
+            } => d.push(*deadline),
+            _ => {}
+        }
+        if let Listener::Backoff { until } = &self.listener {
+            d.push(*until);
+        }
+        if self.probe.pid.is_none() {
+            d.extend(self.probe.next);
+        }
+        if let Some(s) = self.shutdown {
+            d.push(if self.killed_all { s + KILL_GRACE } else { s });
+        }
+        d.into_iter().min()
+    }
+
+    fn start_listener(&mut self, now: Instant) {
+        let Some(exe) = self.s.listener.clone() else {
+            return;
+        };
+        let pair = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        );
+        let (ours, theirs) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "cannot create the control channel");
+                self.listener = Listener::Backoff {
+                    until: now + Duration::from_secs(1),
+                };
+                return;
+            }
+        };
+        let _ = nix::fcntl::fcntl(
+            &ours,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        let mut env = self.s.listener_env.clone();
+        env.push(("BOSUN_NEXT_ID".into(), self.next_id.to_string()));
+        match spawn::spawn_listener(&exe, self.socket.fd.as_fd(), theirs.as_fd(), &env) {
+            Ok(pid) => {
+                info!(child = "listener", pid = pid.as_raw(), "spawned");
+                self.listener = Listener::Up {
+                    pid,
+                    started: now,
+                    control: ours,
+                };
+            }
+            Err(e) => {
+                let delay = self.listener_backoff.delay(now, now);
+                error!(child = "listener", error = %e, "cannot start");
+                self.listener = Listener::Backoff { until: now + delay };
+            }
+        }
+    }
+
+    fn run_probe(&mut self, now: Instant) {
+        let Some(r) = self.s.ready.clone() else {
+            return;
+        };
+        if !matches!(self.main, Main::Up { ready: false, .. }) {
+            self.probe.next = None;
+            return;
+        }
+        self.probe.next = Some(now + ready::next_interval(self.probe.attempt));
+        self.probe.attempt += 1;
+        match ready::check_connect(&r) {
+            Some(true) => self.set_ready(now),
+            Some(false) => {}
+            None => {
+                if let Ready::Exec(cmd) = &r {
+                    match spawn::spawn_probe(cmd) {
+                        Ok(pid) => self.probe.pid = Some(pid),
+                        Err(e) => warn!(error = %e, "cannot run the ready probe"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_ready(&mut self, now: Instant) {
+        if let Main::Up {
+            pid,
+            started,
+            ready: false,
+        } = self.main
+        {
+            info!(child = "main", pid = pid.as_raw(), after = ?now.saturating_duration_since(started), "ready");
+            self.main = Main::Up {
+                pid,
+                started,
+                ready: true,
+            };
+            self.probe.next = None;
+        }
+    }
+
+    /// Signals every process left besides ourselves: all of them as PID 1, our direct
+    /// children (orphans adopted as subreaper included) otherwise.
+    fn signal_others(&self, sig: Signal) {
+        if self.pid1 {
+            let _ = kill(Pid::from_raw(-1), sig);
+            return;
+        }
+        for pid in children_of(getpid()) {
+            let _ = kill(pid, sig);
+        }
+    }
+
+    fn main_pid(&self) -> Option<Pid> {
+        match &self.main {
+            Main::Up { pid, .. } | Main::Stopping { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// The one-line state used by `status` and `supervisor status`:
+    /// `<service> <state> pid=<pid> ready=<yes|no> restarts=<n> uptime=<secs>s`.
+    fn status_line(&self, now: Instant) -> String {
+        let (state, pid, ready, up) = match &self.main {
+            Main::Up {
+                pid,
+                started,
+                ready,
+            } => (
+                if *ready { "running" } else { "starting" },
+                Some(*pid),
+                *ready,
+                Some(*started),
+            ),
+            Main::Stopping { pid, .. } => ("stopping", Some(*pid), false, None),
+            Main::Backoff { .. } => ("backoff", None, false, None),
+            Main::Down => ("stopped", None, false, None),
+        };
+        let state = if self.shutdown.is_some() {
+            "exiting"
+        } else {
+            state
+        };
+        let mut line = format!(
+            "{} {state} pid={} ready={} restarts={}",
+            self.s.service,
+            pid.map_or("-".to_string(), |p| p.to_string()),
+            if ready { "yes" } else { "no" },
+            self.restarts
+        );
+        if let Some(up) = up {
+            line.push_str(&format!(
+                " uptime={}s",
+                now.saturating_duration_since(up).as_secs()
+            ));
+        }
+        if let Some(e) = self.last_exit {
+            line.push_str(&format!(" last_exit={}", e.code()));
+        }
+        line
+    }
+}
+
+/// Signals a process group, falling back to the process alone when it has no group of its
+/// own yet (between fork and setpgid). `ESRCH` means it is already gone: fine.
+fn signal_group(pid: Pid, sig: Signal) {
+    if killpg(pid, sig) == Err(Errno::ESRCH) {
+        let _ = kill(pid, sig);
+    }
+}
+
+/// Direct children of `parent`, from `/proc/*/stat`.
+fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The command name may hold spaces and parentheses: parse after the last ')'.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent.as_raw())
+        })
+        .map(Pid::from_raw)
+        .collect()
+}

@@ -1,0 +1,166 @@
+//! Starting children: the main process (through the setup script when there is one) and
+//! the listener. Nothing here waits for a child: the supervisor's one reaper does that,
+//! so `Child` handles are dropped at once and only pids are kept.
+//!
+//! Every child gets an empty signal mask (the supervisor blocks everything to read signals
+//! through a signalfd, and a mask survives `exec`) and its own process group, so signals
+//! can be sent to a whole tree with `killpg`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::unistd::{getpid, isatty, setgid, setgroups, setpgid, setuid, tcsetpgrp, Pid};
+
+use crate::config::{RunAs, Settings};
+
+/// The shell that sources the setup script, then replaces itself with the main process.
+/// `$0` is the setup script; a failing setup ends the start with its own exit code.
+const SETUP_WRAPPER: &str = r#"source "$0"; rc=$?
+if [ "$rc" -ne 0 ]; then echo "bosun: setup script $0 failed with exit $rc" >&2; exit "$rc"; fi
+exec "$@""#;
+
+/// Starts the main process and returns its pid (also its process group id).
+///
+/// With a setup script, `bash` sources it and then `exec`s the main process (through
+/// `supervisor --run-as` when privileges must be dropped after setup ran as root), so what
+/// the script exports reaches the main process.
+pub fn spawn_main(s: &Settings, self_exe: &Path) -> io::Result<Pid> {
+    let mut argv: Vec<String> = Vec::new();
+    let mut drop_here = s.run_as.clone();
+    if let Some(setup) = &s.setup {
+        argv.extend([
+            "bash".into(),
+            "-c".into(),
+            SETUP_WRAPPER.into(),
+            setup.display().to_string(),
+        ]);
+        if let Some(r) = drop_here.take() {
+            argv.extend([
+                self_exe.display().to_string(),
+                "--run-as".into(),
+                format!("{}:{}", r.uid, r.gid),
+                "--".into(),
+            ]);
+        }
+    }
+    argv.extend(s.exec.iter().cloned());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Some(r) = &drop_here {
+        set_user_env(&mut cmd, r);
+    } else if let Some(r) = &s.run_as {
+        set_user_env(&mut cmd, r);
+    }
+    let tty = isatty(std::io::stdin()).unwrap_or(false);
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (sigprocmask, setpgid, tcsetpgrp, setgroups, setgid, setuid).
+    unsafe {
+        cmd.pre_exec(move || {
+            own_group()?;
+            if tty {
+                // Give the terminal to the child's group, as tini does, so an interactive
+                // main process can read it. SIGTTOU is still blocked here.
+                let _ = tcsetpgrp(BorrowedFd::borrow_raw(0), getpid());
+            }
+            if let Some(r) = &drop_here {
+                drop_privileges(r)?;
+            }
+            unblock_signals()
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Starts the listener with the request socket as fd 3 and the control socket as fd 4.
+pub fn spawn_listener(
+    exe: &Path,
+    listen: BorrowedFd<'_>,
+    control: BorrowedFd<'_>,
+    env: &[(String, String)],
+) -> io::Result<Pid> {
+    let mut cmd = Command::new(exe);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let (l, c) = (listen.as_raw_fd(), control.as_raw_fd());
+    // SAFETY: only async-signal-safe calls (dup2, fcntl, setpgid, sigprocmask) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move the control fd out of the way first in case it sits on fd 3.
+            let c2 = if c == proto::control::LISTEN_FD {
+                place(c, 10)?
+            } else {
+                c
+            };
+            place(l, proto::control::LISTEN_FD)?;
+            place(c2, proto::control::CONTROL_FD)?;
+            own_group()?;
+            unblock_signals()
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Starts `sh -c COMMAND` (the `exec:` ready probe) with no output on the container log
+/// beyond its stderr.
+pub fn spawn_probe(command: &str) -> io::Result<Pid> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        cmd.pre_exec(|| {
+            own_group()?;
+            unblock_signals()
+        });
+    }
+    Ok(Pid::from_raw(cmd.spawn()?.id() as i32))
+}
+
+/// Puts `fd` at `target` without close-on-exec.
+fn place(fd: RawFd, target: RawFd) -> io::Result<RawFd> {
+    // SAFETY: plain fcntl/dup2 syscalls on fds open in this (child) process; both are
+    // async-signal-safe.
+    let rc = unsafe {
+        if fd == target {
+            // dup2 onto itself would keep FD_CLOEXEC; clear it instead.
+            libc::fcntl(fd, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(fd, target)
+        }
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(target)
+}
+
+fn own_group() -> io::Result<()> {
+    setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(io::Error::from)
+}
+
+fn unblock_signals() -> io::Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
+}
+
+/// Drops to `r`: supplementary groups first (they need root), then gid, then uid.
+pub fn drop_privileges(r: &RunAs) -> io::Result<()> {
+    setgroups(&[r.gid]).map_err(io::Error::from)?;
+    setgid(r.gid).map_err(io::Error::from)?;
+    setuid(r.uid).map_err(io::Error::from)
+}
+
+fn set_user_env(cmd: &mut Command, r: &RunAs) {
+    if let Some(u) = &r.user {
+        cmd.env("HOME", &u.dir)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name);
+    }
+}

@@ -1,0 +1,65 @@
+//! `supervisor status`: the health check. It asks the running supervisor through the
+//! request socket (`status`), so a healthy answer also proves the socket and listener work.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Exit 0 when the main process runs and is ready, 1 otherwise; prints the state.
+pub fn run(socket: &Path, timeout: Duration) -> i32 {
+    let lines = match query(socket, timeout) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("unhealthy: {}: {e}", socket.display());
+            return 1;
+        }
+    };
+    for l in &lines {
+        println!("{l}");
+    }
+    if lines.first().is_some_and(|l| healthy(l)) {
+        0
+    } else {
+        1
+    }
+}
+
+/// Healthy states: `running` with `ready=yes`, or an on-demand service holding its
+/// socket (`idle`, `starting` on demand), which answers connections either way.
+pub fn healthy(line: &str) -> bool {
+    let mut it = line.split(' ');
+    let _service = it.next();
+    let state = it.next().unwrap_or("");
+    let ready = line.split(' ').any(|kv| kv == "ready=yes");
+    (state == "running" && ready) || line.split(' ').any(|kv| kv == "on_demand=held")
+}
+
+fn query(socket: &Path, timeout: Duration) -> std::io::Result<Vec<String>> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(b"status\n")?;
+    let mut lines = Vec::new();
+    for line in BufReader::new(s).lines() {
+        lines.push(line?);
+    }
+    if lines.is_empty() {
+        return Err(std::io::Error::other("no answer"));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::healthy;
+
+    #[test]
+    fn health_rules() {
+        assert!(healthy("mysql running pid=3 ready=yes restarts=0"));
+        assert!(!healthy("mysql starting pid=3 ready=no restarts=0"));
+        assert!(!healthy("mysql stopped pid=- ready=no restarts=0"));
+        assert!(!healthy("error unavailable x"));
+        assert!(healthy("php idle pid=- ready=no restarts=0 on_demand=held"));
+    }
+}
