@@ -726,7 +726,7 @@ def main_bench(argv):
     peers = find_peers()
     if a.only:
         want = set(a.only.split(","))
-        peers = [p for p in peers if p.name in want or p.kind in want]
+        peers = [p for p in peers if p.name in want]
     results, order = {}, [p.name for p in peers]
     live = []
     t_start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

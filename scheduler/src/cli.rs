@@ -1,1 +1,313 @@
-//! cli
+//! The command line, exactly as DESIGN.md section 3 gives it: `scheduler [FILE]`,
+//! `check`, `next` (file or `--expr`), `send`. Usage errors exit 64 with one line, not
+//! clap's 2 and a screenful; `--help` and `--version` exit 0.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use clap::{Parser, Subcommand};
+
+use crate::client::{self, SendRequest, EXIT_USAGE};
+use crate::cron::CronExpr;
+use crate::daemon::{self, DaemonError};
+use crate::schedule::{self, When};
+
+/// The schedule file when none is given.
+pub const DEFAULT_FILE: &str = "/usr/local/conf/schedule.cron";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scheduler",
+    version,
+    about = "bosun's scheduler: runs schedule.cron, and sends requests to service sockets",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// The schedule to run.
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a schedule: prints nothing (exit 0) or every `FILE:LINE:COL: message` (exit 1).
+    Check {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the upcoming requests of a schedule, or the fire times of one expression.
+    Next {
+        #[arg(value_name = "FILE", conflicts_with = "expr")]
+        file: Option<PathBuf>,
+        /// One expression instead of a file: five fields or a macro, quoted.
+        #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+        expr: Option<String>,
+        /// Zone of --expr (default: $TZ, else UTC).
+        #[arg(long, value_name = "ZONE", requires = "expr")]
+        tz: Option<String>,
+        /// Start strictly after this instant (default: now).
+        #[arg(long, value_name = "RFC3339")]
+        from: Option<String>,
+        /// How many to print.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        count: usize,
+    },
+    /// Send one request to <run_dir>/<SERVICE>-request.sock and print the replies.
+    Send {
+        /// The user (site or tenant) the action runs for.
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+        /// Return once the action is accepted.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(value_name = "SERVICE")]
+        service: String,
+        #[arg(value_name = "ACTION")]
+        action: String,
+        #[arg(
+            value_name = "ARG",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        args: Vec<String>,
+    },
+}
+
+/// The whole program; `main.rs` only calls this.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    ExitCode::from(dispatch(cli))
+}
+
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ");
+            eprintln!("scheduler: {first} (see scheduler --help)");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> u8 {
+    let default = || PathBuf::from(DEFAULT_FILE);
+    match cli.command {
+        None => run_daemon(cli.file.unwrap_or_else(default)),
+        Some(Command::Check { file }) => check(&file.unwrap_or_else(default)),
+        Some(Command::Next {
+            file,
+            expr,
+            tz,
+            from,
+            count,
+        }) => {
+            let from = match from.as_deref().map(DateTime::parse_from_rfc3339) {
+                None => Utc::now(),
+                Some(Ok(t)) => t.with_timezone(&Utc),
+                Some(Err(e)) => {
+                    eprintln!("scheduler: --from is not an RFC3339 instant ({e}), e.g. 2026-11-22T04:00:00+01:00");
+                    return EXIT_USAGE;
+                }
+            };
+            match expr {
+                Some(expr) => next_expr(&expr, tz.as_deref(), from, count),
+                None => next_file(&file.unwrap_or_else(default), from, count),
+            }
+        }
+        Some(Command::Send {
+            user,
+            no_wait,
+            service,
+            action,
+            args,
+        }) => {
+            let req = SendRequest {
+                user,
+                service,
+                action,
+                args,
+                no_wait,
+            };
+            let run_dir = std::env::var_os("BOSUN_RUN_DIR")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/run"), PathBuf::from);
+            client::send(
+                &run_dir,
+                &req,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )
+        }
+    }
+}
+
+fn read_schedule(path: &Path) -> Result<schedule::Schedule, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    schedule::parse(
+        &path.display().to_string(),
+        &bytes,
+        schedule::default_zone(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn check(path: &Path) -> u8 {
+    match read_schedule(path) {
+        Ok(_) => 0,
+        Err(text) => {
+            println!("{text}");
+            1
+        }
+    }
+}
+
+fn instant(t: DateTime<Utc>, zone: Tz) -> String {
+    t.with_timezone(&zone)
+        .to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+fn next_file(path: &Path, from: DateTime<Utc>, count: usize) -> u8 {
+    let s = match read_schedule(path) {
+        Ok(s) => s,
+        Err(text) => {
+            eprintln!("{text}");
+            return 1;
+        }
+    };
+    let mut all = Vec::new();
+    for e in &s.entries {
+        let When::Cron(expr) = &e.when else { continue };
+        all.extend(
+            crate::plan::fires(expr, &e.zone, from)
+                .take(count)
+                .map(|t| (t, e.line, e)),
+        );
+    }
+    all.sort_by_key(|(t, line, _)| (*t, *line));
+    let mut out = std::io::stdout().lock();
+    for (t, _, e) in all.into_iter().take(count) {
+        let _ = writeln!(out, "{} {}", instant(t, e.zone), e.target());
+    }
+    0
+}
+
+fn next_expr(expr: &str, tz: Option<&str>, from: DateTime<Utc>, count: usize) -> u8 {
+    let zone = match tz {
+        None => schedule::default_zone(),
+        Some(name) => match schedule::parse_zone(name) {
+            Ok(z) => z,
+            Err(msg) => {
+                eprintln!("--tz: {msg}");
+                return 1;
+            }
+        },
+    };
+    let e = match CronExpr::parse(expr) {
+        Ok(e) => e,
+        Err(errs) => {
+            for err in errs.0 {
+                eprintln!("--expr:1:{}: {}", err.col + 1, err.message);
+            }
+            return 1;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for t in crate::plan::fires(&e, &zone, from).take(count) {
+        let _ = writeln!(out, "{}", instant(t, zone));
+    }
+    0
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOSUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false);
+    let json = std::env::var("BOSUN_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = if json {
+        registry.with(fmt.json().flatten_event(true)).try_init()
+    } else {
+        registry.with(fmt).try_init()
+    };
+}
+
+fn run_daemon(file: PathBuf) -> u8 {
+    init_logging();
+    let config = match daemon::Config::from_env(file) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return 1;
+        }
+    };
+    let result = rt.block_on(async {
+        let shutdown = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!(signal = "TERM", "stopping"),
+                        _ = int.recv() => tracing::info!(signal = "INT", "stopping"),
+                    }
+                }
+                _ => {
+                    tracing::error!("cannot install signal handlers; stop with KILL");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        daemon::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => 0,
+        Err(DaemonError::Schedule(errors)) => {
+            for line in errors.to_string().lines() {
+                tracing::error!("{line}");
+            }
+            tracing::error!(
+                errors = errors.errors.len(),
+                "the schedule does not parse; not starting"
+            );
+            1
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            1
+        }
+    }
+}

@@ -1,1 +1,232 @@
-//! client
+//! `scheduler send`: one request to `<run_dir>/<service>-request.sock`, the replies printed
+//! as they arrive, and an exit code a shell script can branch on.
+//!
+//! Plain blocking I/O: one connection, one line out, lines in. The exit codes follow
+//! sysexits(3) where DESIGN.md names them: 64 usage, 65 an `error` reply, 69 no service.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use proto::Reply;
+
+/// Bad command line (sysexits `EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+/// The service answered `error ...` (sysexits `EX_DATAERR`).
+pub const EXIT_ERROR_REPLY: u8 = 65;
+/// The socket is absent or refuses, or the service went away (sysexits `EX_UNAVAILABLE`).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
+/// The longest reply line read; longer lines are cut (a reply is short text).
+const MAX_REPLY_LINE: u64 = 64 * 1024;
+
+/// What `send` sends.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub user: Option<String>,
+    pub service: String,
+    pub action: String,
+    pub args: Vec<String>,
+    /// Return after `accepted` instead of waiting for `done`.
+    pub no_wait: bool,
+}
+
+/// A request that cannot be sent as one line of blank-separated tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} {token:?} contains a blank or control character; request tokens cannot")]
+    BadToken { what: &'static str, token: String },
+    #[error("service {0:?} is not a valid name: use letters, digits, '.', '_' and '-'")]
+    BadService(String),
+    #[error("request is {0} bytes; at most {max} fit in one request", max = proto::MAX_LINE)]
+    TooLong(usize),
+}
+
+impl SendRequest {
+    /// The request line, without its `\n`, after checking every token.
+    pub fn line(&self) -> Result<String, UsageError> {
+        let ok_service = !self.service.is_empty()
+            && !self.service.starts_with(['.', '-'])
+            && self
+                .service
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok_service {
+            return Err(UsageError::BadService(self.service.clone()));
+        }
+        let mut tokens = Vec::new();
+        if let Some(u) = &self.user {
+            tokens.push(("user", u.as_str()));
+        }
+        tokens.push(("action", self.action.as_str()));
+        tokens.extend(self.args.iter().map(|a| ("argument", a.as_str())));
+        for (what, t) in &tokens {
+            if t.is_empty() {
+                return Err(UsageError::Empty { what });
+            }
+            if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(UsageError::BadToken {
+                    what,
+                    token: t.to_string(),
+                });
+            }
+        }
+        let line = tokens.iter().map(|t| t.1).collect::<Vec<_>>().join(" ");
+        if line.len() > proto::MAX_LINE {
+            return Err(UsageError::TooLong(line.len()));
+        }
+        Ok(line)
+    }
+
+    /// The socket this request goes to.
+    pub fn socket(&self, run_dir: &Path) -> PathBuf {
+        proto::request_socket_path(run_dir, &self.service)
+    }
+}
+
+/// Sends `req`, copies every reply line to `out` as it arrives, reports problems on `err`,
+/// and returns the exit code of `scheduler send`.
+pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let line = match req.line() {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(err, "scheduler send: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let path = req.socket(run_dir);
+    let stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "scheduler send: cannot reach {}: {e}", path.display());
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    if let Err(e) = (&stream).write_all(format!("{line}\n").as_bytes()) {
+        let _ = writeln!(err, "scheduler send: writing to {}: {e}", path.display());
+        return EXIT_UNAVAILABLE;
+    }
+    read_replies(BufReader::new(stream), req.no_wait, out, err)
+}
+
+fn read_replies(
+    mut input: impl BufRead,
+    no_wait: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let mut accepted = false;
+    let mut any = false;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut input)
+            .take(MAX_REPLY_LINE)
+            .read_until(b'\n', &mut buf)
+        {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = writeln!(err, "scheduler send: reading the reply: {e}");
+                return EXIT_UNAVAILABLE;
+            }
+        }
+        any = true;
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.trim_end_matches(['\n', '\r']);
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+        match Reply::parse(text) {
+            Reply::Accepted { .. } => {
+                accepted = true;
+                if no_wait {
+                    return 0;
+                }
+            }
+            Reply::Done { exit, .. } => return exit_code(exit),
+            Reply::Error { .. } => return EXIT_ERROR_REPLY,
+            Reply::Text(_) => {}
+        }
+    }
+    if accepted {
+        let _ = writeln!(
+            err,
+            "scheduler send: the service closed the connection before the action finished"
+        );
+        EXIT_UNAVAILABLE
+    } else if !any {
+        let _ = writeln!(
+            err,
+            "scheduler send: the service closed the connection without a reply"
+        );
+        EXIT_UNAVAILABLE
+    } else {
+        0
+    }
+}
+
+/// The action's exit status as our exit code: 0 stays 0, 1..=255 pass through, anything
+/// else (which no process exit can produce) becomes 1 so that a failure is never 0.
+pub fn exit_code(exit: i32) -> u8 {
+    match u8::try_from(exit) {
+        Ok(code) => code,
+        Err(_) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(text: &str, no_wait: bool) -> (u8, String) {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = read_replies(text.as_bytes(), no_wait, &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(
+            replies("accepted 1 a\ndone 1 exit=0 secs=0.1\n", false).0,
+            0
+        );
+        assert_eq!(
+            replies("accepted 1 a\ndone 1 exit=3 secs=0.1\n", false).0,
+            3
+        );
+        assert_eq!(
+            replies("accepted 1 a\ndone 1 exit=-1 secs=0.1\n", false).0,
+            1
+        );
+        assert_eq!(replies("accepted 1 a\n", false).0, EXIT_UNAVAILABLE);
+        assert_eq!(replies("accepted 1 a\n", true).0, 0);
+        assert_eq!(
+            replies("error busy a is running\n", false).0,
+            EXIT_ERROR_REPLY
+        );
+        assert_eq!(replies("pong\n", false), (0, "pong\n".into()));
+        assert_eq!(replies("", false).0, EXIT_UNAVAILABLE);
+        assert_eq!(replies("a\r\nb", false), (0, "a\nb\n".into()));
+    }
+
+    #[test]
+    fn request_line() {
+        let mut r = SendRequest {
+            user: Some("forum".into()),
+            service: "mysql".into(),
+            action: "nightly-backup".into(),
+            args: vec!["db1".into()],
+            no_wait: false,
+        };
+        assert_eq!(r.line().unwrap(), "forum nightly-backup db1");
+        r.args.push("a b".into());
+        assert!(matches!(r.line(), Err(UsageError::BadToken { .. })));
+        r.args.clear();
+        r.service = "../etc".into();
+        assert!(matches!(r.line(), Err(UsageError::BadService(_))));
+    }
+}

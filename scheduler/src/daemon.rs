@@ -1,1 +1,505 @@
-//! daemon
+//! The long-running scheduler: plan, sleep, fire, deliver, reload.
+//!
+//! One loop owns the schedule and a *cursor*: every fire at or before the cursor has been
+//! handled. It sleeps on a realtime timerfd ([`crate::timer`]) until the earliest next fire
+//! (never polling), and wakes for three reasons only: a fire is due, the wall clock was
+//! stepped, or the directory holding the schedule changed (inotify, via notify). The cursor
+//! only moves forward, so a clock stepped back cannot fire a line twice; a clock stepped
+//! forward fires each line that had fires in the jump once, so nothing is lost (a line is
+//! not run once per skipped minute). A step back of more than an hour is taken as a clock
+//! that was wrong, and planning restarts from the new time.
+//!
+//! Each fire is delivered by its own task ([`deliver`]) so deliveries never block one
+//! another or the loop; a set of running line keys makes a fire whose previous run has not
+//! finished be skipped and logged.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use futures_util::StreamExt;
+use notify::Watcher;
+use proto::Reply;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::schedule::{self, Entry, FileErrors, Schedule, When};
+use crate::state::{StateError, StateStore};
+use crate::timer::{RealtimeTimer, Wake};
+
+/// Settings of the daemon, from the environment (see [`Config::from_env`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    /// `BOSUN_RUN_DIR`, default `/run`: where `<service>-request.sock` live.
+    pub run_dir: PathBuf,
+    /// `BOSUN_RETRY_WINDOW`, default 5 min: how long a missing or refusing socket is retried.
+    pub retry_window: Duration,
+    /// `BOSUN_STATE_DIR`, default none: enables catch-up of runs missed while down.
+    pub state_dir: Option<PathBuf>,
+    /// `BOSUN_CATCHUP_WINDOW`, default 24 h: how old a missed run may be to be caught up.
+    pub catchup_window: Duration,
+    /// Zone of lines before any `CRON_TZ=` (`$TZ`, else UTC).
+    pub default_zone: Tz,
+}
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{var}={value:?} is not a duration (examples: 90s, 5m, 24h): {source}")]
+    BadDuration {
+        var: &'static str,
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Schedule(#[from] FileErrors),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("watching {} for edits: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    #[error("{doing}: {source}")]
+    Io {
+        doing: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Reads the settings; the file comes from the command line.
+    pub fn from_env(file: PathBuf) -> Result<Config, DaemonError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let duration = |k: &'static str, default: Duration| match var(k) {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(&v).map_err(|source| DaemonError::BadDuration {
+                var: k,
+                value: v,
+                source,
+            }),
+        };
+        Ok(Config {
+            file,
+            run_dir: var("BOSUN_RUN_DIR").map_or_else(|| PathBuf::from("/run"), PathBuf::from),
+            retry_window: duration("BOSUN_RETRY_WINDOW", Duration::from_secs(300))?,
+            state_dir: var("BOSUN_STATE_DIR").map(PathBuf::from),
+            catchup_window: duration("BOSUN_CATCHUP_WINDOW", Duration::from_secs(24 * 3600))?,
+            default_zone: schedule::default_zone(),
+        })
+    }
+}
+
+/// Reads and parses the schedule file.
+pub fn load(path: &Path, zone: Tz) -> Result<(Vec<u8>, Schedule), DaemonError> {
+    let bytes = std::fs::read(path).map_err(|source| DaemonError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let schedule = schedule::parse(&path.display().to_string(), &bytes, zone)?;
+    Ok((bytes, schedule))
+}
+
+/// Shared by the loop and the delivery tasks.
+struct Shared {
+    run_dir: PathBuf,
+    retry_window: Duration,
+    cancel: CancellationToken,
+    /// Keys of lines with a delivery in progress.
+    running: Mutex<HashSet<String>>,
+    runs: AtomicU64,
+}
+
+/// How far back a clock step must go before planning restarts from the new time.
+const MAX_STEP_BACK: chrono::Duration = chrono::Duration::hours(1);
+/// After a change in the directory, wait for this much quiet before reading the file.
+const SETTLE: Duration = Duration::from_millis(100);
+/// How long in-flight deliveries get to finish their current step on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` completes. Fails only at start (unreadable or invalid schedule,
+/// unusable state directory, no inotify); later problems are logged and survived.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let (mut bytes, mut schedule) = load(&config.file, config.default_zone)?;
+    let store = match &config.state_dir {
+        Some(dir) => Some(StateStore::open(dir)?),
+        None => None,
+    };
+    let (tx, mut changes) = mpsc::channel::<()>(1);
+    let _watcher = watch(&config.file, tx)?;
+    let mut timer = RealtimeTimer::new().map_err(|source| DaemonError::Io {
+        doing: "creating the timerfd",
+        source,
+    })?;
+    let shared = Arc::new(Shared {
+        run_dir: config.run_dir.clone(),
+        retry_window: config.retry_window,
+        cancel: CancellationToken::new(),
+        running: Mutex::new(HashSet::new()),
+        runs: AtomicU64::new(0),
+    });
+    let tracker = TaskTracker::new();
+    let start = Utc::now();
+    info!(
+        file = %config.file.display(),
+        entries = schedule.entries.len(),
+        run_dir = %config.run_dir.display(),
+        "started"
+    );
+    for e in &schedule.entries {
+        if e.when == When::Reboot {
+            fire(&shared, &tracker, e, start, "reboot");
+        }
+    }
+    if let Some(store) = &store {
+        catch_up(
+            &shared,
+            &tracker,
+            store,
+            &schedule,
+            start,
+            config.catchup_window,
+        );
+    }
+    let mut cursor = start;
+    let mut next = plan(&schedule, cursor);
+    tokio::pin!(shutdown);
+    loop {
+        let due = next.iter().flatten().min().copied();
+        tokio::select! {
+            () = &mut shutdown => break,
+            wake = sleep_until(&mut timer, due) => {
+                let now = Utc::now();
+                if wake == Wake::ClockChanged {
+                    info!(now = %rfc3339(now), "wall clock was set");
+                }
+                if now < cursor - MAX_STEP_BACK {
+                    warn!(from = %rfc3339(cursor), to = %rfc3339(now), "wall clock stepped back more than an hour; planning from the new time");
+                    cursor = now;
+                    next = plan(&schedule, cursor);
+                    continue;
+                }
+                for (i, e) in schedule.entries.iter().enumerate() {
+                    let Some(at) = next[i] else { continue };
+                    if at > now {
+                        continue;
+                    }
+                    let late = now - at;
+                    if late > chrono::Duration::from_std(config.catchup_window).unwrap_or(chrono::TimeDelta::MAX) {
+                        warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(at), "missed: the clock jumped past it by more than the catch-up window");
+                    } else {
+                        if late > chrono::Duration::seconds(2) {
+                            warn!(line = e.line, due = %rfc3339(at), late_secs = late.num_seconds(), "late fire (clock jump or suspend); runs once");
+                        }
+                        fire(&shared, &tracker, e, at, "schedule");
+                    }
+                    if let Some(store) = &store {
+                        if let Err(err) = store.record(&e.key(), at) {
+                            warn!(error = %err, "cannot record the fire");
+                        }
+                    }
+                }
+                cursor = cursor.max(now);
+                for (i, e) in schedule.entries.iter().enumerate() {
+                    if next[i].is_some_and(|at| at <= now) {
+                        next[i] = e.next_after(cursor);
+                    }
+                }
+            }
+            Some(()) = changes.recv() => {
+                settle(&mut changes).await;
+                match load(&config.file, config.default_zone) {
+                    Ok((new_bytes, _)) if new_bytes == bytes => {}
+                    Ok((new_bytes, new_schedule)) => {
+                        bytes = new_bytes;
+                        schedule = new_schedule;
+                        next = plan(&schedule, cursor);
+                        let first = next.iter().flatten().min().map(|t| rfc3339(*t));
+                        info!(entries = schedule.entries.len(), next = first.as_deref().unwrap_or("none"), "schedule reloaded");
+                    }
+                    Err(DaemonError::Schedule(errors)) => {
+                        for line in errors.to_string().lines() {
+                            error!("{line}");
+                        }
+                        warn!(errors = errors.errors.len(), "schedule not reloaded; the previous one keeps running");
+                    }
+                    Err(err) => warn!(error = %err, "schedule not reloaded; the previous one keeps running"),
+                }
+            }
+        }
+    }
+    info!(in_flight = tracker.len(), "stopping");
+    shared.cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            in_flight = tracker.len(),
+            "deliveries still running at exit"
+        );
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The next fire of every entry strictly after `cursor`.
+fn plan(schedule: &Schedule, cursor: DateTime<Utc>) -> Vec<Option<DateTime<Utc>>> {
+    schedule
+        .entries
+        .iter()
+        .map(|e| e.next_after(cursor))
+        .collect()
+}
+
+/// Sleeps on the timer until `due`, or forever when nothing is planned. Timer errors are
+/// logged and retried after a second rather than ending the daemon.
+async fn sleep_until(timer: &mut RealtimeTimer, due: Option<DateTime<Utc>>) -> Wake {
+    let Some(due) = due else {
+        return std::future::pending().await;
+    };
+    match timer.sleep_until(due).await {
+        Ok(w) => w,
+        Err(err) => {
+            error!(error = %err, "timerfd failed; retrying in 1s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Wake::Expired
+        }
+    }
+}
+
+/// Swallows the burst of events an editor's save makes, up to a second.
+async fn settle(changes: &mut mpsc::Receiver<()>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(())) = tokio::time::timeout_at(
+        deadline.min(tokio::time::Instant::now() + SETTLE),
+        changes.recv(),
+    )
+    .await
+    {}
+}
+
+/// Watches the directory that holds `file`: editors replace the file by renaming a new
+/// one over it, and a mounted `conf/` directory can have its whole content swapped, both of
+/// which a watch on the file itself would lose.
+fn watch(file: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, DaemonError> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let err = |source| DaemonError::Watch {
+        path: dir.clone(),
+        source,
+    };
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        match res {
+            // Our own reads show up as opens: ignore them, or every reload would cause one.
+            Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
+            // A full channel already holds a pending change; that is enough.
+            _ => {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .map_err(err)?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(err)?;
+    Ok(watcher)
+}
+
+/// At start: every line whose last recorded fire is followed by a fire that was missed
+/// while we were down (within the window) runs once now. Lines never seen before get a
+/// record of now, so that a later outage is measured from here.
+fn catch_up(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    store: &StateStore,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    window: Duration,
+) {
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    let horizon = now
+        .checked_sub_signed(window)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    for e in &schedule.entries {
+        if e.when == When::Reboot {
+            continue;
+        }
+        let key = e.key();
+        match store.last(&key) {
+            Some(last) if last <= now => {
+                let from = last.max(horizon);
+                if let Some(missed) = e.next_after(from).filter(|t| *t <= now) {
+                    info!(line = e.line, service = %e.service, action = %e.action, missed = %rfc3339(missed), last = %rfc3339(last), "catching up a run missed while down");
+                    fire(shared, tracker, e, missed, "catch-up");
+                    if let Err(err) = store.record(&key, now) {
+                        warn!(error = %err, "cannot record the fire");
+                    }
+                }
+            }
+            _ => {
+                if let Err(err) = store.record(&key, now) {
+                    warn!(error = %err, "cannot record the fire");
+                }
+            }
+        }
+    }
+}
+
+/// Removes a line's key from the running set when its delivery ends, however it ends.
+struct RunningGuard {
+    shared: Arc<Shared>,
+    key: String,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.shared.running.lock() {
+            set.remove(&self.key);
+        }
+    }
+}
+
+/// Starts the delivery of one fire, unless the previous run of the same line is still going.
+fn fire(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    e: &Entry,
+    due: DateTime<Utc>,
+    reason: &'static str,
+) {
+    let key = e.key();
+    let fresh = match shared.running.lock() {
+        Ok(mut set) => set.insert(key.clone()),
+        Err(_) => true,
+    };
+    if !fresh {
+        warn!(line = e.line, service = %e.service, request = %e.request(), due = %rfc3339(due), "skipped: the previous run of this line has not finished");
+        return;
+    }
+    let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
+    let late_ms = (Utc::now() - due).num_milliseconds().max(0);
+    info!(run, line = e.line, service = %e.service, request = %e.request(), due = %rfc3339(due), late_ms, reason, "request");
+    let guard = RunningGuard {
+        shared: shared.clone(),
+        key,
+    };
+    let shared = shared.clone();
+    let service = e.service.clone();
+    let request = e.request();
+    tracker.spawn(async move {
+        let _guard = guard;
+        deliver(&shared, run, &service, &request).await;
+    });
+}
+
+/// Sends one request and logs its outcome. Retries a missing or refusing socket with
+/// capped exponential backoff for the retry window, then logs the run as missed.
+async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
+    let path = proto::request_socket_path(&shared.run_dir, service);
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut stream = loop {
+        match UnixStream::connect(&path).await {
+            Ok(s) => break s,
+            Err(err) => {
+                let waited = started.elapsed();
+                if waited >= shared.retry_window {
+                    warn!(run, service, request, socket = %path.display(), error = %err, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
+                    return;
+                }
+                if delay == Duration::from_millis(250) {
+                    warn!(run, service, socket = %path.display(), error = %err, "target unavailable; retrying");
+                }
+                let pause = delay.min(shared.retry_window - waited);
+                tokio::select! {
+                    () = shared.cancel.cancelled() => {
+                        warn!(run, service, request, "not delivered: the scheduler is stopping");
+                        return;
+                    }
+                    () = tokio::time::sleep(pause) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+        }
+    };
+    // Finish this step even when stopping: a request is sent whole or not at all.
+    if let Err(err) = stream.write_all(format!("{request}\n").as_bytes()).await {
+        warn!(run, service, error = %err, "failed: cannot send the request");
+        return;
+    }
+    let mut lines = FramedRead::new(stream, LinesCodec::new_with_max_length(64 * 1024));
+    let mut id = None;
+    loop {
+        let item = tokio::select! {
+            () = shared.cancel.cancelled() => {
+                info!(run, service, id, "scheduler stopping; the action goes on in the service");
+                return;
+            }
+            item = lines.next() => item,
+        };
+        let line = match item {
+            None => break,
+            Some(Ok(line)) => line,
+            Some(Err(err)) => {
+                warn!(run, service, id, error = %err, "failed: reading the reply");
+                return;
+            }
+        };
+        match Reply::parse(&line) {
+            Reply::Accepted { id: i, action } => {
+                id = Some(i);
+                info!(run, service, id = i, action, "accepted");
+            }
+            Reply::Done { id: i, exit, secs } => {
+                if exit == 0 {
+                    info!(run, service, id = i, exit, secs, "done");
+                } else {
+                    warn!(run, service, id = i, exit, secs, "done: action failed");
+                }
+                return;
+            }
+            Reply::Error { code, message } => {
+                warn!(
+                    run,
+                    service,
+                    request,
+                    code = code.as_str(),
+                    message,
+                    "refused"
+                );
+                return;
+            }
+            Reply::Text(text) => info!(run, service, text, "reply"),
+        }
+    }
+    if id.is_some() {
+        warn!(
+            run,
+            service, id, "failed: the service closed the connection before done"
+        );
+    }
+}

@@ -12,7 +12,7 @@
 CB_nightly_backup() {
     local -
     set -o pipefail
-    local dir=${BACKUP_DIR:-/data/backup} keep=${BACKUP_KEEP:-7} db rc=0 ts final old
+    local dir=${BACKUP_DIR:-/data/backup} keep=${BACKUP_KEEP:-7} db rc=0 ts final old i
     local -a dbs
     if ! [[ $keep =~ ^[1-9][0-9]*$ ]]; then
         echo "BACKUP_KEEP must be a positive number, not '$keep'" >&2; return 64

@@ -1,0 +1,22 @@
+//! The listener's integration tests: the real binary, real processes, real sockets.
+//! `harness` plays the supervisor; each module is one part of DESIGN.md section 2.
+
+#[path = "all/harness.rs"]
+mod harness;
+
+#[path = "all/actions.rs"]
+mod actions;
+#[path = "all/bad_input.rs"]
+mod bad_input;
+#[path = "all/clients.rs"]
+mod clients;
+#[path = "all/config.rs"]
+mod config;
+#[path = "all/control.rs"]
+mod control;
+#[path = "all/protocol.rs"]
+mod protocol;
+#[path = "all/security.rs"]
+mod security;
+#[path = "all/shutdown.rs"]
+mod shutdown;

@@ -1,0 +1,159 @@
+//! Replies to well-formed requests: built-ins, the user form, the action list.
+
+use crate::harness::*;
+
+#[test]
+fn ping_pong() {
+    let l = Listener::start(Opts::default()).ready();
+    assert_eq!(l.request(b"ping\n"), ["pong"]);
+    // End of input ends the line too, and a trailing CR is tolerated.
+    assert_eq!(l.request(b"ping"), ["pong"]);
+    assert_eq!(l.request(b"ping\r\n"), ["pong"]);
+    // The user form works for built-ins.
+    assert_eq!(l.request(b"forum ping\n"), ["pong"]);
+}
+
+#[test]
+fn help_lists_builtins_and_actions() {
+    let l = Listener::start(Opts::default()).ready();
+    let lines = l.request(b"help\n");
+    for want in [
+        "ping",
+        "help",
+        "status",
+        "start",
+        "stop",
+        "restart",
+        "reload",
+        "hello",
+        "echo-args",
+        "slow-b",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "{want} missing in {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn action_accepted_then_done() {
+    let l = Listener::start(Opts::default()).ready();
+    let lines = l.request(b"hello\n");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "accepted 1 hello");
+    assert!(lines[1].starts_with("done 1 exit=0 secs="), "{lines:?}");
+    // Output in the container log, prefixed with action and id; the outcome logged.
+    l.log
+        .wait(r#""[hello#1] hello""#, |s| s == "[hello#1] hello");
+    let done = l
+        .log
+        .wait("done log", |s| s.contains("done") && s.contains("id=1"));
+    assert!(
+        done.contains("exit=0") && done.contains("action=hello"),
+        "{done}"
+    );
+}
+
+#[test]
+fn exit_code_reported() {
+    let l = Listener::start(Opts::default()).ready();
+    let lines = l.request(b"fail\n");
+    assert!(lines[1].starts_with("done 1 exit=3 "), "{lines:?}");
+    l.log.wait_for("[fail#1] failing");
+}
+
+#[test]
+fn ids_start_at_next_id_and_increase() {
+    let l = Listener::start(Opts::default().env("BOSUN_NEXT_ID", "100")).ready();
+    assert_eq!(l.request(b"hello\n")[0], "accepted 100 hello");
+    // Built-ins take no id.
+    assert_eq!(l.request(b"ping\n"), ["pong"]);
+    assert_eq!(l.request(b"hello\n")[0], "accepted 101 hello");
+}
+
+#[test]
+fn user_form_and_callback_environment() {
+    let l = Listener::start(Opts::default()).ready();
+    let lines = l.request(b"forum env a  b\n");
+    assert_eq!(lines[0], "accepted 1 env");
+    l.log
+        .wait_for("[env#1] user=<forum> action=<env> id=<1> service=<test> args=<a b>");
+    // Without a user, BOSUN_USER is empty.
+    l.request(b"env\n");
+    l.log
+        .wait_for("[env#2] user=<> action=<env> id=<2> service=<test> args=<>");
+}
+
+#[test]
+fn args_are_data_not_shell_text() {
+    let l = Listener::start(Opts::default()).ready();
+    let marker = l.dir.path().join("pwned");
+    let req = format!(
+        "echo-args $(touch {m}) `touch {m}` ;touch {m} * $HOME '\"q\"'\n",
+        m = marker.display()
+    );
+    let lines = l.request(req.as_bytes());
+    assert!(lines[1].starts_with("done 1 exit=0"), "{lines:?}");
+    let m = marker.display().to_string();
+    for want in [
+        "arg=<$(touch>".to_string(),
+        format!("arg=<{m})>"),
+        "arg=<`touch>".to_string(),
+        format!("arg=<{m}`>"),
+        "arg=<;touch>".to_string(),
+        "arg=<*>".to_string(),
+        "arg=<$HOME>".to_string(),
+        "arg=<'\"q\"'>".to_string(),
+    ] {
+        l.log.wait_for(&format!("[echo-args#1] {want}"));
+    }
+    assert!(!marker.exists(), "an argument was run as shell text");
+}
+
+#[test]
+fn callbacks_edit_takes_effect_without_restart() {
+    let l = Listener::start(Opts::default()).ready();
+    assert!(l.request(b"fresh\n")[0].starts_with("error unknown-action "));
+    std::fs::write(&l.callbacks, "CB_fresh() { echo fresh-one; }\n").unwrap();
+    let lines = l.request(b"fresh\n");
+    assert_eq!(lines[0], "accepted 1 fresh", "{lines:?}");
+    l.log.wait_for("[fresh#1] fresh-one");
+    // The old actions are gone with the edit.
+    assert!(l.request(b"hello\n")[0].starts_with("error unknown-action "));
+}
+
+#[test]
+fn missing_callbacks_file_means_no_actions() {
+    let l = Listener::start(Opts::default().callbacks(None)).ready();
+    assert_eq!(l.request(b"ping\n"), ["pong"]);
+    let lines = l.request(b"hello\n");
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("error unknown-action "), "{lines:?}");
+    assert_eq!(l.request(b"help\n").len(), proto::BUILTINS.len());
+}
+
+#[test]
+fn syntax_error_reported_at_start_and_per_request() {
+    let bad = "CB_hello() { echo hello; }\nCB_broken() {\n  if then\n}\n";
+    let l = Listener::start(Opts::default().callbacks(Some(bad))).ready();
+    let start = l.log.wait_for("callbacks file unusable");
+    assert!(start.contains("syntax error"), "{start}");
+    let lines = l.request(b"hello\n");
+    assert_eq!(lines.len(), 1);
+    let want = format!(
+        "error unavailable callbacks file {}: ",
+        l.callbacks.display()
+    );
+    assert!(lines[0].starts_with(&want), "{lines:?}");
+    assert!(lines[0].contains("syntax error"), "{lines:?}");
+    assert_eq!(l.request(b"ping\n"), ["pong"]);
+    assert_eq!(l.request(b"forum ping\n"), ["pong"]);
+    assert!(l
+        .request(b"help\n")
+        .iter()
+        .any(|h| h.contains("unusable") && h.contains("syntax error")));
+    // Fixed: works again without a restart.
+    std::fs::write(&l.callbacks, "CB_hello() { echo hello-again; }\n").unwrap();
+    assert_eq!(l.request(b"hello\n")[0], "accepted 1 hello");
+}

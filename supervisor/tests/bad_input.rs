@@ -1,0 +1,138 @@
+//! Bad settings: one clear line each, a non-zero exit, and nothing started.
+
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// Runs with a main process that would leave a mark, and checks it never ran.
+fn refused(b: Builder, needle: &str, code: i32) {
+    let mark = b.dir().join("main-ran");
+    let (st, out, err) = b
+        .cmd(&["sh", "-c", &format!("touch {}", mark.display())])
+        .run(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(code), "stderr:\n{err}");
+    assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.is_empty());
+    assert!(!mark.exists(), "the main process ran despite: {err}");
+    for line in err.lines() {
+        assert!(
+            line.starts_with("supervisor: "),
+            "not one clear line: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_service_name() {
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_SERVICE", ""),
+        "not a valid service name",
+        125,
+    );
+    let b = sup(Mode::Subreaper);
+    let mut c = b.command();
+    c.env_remove("BOSUN_SERVICE");
+    let out = c.args(["--", "true"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("no service name"), "{err}");
+}
+
+#[test]
+fn unknown_keys_all_reported_with_lines() {
+    let b = sup(Mode::Subreaper);
+    b.file(
+        "service.toml",
+        "service = \"t\"\nstop_timeuot = \"8s\"\n\nrestrat = \"always\"\n",
+    );
+    let toml = b.dir().join("service.toml");
+    refused(
+        b,
+        &format!("{}:2:1: unknown key `stop_timeuot`", toml.display()),
+        125,
+    );
+}
+
+#[test]
+fn unknown_keys_are_all_listed() {
+    let b = sup(Mode::Subreaper);
+    b.file(
+        "service.toml",
+        "stop_timeuot = \"8s\"\nrestrat = \"always\"\n",
+    );
+    let (st, _, err) = b.cmd(&["true"]).run(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(125));
+    assert!(
+        err.contains(":1:1: unknown key `stop_timeuot`")
+            && err.contains(":2:1: unknown key `restrat`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_duration() {
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_STOP_TIMEOUT", "eight"),
+        "BOSUN_STOP_TIMEOUT: \"eight\" is not a duration",
+        125,
+    );
+    let b = sup(Mode::Subreaper);
+    b.file("service.toml", "stop_timeout = \"8 fortnights\"\n");
+    refused(
+        b,
+        "service.toml: stop_timeout: \"8 fortnights\" is not a duration",
+        125,
+    );
+}
+
+#[test]
+fn bad_signal_name() {
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_STOP_SIGNAL", "SIGSTOPPP"),
+        "is not a signal name",
+        125,
+    );
+}
+
+#[test]
+fn command_that_does_not_exist() {
+    for mode in MODES {
+        let (st, _, err) = sup(mode)
+            .cmd(&["/no/such/program"])
+            .run(Duration::from_secs(10));
+        assert_eq!(st.code(), Some(127), "{err}");
+        assert!(err.contains("main command not found"), "{err}");
+    }
+    let b = sup(Mode::Subreaper);
+    let f = b.file("not-exec", "#!/bin/sh\n");
+    let (st, _, err) = b.cmd(&[f.to_str().unwrap()]).run(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(126), "{err}");
+}
+
+#[test]
+fn socket_taken_by_a_live_server() {
+    let b = sup(Mode::Subreaper);
+    std::fs::create_dir_all(b.dir().join("run")).unwrap();
+    let _live = UnixListener::bind(b.dir().join("run/t-request.sock")).unwrap();
+    refused(b, "a live server is already answering", 125);
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    let b = sup(Mode::Subreaper);
+    std::fs::create_dir_all(b.dir().join("run")).unwrap();
+    drop(UnixListener::bind(b.dir().join("run/t-request.sock")).unwrap());
+    let (st, _, err) = b.cmd(&["true"]).run(Duration::from_secs(10));
+    assert!(st.success(), "{err}");
+}
+
+#[test]
+fn bad_usage_exits_64() {
+    let out = std::process::Command::new(SUPERVISOR)
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
