@@ -230,7 +230,7 @@ impl Server {
             uid = peer.uid,
             gid = peer.gid,
             pid = peer.pid,
-            user = req.user.as_deref().unwrap_or("-"),
+            user = %req.user.as_deref().unwrap_or("-"),
             action = %req.action,
             args = req.args.len(),
             "request"
@@ -384,7 +384,7 @@ impl Server {
             }
         };
         let pgid = running.pgid;
-        tracing::info!(action = %action, id, pgid, user = req.user.as_deref().unwrap_or("-"), "started");
+        tracing::info!(action = %action, id, pgid, user = %req.user.as_deref().unwrap_or("-"), "started");
         let hold = Msg::Hold {
             id,
             pgid,

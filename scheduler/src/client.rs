@@ -4,7 +4,7 @@
 //! Plain blocking I/O: one connection, one line out, lines in. The exit codes follow
 //! sysexits(3) where DESIGN.md names them: 64 usage, 65 an `error` reply, 69 no service.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -122,8 +122,7 @@ fn read_replies(
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match (&mut input)
-            .take(MAX_REPLY_LINE)
+        match Read::take(&mut input, MAX_REPLY_LINE)
             .read_until(b'\n', &mut buf)
         {
             Ok(0) => break,

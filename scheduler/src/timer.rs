@@ -44,9 +44,10 @@ impl RealtimeTimer {
             ClockId::CLOCK_REALTIME,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
-        Ok(RealtimeTimer {
-            fd: AsyncFd::new(Fd(fd))?,
-        })
+        // SAFETY: `Fd` owns the timerfd (an `OwnedFd` inside `TimerFd`) and returns the same
+        // open descriptor from every `as_raw_fd` call until it is dropped with the `AsyncFd`.
+        let fd = unsafe { AsyncFd::register(Fd(fd)) }.map_err(io::Error::from)?;
+        Ok(RealtimeTimer { fd })
     }
 
     /// Sleeps until the wall clock reads `at` (at once if it is past), or the clock is set.
