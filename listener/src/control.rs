@@ -28,6 +28,9 @@ pub enum ControlError {
     Send(#[source] std::io::Error),
 }
 
+/// How long one message may wait for room in the socket.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The control channel; cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Control {
@@ -124,24 +127,30 @@ impl Control {
         if self.is_broken() {
             return Err(ControlError::Unavailable);
         }
-        loop {
-            let mut guard = afd
-                .writable()
-                .await
-                .map_err(|_| ControlError::Unavailable)?;
-            match guard.try_io(|s| {
-                proto::control::send(s.get_ref().as_fd(), msg, fd).map_err(std::io::Error::from)
-            }) {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) if is_disconnect(&e) => {
-                    self.mark_broken();
-                    return Err(ControlError::Unavailable);
+        // A supervisor that stops reading must not stall actions: give up on the message.
+        let sending = async {
+            loop {
+                let mut guard = afd
+                    .writable()
+                    .await
+                    .map_err(|_| ControlError::Unavailable)?;
+                match guard.try_io(|s| {
+                    proto::control::send(s.get_ref().as_fd(), msg, fd).map_err(std::io::Error::from)
+                }) {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Ok(Err(e)) if is_disconnect(&e) => {
+                        self.mark_broken();
+                        return Err(ControlError::Unavailable);
+                    }
+                    Ok(Err(e)) => return Err(ControlError::Send(e)),
+                    Err(_would_block) => continue,
                 }
-                Ok(Err(e)) => return Err(ControlError::Send(e)),
-                Err(_would_block) => continue,
             }
-        }
+        };
+        tokio::time::timeout(SEND_TIMEOUT, sending)
+            .await
+            .unwrap_or(Err(ControlError::TimedOut(SEND_TIMEOUT)))
     }
 
     /// Forwards a built-in to the supervisor and waits for its reply text.

@@ -122,9 +122,7 @@ fn read_replies(
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match Read::take(&mut input, MAX_REPLY_LINE)
-            .read_until(b'\n', &mut buf)
-        {
+        match Read::take(&mut input, MAX_REPLY_LINE).read_until(b'\n', &mut buf) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -402,7 +402,7 @@ fn fire(
     }
     let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
     let late_ms = (Utc::now() - due).num_milliseconds().max(0);
-    info!(run, line = e.line, service = %e.service, request = %e.request(), due = %rfc3339(due), late_ms, reason, "request");
+    info!(run, line = e.line, service = %e.service, request = %e.request(), due = %rfc3339(due), late_ms, reason = %reason, "request");
     let guard = RunningGuard {
         shared: shared.clone(),
         key,
@@ -428,16 +428,16 @@ async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
             Err(err) => {
                 let waited = started.elapsed();
                 if waited >= shared.retry_window {
-                    warn!(run, service, request, socket = %path.display(), error = %err, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
+                    warn!(run, service = %service, request = %request, socket = %path.display(), error = %err, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
                     return;
                 }
                 if delay == Duration::from_millis(250) {
-                    warn!(run, service, socket = %path.display(), error = %err, "target unavailable; retrying");
+                    warn!(run, service = %service, socket = %path.display(), error = %err, "target unavailable; retrying");
                 }
                 let pause = delay.min(shared.retry_window - waited);
                 tokio::select! {
                     () = shared.cancel.cancelled() => {
-                        warn!(run, service, request, "not delivered: the scheduler is stopping");
+                        warn!(run, service = %service, request = %request, "not delivered: the scheduler is stopping");
                         return;
                     }
                     () = tokio::time::sleep(pause) => {}
@@ -448,7 +448,7 @@ async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
     };
     // Finish this step even when stopping: a request is sent whole or not at all.
     if let Err(err) = stream.write_all(format!("{request}\n").as_bytes()).await {
-        warn!(run, service, error = %err, "failed: cannot send the request");
+        warn!(run, service = %service, error = %err, "failed: cannot send the request");
         return;
     }
     let mut lines = FramedRead::new(stream, LinesCodec::new_with_max_length(64 * 1024));
@@ -456,7 +456,7 @@ async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
     loop {
         let item = tokio::select! {
             () = shared.cancel.cancelled() => {
-                info!(run, service, id, "scheduler stopping; the action goes on in the service");
+                info!(run, service = %service, id, "scheduler stopping; the action goes on in the service");
                 return;
             }
             item = lines.next() => item,
@@ -465,41 +465,31 @@ async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
             None => break,
             Some(Ok(line)) => line,
             Some(Err(err)) => {
-                warn!(run, service, id, error = %err, "failed: reading the reply");
+                warn!(run, service = %service, id, error = %err, "failed: reading the reply");
                 return;
             }
         };
         match Reply::parse(&line) {
             Reply::Accepted { id: i, action } => {
                 id = Some(i);
-                info!(run, service, id = i, action, "accepted");
+                info!(run, service = %service, id = i, action = %action, "accepted");
             }
             Reply::Done { id: i, exit, secs } => {
                 if exit == 0 {
-                    info!(run, service, id = i, exit, secs, "done");
+                    info!(run, service = %service, id = i, exit, secs, "done");
                 } else {
-                    warn!(run, service, id = i, exit, secs, "done: action failed");
+                    warn!(run, service = %service, id = i, exit, secs, "done: action failed");
                 }
                 return;
             }
             Reply::Error { code, message } => {
-                warn!(
-                    run,
-                    service,
-                    request,
-                    code = code.as_str(),
-                    message,
-                    "refused"
-                );
+                warn!(run, service = %service, request = %request, code = %code, message = %message, "refused");
                 return;
             }
-            Reply::Text(text) => info!(run, service, text, "reply"),
+            Reply::Text(text) => info!(run, service = %service, text = %text, "reply"),
         }
     }
     if id.is_some() {
-        warn!(
-            run,
-            service, id, "failed: the service closed the connection before done"
-        );
+        warn!(run, service = %service, id, "failed: the service closed the connection before done");
     }
 }

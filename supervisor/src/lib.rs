@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod config;
 pub mod log;
+pub mod ondemand;
 pub mod ready;
 pub mod reap;
 pub mod run;

@@ -15,9 +15,14 @@ use supervisor::{run, socket, spawn, EXIT_SETUP};
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
-    /// Drop to this user (uid:gid) and exec the command (used after the setup script).
-    #[arg(long, hide = true, value_name = "UID:GID")]
+    /// Exec the command after --, dropping privileges and setting LISTEN_PID as asked
+    /// (used between the setup script and the main process).
+    #[arg(long, hide = true)]
+    exec_as: bool,
+    #[arg(long, hide = true, value_name = "UID:GID", requires = "exec_as")]
     run_as: Option<String>,
+    #[arg(long, hide = true, requires = "exec_as")]
+    listen_pid: bool,
     /// The main process and its arguments (instead of `exec` in service.toml).
     #[arg(last = true)]
     exec: Vec<String>,
@@ -37,8 +42,8 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
-    if let Some(spec) = cli.run_as {
-        return exec_as(&spec, &cli.exec);
+    if cli.exec_as {
+        return exec_as(cli.run_as.as_deref(), cli.listen_pid, &cli.exec);
     }
     let env = |k: &str| std::env::var(k).ok();
     let sources = Sources {
@@ -84,29 +89,55 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP as u8);
         }
     };
-    let code = run::Supervisor::new(settings, sock).run(sigfd);
+    let held = match &settings.on_demand {
+        None => None,
+        Some(od) => {
+            let bound = supervisor::ondemand::Addr::parse(&od.listen)
+                .map_err(|e| format!("on_demand.listen: {e}"))
+                .and_then(|a| {
+                    supervisor::ondemand::Held::bind(&a, None).map_err(|e| e.to_string())
+                });
+            match bound {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    eprintln!("supervisor: {e}");
+                    sock.remove();
+                    return ExitCode::from(EXIT_SETUP as u8);
+                }
+            }
+        }
+    };
+    let code = run::Supervisor::new(settings, sock, held).run(sigfd);
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-/// `supervisor --run-as UID:GID -- CMD...`: drop privileges, then become CMD.
-fn exec_as(spec: &str, argv: &[String]) -> ExitCode {
+/// `supervisor --exec-as [--run-as UID:GID] [--listen-pid] -- CMD...`: drop privileges,
+/// set `LISTEN_PID` to this pid (which CMD keeps across exec), then become CMD.
+fn exec_as(run_as: Option<&str>, listen_pid: bool, argv: &[String]) -> ExitCode {
     use std::os::unix::process::CommandExt;
-    let run_as = match config::parse_run_as(spec) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("supervisor: --run-as: {e}");
-            return ExitCode::from(EXIT_SETUP as u8);
-        }
-    };
     let Some((cmd, args)) = argv.split_first() else {
-        eprintln!("supervisor: --run-as needs a command after --");
+        eprintln!("supervisor: --exec-as needs a command after --");
         return ExitCode::from(64);
     };
-    if let Err(e) = spawn::drop_privileges(&run_as) {
-        eprintln!("supervisor: cannot switch to {spec}: {e}");
-        return ExitCode::from(EXIT_SETUP as u8);
+    let mut command = std::process::Command::new(cmd);
+    command.args(args);
+    if listen_pid {
+        command.env("LISTEN_PID", std::process::id().to_string());
     }
-    let e = std::process::Command::new(cmd).args(args).exec();
+    if let Some(spec) = run_as {
+        let r = match config::parse_run_as(spec) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("supervisor: --run-as: {e}");
+                return ExitCode::from(EXIT_SETUP as u8);
+            }
+        };
+        if let Err(e) = spawn::drop_privileges(&r) {
+            eprintln!("supervisor: cannot switch to {spec}: {e}");
+            return ExitCode::from(EXIT_SETUP as u8);
+        }
+    }
+    let e = command.exec();
     eprintln!("supervisor: cannot run {cmd}: {e}");
     ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
         127

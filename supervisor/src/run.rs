@@ -23,7 +23,8 @@ use proto::control::{self, Command, Msg, Received};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
-use crate::config::{Ready, Restart, Settings};
+use crate::config::{OnDemand, Ready, Restart, Settings};
+use crate::ondemand::{self, Activity};
 use crate::ready;
 use crate::signals::Exit;
 use crate::socket::BoundSocket;
@@ -83,6 +84,29 @@ struct Probe {
     pid: Option<Pid>,
 }
 
+/// On-demand state: the held socket and what is known of its traffic.
+struct Od {
+    cfg: OnDemand,
+    held: ondemand::Held,
+    /// Connections accepted while the backend starts (proxy mode).
+    pending: Vec<OwnedFd>,
+    last_activity: Instant,
+    activity: Activity,
+    next_scan: Instant,
+    /// Handoff mode: the listening socket is not polled again before this (see ondemand).
+    quiet_until: Instant,
+    start_deadline: Option<Instant>,
+    /// A failed start is not retried before this.
+    retry_after: Instant,
+    backoff: Backoff,
+}
+
+impl Od {
+    fn scan_interval(&self) -> Duration {
+        (self.cfg.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
+
 /// The supervisor. Fields are the whole state; `step`-like methods below change it in
 /// response to one event each.
 pub struct Supervisor {
@@ -105,6 +129,7 @@ pub struct Supervisor {
     shutdown: Option<Instant>,
     others_signalled: bool,
     killed_all: bool,
+    od: Option<Od>,
 }
 
 /// Blocks the signals the supervisor handles and opens a signalfd for them. Must run
@@ -128,7 +153,7 @@ pub fn signal_fd() -> nix::Result<SignalFd> {
 }
 
 impl Supervisor {
-    pub fn new(s: Settings, socket: BoundSocket) -> Supervisor {
+    pub fn new(s: Settings, socket: BoundSocket, held: Option<ondemand::Held>) -> Supervisor {
         let pid1 = getpid().as_raw() == 1;
         if !pid1 {
             // Orphans of our children come to us, as they would to a PID 1.
@@ -144,6 +169,26 @@ impl Supervisor {
             }
         } else {
             Listener::Off
+        };
+        let now = Instant::now();
+        let od = match (s.on_demand.clone(), held) {
+            (Some(cfg), Some(held)) => Some(Od {
+                cfg,
+                held,
+                pending: Vec::new(),
+                last_activity: now,
+                activity: Activity::default(),
+                next_scan: now,
+                quiet_until: now,
+                start_deadline: None,
+                retry_after: now,
+                backoff: Backoff::new(
+                    Duration::from_millis(100),
+                    Duration::from_secs(10),
+                    Duration::from_secs(60),
+                ),
+            }),
+            _ => None,
         };
         Supervisor {
             s,
@@ -176,6 +221,7 @@ impl Supervisor {
             shutdown: None,
             others_signalled: false,
             killed_all: false,
+            od,
         }
     }
 
@@ -183,7 +229,9 @@ impl Supervisor {
     pub fn run(mut self, sigfd: SignalFd) -> i32 {
         let now = Instant::now();
         self.tick(now); // starts the listener
-        if let Err(code) = self.start_main(now) {
+        if let Some(od) = &self.od {
+            info!(listen = %od.held.addr.key(), mode = if od.cfg.backend.is_some() { "proxy" } else { "handoff" }, "holding the socket; the main process starts on the first connection");
+        } else if let Err(code) = self.start_main(now) {
             self.begin_shutdown(now, None);
             self.last_exit = Some(Exit::Code(code));
         }
@@ -211,9 +259,18 @@ impl Supervisor {
                 _ => None,
             };
             let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-            if let Some(c) = control {
+            // SAFETY: the held socket lives in `self.od` for the supervisor's whole life.
+            let od_fd = self.want_listen_poll(now).then(|| unsafe {
+                BorrowedFd::borrow_raw(self.od.as_ref().map_or(-1, |o| o.held.raw()))
+            });
+            let od_at = od_fd.map(|fd| {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let ctl_at = control.map(|c| {
                 fds.push(PollFd::new(c, PollFlags::POLLIN));
-            }
+                fds.len() - 1
+            });
             let pt = match timeout {
                 None => PollTimeout::NONE,
                 Some(t) => PollTimeout::try_from(t.as_millis().clamp(1, 60_000) as i32)
@@ -226,12 +283,15 @@ impl Supervisor {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
-            let sig_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
-            let ctl_ready = fds
-                .get(1)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty());
+            let ready = |i: Option<usize>| {
+                i.and_then(|i| fds[i].revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            let (sig_ready, od_ready, ctl_ready) = (ready(Some(0)), ready(od_at), ready(ctl_at));
             drop(fds);
+            if od_ready {
+                self.on_connection(Instant::now());
+            }
             if sig_ready {
                 while let Ok(Some(info)) = sigfd.read_signal() {
                     self.on_signal(info.ssi_signo as i32, Instant::now());
@@ -243,6 +303,9 @@ impl Supervisor {
         }
         self.answer_held("shutting down");
         self.socket.remove();
+        if let Some(od) = &self.od {
+            od.held.remove();
+        }
         let code = self.last_exit.map_or(0, Exit::code);
         info!(code, "exit");
         code
@@ -327,7 +390,30 @@ impl Supervisor {
             attempt: 0,
             pid: self.probe.pid,
         };
+        if let Some(od) = &self.od {
+            match od.held.relink() {
+                Ok(true) => {
+                    info!(path = %od.held.addr.key(), "restored the socket's name after the main process removed it")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    error!(path = %od.held.addr.key(), error = %e, "cannot restore the socket's name")
+                }
+            }
+        }
         if self.shutdown.is_some() {
+            return;
+        }
+        if let (Some(od), false) = (&self.od, then_start) {
+            // On demand, an exit is not the container's end: the socket stays held and the
+            // next connection starts the main process again. Exiting before it was ready
+            // is a failed start.
+            if od.start_deadline.is_some() {
+                self.fail_start(now, "the main process exited before it was ready");
+            }
+            for seq in std::mem::take(&mut self.stop_waiters) {
+                self.reply(seq, format!("stopped exit={}", exit.code()));
+            }
             return;
         }
         if then_start {
@@ -519,10 +605,120 @@ impl Supervisor {
         }
     }
 
+    // ----- on demand ----------------------------------------------------------------
+
+    /// Whether the held socket is polled this turn (see `ondemand` for handoff's throttle).
+    fn want_listen_poll(&self, now: Instant) -> bool {
+        let Some(od) = &self.od else { return false };
+        if self.shutdown.is_some() {
+            return false;
+        }
+        match &self.main {
+            Main::Down => now >= od.retry_after,
+            Main::Up { .. } => od.cfg.backend.is_some() || now >= od.quiet_until,
+            Main::Stopping { .. } | Main::Backoff { .. } => od.cfg.backend.is_some(),
+        }
+    }
+
+    /// The held socket is readable: a client is waiting.
+    fn on_connection(&mut self, now: Instant) {
+        let Some(od) = &mut self.od else { return };
+        let proxy = od.cfg.backend.is_some();
+        if proxy {
+            od.pending.extend(accept_ready(od.held.raw()));
+        }
+        od.last_activity = now;
+        match self.main {
+            Main::Down => {
+                info!(listen = %od.held.addr.key(), "connection while idle; starting the main process");
+                match self.start_main(now) {
+                    Ok(_) => {
+                        if let Some(od) = &mut self.od {
+                            od.start_deadline = Some(now + od.cfg.start_timeout);
+                        }
+                    }
+                    Err(_) => self.fail_start(now, "the main process could not be started"),
+                }
+            }
+            _ if !proxy => od.quiet_until = now + Duration::from_secs(1),
+            _ => self.connect_pending(),
+        }
+    }
+
+    /// Proxy mode: connects held clients to the backend once it is ready.
+    fn connect_pending(&mut self) {
+        // Proxy mode is wired in with the proxy engine; until then held clients wait.
+    }
+
+    /// A start failed: every held client is closed at once (they would otherwise wait for
+    /// a backend that is not coming), and the next try waits for the backoff.
+    fn fail_start(&mut self, now: Instant, why: &str) {
+        let Some(od) = &mut self.od else { return };
+        let mut closed = od.pending.len();
+        od.pending.clear();
+        if od.cfg.backend.is_none() {
+            // Handoff: the clients wait in the kernel's backlog of the held socket.
+            closed += accept_ready(od.held.raw()).len();
+        }
+        let delay = od.backoff.delay(now, now);
+        od.retry_after = now + delay;
+        od.start_deadline = None;
+        error!(listen = %od.held.addr.key(), closed, retry_in = ?delay, "on-demand start failed: {why}");
+    }
+
+    fn tick_on_demand(&mut self, now: Instant) {
+        let Some(od) = &mut self.od else { return };
+        if self.shutdown.is_some() {
+            return;
+        }
+        match self.main {
+            Main::Up {
+                pid, ready: false, ..
+            } => {
+                if od.start_deadline.is_some_and(|d| now >= d) {
+                    let t = od.cfg.start_timeout;
+                    self.fail_start(
+                        now,
+                        &format!("not ready within {}", humantime::format_duration(t)),
+                    );
+                    self.stop_main(pid, now, false);
+                }
+            }
+            Main::Up {
+                pid, ready: true, ..
+            } => {
+                od.start_deadline = None;
+                if od.cfg.backend.is_none() && now >= od.next_scan {
+                    if od.activity.scan(&od.held.addr) {
+                        od.last_activity = now;
+                    }
+                    od.next_scan = now + od.scan_interval();
+                }
+                if now.saturating_duration_since(od.last_activity) >= od.cfg.idle {
+                    info!(idle = %humantime::format_duration(od.cfg.idle), "no traffic; stopping the main process");
+                    self.stop_main(pid, now, false);
+                }
+            }
+            _ => {}
+        }
+    }
+
     // ----- actions ------------------------------------------------------------------
 
     fn start_main(&mut self, now: Instant) -> Result<Pid, i32> {
-        match spawn::spawn_main(&self.s, &self.self_exe) {
+        let key = self.od.as_ref().map(|o| o.held.addr.key());
+        let name = key
+            .as_deref()
+            .map(|k| k.rsplit('/').next().unwrap_or(k).to_string());
+        let handoff = match (&self.od, &key, &name) {
+            (Some(od), Some(key), Some(name)) if od.cfg.backend.is_none() => Some(spawn::Handoff {
+                fd: od.held.raw(),
+                key,
+                name,
+            }),
+            _ => None,
+        };
+        match spawn::spawn_main(&self.s, &self.self_exe, handoff) {
             Ok(pid) => {
                 if self.last_exit.is_some() {
                     self.restarts += 1;
@@ -572,6 +768,9 @@ impl Supervisor {
     /// The container stops: `forward` is the signal for the main process (none when it
     /// has already ended).
     fn begin_shutdown(&mut self, now: Instant, forward: Option<Signal>) {
+        if let Some(od) = &mut self.od {
+            od.pending.clear();
+        }
         if self.shutdown.is_none() {
             self.shutdown = Some(now + self.s.stop_timeout);
             if let Listener::Up { pid, .. } = &self.listener {
@@ -645,6 +844,7 @@ impl Supervisor {
         if self.probe.pid.is_none() && self.probe.next.is_some_and(|n| now >= n) {
             self.run_probe(now);
         }
+        self.tick_on_demand(now);
         if let Some(deadline) = self.shutdown {
             let main_down = matches!(self.main, Main::Down);
             let listener_down = !matches!(self.listener, Listener::Up { .. });
@@ -701,6 +901,20 @@ impl Supervisor {
         if let Some(s) = self.shutdown {
             d.push(if self.killed_all { s + KILL_GRACE } else { s });
         }
+        if let (Some(od), None) = (&self.od, self.shutdown) {
+            match &self.main {
+                Main::Down => d.push(od.retry_after),
+                Main::Up { ready: false, .. } => d.extend(od.start_deadline),
+                Main::Up { ready: true, .. } => {
+                    d.push(od.last_activity + od.cfg.idle);
+                    if od.cfg.backend.is_none() {
+                        d.push(od.next_scan);
+                        d.push(od.quiet_until);
+                    }
+                }
+                _ => {}
+            }
+        }
         d.into_iter().min()
     }
 
@@ -755,7 +969,14 @@ impl Supervisor {
             self.probe.next = None;
             return;
         }
-        self.probe.next = Some(now + ready::next_interval(self.probe.attempt));
+        // A client is waiting on an on-demand start: probe often so readiness is seen within
+        // a few milliseconds.
+        let interval = if self.od.is_some() {
+            Duration::from_millis(2)
+        } else {
+            ready::next_interval(self.probe.attempt)
+        };
+        self.probe.next = Some(now + interval);
         self.probe.attempt += 1;
         match ready::check_connect(&r) {
             Some(true) => self.set_ready(now),
@@ -785,6 +1006,11 @@ impl Supervisor {
                 ready: true,
             };
             self.probe.next = None;
+            if let Some(od) = &mut self.od {
+                od.start_deadline = None;
+                od.last_activity = now;
+            }
+            self.connect_pending();
         }
     }
 
@@ -825,10 +1051,10 @@ impl Supervisor {
             Main::Backoff { .. } => ("backoff", None, false, None),
             Main::Down => ("stopped", None, false, None),
         };
-        let state = if self.shutdown.is_some() {
-            "exiting"
-        } else {
-            state
+        let state = match (&self.od, &self.main) {
+            _ if self.shutdown.is_some() => "exiting",
+            (Some(_), Main::Down) => "idle",
+            _ => state,
         };
         let mut line = format!(
             "{} {state} pid={} ready={} restarts={}",
@@ -845,6 +1071,9 @@ impl Supervisor {
         }
         if let Some(e) = self.last_exit {
             line.push_str(&format!(" last_exit={}", e.code()));
+        }
+        if self.od.is_some() {
+            line.push_str(" on_demand=held");
         }
         line
     }
@@ -876,4 +1105,26 @@ fn children_of(parent: Pid) -> Vec<Pid> {
         })
         .map(Pid::from_raw)
         .collect()
+}
+
+/// Accepts every connection already waiting on `listen`, without ever blocking and without
+/// changing the socket's flags (in handoff mode the main process shares them).
+fn accept_ready(listen: i32) -> Vec<OwnedFd> {
+    use nix::sys::socket::{accept4, SockFlag};
+    use std::os::fd::FromRawFd;
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: `listen` is the held socket, open for the supervisor's whole life.
+        let fd = unsafe { BorrowedFd::borrow_raw(listen) };
+        let mut p = [PollFd::new(fd, PollFlags::POLLIN)];
+        if !matches!(poll(&mut p, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return out;
+        }
+        match accept4(listen, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
+            // SAFETY: accept4 returned a new fd that nothing else owns.
+            Ok(c) => out.push(unsafe { OwnedFd::from_raw_fd(c) }),
+            Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
+            Err(_) => return out,
+        }
+    }
 }

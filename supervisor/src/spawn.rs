@@ -23,14 +23,24 @@ const SETUP_WRAPPER: &str = r#"source "$0"; rc=$?
 if [ "$rc" -ne 0 ]; then echo "bosun: setup script $0 failed with exit $rc" >&2; exit "$rc"; fi
 exec "$@""#;
 
+/// A listening socket handed to the main process as fd 3 (on-demand handoff mode).
+#[derive(Debug, Clone, Copy)]
+pub struct Handoff<'a> {
+    pub fd: RawFd,
+    /// `FPM_SOCKETS` key: the address as php-fpm's `listen` names it.
+    pub key: &'a str,
+    /// `LISTEN_FDNAMES` entry.
+    pub name: &'a str,
+}
+
 /// Starts the main process and returns its pid (also its process group id).
 ///
-/// With a setup script, `bash` sources it and then `exec`s the main process (through
-/// `supervisor --run-as` when privileges must be dropped after setup ran as root), so what
-/// the script exports reaches the main process.
-pub fn spawn_main(s: &Settings, self_exe: &Path) -> io::Result<Pid> {
+/// With a setup script, `bash` sources it and then `exec`s the main process, so what the
+/// script exports reaches the main process. Privileges are dropped after setup (which
+/// runs as root) by exec'ing `supervisor --exec-as`, which is also what sets `LISTEN_PID`
+/// to the final pid for socket handoff: `exec` keeps the pid, so it is the main process's.
+pub fn spawn_main(s: &Settings, self_exe: &Path, handoff: Option<Handoff<'_>>) -> io::Result<Pid> {
     let mut argv: Vec<String> = Vec::new();
-    let mut drop_here = s.run_as.clone();
     if let Some(setup) = &s.setup {
         argv.extend([
             "bash".into(),
@@ -38,28 +48,39 @@ pub fn spawn_main(s: &Settings, self_exe: &Path) -> io::Result<Pid> {
             SETUP_WRAPPER.into(),
             setup.display().to_string(),
         ]);
+    }
+    // Drop privileges in the child itself unless a setup script must run as root first.
+    let mut drop_here = s.run_as.clone();
+    if handoff.is_some() || (s.setup.is_some() && drop_here.is_some()) {
+        argv.extend([self_exe.display().to_string(), "--exec-as".into()]);
         if let Some(r) = drop_here.take() {
-            argv.extend([
-                self_exe.display().to_string(),
-                "--run-as".into(),
-                format!("{}:{}", r.uid, r.gid),
-                "--".into(),
-            ]);
+            argv.extend(["--run-as".into(), format!("{}:{}", r.uid, r.gid)]);
         }
+        if handoff.is_some() {
+            argv.push("--listen-pid".into());
+        }
+        argv.push("--".into());
     }
     argv.extend(s.exec.iter().cloned());
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
-    if let Some(r) = &drop_here {
-        set_user_env(&mut cmd, r);
-    } else if let Some(r) = &s.run_as {
+    if let Some(r) = &s.run_as {
         set_user_env(&mut cmd, r);
     }
+    let held = handoff.map(|h| {
+        cmd.env("LISTEN_FDS", "1")
+            .env("LISTEN_FDNAMES", h.name)
+            .env("FPM_SOCKETS", format!("{}=3", h.key));
+        h.fd
+    });
     let tty = isatty(std::io::stdin()).unwrap_or(false);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (sigprocmask, setpgid, tcsetpgrp, setgroups, setgid, setuid).
+    // functions (dup2, fcntl, sigprocmask, setpgid, tcsetpgrp, setgroups, setgid, setuid).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(fd) = held {
+                place(fd, 3)?;
+            }
             own_group()?;
             if tty {
                 // Give the terminal to the child's group, as tini does, so an interactive

@@ -14,6 +14,7 @@ MYSQL_SETUP_SOCKET=/run/mysqld/setup.sock
 mysql_log() { printf 'mysql-setup: %s\n' "$*" >&2; }
 mysql_die() { mysql_log "error: $*"; exit 1; }
 
+# shellcheck disable=SC2120  # ARGS are for the import scripts
 # init_sql [ARGS...] < SQL: run SQL against the setup server as root.
 init_sql() { mariadb --no-defaults --protocol=socket --socket="$MYSQL_SETUP_SOCKET" -uroot "$@"; }
 # sql_quote STRING: the string escaped for use inside '...' in SQL.
@@ -25,7 +26,7 @@ mysql_first_start() {
         mysql_die "an earlier first start stopped during setup ($marker exists); remove the mysql data volume (docker-compose down -v) and start again"
     fi
     [ -d "$MYSQL_DATADIR/mysql" ] && return 0
-    if [ -n "$(ls -A "$MYSQL_DATADIR" | grep -vx 'lost+found')" ]; then
+    if [ -n "$(find "$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 ! -name lost+found -print -quit)" ]; then
         mysql_die "$MYSQL_DATADIR is neither empty nor a MariaDB data directory"
     fi
     mysql_log "empty data directory: initialising"
@@ -45,11 +46,12 @@ mysql_first_start() {
     done
 
     shopt -s nullglob
+    # shellcheck disable=SC1090
     for f in "$MYSQL_IMPORT_DIR"/*; do
         case $f in
             *.sql)    mysql_log "importing $f"; init_sql <"$f" || mysql_die "import of $f failed" ;;
             *.sql.gz) mysql_log "importing $f"; gzip -dc "$f" | init_sql || mysql_die "import of $f failed" ;;
-            *.sh)     mysql_log "running $f"; ( set -e; source "$f" ) || mysql_die "$f failed" ;;
+            *.sh)     mysql_log "running $f"; ( source "$f" ) || mysql_die "$f failed" ;;
             *)        mysql_log "ignoring $f (not .sql, .sql.gz or .sh)" ;;
         esac
     done

@@ -2,7 +2,7 @@
 mkdir -p /run/php /var/log/php
 chmod 0755 /run/php
 # /run is shared and outlives this container: a killed predecessor's socket and pid file.
-rm -f /run/php/forum.sock /run/php/php-fpm-php.pid
+rm -f /run/php/*.sock /run/php/php-fpm-php.pid
 # Default for the demo; set FORUM_DB_PASSWORD in the environment (or .env) for real use.
 export FORUM_DB_PASSWORD=${FORUM_DB_PASSWORD:-forum}
 /usr/sbin/php-fpm --test --fpm-config /usr/local/conf/php-fpm.conf 2>&1 | grep -v 'test is successful' >&2

@@ -1,0 +1,220 @@
+//! The command line of DESIGN.md section 3: outputs and exit codes.
+
+use std::process::Output;
+use std::time::Duration;
+
+use crate::support::{bin, peer, Answer};
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_valid_and_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.cron");
+    std::fs::write(
+        &good,
+        "# c\nCRON_TZ=Europe/London\n5 4 * * * forum mysql nightly-backup\n@reboot nginx warm-cache\n",
+    )
+    .unwrap();
+    let o = run(&["check", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+
+    let bad = dir.path().join("bad.cron");
+    std::fs::write(
+        &bad,
+        "0 0 * * * * s a\n\n0 0 31 2 * s a\nTZ=Mars/Olympus\n0 0 * jan-mon * s a\n",
+    )
+    .unwrap();
+    let o = run(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let f = bad.to_str().unwrap();
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{f}:1:11: 6 time fields")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(&format!("{f}:3:5: `31 2` never fires")),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with(&format!("{f}:4:4: unknown time zone `Mars/Olympus`")),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with(&format!("{f}:5:11: `mon` is not valid in the month field")),
+        "{}",
+        lines[3]
+    );
+
+    let o = run(&["check", dir.path().join("absent").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn next_from_file_merges_lines_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("s.cron");
+    std::fs::write(
+        &f,
+        "*/10 * * * * static git-pull\nCRON_TZ=America/New_York\n5 0 * * * forum mysql nightly-backup\n@reboot nginx warm-cache\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "next",
+        f.to_str().unwrap(),
+        "--from",
+        "2026-11-22T04:52:00Z",
+        "--count",
+        "4",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "2026-11-22T05:00:00+00:00 static git-pull\n\
+         2026-11-22T00:05:00-05:00 forum mysql nightly-backup\n\
+         2026-11-22T05:10:00+00:00 static git-pull\n\
+         2026-11-22T05:20:00+00:00 static git-pull\n"
+    );
+}
+
+#[test]
+fn next_expr_and_its_errors() {
+    let o = run(&[
+        "next",
+        "--expr",
+        "@daily",
+        "--tz",
+        "Asia/Tokyo",
+        "--from",
+        "2026-11-22T00:00:00+09:00",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout(&o),
+        "2026-11-23T00:00:00+09:00\n2026-11-24T00:00:00+09:00\n"
+    );
+    // Default count is 5; --from is exclusive.
+    let o = run(&[
+        "next",
+        "--expr",
+        "0 * * * *",
+        "--from",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert_eq!(stdout(&o).lines().count(), 5);
+    assert!(stdout(&o).starts_with("2026-01-01T01:00:00+00:00\n"));
+    // TZ is the default zone.
+    let o = bin()
+        .env("TZ", "Europe/Paris")
+        .args([
+            "next",
+            "--expr",
+            "0 12 * * *",
+            "--from",
+            "2026-07-01T00:00:00Z",
+            "--count",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "2026-07-01T12:00:00+02:00\n");
+
+    for bad in [
+        "0 0 31 2 *",
+        "* * * * * *",
+        "0 0 * mon *",
+        "61 * * * *",
+        "@reboot",
+    ] {
+        let o = run(&["next", "--expr", bad]);
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        assert!(stderr(&o).starts_with("--expr:1:"), "{bad}: {}", stderr(&o));
+    }
+    let o = run(&["next", "--expr", "* * * * *", "--tz", "Nowhere/City"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn usage_errors_exit_64_with_one_line() {
+    for args in [
+        &["next", "--count", "x"][..],
+        &["next", "--from", "yesterday", "--expr", "* * * * *"],
+        &["send"],
+        &["send", "mysql"],
+        &["bogus-flag", "--nope"],
+        &["check", "a", "b"],
+        &["next", "--tz", "UTC"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{args:?}: {}", stderr(&o));
+    }
+    let o = run(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = run(&["send", "--user", "a b", "mysql", "x"]);
+    assert_eq!(o.status.code(), Some(64));
+}
+
+#[test]
+fn send_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().to_str().unwrap();
+    let send = |args: &[&str]| {
+        bin()
+            .env("BOSUN_RUN_DIR", run_dir)
+            .arg("send")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = peer(dir.path(), "ok", Answer::Done(0));
+    let o = send(&["--user", "forum", "ok", "nightly-backup", "db1", "--full"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        crate::support::recv(&ok.requests, Duration::from_secs(5)),
+        "forum nightly-backup db1 --full"
+    );
+    assert_eq!(stdout(&o), "accepted 1 --full\ndone 1 exit=0 secs=0.001\n");
+
+    let _failing = peer(dir.path(), "failing", Answer::Done(3));
+    assert_eq!(send(&["failing", "x"]).status.code(), Some(3));
+    let _busy = peer(dir.path(), "busy", Answer::Busy);
+    let o = send(&["busy", "x"]);
+    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(stdout(&o), "error busy x is running\n");
+    let _pong = peer(dir.path(), "pong", Answer::Text("pong"));
+    let o = send(&["pong", "ping"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o)),
+        (Some(0), "pong\n".to_string())
+    );
+    let _hold = peer(dir.path(), "hold", Answer::Hold);
+    let o = send(&["--no-wait", "hold", "x"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o)),
+        (Some(0), "accepted 1 x\n".to_string())
+    );
+    assert_eq!(send(&["absent", "x"]).status.code(), Some(69));
+    // A socket file nobody listens on refuses.
+    let stale = dir.path().join("stale-request.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert_eq!(send(&["stale", "x"]).status.code(), Some(69));
+}

@@ -1,0 +1,9 @@
+//! The scheduler's one integration-test binary: the schedule maths against a brute-force
+//! scanner and hand-checked daylight-saving days, the command line, and the real daemon
+//! against a small socket peer.
+
+mod cli;
+mod daemon;
+mod dst;
+mod props;
+mod support;

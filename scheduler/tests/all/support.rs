@@ -1,0 +1,165 @@
+//! Helpers: run the binary, a socket peer that answers like a listener, and waits with
+//! deadlines on log lines (never fixed sleeps).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scheduler"));
+    c.env_remove("TZ")
+        .env_remove("BOSUN_STATE_DIR")
+        .env_remove("BOSUN_LOG_FORMAT")
+        .env("BOSUN_LOG", "info");
+    c
+}
+
+/// How the peer answers a request.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// `accepted` then `done` with this exit code.
+    Done(i32),
+    /// `accepted`, then nothing: the connection stays open (a long action).
+    Hold,
+    /// One text line, like a built-in.
+    Text(&'static str),
+    /// An `error busy` line.
+    Busy,
+}
+
+/// A unix-socket server standing in for a service's listener.
+pub struct Peer {
+    pub requests: Receiver<String>,
+}
+
+pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
+    let path = run_dir.join(format!("{service}-request.sock"));
+    let listener = UnixListener::bind(&path).unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let mut id = 0;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            id += 1;
+            let mut line = String::new();
+            let _ = BufReader::new(&conn).read_line(&mut line);
+            let line = line.trim_end().to_string();
+            let action = line.split(' ').next_back().unwrap_or("").to_string();
+            let reply = match answer {
+                Answer::Done(code) => {
+                    format!("accepted {id} {action}\ndone {id} exit={code} secs=0.001\n")
+                }
+                Answer::Hold => format!("accepted {id} {action}\n"),
+                Answer::Text(t) => format!("{t}\n"),
+                Answer::Busy => format!("error busy {action} is running\n"),
+            };
+            let _ = conn.write_all(reply.as_bytes());
+            if matches!(answer, Answer::Hold) {
+                held.push(conn);
+            }
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let _ = path;
+    Peer { requests: rx }
+}
+
+/// A running daemon whose stderr is read line by line.
+pub struct Daemon {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(file: &Path, envs: &[(&str, &str)]) -> Daemon {
+        let mut cmd = bin();
+        cmd.arg(file).stderr(Stdio::piped()).stdout(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing every one of `parts`; returns it.
+    pub fn wait_for(&mut self, parts: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        if let Some(l) = self
+            .seen
+            .iter()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if parts.iter().all(|p| line.contains(p)) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
+                    "no log line with {parts:?} within {within:?}; got:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends TERM and returns the exit code.
+    pub fn stop(mut self) -> i32 {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on TERM");
+            // Waiting for a child has no event to block on here without a reaper thread.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replaces `path` the way editors do: write a new file, rename it over the old one.
+pub fn rename_over(path: &Path, text: &str) {
+    let tmp = path.with_extension("swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub fn recv(rx: &Receiver<String>, within: Duration) -> String {
+    rx.recv_timeout(within)
+        .unwrap_or_else(|e| panic!("no request within {within:?}: {e}"))
+}
