@@ -9,12 +9,14 @@
 //! * [`server`]: the socket protocol, built-ins, busy/too-many/allow-list, shutdown.
 //! * [`runner`]: one action's process group, output relay, timeout.
 //! * [`control`]: the channel to the supervisor (hold/release, forwarded built-ins).
+//! * [`log`]: one event a line on stderr, text or JSON (`BOSUN_LOG`, `BOSUN_LOG_FORMAT`).
 //!
 //! [`main`] is the whole program; `src/main.rs` only calls it.
 
 pub mod callbacks;
 pub mod config;
 pub mod control;
+pub mod log;
 pub mod runner;
 pub mod server;
 
@@ -140,19 +142,5 @@ fn raise_fd_limit() {
 }
 
 fn init_logging(cfg: &Config) -> Result<(), String> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&cfg.log_filter).map_err(|e| e.to_string())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    let result = match cfg.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-    };
-    result.map_err(|e| e.to_string())
+    log::init(&cfg.log_filter, cfg.log_format == LogFormat::Json)
 }

@@ -55,6 +55,7 @@ impl Command {
         }
     }
 
+    #[allow(clippy::should_implement_trait)] // an Option, not a Result: no error to report
     pub fn from_str(s: &str) -> Option<Command> {
         [
             Command::Start,

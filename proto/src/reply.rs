@@ -39,6 +39,7 @@ impl ErrorCode {
         }
     }
 
+    #[allow(clippy::should_implement_trait)] // an Option, not a Result: no error to report
     pub fn from_str(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
     }

@@ -410,6 +410,10 @@ impl Supervisor {
             // is a failed start.
             if od.start_deadline.is_some() {
                 self.fail_start(now, "the main process exited before it was ready");
+            } else if started.is_some() {
+                // It ended by itself: clients waiting for it are told at once, and a crash
+                // loop is paced by the backoff.
+                self.fail_start(now, "the main process exited by itself");
             }
             for seq in std::mem::take(&mut self.stop_waiters) {
                 self.reply(seq, format!("stopped exit={}", exit.code()));
@@ -674,15 +678,13 @@ impl Supervisor {
         match self.main {
             Main::Up {
                 pid, ready: false, ..
-            } => {
-                if od.start_deadline.is_some_and(|d| now >= d) {
-                    let t = od.cfg.start_timeout;
-                    self.fail_start(
-                        now,
-                        &format!("not ready within {}", humantime::format_duration(t)),
-                    );
-                    self.stop_main(pid, now, false);
-                }
+            } if od.start_deadline.is_some_and(|d| now >= d) => {
+                let t = od.cfg.start_timeout;
+                self.fail_start(
+                    now,
+                    &format!("not ready within {}", humantime::format_duration(t)),
+                );
+                self.stop_main(pid, now, false);
             }
             Main::Up {
                 pid, ready: true, ..

@@ -9,6 +9,7 @@ mod harness;
 mod bad_input;
 mod exit_codes;
 mod lifecycle;
+mod ondemand;
 mod reaping;
 mod requests;
 mod signals;

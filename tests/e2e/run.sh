@@ -19,7 +19,8 @@
 #
 # Env: COMPOSE ("docker-compose"; e.g. COMPOSE="docker compose"), COMPOSE_PROJECT_NAME
 #      (bosune2e), BOSUN_DATA (./data; must not exist yet), BOSUN_HTTP_PORT (8080),
-#      E2E_KEEP=1 to leave the stack up after the run (for debugging).
+#      E2E_KEEP=1 to leave the stack up after the run, E2E_BUILD=0 to use the image as it is,
+#      E2E_COMPOSE_FILE=FILE to add one more override (all for debugging).
 set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -41,7 +42,11 @@ FAILED=0
 FAILURES=()
 
 log() { printf '[e2e %4ds] %s\n' $((SECONDS - START)) "$*"; }
-dc() { "${COMPOSE_CMD[@]}" -f docker-compose.yaml -f docker-compose.test.yaml "$@"; }
+COMPOSE_FILES=(-f docker-compose.yaml -f docker-compose.test.yaml)
+[ -n "${E2E_COMPOSE_FILE:-}" ] && COMPOSE_FILES+=(-f "$E2E_COMPOSE_FILE")
+BUILD=(--build)
+[ "${E2E_BUILD:-1}" = 0 ] && BUILD=()
+dc() { "${COMPOSE_CMD[@]}" "${COMPOSE_FILES[@]}" "$@"; }
 cid() { dc ps -q "$1" 2>/dev/null; }
 
 # wait_until SECONDS WHAT CMD...: poll CMD until it succeeds; fail after SECONDS.
@@ -128,10 +133,13 @@ mkdir -p "$DATA/run" "$DATA/backup" && CREATED_DATA=1
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building the image (${COMPOSE_CMD[*]} build)"
-t=$SECONDS
-dc build || exit 1
-log "built in $((SECONDS - t))s; image size $(docker image inspect -f '{{.Size}}' "bosun:${BOSUN_TAG:-local}" | awk '{printf "%.0f MB", $1/1e6}')"
+if [ ${#BUILD[@]} -gt 0 ]; then
+    log "building the image (${COMPOSE_CMD[*]} build)"
+    t=$SECONDS
+    dc build || exit 1
+    log "built in $((SECONDS - t))s"
+fi
+log "image size $(docker image inspect -f '{{.Size}}' "bosun:${BOSUN_TAG:-local}" | awk '{printf "%.0f MB", $1/1e6}')"
 
 # ---- 1. healthy, PID 1 ------------------------------------------------------------------
 all_healthy() {
@@ -144,7 +152,7 @@ all_healthy() {
 }
 check_up() {
     local t=$SECONDS
-    dc up -d --build || return 1
+    dc up -d "${BUILD[@]}" || return 1
     wait_until 240 "all four services healthy" all_healthy || {
         dc ps
         return 1
