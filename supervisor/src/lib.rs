@@ -16,6 +16,7 @@ pub mod signals;
 pub mod socket;
 pub mod spawn;
 pub mod status;
+pub mod trim;
 
 /// Exit code for bosun's own setup errors (bad settings, socket taken), distinct from
 /// 126/127 (main command cannot run) and from any code the main process is likely to use.

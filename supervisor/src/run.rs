@@ -235,6 +235,7 @@ impl Supervisor {
             self.begin_shutdown(now, None);
             self.last_exit = Some(Exit::Code(code));
         }
+        crate::trim::release_startup_text();
         let mut reaped = Vec::new();
         loop {
             let now = Instant::now();
