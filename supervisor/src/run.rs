@@ -62,7 +62,8 @@ enum Listener {
     Up {
         pid: Pid,
         started: Instant,
-        control: OwnedFd,
+        /// `None` once the listener closed its end (it is exiting).
+        control: Option<OwnedFd>,
     },
     Backoff {
         until: Instant,
@@ -254,9 +255,10 @@ impl Supervisor {
             let control = match &self.listener {
                 // SAFETY: the fd belongs to `self.listener`, which is not changed until
                 // `fds` is dropped below.
-                Listener::Up { control, .. } => {
-                    Some(unsafe { BorrowedFd::borrow_raw(control.as_raw_fd()) })
-                }
+                Listener::Up {
+                    control: Some(control),
+                    ..
+                } => Some(unsafe { BorrowedFd::borrow_raw(control.as_raw_fd()) }),
                 _ => None,
             };
             let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
@@ -492,7 +494,10 @@ impl Supervisor {
     fn on_control(&mut self) {
         loop {
             let got = match &self.listener {
-                Listener::Up { control, .. } => control::recv(control.as_fd()),
+                Listener::Up {
+                    control: Some(control),
+                    ..
+                } => control::recv(control.as_fd()),
                 _ => return,
             };
             match got {
@@ -510,10 +515,13 @@ impl Supervisor {
                 Ok(Received::Invalid(t)) => warn!(msg = %t, "invalid control message"),
                 Err(Errno::EAGAIN) => return,
                 Ok(Received::Eof) => {
-                    // A listener that closed its control channel cannot work: replace it.
-                    if let Listener::Up { pid, .. } = &self.listener {
-                        warn!(child = "listener", "closed its control channel; killing it");
-                        signal_group(*pid, Signal::SIGKILL);
+                    if let Listener::Up { pid, control, .. } = &mut self.listener {
+                        *control = None;
+                        if self.shutdown.is_none() {
+                            // A listener that closed its control channel cannot work.
+                            warn!(child = "listener", "closed its control channel; killing it");
+                            signal_group(*pid, Signal::SIGKILL);
+                        }
                     }
                     return;
                 }
@@ -603,7 +611,11 @@ impl Supervisor {
     }
 
     fn reply(&mut self, seq: u64, text: String) {
-        if let Listener::Up { control, .. } = &self.listener {
+        if let Listener::Up {
+            control: Some(control),
+            ..
+        } = &self.listener
+        {
             if let Err(e) = control::send(control.as_fd(), &Msg::Reply { seq, text }, None) {
                 warn!(error = %e, "cannot answer the listener");
             }
@@ -953,7 +965,7 @@ impl Supervisor {
                 self.listener = Listener::Up {
                     pid,
                     started: now,
-                    control: ours,
+                    control: Some(ours),
                 };
             }
             Err(e) => {
