@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod config;
 pub mod log;
 pub mod ondemand;
+pub mod proxy;
 pub mod ready;
 pub mod reap;
 pub mod run;

@@ -9,17 +9,25 @@
 
 /// Drops this process's mapped executable text pages.
 pub fn release_startup_text() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
     let exe = exe.to_string_lossy().into_owned();
     for line in maps.lines() {
         let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
         let path = line.split_whitespace().nth(5).unwrap_or("");
         if perms != "r-xp" || path != exe {
             continue;
         }
-        let Some((a, b)) = range.split_once('-') else { continue };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
         let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
             continue;
         };

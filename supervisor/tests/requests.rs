@@ -1,1 +1,264 @@
-//! placeholder
+//! The request socket with the real listener behind it: built-ins that act on the main
+//! process, `supervisor status`, and a listener killed in the middle of an action.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const CALLBACKS: &str = r#"
+CB_slow() { echo started; sleep 1000; }
+CB_hello() { echo "hello ${BOSUN_USER:-nobody} $*"; }
+"#;
+
+fn with_listener(mode: Mode) -> Builder {
+    let b = sup(mode).with_listener();
+    b.file("callbacks.sh", CALLBACKS);
+    b
+}
+
+fn socat(sock: &std::path::Path, line: &str) -> String {
+    let out = Command::new("socat")
+        .args(["-t", "30", "-", &format!("UNIX-CONNECT:{}", sock.display())])
+        .stdin_bytes(line)
+        .unwrap();
+    out
+}
+
+trait StdinBytes {
+    fn stdin_bytes(&mut self, input: &str) -> std::io::Result<String>;
+}
+
+impl StdinBytes for Command {
+    fn stdin_bytes(&mut self, input: &str) -> std::io::Result<String> {
+        use std::process::Stdio;
+        let mut child = self.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        child.stdin.take().unwrap().write_all(input.as_bytes())?;
+        let out = child.wait_with_output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+fn status_cmd(s: &Sup) -> (i32, String) {
+    let out = Command::new(SUPERVISOR)
+        .arg("status")
+        .env("BOSUN_SERVICE", "t")
+        .env("BOSUN_RUN_DIR", s.path("run"))
+        .env("BOSUN_CONFIG", s.path("none.toml"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn builtins_drive_the_main_process_and_the_container_stays_up() {
+    for mode in MODES {
+        let mut s = with_listener(mode).script(SIGNAL_LOGGER).start();
+        s.wait_socket();
+        s.wait_file("signals", "ready", Duration::from_secs(10));
+        assert_eq!(socat(&s.socket(), "ping\n"), "pong\n");
+        let help = socat(&s.socket(), "help\n");
+        for a in [
+            "ping", "status", "start", "stop", "restart", "reload", "hello", "slow",
+        ] {
+            assert!(
+                help.lines().any(|l| l == a),
+                "{a} missing from help: {help}"
+            );
+        }
+        let st = s.request("status");
+        assert!(
+            st[0].starts_with("t running pid=") && st[0].contains("ready=yes"),
+            "{st:?}"
+        );
+        assert_eq!(status_cmd(&s).0, 0);
+
+        assert_eq!(
+            s.request("reload"),
+            vec![format!("reloaded pid={}", pid_of(&st[0]))]
+        );
+        s.wait_file("signals", "HUP", Duration::from_secs(10));
+
+        let stop = s.request("stop");
+        assert_eq!(
+            stop,
+            vec!["stopped exit=0"],
+            "the main process ended by its TERM trap"
+        );
+        assert!(s.request("status")[0].starts_with("t stopped pid=-"));
+        let (code, text) = status_cmd(&s);
+        assert_eq!(code, 1, "{text}");
+        // The container and its socket are still up.
+        assert_eq!(s.request("ping"), vec!["pong"]);
+        let started = s.request("start");
+        assert!(started[0].starts_with("started pid="), "{started:?}");
+        wait_readies(&s, 2);
+        let restarted = s.request("restart");
+        assert!(restarted[0].starts_with("restarted pid="), "{restarted:?}");
+        assert_ne!(pid_of(&started[0]), pid_of(&restarted[0]));
+        wait_readies(&s, 3);
+        s.signal(SIGTERM);
+        assert_eq!(s.wait(Duration::from_secs(10)).code(), Some(0));
+    }
+}
+
+/// Each start of the signal logger says `ready` once its traps are set.
+fn wait_readies(s: &Sup, n: usize) {
+    let p = s.path("signals");
+    wait_until(Duration::from_secs(10), &format!("start {n} ready"), || {
+        let t = std::fs::read_to_string(&p).ok()?;
+        (t.matches("ready").count() == n).then_some(())
+    });
+}
+
+fn pid_of(line: &str) -> String {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix("pid="))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn status_follows_the_ready_probe() {
+    let b = with_listener(Mode::Subreaper);
+    let probe = b.dir().join("app.sock");
+    let mut s = b
+        .env("BOSUN_READY", &format!("socket:{}", probe.display()))
+        .script("sleep 1000")
+        .start();
+    s.wait_socket();
+    let (code, text) = status_cmd(&s);
+    assert_eq!(code, 1, "not ready yet: {text}");
+    assert!(
+        text.contains("t starting") && text.contains("ready=no"),
+        "{text}"
+    );
+    let _app = std::os::unix::net::UnixListener::bind(&probe).unwrap();
+    wait_until(Duration::from_secs(10), "status to turn healthy", || {
+        (status_cmd(&s).0 == 0).then_some(())
+    });
+    s.signal(SIGTERM);
+    s.wait(Duration::from_secs(10));
+}
+
+#[test]
+fn status_exec_probe() {
+    let b = with_listener(Mode::Pid1);
+    let flag = b.dir().join("ok");
+    let s = b
+        .env("BOSUN_READY", &format!("exec:test -e {}", flag.display()))
+        .script("sleep 1000")
+        .start();
+    s.wait_socket();
+    assert_eq!(status_cmd(&s).0, 1);
+    std::fs::write(&flag, "").unwrap();
+    wait_until(Duration::from_secs(10), "exec probe to pass", || {
+        (status_cmd(&s).0 == 0).then_some(())
+    });
+}
+
+#[test]
+fn status_without_a_running_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(SUPERVISOR)
+        .arg("status")
+        .env("BOSUN_SERVICE", "gone")
+        .env("BOSUN_RUN_DIR", dir.path())
+        .env("BOSUN_CONFIG", dir.path().join("none.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("unhealthy: "));
+}
+
+#[test]
+fn a_listener_killed_mid_action_answers_unavailable_and_comes_back() {
+    for mode in MODES {
+        let s = with_listener(mode).cmd(&["sleep", "1000"]).start();
+        s.wait_socket();
+        let mut c = UnixStream::connect(s.socket()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(b"slow\n").unwrap();
+        let mut r = BufReader::new(c);
+        let mut accepted = String::new();
+        r.read_line(&mut accepted).unwrap();
+        assert!(accepted.starts_with("accepted 1 slow"), "{accepted}");
+        s.wait_stderr("[slow#1] started", Duration::from_secs(10));
+        let listener = listener_pid(&s);
+        kill(listener, SIGKILL);
+        let mut err = String::new();
+        r.read_line(&mut err).unwrap();
+        assert!(
+            err.starts_with("error unavailable request 1 (slow): listener crashed"),
+            "{err}"
+        );
+        // While the listener restarts, connections wait in the backlog and are served.
+        assert_eq!(s.request("ping"), vec!["pong"]);
+        s.wait_stderr("crashed; restarting", Duration::from_secs(5));
+        // The stopped action can run again, with a new id.
+        let again = socat(&s.socket(), "hello there\n");
+        assert!(
+            again.starts_with("accepted 2 hello\ndone 2 exit=0"),
+            "{again}"
+        );
+    }
+}
+
+fn listener_pid(s: &Sup) -> i32 {
+    let text = s.wait_stderr("spawned child=\"listener\"", Duration::from_secs(10));
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("spawned child=\"listener\""))
+        .unwrap();
+    let inner: i32 = pid_of(line).parse().unwrap();
+    if s.mode == Mode::Subreaper {
+        return inner;
+    }
+    // In a PID namespace the logged pid is the inner one: find ours via NSpid.
+    let sup_pid = s.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{sup_pid}/task/{sup_pid}/children")).unwrap();
+    children
+        .split_whitespace()
+        .map(|p| p.parse::<i32>().unwrap())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| {
+                    l.starts_with("NSpid:")
+                        && l.split_whitespace().last() == Some(&inner.to_string())
+                })
+        })
+        .expect("listener among the supervisor's children")
+}
+
+fn kill(pid: i32, sig: i32) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn the_user_form_and_nc() {
+    let s = with_listener(Mode::Subreaper)
+        .cmd(&["sleep", "1000"])
+        .start();
+    s.wait_socket();
+    let out = Command::new("nc")
+        .args(["-NU", s.socket().to_str().unwrap()])
+        .stdin_bytes("forum hello a b\n")
+        .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "accepted 1 hello", "{out}");
+    assert!(lines[1].starts_with("done 1 exit=0 secs="), "{out}");
+    s.wait_stderr("[hello#1] hello forum a b", Duration::from_secs(10));
+}
