@@ -57,7 +57,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 /// Capacity asked for each pipe. systemd-socket-proxyd uses the same.
-const PIPE_SIZE: libc::c_int = 256 * 1024;
+const PIPE_SIZE: libc::c_int = 1024 * 1024;
 /// Length asked of each splice into a pipe: more than any pipe holds, so the pipe's room
 /// is the limit.
 const SPLICE_LEN: usize = 1 << 20;
@@ -636,5 +636,725 @@ impl Proxy {
             release(&mut self.pool, d);
         }
         // Dropping `c` closes both sockets, which also takes them out of the epoll set.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread::{self, JoinHandle};
+    use std::time::{Duration, Instant};
+
+    /// Every blocking socket call in the tests gives up after this.
+    const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// A thread that polls the proxy's fd and runs it, as the supervisor's loop does.
+    struct Driver {
+        proxy: Arc<Mutex<Proxy>>,
+        stop: Arc<AtomicBool>,
+        /// Returns the CPU time the driver thread used.
+        thread: Option<JoinHandle<Duration>>,
+    }
+
+    impl Driver {
+        fn new() -> Driver {
+            let proxy = Proxy::new().expect("proxy");
+            let fd = proxy.as_fd().as_raw_fd();
+            let proxy = Arc::new(Mutex::new(proxy));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (p, s) = (proxy.clone(), stop.clone());
+            let thread = thread::spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd; `fd` stays open as long as the proxy.
+                    unsafe { libc::poll(&mut pfd, 1, 20) };
+                    p.lock().unwrap().run_ready();
+                }
+                thread_cpu()
+            });
+            Driver {
+                proxy,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        fn add(&self, client: OwnedFd, backend: OwnedFd) {
+            self.proxy
+                .lock()
+                .unwrap()
+                .add(client, backend)
+                .expect("add");
+        }
+
+        fn len(&self) -> usize {
+            self.proxy.lock().unwrap().len()
+        }
+
+        fn bytes(&self) -> u64 {
+            self.proxy.lock().unwrap().bytes()
+        }
+
+        /// Waits (with a deadline) until `f` holds of the proxy.
+        fn wait_for(&self, what: &str, f: impl Fn(&Proxy) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !f(&self.proxy.lock().unwrap()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {what}: {:?}",
+                    self.proxy
+                );
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// CPU time (user + system) of the calling thread.
+    fn thread_cpu() -> Duration {
+        // SAFETY: an all-zero rusage is valid; getrusage fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is a valid rusage for the kernel to write.
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+
+    impl Driver {
+        /// Stops the driver thread; returns the CPU time it used.
+        fn finish(mut self) -> Duration {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread
+                .take()
+                .map(|t| t.join().unwrap())
+                .unwrap_or_default()
+        }
+    }
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn timeouts<S: AsFd>(s: &S) {
+        let s = s.as_fd().try_clone_to_owned().unwrap();
+        let s = UnixOrTcp::from(s);
+        s.set_timeouts();
+    }
+
+    /// Sets SO_RCVTIMEO/SO_SNDTIMEO on any socket (std only offers it per type).
+    struct UnixOrTcp(OwnedFd);
+    impl From<OwnedFd> for UnixOrTcp {
+        fn from(fd: OwnedFd) -> Self {
+            UnixOrTcp(fd)
+        }
+    }
+    impl UnixOrTcp {
+        fn set_timeouts(&self) {
+            // Works for TCP and unix alike: the options are SOL_SOCKET ones.
+            let s = UnixStream::from(self.0.try_clone().unwrap());
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        }
+    }
+
+    /// (the client program's end, the proxy's client end, the proxy's backend end, the
+    /// backend program's end), over unix socket pairs.
+    fn unix_conn() -> (UnixStream, OwnedFd, OwnedFd, UnixStream) {
+        let (app, pc) = UnixStream::pair().unwrap();
+        let (pb, back) = UnixStream::pair().unwrap();
+        pc.set_nonblocking(true).unwrap();
+        pb.set_nonblocking(true).unwrap();
+        timeouts(&app);
+        timeouts(&back);
+        (app, pc.into(), pb.into(), back)
+    }
+
+    /// A non-blocking connect to `addr`, usually still in progress when it returns.
+    fn connect_nb(addr: SocketAddr) -> OwnedFd {
+        let SocketAddr::V4(a) = addr else {
+            panic!("v4 only")
+        };
+        let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        // SAFETY: socket() with valid arguments; returns a new fd or -1.
+        let fd = cvt(unsafe { libc::socket(libc::AF_INET, ty, 0) }).unwrap();
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `sin` is a valid sockaddr_in of `len` bytes that the kernel only reads.
+        let r = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&sin as *const libc::sockaddr_in).cast(),
+                len,
+            )
+        };
+        let e = io::Error::last_os_error();
+        assert!(
+            r == 0 || e.raw_os_error() == Some(libc::EINPROGRESS),
+            "connect: {e}"
+        );
+        fd
+    }
+
+    /// As `unix_conn`, over TCP on 127.0.0.1, with the backend connect in progress.
+    fn tcp_conn(
+        front: &TcpListener,
+        back: &TcpListener,
+    ) -> (TcpStream, OwnedFd, OwnedFd, TcpStream) {
+        let app = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        let (pc, _) = front.accept().unwrap();
+        pc.set_nonblocking(true).unwrap();
+        let pb = connect_nb(back.local_addr().unwrap());
+        let (bk, _) = back.accept().unwrap();
+        timeouts(&app);
+        timeouts(&bk);
+        (app, pc.into(), pb, bk)
+    }
+
+    fn listener() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0").unwrap()
+    }
+
+    /// Deterministic pseudo-random bytes: word `i` of stream `seed` is splitmix64(seed, i).
+    fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
+        assert!(offset & 7 == 0 && buf.len() & 7 == 0);
+        for (k, w) in buf.chunks_exact_mut(8).enumerate() {
+            let mut z =
+                seed.wrapping_add((offset / 8 + k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            w.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+    }
+
+    const CHUNK: usize = 1 << 20;
+
+    /// Writes `len` bytes of stream `seed`, then half-closes. Returns a checksum.
+    fn send_stream<W: Write + AsFd>(mut w: W, seed: u64, len: u64) -> u64 {
+        let mut buf = vec![0u8; CHUNK];
+        let mut off = 0;
+        let mut sum = 0u64;
+        while off < len {
+            let n = CHUNK.min((len - off) as usize);
+            fill(seed, off, &mut buf[..n]);
+            sum = checksum(sum, &buf[..n]);
+            w.write_all(&buf[..n]).expect("write");
+            off += n as u64;
+        }
+        shutdown_write(&w);
+        sum
+    }
+
+    fn shutdown_write<S: AsFd>(s: &S) {
+        // SAFETY: shutdown on an open socket.
+        unsafe { libc::shutdown(s.as_fd().as_raw_fd(), libc::SHUT_WR) };
+    }
+
+    /// Reads to EOF, checks byte by byte that it is exactly `len` bytes of stream `seed`,
+    /// returns the checksum.
+    fn recv_stream<R: Read>(mut r: R, seed: u64, len: u64) -> u64 {
+        let mut buf = vec![0u8; CHUNK];
+        let mut want = vec![0u8; CHUNK];
+        let mut off = 0u64;
+        let mut sum = 0u64;
+        loop {
+            // Fill the chunk, so chunks line up with the generator's words.
+            let mut got = 0;
+            while got < CHUNK {
+                let n = r.read(&mut buf[got..]).expect("read");
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            if got == 0 {
+                break;
+            }
+            assert!(off + got as u64 <= len, "more bytes than sent");
+            fill(seed, off, &mut want[..got.next_multiple_of(8)]);
+            assert!(
+                buf[..got] == want[..got],
+                "bytes differ in the chunk at {off}"
+            );
+            sum = checksum(sum, &buf[..got]);
+            off += got as u64;
+            if got < CHUNK {
+                break;
+            }
+        }
+        assert_eq!(off, len, "bytes received");
+        sum
+    }
+
+    fn checksum(mut h: u64, b: &[u8]) -> u64 {
+        // FNV-1a over 8-byte words (fast enough unoptimised), then the tail.
+        let mut words = b.chunks_exact(8);
+        for w in &mut words {
+            h = (h ^ u64::from_le_bytes(w.try_into().unwrap())).wrapping_mul(0x100_0000_01b3);
+        }
+        for &x in words.remainder() {
+            h = (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+
+    /// Sends `len` bytes each way at once and checks both arrive exactly.
+    fn both_ways<S>(client: S, backend: S, len: u64)
+    where
+        S: Read + Write + AsFd + Send + Sync + 'static,
+        for<'a> &'a S: Read + Write,
+    {
+        let client = Arc::new(client);
+        let backend = Arc::new(backend);
+        let threads = [
+            {
+                let s = client.clone();
+                thread::spawn(move || send_stream(&*s, 1, len))
+            },
+            {
+                let s = backend.clone();
+                thread::spawn(move || recv_stream(&*s, 1, len))
+            },
+            {
+                let s = backend.clone();
+                thread::spawn(move || send_stream(&*s, 2, len))
+            },
+            {
+                let s = client.clone();
+                thread::spawn(move || recv_stream(&*s, 2, len))
+            },
+        ];
+        let [a, b, c, d] = threads.map(|t| t.join().expect("transfer thread"));
+        assert_eq!(a, b, "checksum client -> backend");
+        assert_eq!(c, d, "checksum backend -> client");
+    }
+
+    #[test]
+    fn transfer_64mib_both_ways_unix() {
+        let drv = Driver::new();
+        let (app, pc, pb, back) = unix_conn();
+        drv.add(pc, pb);
+        both_ways(app, back, 64 << 20);
+        drv.wait_for("close", |p| p.is_empty());
+        assert_eq!(drv.bytes(), 2 * (64 << 20));
+    }
+
+    #[test]
+    fn transfer_64mib_both_ways_tcp() {
+        let drv = Driver::new();
+        let (front, backl) = (listener(), listener());
+        let (app, pc, pb, back) = tcp_conn(&front, &backl);
+        drv.add(pc, pb);
+        both_ways(app, back, 64 << 20);
+        drv.wait_for("close", |p| p.is_empty());
+        assert_eq!(drv.bytes(), 2 * (64 << 20));
+    }
+
+    fn half_close(
+        mut app: impl Read + Write + AsFd,
+        mut back: impl Read + Write + Send + 'static,
+        drv: &Driver,
+    ) {
+        let request = b"GET / HTTP/1.0\r\n\r\n".repeat(1000);
+        app.write_all(&request).unwrap();
+        shutdown_write(&app);
+        let mut got = Vec::new();
+        back.read_to_end(&mut got).expect("backend reads to EOF");
+        assert_eq!(got, request);
+        // The reply flows after the client's EOF, and is larger than any buffer on the way.
+        let mut reply = vec![0u8; 3 << 20];
+        fill(7, 0, &mut reply);
+        let w = thread::spawn(move || {
+            back.write_all(&reply).unwrap();
+            drop(back);
+            reply
+        });
+        let mut got = Vec::new();
+        app.read_to_end(&mut got).expect("client reads to EOF");
+        let reply = w.join().unwrap();
+        assert!(
+            got == reply,
+            "reply differs ({} of {} bytes)",
+            got.len(),
+            reply.len()
+        );
+        drv.wait_for("close", |p| p.is_empty());
+    }
+
+    #[test]
+    fn half_close_unix() {
+        let drv = Driver::new();
+        let (app, pc, pb, back) = unix_conn();
+        drv.add(pc, pb);
+        half_close(app, back, &drv);
+    }
+
+    #[test]
+    fn half_close_tcp() {
+        let drv = Driver::new();
+        let (front, backl) = (listener(), listener());
+        let (app, pc, pb, back) = tcp_conn(&front, &backl);
+        drv.add(pc, pb);
+        half_close(app, back, &drv);
+    }
+
+    #[test]
+    fn slow_reader_does_not_hold_others_up() {
+        let drv = Driver::new();
+        // A: the backend sends 16 MiB to a client that reads nothing for now.
+        let (slow_app, pc, pb, slow_back) = unix_conn();
+        drv.add(pc, pb);
+        let slow_len = 16u64 << 20;
+        let slow_writer = thread::spawn(move || send_stream(slow_back, 3, slow_len));
+        // Wait until A is stuck: its pipe and both socket buffers full.
+        let mut last = 0;
+        loop {
+            thread::sleep(Duration::from_millis(100));
+            let b = drv.bytes();
+            if b == last && b > 0 {
+                break;
+            }
+            last = b;
+        }
+        assert!(
+            !slow_writer.is_finished(),
+            "slow connection should be stalled"
+        );
+
+        // B: a full 16 MiB exchange completes meanwhile.
+        let t0 = Instant::now();
+        let (app, pc, pb, back) = unix_conn();
+        drv.add(pc, pb);
+        both_ways(app, back, 16 << 20);
+        drv.wait_for("B closed", |p| p.len() == 1);
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        assert!(!slow_writer.is_finished(), "slow connection still stalled");
+
+        // A then completes, byte-exact.
+        let got = recv_stream(&slow_app, 3, slow_len);
+        assert_eq!(got, slow_writer.join().unwrap());
+        shutdown_write(&slow_app);
+        drv.wait_for("A closed", |p| p.is_empty());
+    }
+
+    /// The client end sees EOF or a reset within the deadline.
+    fn expect_closed(mut s: impl Read) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("expected EOF or reset, got {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn backend_refused_closes_client() {
+        let drv = Driver::new();
+        let front = listener();
+        let dead = listener().local_addr().unwrap(); // the listener is dropped: refused
+        let app = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        timeouts(&app);
+        let (pc, _) = front.accept().unwrap();
+        pc.set_nonblocking(true).unwrap();
+        drv.add(pc.into(), connect_nb(dead));
+        (&app).write_all(b"hello").unwrap();
+        expect_closed(&app);
+        drv.wait_for("close", |p| p.is_empty());
+    }
+
+    #[test]
+    fn backend_reset_closes_client() {
+        let drv = Driver::new();
+        let (front, backl) = (listener(), listener());
+        let (app, pc, pb, back) = tcp_conn(&front, &backl);
+        drv.add(pc, pb);
+        (&app).write_all(b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        (&back).read_exact(&mut buf).unwrap();
+        set_abortive(back.as_raw_fd());
+        drop(back);
+        expect_closed(&app);
+        drv.wait_for("close", |p| p.is_empty());
+    }
+
+    #[test]
+    fn client_gone_closes_backend() {
+        let drv = Driver::new();
+        let (app, pc, pb, back) = unix_conn();
+        drv.add(pc, pb);
+        drop(app);
+        expect_closed(&back); // EOF passed on
+                              // The backend's answer finds the client gone: the connection closes, and the
+                              // backend's socket with it.
+        (&back).write_all(b"late reply").unwrap();
+        drv.wait_for("close", |p| p.is_empty());
+        let mut err = None;
+        for _ in 0..100 {
+            if let Err(e) = (&back).write_all(b"more") {
+                err = Some(e);
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(err.is_some(), "backend socket should be closed");
+    }
+
+    #[test]
+    fn connections_500_concurrent() {
+        const N: usize = 500;
+        let drv = Driver::new();
+        let (front, backl) = (listener(), listener());
+        let mut conns = Vec::new();
+        for _ in 0..N {
+            let (app, pc, pb, back) = tcp_conn(&front, &backl);
+            drv.add(pc, pb);
+            conns.push((app, back));
+        }
+        assert_eq!(drv.len(), N);
+        let msg = |i: usize, what: &str| format!("{what} {i} ").repeat(300).into_bytes();
+        for (i, (app, _)) in conns.iter().enumerate() {
+            (&*app).write_all(&msg(i, "request")).unwrap();
+            shutdown_write(app);
+        }
+        for (i, (_, back)) in conns.iter_mut().enumerate() {
+            let mut got = Vec::new();
+            back.read_to_end(&mut got).unwrap();
+            assert!(got == msg(i, "request"), "request {i}");
+            back.write_all(&msg(i, "reply")).unwrap();
+            back.shutdown(Shutdown::Both).unwrap();
+        }
+        for (i, (app, _)) in conns.iter_mut().enumerate() {
+            let mut got = Vec::new();
+            app.read_to_end(&mut got).unwrap();
+            assert!(got == msg(i, "reply"), "reply {i}");
+        }
+        drv.wait_for("all closed", |p| p.is_empty());
+        let total: usize = (0..N)
+            .map(|i| msg(i, "request").len() + msg(i, "reply").len())
+            .sum();
+        assert_eq!(drv.bytes(), total as u64);
+    }
+
+    #[test]
+    fn close_all_closes_everything() {
+        let drv = Driver::new();
+        let mut conns = Vec::new();
+        for i in 0..10 {
+            let (app, pc, pb, back) = unix_conn();
+            drv.add(pc, pb);
+            if i % 2 == 0 {
+                // Some with bytes stuck in flight.
+                let mut b = &back;
+                b.write_all(&[1u8; 100_000]).unwrap();
+            }
+            conns.push((app, back));
+        }
+        drv.wait_for("bytes moving", |p| p.bytes() > 0);
+        drv.proxy.lock().unwrap().close_all();
+        assert_eq!(drv.len(), 0);
+        for (app, back) in conns {
+            expect_closed(&app);
+            expect_closed(&back);
+        }
+        // Usable again afterwards.
+        let (app, pc, pb, back) = unix_conn();
+        drv.add(pc, pb);
+        half_close(app, back, &drv);
+    }
+
+    #[test]
+    fn silent_connection_adds_no_bytes() {
+        let drv = Driver::new();
+        let (app, pc, pb, back) = unix_conn();
+        drv.add(pc, pb);
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(drv.bytes(), 0);
+        assert_eq!(drv.len(), 1);
+        // An idle connection holds no pipe.
+        assert!(drv.proxy.lock().unwrap().slots[0]
+            .conn
+            .as_ref()
+            .unwrap()
+            .dirs
+            .iter()
+            .all(|d| d.pipe.is_none()));
+        (&app).write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        (&back).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        drv.wait_for("count", |p| p.bytes() == 4);
+    }
+
+    #[test]
+    fn fds_are_cloexec() {
+        let p = Proxy::new().unwrap();
+        for fd in [p.ep.as_raw_fd(), p.wake.as_raw_fd()] {
+            // SAFETY: F_GETFD on an open fd.
+            let fl = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert!(fl & libc::FD_CLOEXEC != 0);
+        }
+        let pipe = Pipe::new().unwrap();
+        for fd in [pipe.r.as_raw_fd(), pipe.w.as_raw_fd()] {
+            // SAFETY: F_GETFD on an open fd.
+            let fl = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert!(fl & libc::FD_CLOEXEC != 0);
+        }
+    }
+
+    /// Moves `len` bytes one way from `w` to `r` and returns MB/s.
+    fn one_way<S>(w: S, r: S, len: u64) -> f64
+    where
+        S: Send + 'static,
+        for<'a> &'a S: Read + Write,
+    {
+        let t0 = Instant::now();
+        let writer = thread::spawn(move || {
+            let buf = vec![0x5au8; CHUNK];
+            let mut left = len;
+            while left > 0 {
+                let n = CHUNK.min(left as usize);
+                (&w).write_all(&buf[..n]).unwrap();
+                left -= n as u64;
+            }
+            drop(w);
+        });
+        let mut buf = vec![0u8; CHUNK];
+        let mut got = 0u64;
+        loop {
+            let n = (&r).read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        writer.join().unwrap();
+        assert_eq!(got, len);
+        len as f64 / t0.elapsed().as_secs_f64() / 1e6
+    }
+
+    /// The same transfer through systemd-socket-proxyd (TCP to TCP, listening socket
+    /// inherited as fd 3): (MB/s, CPU time of the proxy), or None when not installed.
+    fn socket_proxyd_tcp(len: u64) -> Option<(f64, Duration)> {
+        use std::os::unix::process::CommandExt;
+        let bin = "/lib/systemd/systemd-socket-proxyd";
+        if !std::path::Path::new(bin).exists() {
+            return None;
+        }
+        let (front, backl) = (listener(), listener());
+        let lfd = front.as_raw_fd();
+        let script = format!(
+            "import os; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; \
+             os.execv('{bin}', ['{bin}', '{}'])",
+            backl.local_addr().unwrap()
+        );
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-c", &script]);
+        // SAFETY: only dup2, which is async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(lfd, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let mut child = cmd.spawn().unwrap();
+        let app = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        let (back, _) = backl.accept().unwrap();
+        let r = one_way(app, back, len);
+        // utime and stime, fields 14 and 15 of /proc/PID/stat, in clock ticks.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let _ = child.kill();
+        let _ = child.wait();
+        Some((r, Duration::from_millis(ticks * 1000 / hz)))
+    }
+
+    /// `cargo test --release -p supervisor --lib proxy::tests::throughput -- --ignored --nocapture`
+    /// (PROXY_BENCH_ROUNDS=N for more rounds). Prints MB/s, and the proxy's CPU seconds per
+    /// GiB, which stays meaningful on a loaded machine where wall-clock rates do not.
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let len = 1u64 << 30;
+        let rounds = std::env::var("PROXY_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2);
+        for round in 0..rounds {
+            let (a, b) = UnixStream::pair().unwrap();
+            let direct_unix = one_way(a, b, len);
+
+            let drv = Driver::new();
+            let (app, pc, pb, back) = unix_conn();
+            drv.add(pc, pb);
+            let proxy_unix = one_way(app, back, len);
+            let cpu_unix = drv.finish();
+
+            let l = listener();
+            let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (b, _) = l.accept().unwrap();
+            let direct_tcp = one_way(a, b, len);
+
+            let drv = Driver::new();
+            let (front, backl) = (listener(), listener());
+            let (app, pc, pb, back) = tcp_conn(&front, &backl);
+            drv.add(pc, pb);
+            let proxy_tcp = one_way(app, back, len);
+            let cpu_tcp = drv.finish();
+
+            let proxyd = socket_proxyd_tcp(len)
+                .map(|(r, cpu)| {
+                    format!(
+                        "{r:.0} MB/s ({:.2}x), cpu {:.2} s",
+                        r / direct_tcp,
+                        cpu.as_secs_f64()
+                    )
+                })
+                .unwrap_or_else(|| "not installed".into());
+
+            println!(
+                "round {round}, 1 GiB one way: unix direct {direct_unix:.0} MB/s, proxied \
+                 {proxy_unix:.0} MB/s ({:.2}x), cpu {:.2} s | tcp direct {direct_tcp:.0} MB/s, \
+                 proxied {proxy_tcp:.0} MB/s ({:.2}x), cpu {:.2} s | tcp via \
+                 systemd-socket-proxyd {proxyd}",
+                proxy_unix / direct_unix,
+                cpu_unix.as_secs_f64(),
+                proxy_tcp / direct_tcp,
+                cpu_tcp.as_secs_f64(),
+            );
+        }
     }
 }

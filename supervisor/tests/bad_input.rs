@@ -136,3 +136,30 @@ fn bad_usage_exits_64() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn socket_mode_and_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let b = sup(Mode::Subreaper)
+        .env("BOSUN_SOCKET_MODE", "0640")
+        .env("BOSUN_SOCKET_GROUP", "65534");
+    let sock = b.dir().join("run/t-request.sock");
+    let mut s = b.cmd(&["sleep", "1000"]).start();
+    let m = wait_until(Duration::from_secs(10), "socket", || {
+        std::fs::metadata(&sock).ok()
+    });
+    assert_eq!(m.permissions().mode() & 0o777, 0o640);
+    assert_eq!(m.gid(), 65534);
+    s.signal(SIGTERM);
+    s.wait(Duration::from_secs(10));
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_SOCKET_MODE", "rw-rw----"),
+        "is not an octal file mode",
+        125,
+    );
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_SOCKET_GROUP", "no-such-group-x"),
+        "no group named",
+        125,
+    );
+}

@@ -128,3 +128,29 @@ impl Sup {
         })
     }
 }
+
+#[test]
+fn json_logs_are_one_object_a_line_and_children_pass_through() {
+    let (st, out, err) = sup(Mode::Subreaper)
+        .env("BOSUN_LOG_FORMAT", "json")
+        .cmd(&["sh", "-c", "echo plain; echo err-plain >&2"])
+        .run(Duration::from_secs(10));
+    assert!(st.success());
+    assert_eq!(out, "plain\n");
+    let mut objects = 0;
+    for line in err.lines() {
+        if line == "err-plain" {
+            continue;
+        }
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON object: {line}"
+        );
+        objects += 1;
+    }
+    assert!(
+        err.contains(r#""message":"spawned""#) && err.contains(r#""child":"main""#),
+        "{err}"
+    );
+    assert!(objects >= 3, "{err}");
+}
