@@ -57,7 +57,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 /// Capacity asked for each pipe. systemd-socket-proxyd uses the same.
-const PIPE_SIZE: libc::c_int = 1024 * 1024;
+const PIPE_SIZE: libc::c_int = 256 * 1024;
 /// Length asked of each splice into a pipe: more than any pipe holds, so the pipe's room
 /// is the limit.
 const SPLICE_LEN: usize = 1 << 20;

@@ -8,6 +8,7 @@ mod harness;
 
 mod bad_input;
 mod exit_codes;
+mod faults;
 mod lifecycle;
 mod ondemand;
 mod reaping;
