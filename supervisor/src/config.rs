@@ -93,6 +93,8 @@ pub enum Ready {
     Socket(PathBuf),
     Tcp(String),
     Exec(String),
+    /// sd_notify: the main process sends `READY=1` to `$NOTIFY_SOCKET`.
+    Notify,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +148,12 @@ impl Settings {
     /// The request socket's path.
     pub fn socket_path(&self) -> PathBuf {
         proto::request_socket_path(&self.run_dir, &self.service)
+    }
+
+    /// `$NOTIFY_SOCKET` of the main process, with `ready = "notify"`.
+    pub fn notify_path(&self) -> Option<PathBuf> {
+        (self.ready == Some(Ready::Notify))
+            .then(|| self.run_dir.join(format!(".{}-notify.sock", self.service)))
     }
 }
 
@@ -579,8 +587,9 @@ fn parse_ready(s: &str) -> Result<Ready, String> {
             Ok(Ready::Tcp(a.to_string()))
         }
         Some(("exec", c)) if !c.trim().is_empty() => Ok(Ready::Exec(c.to_string())),
+        None if s == "notify" => Ok(Ready::Notify),
         _ => Err(format!(
-            "{s:?} is not a ready probe (socket:PATH, tcp:HOST:PORT or exec:COMMAND)"
+            "{s:?} is not a ready probe (socket:PATH, tcp:HOST:PORT, exec:COMMAND or notify)"
         )),
     }
 }

@@ -20,8 +20,18 @@ pub fn check_connect(r: &Ready) -> Option<bool> {
                     TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok()
                 }),
         ),
-        Ready::Exec(_) => None,
+        Ready::Exec(_) | Ready::Notify => None,
     }
+}
+
+/// Reads what is waiting on the notify socket; true when a `READY=1` line came.
+pub fn read_notify(sock: &std::os::unix::net::UnixDatagram) -> bool {
+    let mut buf = [0u8; 4096];
+    let mut ready = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        ready |= buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1");
+    }
+    ready
 }
 
 /// The interval between probes: quick at first, then once a second.

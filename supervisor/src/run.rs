@@ -131,6 +131,8 @@ pub struct Supervisor {
     others_signalled: bool,
     killed_all: bool,
     od: Option<Od>,
+    /// `ready = "notify"`: where the main process says `READY=1`.
+    notify: Option<std::os::unix::net::UnixDatagram>,
 }
 
 /// Blocks the signals the supervisor handles and opens a signalfd for them. Must run
@@ -223,11 +225,23 @@ impl Supervisor {
             others_signalled: false,
             killed_all: false,
             od,
+            notify: None,
         }
     }
 
     /// Runs until the container should end; returns the exit code.
     pub fn run(mut self, sigfd: SignalFd) -> i32 {
+        if let Some(path) = self.s.notify_path() {
+            let _ = std::fs::remove_file(&path);
+            match std::os::unix::net::UnixDatagram::bind(&path)
+                .and_then(|d| d.set_nonblocking(true).map(|_| d))
+            {
+                Ok(d) => self.notify = Some(d),
+                Err(e) => {
+                    error!(path = %path.display(), error = %e, "cannot create the notify socket; the main process will never be ready")
+                }
+            }
+        }
         let now = Instant::now();
         self.tick(now); // starts the listener
         if let Some(od) = &self.od {
@@ -274,6 +288,10 @@ impl Supervisor {
                 fds.push(PollFd::new(c, PollFlags::POLLIN));
                 fds.len() - 1
             });
+            let notify_at = self.notify.as_ref().map(|n| {
+                fds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
             let pt = match timeout {
                 None => PollTimeout::NONE,
                 Some(t) => PollTimeout::try_from(t.as_millis().clamp(1, 60_000) as i32)
@@ -291,7 +309,11 @@ impl Supervisor {
                     .is_some_and(|r| !r.is_empty())
             };
             let (sig_ready, od_ready, ctl_ready) = (ready(Some(0)), ready(od_at), ready(ctl_at));
+            let notify_ready = ready(notify_at);
             drop(fds);
+            if notify_ready && self.notify.as_ref().is_some_and(ready::read_notify) {
+                self.set_ready(Instant::now());
+            }
             if od_ready {
                 self.on_connection(Instant::now());
             }
@@ -308,6 +330,9 @@ impl Supervisor {
         self.socket.remove();
         if let Some(od) = &self.od {
             od.held.remove();
+        }
+        if let Some(p) = self.s.notify_path() {
+            let _ = std::fs::remove_file(p);
         }
         let code = self.last_exit.map_or(0, Exit::code);
         info!(code, "exit");
@@ -745,7 +770,12 @@ impl Supervisor {
                     ready: self.s.ready.is_none(),
                 };
                 self.probe = Probe {
-                    next: self.s.ready.as_ref().map(|_| now),
+                    next: self
+                        .s
+                        .ready
+                        .as_ref()
+                        .filter(|r| **r != Ready::Notify)
+                        .map(|_| now),
                     attempt: 0,
                     pid: None,
                 };

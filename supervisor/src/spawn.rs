@@ -67,6 +67,9 @@ pub fn spawn_main(s: &Settings, self_exe: &Path, handoff: Option<Handoff<'_>>) -
     if let Some(r) = &s.run_as {
         set_user_env(&mut cmd, r);
     }
+    if let Some(n) = s.notify_path() {
+        cmd.env("NOTIFY_SOCKET", n);
+    }
     let held = handoff.map(|h| {
         cmd.env("LISTEN_FDS", "1")
             .env("LISTEN_FDNAMES", h.name)

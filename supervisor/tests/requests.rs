@@ -262,3 +262,25 @@ fn the_user_form_and_nc() {
     assert!(lines[1].starts_with("done 1 exit=0 secs="), "{out}");
     s.wait_stderr("[hello#1] hello forum a b", Duration::from_secs(10));
 }
+
+#[test]
+fn status_follows_sd_notify() {
+    let b = with_listener(Mode::Subreaper);
+    let flag = b.dir().join("go");
+    let s = b
+        .env("BOSUN_READY", "notify")
+        .script(&format!(
+            "while [ ! -e {} ]; do sleep 0.01; done; printf 'STATUS=up\\nREADY=1\\n' | socat - UNIX-SENDTO:$NOTIFY_SOCKET; exec sleep 1000",
+            flag.display()
+        ))
+        .start();
+    s.wait_socket();
+    let (code, text) = status_cmd(&s);
+    assert_eq!(code, 1, "{text}");
+    std::fs::write(&flag, "").unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "READY=1 to make it healthy",
+        || (status_cmd(&s).0 == 0).then_some(()),
+    );
+}
