@@ -434,6 +434,16 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigErrors> {
             }
         });
 
+    // Proxy mode: unless told otherwise, the backend is ready when it accepts connections.
+    let ready = match (
+        &ready,
+        on_demand.as_ref().and_then(|o| o.backend.as_deref()),
+    ) {
+        (None, Some(b)) if b.contains('/') => Some(Ready::Socket(PathBuf::from(b))),
+        (None, Some(b)) => Some(Ready::Tcp(b.to_string())),
+        _ => ready,
+    };
+
     let listener = match (src.env)("BOSUN_LISTENER") {
         Some(v) if v == "off" => None,
         Some(v) => Some(PathBuf::from(v)),

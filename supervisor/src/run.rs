@@ -100,6 +100,9 @@ struct Od {
     /// A failed start is not retried before this.
     retry_after: Instant,
     backoff: Backoff,
+    /// Proxy mode: the backend's address and the byte pump.
+    proxy: Option<(ondemand::Addr, crate::proxy::Proxy)>,
+    last_bytes: u64,
 }
 
 impl Od {
@@ -174,6 +177,20 @@ impl Supervisor {
             Listener::Off
         };
         let now = Instant::now();
+        let proxy = s
+            .on_demand
+            .as_ref()
+            .and_then(|o| o.backend.as_deref())
+            .and_then(|b| {
+                let addr = ondemand::Addr::parse(b).ok()?;
+                match crate::proxy::Proxy::new() {
+                    Ok(p) => Some((addr, p)),
+                    Err(e) => {
+                        error!(error = %e, "cannot create the proxy");
+                        None
+                    }
+                }
+            });
         let od = match (s.on_demand.clone(), held) {
             (Some(cfg), Some(held)) => Some(Od {
                 cfg,
@@ -190,6 +207,8 @@ impl Supervisor {
                     Duration::from_secs(10),
                     Duration::from_secs(60),
                 ),
+                proxy,
+                last_bytes: 0,
             }),
             _ => None,
         };
@@ -288,6 +307,18 @@ impl Supervisor {
                 fds.push(PollFd::new(c, PollFlags::POLLIN));
                 fds.len() - 1
             });
+            let proxy_at = self
+                .od
+                .as_ref()
+                .and_then(|o| o.proxy.as_ref())
+                .map(|(_, p)| {
+                    // SAFETY: the proxy lives in `self.od` for the supervisor's whole life.
+                    fds.push(PollFd::new(
+                        unsafe { BorrowedFd::borrow_raw(p.as_fd().as_raw_fd()) },
+                        PollFlags::POLLIN,
+                    ));
+                    fds.len() - 1
+                });
             let notify_at = self.notify.as_ref().map(|n| {
                 fds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
                 fds.len() - 1
@@ -310,7 +341,13 @@ impl Supervisor {
             };
             let (sig_ready, od_ready, ctl_ready) = (ready(Some(0)), ready(od_at), ready(ctl_at));
             let notify_ready = ready(notify_at);
+            let proxy_ready = ready(proxy_at);
             drop(fds);
+            if proxy_ready {
+                if let Some((_, p)) = self.od.as_mut().and_then(|o| o.proxy.as_mut()) {
+                    p.run_ready();
+                }
+            }
             if notify_ready && self.notify.as_ref().is_some_and(ready::read_notify) {
                 self.set_ready(Instant::now());
             }
@@ -436,12 +473,24 @@ impl Supervisor {
             // On demand, an exit is not the container's end: the socket stays held and the
             // next connection starts the main process again. Exiting before it was ready
             // is a failed start.
+            let failed = od.start_deadline.is_some() || started.is_some();
             if od.start_deadline.is_some() {
                 self.fail_start(now, "the main process exited before it was ready");
             } else if started.is_some() {
                 // It ended by itself: clients waiting for it are told at once, and a crash
                 // loop is paced by the backoff.
                 self.fail_start(now, "the main process exited by itself");
+            }
+            if let Some(od) = &mut self.od {
+                if let Some((_, p)) = &mut od.proxy {
+                    p.close_all();
+                }
+                // Clients that arrived while it was stopping for idleness start it again.
+                if !failed && !od.pending.is_empty() && self.start_main(now).is_ok() {
+                    if let Some(od) = &mut self.od {
+                        od.start_deadline = Some(now + od.cfg.start_timeout);
+                    }
+                }
             }
             for seq in std::mem::take(&mut self.stop_waiters) {
                 self.reply(seq, format!("stopped exit={}", exit.code()));
@@ -689,7 +738,29 @@ impl Supervisor {
 
     /// Proxy mode: connects held clients to the backend once it is ready.
     fn connect_pending(&mut self) {
-        // Proxy mode is wired in with the proxy engine; until then held clients wait.
+        if !matches!(self.main, Main::Up { ready: true, .. }) {
+            return;
+        }
+        let Some(od) = &mut self.od else { return };
+        let Some((backend, proxy)) = &mut od.proxy else {
+            return;
+        };
+        let mut waiting = Vec::new();
+        for client in od.pending.drain(..) {
+            match connect_nonblocking(backend) {
+                Ok(Some(b)) => {
+                    if let Err(e) = proxy.add(client, b) {
+                        warn!(error = %e, "cannot proxy a connection");
+                    }
+                }
+                // The backend's backlog is full: try again on the next turn.
+                Ok(None) => waiting.push(client),
+                Err(e) => {
+                    warn!(backend = %backend.key(), error = %e, "cannot reach the backend; closing a client")
+                }
+            }
+        }
+        od.pending = waiting;
     }
 
     /// A start failed: every held client is closed at once (they would otherwise wait for
@@ -728,6 +799,16 @@ impl Supervisor {
                 pid, ready: true, ..
             } => {
                 od.start_deadline = None;
+                if let Some((_, p)) = &od.proxy {
+                    if p.bytes() != od.last_bytes {
+                        od.last_bytes = p.bytes();
+                        od.last_activity = now;
+                    }
+                }
+                if !od.pending.is_empty() {
+                    self.connect_pending();
+                    return;
+                }
                 if od.cfg.backend.is_none() && now >= od.next_scan {
                     if od.activity.scan(&od.held.addr) {
                         od.last_activity = now;
@@ -952,6 +1033,9 @@ impl Supervisor {
                 Main::Up { ready: false, .. } => d.extend(od.start_deadline),
                 Main::Up { ready: true, .. } => {
                     d.push(od.last_activity + od.cfg.idle);
+                    if !od.pending.is_empty() {
+                        d.push(Instant::now() + Duration::from_millis(1));
+                    }
                     if od.cfg.backend.is_none() {
                         d.push(od.next_scan);
                         d.push(od.quiet_until);
@@ -1150,6 +1234,35 @@ fn children_of(parent: Pid) -> Vec<Pid> {
         })
         .map(Pid::from_raw)
         .collect()
+}
+
+/// Starts a non-blocking connect to the backend. `Ok(None)`: a unix backend's backlog is
+/// full (`EAGAIN`), try again later.
+fn connect_nonblocking(addr: &ondemand::Addr) -> nix::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{connect, socket, SockaddrIn, SockaddrIn6, UnixAddr};
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let (fd, res) = match addr {
+        ondemand::Addr::Unix(p) => {
+            let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+            let res = connect(fd.as_raw_fd(), &UnixAddr::new(p)?);
+            (fd, res)
+        }
+        ondemand::Addr::Tcp(std::net::SocketAddr::V4(a)) => {
+            let fd = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+            let res = connect(fd.as_raw_fd(), &SockaddrIn::from(*a));
+            (fd, res)
+        }
+        ondemand::Addr::Tcp(std::net::SocketAddr::V6(a)) => {
+            let fd = socket(AddressFamily::Inet6, SockType::Stream, flags, None)?;
+            let res = connect(fd.as_raw_fd(), &SockaddrIn6::from(*a));
+            (fd, res)
+        }
+    };
+    match res {
+        Ok(()) | Err(Errno::EINPROGRESS) => Ok(Some(fd)),
+        Err(Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Accepts every connection already waiting on `listen`, without ever blocking and without

@@ -284,3 +284,20 @@ fn status_follows_sd_notify() {
         || (status_cmd(&s).0 == 0).then_some(()),
     );
 }
+
+#[test]
+fn an_idle_on_demand_service_is_healthy() {
+    let b = with_listener(Mode::Subreaper);
+    let listen = b.dir().join("site.sock");
+    let s = b
+        .env("BOSUN_ON_DEMAND_LISTEN", listen.to_str().unwrap())
+        .cmd(&["sleep", "1000"])
+        .start();
+    s.wait_socket();
+    let (code, text) = status_cmd(&s);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.starts_with("t idle pid=-") && text.contains("on_demand=held"),
+        "{text}"
+    );
+}
