@@ -28,6 +28,7 @@ RUN cargo build --release --locked -p supervisor -p listener -p scheduler \
 FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 # policy-rc.d: the packages' postinst must not try to start daemons inside the build.
+# systemd-standalone-tmpfiles stands in for all of systemd that php-fpm's package wants.
 # The MariaDB datadir made by the package is emptied: a fresh named volume then starts
 # empty and service/mysql's setup initialises it (and runs the imports) on first start.
 RUN set -eux; \
@@ -35,7 +36,7 @@ RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
         mariadb-server mariadb-client nginx-light php-fpm php-mysql \
-        socat tzdata ca-certificates gzip bash; \
+        socat tzdata ca-certificates gzip bash systemd-standalone-tmpfiles; \
     rm -f /usr/sbin/policy-rc.d; \
     fpm="$(ls /usr/sbin/php-fpm[0-9]* | sort -V | tail -n 1)"; \
     ln -s "$(basename "$fpm")" /usr/sbin/php-fpm; \
@@ -49,6 +50,6 @@ RUN set -eux; \
     chown mysql:mysql /var/lib/mysql /data/backup
 COPY --from=build /out/ /usr/local/sbin/
 WORKDIR /usr/local
-HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=10s --start-period=60s --retries=3 \
     CMD ["/usr/local/sbin/supervisor", "status"]
 CMD ["/usr/local/sbin/supervisor"]

@@ -14,6 +14,7 @@
 #   BOSUN_SUPERVISOR  the supervisor binary (default /work/main/target/release/supervisor,
 #                     else target/release/supervisor next to this repo)
 #   BENCH_TMP         parent of the scratch directory (default: $TMPDIR or /tmp)
+#   BENCH_TIMEOUT     seconds for the whole run (default 3600)
 # bench.py options: --only NAME,... --orphans N --orphan-runs N --true-rounds N
 #   --true-runs N --out FILE
 set -euo pipefail
@@ -72,7 +73,9 @@ trap 'exit 129' HUP
 cmd="bench/pid1/run.sh${*:+ $*}"
 cd "$repo"
 # the driver runs in the background so that the traps above fire at once
-"$py" "$here/bench.py" --tmp "$tmp" --command "$cmd" "$@" </dev/null &
+# (a watchdog on the whole run: the driver's own waits all have deadlines too)
+timeout -k 30 "${BENCH_TIMEOUT:-3600}" "$py" "$here/bench.py" --tmp "$tmp" --command "$cmd" "$@" \
+    </dev/null &
 driver=$!
 set +e
 wait "$driver"

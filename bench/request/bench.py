@@ -57,7 +57,7 @@ def mem(pid):
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
                 k, _, v = line.partition(":")
-                if k in ("Rss", "Pss", "Private_Dirty"):
+                if k in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Private_Dirty"):
                     out[k] = int(v.split()[0])
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -176,6 +176,98 @@ class Listener:
                 self.proc.kill()
                 self.proc.wait()
         self.ctl.close()
+
+
+class Supervised(Listener):
+    """The real thing: `supervisor -- sleep infinity` owning the socket, with our listener."""
+
+    def __init__(self, supervisor, binary, tmp):
+        self.tmp = tmp
+        run_dir = os.path.join(tmp, "run")
+        os.makedirs(run_dir)
+        self.sock = os.path.join(run_dir, "bench-request.sock")
+        self.callbacks = os.path.join(tmp, "docker-callbacks.sh")
+        with open(self.callbacks, "w") as f:
+            f.write(CALLBACKS)
+        env = dict(os.environ)
+        env.update(
+            BOSUN_SERVICE="bench",
+            BOSUN_RUN_DIR=run_dir,
+            BOSUN_LISTENER=binary,
+            BOSUN_CALLBACKS=self.callbacks,
+            BOSUN_MAX_ACTIONS="64",
+        )
+        self.proc = subprocess.Popen(
+            [supervisor, "--", "sleep", "infinity"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.ctl = None
+        self.lines = queue.Queue()
+        self.log_tail = []
+        threading.Thread(target=self._read_log, daemon=True).start()
+        end = time.monotonic() + DEADLINE
+        while "listening" not in self.next_line(end):
+            pass
+        self.listener_pid = None
+        for _ in range(100):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                kids = []
+            for k in kids:
+                try:
+                    if os.path.realpath(f"/proc/{k}/exe") == os.path.realpath(binary):
+                        self.listener_pid = k
+                except OSError:
+                    pass
+            if self.listener_pid:
+                break
+            time.sleep(0.05)
+
+    def memory(self):
+        a, b = mem(self.proc.pid), mem(self.listener_pid) if self.listener_pid else {}
+        return a, b
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def supervised_run(a, tmp):
+    """ping and trivial-action latency and memory under the real supervisor."""
+    rows, extra = [], []
+    s = Supervised(a.supervisor, a.listener, tmp)
+    try:
+        sup_idle, lis_idle = s.memory()
+        line, kv = loadgen(a.loadgen, "rtt", s.sock, a.ping_rounds, "ping")
+        rows.append(("under `supervisor`: `ping` round trip", float(kv["p50_us"]), float(kv["p99_us"]), int(kv["n"]), int(kv["errors"]), ""))
+        extra.append("supervised " + line)
+        first, started, accepted, done = first_output_latency(s, a.action_rounds)
+        rows.append(("under `supervisor`: trivial action, request -> first output line", pct(first, 0.5), pct(first, 0.99), len(first), 0, ""))
+        bline, bkv = loadgen(a.loadgen, "burst", s.sock, a.burst)
+        extra.append("supervised " + bline)
+        time.sleep(1.0)
+        sup_after, lis_after = s.memory()
+    finally:
+        s.stop()
+    mem_line = (
+        f"Under the real supervisor (`supervisor -- sleep infinity`, subreaper mode): Pss idle "
+        f"supervisor {sup_idle.get('Pss')} kB + listener {lis_idle.get('Pss')} kB = "
+        f"**{(sup_idle.get('Pss') or 0) + (lis_idle.get('Pss') or 0)} kB**; 1 s after the load "
+        f"{sup_after.get('Pss')} + {lis_after.get('Pss')} = "
+        f"{(sup_after.get('Pss') or 0) + (lis_after.get('Pss') or 0)} kB. "
+        f"{bkv['clients']} clients at once through the supervisor-owned socket: {bkv['errors']} errors."
+    )
+    return rows, extra, mem_line
 
 
 def first_output_latency(l, rounds):
@@ -316,6 +408,7 @@ def main():
     ap.add_argument("--listener", required=True)
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--scheduler", default="")
+    ap.add_argument("--supervisor", default="")
     ap.add_argument("--ping-rounds", type=int, default=5000)
     ap.add_argument("--action-rounds", type=int, default=400)
     ap.add_argument("--cli-rounds", type=int, default=200)
@@ -350,7 +443,9 @@ def main():
             check=lambda o: o == b"pong\n",
         )
         rows.append(("bosun `ping` via `socat` (a CLI process per request)", pct(us, 0.5), pct(us, 0.99), len(us), err, ""))
-        if a.scheduler and os.path.exists(a.scheduler):
+        if not (a.scheduler and os.path.exists(a.scheduler)):
+            notes.append("`scheduler send`: skipped, no target/release/scheduler built")
+        else:
             # scheduler send SERVICE ACTION finds /run/SERVICE-request.sock; point it here.
             env = dict(os.environ, BOSUN_RUN_DIR=tmp)
             us = []
@@ -386,9 +481,19 @@ def main():
         extra.append(tline)
         bline, bkv = loadgen(a.loadgen, "burst", l.sock, a.burst)
         extra.append(bline)
+        time.sleep(1.0)  # idle again: the listener trims its heap 0.5 s after a burst
         mem_after = mem(l.proc.pid)
     finally:
         l.stop()
+    sup_line = None
+    try:
+        if a.supervisor and os.path.exists(a.supervisor):
+            srows, sextra, sup_line = supervised_run(a, tmp)
+            rows.extend(srows)
+            extra.extend(sextra)
+        else:
+            notes.append("under the real supervisor: skipped, no target/release/supervisor built")
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     out = []
@@ -406,10 +511,14 @@ def main():
         f"**{bkv['errors']} errors**, all done in {bkv['wall_ms']} ms (p99 {fmt_ms(float(bkv['p99_us']))})."
     )
     out.append(
-        f"Listener memory: idle Rss {mem_idle.get('Rss')} kB / Pss {mem_idle.get('Pss')} kB / "
-        f"Private_Dirty {mem_idle.get('Private_Dirty')} kB; after the load Rss {mem_after.get('Rss')} kB / "
-        f"Pss {mem_after.get('Pss')} kB, peak VmHWM {mem_after.get('VmHWM')} kB."
+        f"Listener memory: idle Rss {mem_idle.get('Rss')} kB, Pss {mem_idle.get('Pss')} kB "
+        f"(file {mem_idle.get('Pss_File')}, anon {mem_idle.get('Pss_Anon')}); 1 s after the load Rss "
+        f"{mem_after.get('Rss')} kB, Pss {mem_after.get('Pss')} kB (file {mem_after.get('Pss_File')}, "
+        f"anon {mem_after.get('Pss_Anon')}), peak VmHWM {mem_after.get('VmHWM')} kB. File pages are the "
+        "binary's text mapped in 64 KiB fault-around batches, so they depend little on the load."
     )
+    if sup_line:
+        out.append(sup_line)
     # Goals from issue 3.
     by = {r[0]: r for r in rows}
     ping = rows[0]
@@ -444,7 +553,9 @@ def main():
             f.write(
                 f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores ({cpu}), "
                 "the listener standalone (release build) with a fake supervisor on its control socket, "
-                "as in listener/tests. Latencies are wall-clock from the client's side.\n\n"
+                "as in listener/tests. Latencies are wall-clock from the client's side. "
+                f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+                "(the machine is shared; numbers move with it).\n\n"
             )
             f.write(text + "\n")
 

@@ -7,7 +7,9 @@
 # bench.py: ping round trip p50/p99, request -> trivial callback's first output line,
 # `supervisorctl status` against a local supervisord, `docker exec CONTAINER true` when a
 # Docker engine answers (skipped with a note otherwise), sustained ping throughput with 50
-# clients, 1,000 clients at once, and the listener's memory. Prints one table and writes
+# clients, 1,000 clients at once, and the listener's memory; then, when the supervisor
+# builds, ping / first-line latency and supervisor + listener PSS under the real supervisor
+# (`BOSUN_SERVICE=bench BOSUN_RUN_DIR=DIR BOSUN_LISTENER=... supervisor -- sleep infinity`). Prints one table and writes
 # bench/request/RESULTS.md with the exact command.
 #
 # --install: apt-get install socat supervisor first.
@@ -18,7 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cmdline="bench/request/run.sh $*"
+cmdline="${CARGO_TARGET_DIR:+CARGO_TARGET_DIR=$CARGO_TARGET_DIR }bench/request/run.sh${*:+ $*}"
 
 if [[ "${1:-}" == "--install" ]]; then
     shift
@@ -30,6 +32,13 @@ fi
 
 target=${CARGO_TARGET_DIR:-$repo/target}
 (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --release -q -p listener)
+# The supervisor too, to measure the pair the way containers run it; skipped if it fails.
+sup=""
+if (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --release -q -p supervisor); then
+    sup=$target/release/supervisor
+else
+    echo "bench: supervisor did not build; measuring the listener standalone only" >&2
+fi
 listener=$target/release/listener
 scratch=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/bench-request.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
@@ -44,4 +53,4 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 python3 "$here/bench.py" --listener "$listener" --loadgen "$scratch/loadgen" \
-    --scheduler "$sched" --out "$here/RESULTS.md" --command "$cmdline" "$@"
+    --scheduler "$sched" --supervisor "$sup" --out "$here/RESULTS.md" --command "$cmdline" "$@"

@@ -73,14 +73,15 @@ mem_mib() {
         f = (u == "GiB") ? 1024 : (u == "MiB") ? 1 : (u == "KiB") ? 1 / 1024 : 1 / 1048576
         printf "%.1f", v * f }'
 }
-# bosun_pss_kib CONTAINER: PSS of the supervisor, listener and scheduler processes, in KiB.
+# bosun_pss_kib CONTAINER FIELD: the sum of smaps_rollup's FIELD (Pss, Pss_Anon) over the
+# supervisor, listener and scheduler processes, in KiB.
 bosun_pss_kib() {
-    docker exec "$1" bash -c '
+    docker exec -e FIELD="$2" "$1" bash -c '
         t=0
         for p in /proc/[0-9]*; do
             c=$(tr "\0" " " <"$p/cmdline" 2>/dev/null) || continue
             case $c in /usr/local/sbin/supervisor*|/usr/local/sbin/listener*|/usr/local/sbin/scheduler*|listener*|scheduler*) ;; *) continue ;; esac
-            k=$(awk "/^Pss:/ { print \$2 }" "$p/smaps_rollup" 2>/dev/null) || continue
+            k=$(awk -v f="$FIELD:" "\$1 == f { print \$2 }" "$p/smaps_rollup" 2>/dev/null) || continue
             t=$((t + ${k:-0}))
         done
         echo $t'
@@ -92,13 +93,13 @@ if ! docker image inspect debian:trixie-slim >/dev/null 2>&1 || ! docker image i
     scripts/offline-images
 fi
 log "building the image"
-dc bosun build >/dev/null
+dc bosun build >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log" >&2; exit 1; }
 IMAGE=bosun:${BOSUN_TAG:-local}
 SIZE_MB=$(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.0f", $1 / 1e6 }')
 BIN_KB=$(docker run --rm --entrypoint bash "$IMAGE" -c 'du -ck /usr/local/sbin/supervisor /usr/local/sbin/listener /usr/local/sbin/scheduler | tail -n 1 | cut -f1')
 log "image $IMAGE: $SIZE_MB MB (bosun's binaries: $BIN_KB KiB)"
 
-declare -A HEALTHY PAGE MEM PSS PROCS
+declare -A HEALTHY PAGE MEM PSS ANON PROCS
 for v in bosun tini; do
     for ((r = 1; r <= RUNS; r++)); do
         mkdir -p "$WORK/data-$v"
@@ -118,7 +119,8 @@ for v in bosun tini; do
             for s in "${SERVICES[@]}"; do
                 id=$(dc "$v" ps -q "$s")
                 MEM[$v.$s]=$(mem_mib "$id")
-                PSS[$v.$s]=$(bosun_pss_kib "$id")
+                PSS[$v.$s]=$(bosun_pss_kib "$id" Pss)
+                ANON[$v.$s]=$(bosun_pss_kib "$id" Pss_Anon)
                 PROCS[$v.$s]=$(nprocs "$id")
             done
         fi
@@ -130,6 +132,7 @@ done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 sum() { awk '{ s += $1 } END { printf "%.1f", s }'; }
+kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 {
     echo "# Stack benchmark"
@@ -157,19 +160,21 @@ sum() { awk '{ s += $1 } END { printf "%.1f", s }'; }
     echo "## Idle memory per container"
     echo
     echo "After the first page and ${SETTLE}s idle. \"memory\" is \`docker stats\` (cgroup usage less page"
-    echo "cache); \"bosun PSS\" is the proportional set size of supervisor + listener (+ scheduler) in"
-    echo "that container; \"procs\" counts its processes."
+    echo "cache); \"bosun PSS\" is the proportional set size of supervisor + listener (+ the scheduler"
+    echo "daemon) in that container, all of it and its anonymous part (the file part is the binaries'"
+    echo "text, which docker stats counts as cache); \"procs\" counts the container's processes."
     echo
-    echo "| container | bosun: memory | bosun: procs | bosun PSS | tini: memory | tini: procs | difference |"
+    echo "| container | bosun: memory | procs | bosun PSS (anon) | tini: memory | procs | difference |"
     echo "|---|---|---|---|---|---|---|"
     for s in "${SERVICES[@]}"; do
         d=$(awk -v a="${MEM[bosun.$s]}" -v b="${MEM[tini.$s]}" 'BEGIN { printf "%+.1f", a - b }')
-        echo "| $s | ${MEM[bosun.$s]} MiB | ${PROCS[bosun.$s]} | $(awk -v k="${PSS[bosun.$s]}" 'BEGIN { printf "%.1f", k / 1024 }') MiB | ${MEM[tini.$s]} MiB | ${PROCS[tini.$s]} | $d MiB |"
+        echo "| $s | ${MEM[bosun.$s]} MiB | ${PROCS[bosun.$s]} | $(kib2mib "${PSS[bosun.$s]}") ($(kib2mib "${ANON[bosun.$s]}")) MiB | ${MEM[tini.$s]} MiB | ${PROCS[tini.$s]} | $d MiB |"
     done
     tb=$(for s in "${SERVICES[@]}"; do echo "${MEM[bosun.$s]}"; done | sum)
     tt=$(for s in "${SERVICES[@]}"; do echo "${MEM[tini.$s]}"; done | sum)
-    tp=$(for s in "${SERVICES[@]}"; do echo "${PSS[bosun.$s]}"; done | awk '{ s += $1 } END { printf "%.1f", s / 1024 }')
-    echo "| **stack** | **$tb MiB** | | **$tp MiB** | **$tt MiB** | | **$(awk -v a="$tb" -v b="$tt" 'BEGIN { printf "%+.1f", a - b }') MiB** |"
+    tp=$(for s in "${SERVICES[@]}"; do echo "${PSS[bosun.$s]}"; done | awk '{ s += $1 } END { print s }')
+    ta=$(for s in "${SERVICES[@]}"; do echo "${ANON[bosun.$s]}"; done | awk '{ s += $1 } END { print s }')
+    echo "| **stack** | **$tb MiB** | | **$(kib2mib "$tp") ($(kib2mib "$ta")) MiB** | **$tt MiB** | | **$(awk -v a="$tb" -v b="$tt" 'BEGIN { printf "%+.1f", a - b }') MiB** |"
     echo
     echo "The memory numbers of MariaDB and php-fpm move by a few MiB between runs on their own"
     echo "(buffer pool warm-up, php-fpm's on-demand workers); bosun PSS is the steady part."

@@ -42,8 +42,8 @@ pub fn main() -> ExitCode {
         }
     };
     if let Err(e) = init_logging(&cfg) {
-        eprintln!("listener: bad setting BOSUN_LOG={:?}: {e}", cfg.log_filter);
-        return ExitCode::from(EXIT_CONFIG);
+        eprintln!("listener: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
     }
     raise_fd_limit();
     let listen = match take_socket(LISTEN_FD) {

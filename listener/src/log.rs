@@ -184,11 +184,19 @@ impl Subscriber for LineLogger {
     fn exit(&self, _: &Id) {}
 }
 
-/// Installs the logger for the whole process.
+/// Installs the logger for the whole process. A filter that does not parse falls back to
+/// `info` and is reported as the first log line.
 pub fn init(spec: &str, json: bool) -> Result<(), String> {
-    let filter = Filter::parse(spec).map_err(|e| e.to_string())?;
+    let (filter, bad) = match Filter::parse(spec) {
+        Ok(f) => (f, None),
+        Err(e) => (Filter::parse("info").map_err(|e| e.to_string())?, Some(e)),
+    };
     tracing::subscriber::set_global_default(LineLogger::new(filter, json))
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "bad setting BOSUN_LOG, using info");
+    }
+    Ok(())
 }
 
 struct Fields {

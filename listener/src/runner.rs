@@ -77,6 +77,8 @@ pub fn spawn(spec: Spec) -> std::io::Result<Running> {
         .env("BOSUN_ACTION", &spec.action)
         .env("BOSUN_REQUEST_ID", spec.id.to_string())
         .env("BOSUN_USER", spec.user.as_deref().unwrap_or(""))
+        // The listener's own bookkeeping, meaningless to a callback.
+        .env_remove("BOSUN_NEXT_ID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

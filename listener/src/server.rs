@@ -107,10 +107,17 @@ pub async fn serve(
 }
 
 async fn accept_loop(listener: UnixListener, server: Arc<Server>) {
+    let conns = Arc::new(Conns::default());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(server.clone().handle(stream));
+                conns.opened();
+                let conns = conns.clone();
+                let server = server.clone();
+                tokio::spawn(async move {
+                    server.handle(stream).await;
+                    conns.closed();
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the backlog holds them.
@@ -118,6 +125,58 @@ async fn accept_loop(listener: UnixListener, server: Arc<Server>) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// Counts connections so that the heap a burst of them left behind is given back once the
+/// burst is over: glibc keeps freed memory in its arena, and 1,000 clients at once would
+/// otherwise leave the listener's resident set ~0.5 MB larger for the container's life.
+#[derive(Debug, Default)]
+struct Conns {
+    live: std::sync::atomic::AtomicUsize,
+    since_trim: std::sync::atomic::AtomicUsize,
+    trim_pending: std::sync::atomic::AtomicBool,
+}
+
+/// Connections served between two heap trims, at least.
+const TRIM_AFTER: usize = 256;
+/// Open connections (held actions, say) below which a burst counts as over.
+const TRIM_BELOW: usize = 16;
+/// How long after a burst the trim runs, so the burst's last tasks are gone too.
+const TRIM_DELAY: Duration = Duration::from_millis(500);
+
+impl Conns {
+    fn opened(&self) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        self.since_trim.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn closed(self: &Arc<Self>) {
+        let live = self.live.fetch_sub(1, Ordering::Relaxed) - 1;
+        if live < TRIM_BELOW
+            && self.since_trim.load(Ordering::Relaxed) >= TRIM_AFTER
+            && !self.trim_pending.swap(true, Ordering::Relaxed)
+        {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(TRIM_DELAY).await;
+                me.trim_pending.store(false, Ordering::Relaxed);
+                // Another burst under way: its own end schedules the trim.
+                if me.live.load(Ordering::Relaxed) < TRIM_BELOW {
+                    me.since_trim.store(0, Ordering::Relaxed);
+                    trim_heap();
+                }
+            });
+        }
+    }
+}
+
+/// Returns free heap pages to the kernel.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is thread-safe.
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }
 
@@ -226,6 +285,19 @@ impl Server {
                 return Some(reply.to_string());
             }
         };
+        if let Some(user) = req.user.as_deref().filter(|u| !valid_user(u)) {
+            tracing::warn!(uid = peer.uid, pid = peer.pid, user = %user.escape_debug(), "bad request");
+            return Some(
+                Reply::error(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "user {user:?} is not a valid name (letters, digits, '.', '_', '-', \
+                         not starting with '.' or '-', at most {MAX_USER} bytes)"
+                    ),
+                )
+                .to_string(),
+            );
+        }
         tracing::info!(
             uid = peer.uid,
             gid = peer.gid,
@@ -450,6 +522,21 @@ impl Server {
     }
 }
 
+/// Longest user (site, tenant) name accepted.
+const MAX_USER: usize = 64;
+
+/// A user name is handed to callbacks that build paths and command lines from it
+/// (`/srv/$BOSUN_USER`, `mysqldump "$BOSUN_USER"`), so it is held to a plain name: no `/`,
+/// no `..`, no leading `-` that a command would read as an option.
+fn valid_user(u: &str) -> bool {
+    u.len() <= MAX_USER
+        && u.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 fn shutting_down() -> Reply {
     Reply::error(ErrorCode::ShuttingDown, "the listener is stopping")
 }
@@ -522,4 +609,29 @@ async fn answer(stream: &mut UnixStream, text: &str) {
         tracing::debug!(error = %e, "reply not delivered");
     }
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_user;
+
+    #[test]
+    fn user_names() {
+        for ok in ["forum", "site_1", "a.b-c", "_x", "0"] {
+            assert!(valid_user(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "-rf",
+            "a/b",
+            "../etc",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_user(bad), "{bad}");
+        }
+    }
 }

@@ -168,10 +168,7 @@ fn read_replies(
 /// The action's exit status as our exit code: 0 stays 0, 1..=255 pass through, anything
 /// else (which no process exit can produce) becomes 1 so that a failure is never 0.
 pub fn exit_code(exit: i32) -> u8 {
-    match u8::try_from(exit) {
-        Ok(code) => code,
-        Err(_) => 1,
-    }
+    u8::try_from(exit).unwrap_or(1)
 }
 
 #[cfg(test)]

@@ -339,8 +339,7 @@ fn max_days(month: u32) -> u32 {
 pub fn tokens(text: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
     let mut start: Option<(usize, usize)> = None; // (char col, byte index)
-    let mut col = 0;
-    for (i, c) in text.char_indices() {
+    for (col, (i, c)) in text.char_indices().enumerate() {
         if c == ' ' || c == '\t' {
             if let Some((sc, sb)) = start.take() {
                 out.push((sc, &text[sb..i]));
@@ -348,7 +347,6 @@ pub fn tokens(text: &str) -> Vec<(usize, &str)> {
         } else if start.is_none() {
             start = Some((col, i));
         }
-        col += 1;
     }
     if let Some((sc, sb)) = start {
         out.push((sc, &text[sb..]));

@@ -1,13 +1,10 @@
-//! The long-running scheduler: plan, sleep, fire, deliver, reload.
+//! The long-running scheduler: sleep, fire, deliver, reload. The I/O edge around the pure
+//! [`crate::planner`], which decides what is due (cursor, clock steps, reloads).
 //!
-//! One loop owns the schedule and a *cursor*: every fire at or before the cursor has been
-//! handled. It sleeps on a realtime timerfd ([`crate::timer`]) until the earliest next fire
-//! (never polling), and wakes for three reasons only: a fire is due, the wall clock was
-//! stepped, or the directory holding the schedule changed (inotify, via notify). The cursor
-//! only moves forward, so a clock stepped back cannot fire a line twice; a clock stepped
-//! forward fires each line that had fires in the jump once, so nothing is lost (a line is
-//! not run once per skipped minute). A step back of more than an hour is taken as a clock
-//! that was wrong, and planning restarts from the new time.
+//! One loop owns the schedule and the planner. It sleeps on a realtime timerfd
+//! ([`crate::timer`]) until the earliest next fire (never polling), and wakes for three
+//! reasons only: a fire is due, the wall clock was stepped, or the directory holding the
+//! schedule changed (inotify, via notify).
 //!
 //! Each fire is delivered by its own task ([`deliver`]) so deliveries never block one
 //! another or the loop; a set of running line keys makes a fire whose previous run has not
@@ -33,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::planner::{missed_while_down, Fire, Outcome, Planner};
 use crate::schedule::{self, Entry, FileErrors, Schedule, When};
 use crate::state::{StateError, StateStore};
 use crate::timer::{RealtimeTimer, Wake};
@@ -126,8 +124,6 @@ struct Shared {
     runs: AtomicU64,
 }
 
-/// How far back a clock step must go before planning restarts from the new time.
-const MAX_STEP_BACK: chrono::Duration = chrono::Duration::hours(1);
 /// After a change in the directory, wait for this much quiet before reading the file.
 const SETTLE: Duration = Duration::from_millis(100);
 /// How long in-flight deliveries get to finish their current step on shutdown.
@@ -177,48 +173,46 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             config.catchup_window,
         );
     }
-    let mut cursor = start;
-    let mut next = plan(&schedule, cursor);
+    let window =
+        chrono::Duration::from_std(config.catchup_window).unwrap_or(chrono::TimeDelta::MAX);
+    let mut planner = Planner::new(&schedule, start);
     tokio::pin!(shutdown);
     loop {
-        let due = next.iter().flatten().min().copied();
         tokio::select! {
             () = &mut shutdown => break,
-            wake = sleep_until(&mut timer, due) => {
+            wake = sleep_until(&mut timer, planner.due()) => {
                 let now = Utc::now();
                 if wake == Wake::ClockChanged {
                     info!(now = %rfc3339(now), "wall clock was set");
                 }
-                if now < cursor - MAX_STEP_BACK {
-                    warn!(from = %rfc3339(cursor), to = %rfc3339(now), "wall clock stepped back more than an hour; planning from the new time");
-                    cursor = now;
-                    next = plan(&schedule, cursor);
-                    continue;
-                }
-                for (i, e) in schedule.entries.iter().enumerate() {
-                    let Some(at) = next[i] else { continue };
-                    if at > now {
+                let fires = match planner.wake(&schedule, now, window) {
+                    Outcome::SteppedBack { from } => {
+                        warn!(from = %rfc3339(from), to = %rfc3339(now), "wall clock stepped back more than an hour; planning from the new time");
                         continue;
                     }
-                    let late = now - at;
-                    if late > chrono::Duration::from_std(config.catchup_window).unwrap_or(chrono::TimeDelta::MAX) {
-                        warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(at), "missed: the clock jumped past it by more than the catch-up window");
-                    } else {
-                        if late > chrono::Duration::seconds(2) {
-                            warn!(line = e.line, due = %rfc3339(at), late_secs = late.num_seconds(), "late fire (clock jump or suspend); runs once");
+                    Outcome::Fires(fires) => fires,
+                };
+                for f in fires {
+                    let (index, at) = match f {
+                        Fire::Run { index, due } => {
+                            let e = &schedule.entries[index];
+                            let late = now - due;
+                            if late > chrono::Duration::seconds(2) {
+                                warn!(line = e.line, due = %rfc3339(due), late_secs = late.num_seconds(), "late fire (clock jump or suspend); runs once");
+                            }
+                            fire(&shared, &tracker, e, due, "schedule");
+                            (index, due)
                         }
-                        fire(&shared, &tracker, e, at, "schedule");
-                    }
+                        Fire::Missed { index, due } => {
+                            let e = &schedule.entries[index];
+                            warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), "missed: the clock jumped past it by more than the catch-up window");
+                            (index, due)
+                        }
+                    };
                     if let Some(store) = &store {
-                        if let Err(err) = store.record(&e.key(), at) {
+                        if let Err(err) = store.record(&schedule.entries[index].key(), at) {
                             warn!(error = %err, "cannot record the fire");
                         }
-                    }
-                }
-                cursor = cursor.max(now);
-                for (i, e) in schedule.entries.iter().enumerate() {
-                    if next[i].is_some_and(|at| at <= now) {
-                        next[i] = e.next_after(cursor);
                     }
                 }
             }
@@ -228,10 +222,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     Ok((new_bytes, _)) if new_bytes == bytes => {}
                     Ok((new_bytes, new_schedule)) => {
                         bytes = new_bytes;
+                        let now = Utc::now();
+                        planner.reload(&schedule, &new_schedule, now);
                         schedule = new_schedule;
-                        next = plan(&schedule, cursor);
-                        let first = next.iter().flatten().min().map(|t| rfc3339(*t));
-                        info!(entries = schedule.entries.len(), next = first.as_deref().unwrap_or("none"), "schedule reloaded");
+                        if let Some(store) = &store {
+                            baseline(store, &schedule, now);
+                        }
+                        let first = planner.due().map(rfc3339);
+                        info!(entries = schedule.entries.len(), next = %first.as_deref().unwrap_or("none"), "schedule reloaded");
                     }
                     Err(DaemonError::Schedule(errors)) => {
                         for line in errors.to_string().lines() {
@@ -264,13 +262,22 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The next fire of every entry strictly after `cursor`.
-fn plan(schedule: &Schedule, cursor: DateTime<Utc>) -> Vec<Option<DateTime<Utc>>> {
-    schedule
-        .entries
-        .iter()
-        .map(|e| e.next_after(cursor))
-        .collect()
+/// Whether an inotify event only reports a read (ours included), not a change.
+fn is_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(kind, notify::EventKind::Access(a) if *a != AccessKind::Close(AccessMode::Write))
+}
+
+/// Records `now` for every line the store does not know yet, so that an outage is
+/// measured from when the line was first scheduled.
+fn baseline(store: &StateStore, schedule: &Schedule, now: DateTime<Utc>) {
+    for e in &schedule.entries {
+        if e.when != When::Reboot && store.last(&e.key()).is_none() {
+            if let Err(err) = store.record(&e.key(), now) {
+                warn!(error = %err, "cannot record the fire");
+            }
+        }
+    }
 }
 
 /// Sleeps on the timer until `due`, or forever when nothing is planned. Timer errors are
@@ -315,7 +322,7 @@ fn watch(file: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         match res {
             // Our own reads show up as opens: ignore them, or every reload would cause one.
-            Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
+            Ok(ev) if is_read(&ev.kind) => {}
             // A full channel already holds a pending change; that is enough.
             _ => {
                 let _ = tx.try_send(());
@@ -341,32 +348,23 @@ fn catch_up(
     window: Duration,
 ) {
     let window = chrono::Duration::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
-    let horizon = now
-        .checked_sub_signed(window)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     for e in &schedule.entries {
         if e.when == When::Reboot {
             continue;
         }
         let key = e.key();
-        match store.last(&key) {
-            Some(last) if last <= now => {
-                let from = last.max(horizon);
-                if let Some(missed) = e.next_after(from).filter(|t| *t <= now) {
-                    info!(line = e.line, service = %e.service, action = %e.action, missed = %rfc3339(missed), last = %rfc3339(last), "catching up a run missed while down");
-                    fire(shared, tracker, e, missed, "catch-up");
-                    if let Err(err) = store.record(&key, now) {
-                        warn!(error = %err, "cannot record the fire");
-                    }
-                }
-            }
-            _ => {
-                if let Err(err) = store.record(&key, now) {
-                    warn!(error = %err, "cannot record the fire");
-                }
+        let Some(last) = store.last(&key) else {
+            continue;
+        };
+        if let Some(missed) = missed_while_down(e, last, now, window) {
+            info!(line = e.line, service = %e.service, action = %e.action, missed = %rfc3339(missed), last = %rfc3339(last), "catching up a run missed while down");
+            fire(shared, tracker, e, missed, "catch-up");
+            if let Err(err) = store.record(&key, now) {
+                warn!(error = %err, "cannot record the fire");
             }
         }
     }
+    baseline(store, schedule, now);
 }
 
 /// Removes a line's key from the running set when its delivery ends, however it ends.

@@ -3,6 +3,7 @@
 //!
 //! The pure parts come first and know nothing of I/O: [`cron`] (one expression),
 //! [`schedule`] (the file), [`plan`] (next fire in a zone, with the daylight-saving rules).
+//! [`planner`] is the daemon's clock logic (cursor, clock steps, reloads), pure too.
 //! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
 //! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
 //! of runs missed while the scheduler was down). [`cli`] is the command line.
@@ -12,6 +13,7 @@ pub mod client;
 pub mod cron;
 pub mod daemon;
 pub mod plan;
+pub mod planner;
 pub mod schedule;
 pub mod state;
 pub mod timer;

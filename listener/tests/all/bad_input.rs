@@ -101,6 +101,12 @@ fn stalled_client_times_out_without_blocking_others() {
 
 #[test]
 fn thousand_clients_at_once() {
+    // 1,000 sockets here (and as many in the listener, which raises its own limit).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 4096 {
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard).unwrap();
+    }
     let l = Listener::start(Opts::default()).ready();
     // All connected and sent before any reply is read.
     let mut conns = Vec::with_capacity(1000);
@@ -122,4 +128,15 @@ fn thousand_clients_at_once() {
         ok += 1;
     }
     assert_eq!(ok, 1000);
+}
+
+#[test]
+fn user_must_be_a_plain_name() {
+    let l = Listener::start(Opts::default()).ready();
+    for bad in ["../../etc hello", "-rf hello", "a/b env"] {
+        let lines = l.request(format!("{bad}\n").as_bytes());
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("error bad-request user "), "{lines:?}");
+    }
+    assert_eq!(l.request(b"site.example-1 ping\n"), ["pong"]);
 }

@@ -290,6 +290,11 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let (m, _) = &*self.log.0;
+            let lines = m.lock().map(|l| l.join("\n")).unwrap_or_default();
+            eprintln!("--- listener log ---\n{lines}\n--- end ---");
+        }
         if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid()),

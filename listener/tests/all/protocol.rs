@@ -157,3 +157,60 @@ fn syntax_error_reported_at_start_and_per_request() {
     std::fs::write(&l.callbacks, "CB_hello() { echo hello-again; }\n").unwrap();
     assert_eq!(l.request(b"hello\n")[0], "accepted 1 hello");
 }
+
+#[test]
+fn json_log_lines() {
+    let l = Listener::start(Opts::default().env("BOSUN_LOG_FORMAT", "json")).ready();
+    l.request(b"forum hello\n");
+    let line = l
+        .log
+        .wait("json done", |s| s.contains(r#""message":"done""#));
+    assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    assert!(line.contains(r#""action":"hello""#), "{line}");
+    assert!(line.contains(r#""exit":0"#), "{line}");
+    let req = l
+        .log
+        .wait("json request", |s| s.contains(r#""message":"request""#));
+    assert!(req.contains(r#""user":"forum""#), "{req}");
+    // Action output stays as the callback wrote it, prefixed.
+    l.log.wait_for("[hello#1] hello");
+}
+
+#[test]
+fn bad_log_filter_is_a_warning_not_a_crash() {
+    // BOSUN_LOG is shared with the supervisor, which ignores a bad one: so does the listener.
+    let l = Listener::start(Opts::default().env("BOSUN_LOG", "loud=yes")).ready();
+    l.log.wait_for("bad setting BOSUN_LOG");
+    assert_eq!(l.request(b"ping\n"), ["pong"]);
+}
+
+#[test]
+fn callbacks_file_failing_to_source_is_unavailable() {
+    // `source` returning non-zero would stop every action (`source ... && CB_x`): say so.
+    let cbs = "CB_hello() { echo hello; }\n[ -e /nonexistent-bosun ] && echo never\n";
+    let l = Listener::start(Opts::default().callbacks(Some(cbs))).ready();
+    let lines = l.request(b"hello\n");
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].starts_with("error unavailable callbacks file ")
+            && lines[0].ends_with("sourcing it returned status 1"),
+        "{lines:?}"
+    );
+    assert_eq!(l.request(b"ping\n"), ["pong"]);
+}
+
+#[test]
+fn callback_environment_holds_no_listener_bookkeeping() {
+    let cbs = "CB_show() { echo \"next=<${BOSUN_NEXT_ID-unset}> cb=<$BOSUN_CALLBACKS>\"; }\n";
+    let l = Listener::start(
+        Opts::default()
+            .callbacks(Some(cbs))
+            .env("BOSUN_NEXT_ID", "7"),
+    )
+    .ready();
+    assert_eq!(l.request(b"show\n")[0], "accepted 7 show");
+    l.log.wait_for(&format!(
+        "[show#7] next=<unset> cb=<{}>",
+        l.callbacks.display()
+    ));
+}

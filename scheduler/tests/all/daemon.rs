@@ -56,9 +56,14 @@ fn edit_by_rename_reloads_and_bad_edit_is_refused() {
         "reload took {:?}",
         t.elapsed()
     );
-    // An edit in place (truncate and write) is seen too.
-    std::fs::write(&file, "0 0 * * * svc a\n*/5 * * * * svc b\n@daily svc c\n").unwrap();
+    // An edit in place (truncate and write) is seen too; @reboot lines do not fire on reload.
+    std::fs::write(&file, "0 0 * * * svc a\n*/5 * * * * svc b\n@reboot svc c\n").unwrap();
     d.wait_for(&["schedule reloaded", "entries=3"], SHORT);
+    assert!(
+        !d.seen.iter().any(|l| l.contains("reason=reboot")),
+        "{:?}",
+        d.seen
+    );
     assert_eq!(d.stop(), 0);
 }
 
@@ -151,4 +156,25 @@ fn bad_file_at_start_exits_1() {
     d.wait_for(&[":1:1: minute `61` is out of range"], SHORT);
     let status = d.child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn json_logs_one_event_a_line() {
+    let (dir, file, run_dir) = setup("@reboot web warm-cache\n");
+    let _p = peer(dir.path(), "web", Answer::Done(0));
+    let mut d = Daemon::start(
+        &file,
+        &[("BOSUN_RUN_DIR", &run_dir), ("BOSUN_LOG_FORMAT", "json")],
+    );
+    let line = d.wait_for(&["\"done\""], SHORT);
+    for key in [
+        "\"exit\":0",
+        "\"id\":1",
+        "\"service\":\"web\"",
+        "\"level\":\"INFO\"",
+    ] {
+        assert!(line.contains(key), "{key} missing in {line}");
+    }
+    assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    assert_eq!(d.stop(), 0);
 }

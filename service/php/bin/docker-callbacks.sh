@@ -1,13 +1,18 @@
 # php service actions; see service/mysql/bin/docker-callbacks.sh for the calling convention.
 
-# rotate-logs: the pools' access logs; USR1 makes the php-fpm master reopen them.
+# rotate-logs: the pools' access logs; USR1 makes the php-fpm master reopen them. When
+# php-fpm is not running (stopped, or idle under on-demand start) renaming is all it takes.
 CB_rotate_logs() {
     local f pid
     for f in /var/log/php/*.log; do
         [ -e "$f" ] && rotate_log_file "$f" "${LOG_KEEP:-7}"
     done
-    pid=$(cat /run/php/php-fpm-php.pid 2>/dev/null) || { echo "php-fpm is not running" >&2; return 1; }
-    kill -USR1 "$pid" && echo "logs rotated"
+    pid=$(cat /run/php/php-fpm-php.pid 2>/dev/null)
+    if [ -n "$pid" ] && kill -USR1 "$pid" 2>/dev/null; then
+        echo "logs rotated"
+    else
+        echo "logs rotated (php-fpm not running)"
+    fi
 }
 
 # rotate_log_file FILE KEEP: FILE -> FILE.1 -> FILE.2.gz ... FILE.KEEP.gz (as logrotate
