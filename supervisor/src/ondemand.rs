@@ -23,7 +23,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -94,13 +94,13 @@ impl Held {
                 })
             }
             Addr::Tcp(a) => {
-                let l = TcpListener::bind(a).map_err(|err| SocketError::Io {
+                let fd = bind_tcp(a).map_err(|err| SocketError::Io {
                     path: PathBuf::from(a.to_string()),
                     what: "while binding",
-                    err,
+                    err: err.into(),
                 })?;
                 Ok(Held {
-                    fd: l.into(),
+                    fd,
                     addr: addr.clone(),
                     unix: None,
                     keep: None,
@@ -131,17 +131,31 @@ impl Held {
         }
     }
 
-    /// The socket's inode, to recognise its connections in the kernel's tables.
-    pub fn port(&self) -> Option<u16> {
-        match &self.addr {
-            Addr::Tcp(a) => Some(a.port()),
-            Addr::Unix(_) => None,
-        }
-    }
-
     pub fn raw(&self) -> i32 {
         self.fd.as_raw_fd()
     }
+}
+
+/// A TCP listening socket with the same deep backlog as the unix one (std's
+/// `TcpListener` asks for only 128, too few for a cold-start burst).
+fn bind_tcp(a: &SocketAddr) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{
+        bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+        SockaddrIn, SockaddrIn6,
+    };
+    let family = if a.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    match a {
+        SocketAddr::V4(v4) => bind(fd.as_raw_fd(), &SockaddrIn::from(*v4))?,
+        SocketAddr::V6(v6) => bind(fd.as_raw_fd(), &SockaddrIn6::from(*v6))?,
+    }
+    listen(&fd, Backlog::new(65535).unwrap_or(Backlog::MAXCONN))?;
+    Ok(fd)
 }
 
 fn keep_link(path: &Path) -> PathBuf {

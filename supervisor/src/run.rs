@@ -191,6 +191,13 @@ impl Supervisor {
                     }
                 }
             });
+        if let (Some(_), Some(h)) = (&proxy, &held) {
+            // Only the supervisor accepts on it in proxy mode.
+            let _ = nix::fcntl::fcntl(
+                &h.fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        }
         let od = match (s.on_demand.clone(), held) {
             (Some(cfg), Some(held)) => Some(Od {
                 cfg,
@@ -271,12 +278,19 @@ impl Supervisor {
         }
         crate::trim::release_startup_text();
         let mut reaped = Vec::new();
+        // Reap at start and after every SIGCHLD (the signalfd never loses one: a child
+        // that ends after a reap leaves SIGCHLD pending again).
+        let mut reap_due = true;
+        let mut no_children = false;
         loop {
             let now = Instant::now();
-            reaped.clear();
-            let no_children = crate::reap::reap_all(&mut reaped);
-            for &(pid, exit) in &reaped {
-                self.on_exit(pid, exit, now);
+            if reap_due {
+                reap_due = false;
+                reaped.clear();
+                no_children = crate::reap::reap_all(&mut reaped);
+                for &(pid, exit) in &reaped {
+                    self.on_exit(pid, exit, now);
+                }
             }
             self.tick(now);
             if self.finished(no_children, now) {
@@ -356,6 +370,7 @@ impl Supervisor {
             }
             if sig_ready {
                 while let Ok(Some(info)) = sigfd.read_signal() {
+                    reap_due |= info.ssi_signo == Signal::SIGCHLD as u32;
                     self.on_signal(info.ssi_signo as i32, Instant::now());
                 }
             }
@@ -383,7 +398,7 @@ impl Supervisor {
             return;
         };
         match sig {
-            Signal::SIGCHLD => {} // the loop reaps on every turn
+            Signal::SIGCHLD => {} // the loop reaps
             Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
                 // TERM is what `docker stop` sends: it becomes `stop_signal`. INT and QUIT
                 // are passed on as themselves. All three stop the container.
@@ -716,7 +731,7 @@ impl Supervisor {
         let Some(od) = &mut self.od else { return };
         let proxy = od.cfg.backend.is_some();
         if proxy {
-            od.pending.extend(accept_ready(od.held.raw()));
+            od.pending.extend(accept_ready(od.held.raw(), false));
         }
         od.last_activity = now;
         match self.main {
@@ -771,7 +786,7 @@ impl Supervisor {
         od.pending.clear();
         if od.cfg.backend.is_none() {
             // Handoff: the clients wait in the kernel's backlog of the held socket.
-            closed += accept_ready(od.held.raw()).len();
+            closed += accept_ready(od.held.raw(), true).len();
         }
         let delay = od.backoff.delay(now, now);
         od.retry_after = now + delay;
@@ -1008,6 +1023,7 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
         let mut d: Vec<Instant> = Vec::new();
         match &self.main {
             Main::Backoff { until } => d.push(*until),
@@ -1029,16 +1045,20 @@ impl Supervisor {
         }
         if let (Some(od), None) = (&self.od, self.shutdown) {
             match &self.main {
-                Main::Down => d.push(od.retry_after),
+                // Past instants are not deadlines: once `retry_after` or `quiet_until`
+                // has passed, the held socket itself is polled and wakes the loop.
+                Main::Down if od.retry_after > now => d.push(od.retry_after),
                 Main::Up { ready: false, .. } => d.extend(od.start_deadline),
                 Main::Up { ready: true, .. } => {
                     d.push(od.last_activity + od.cfg.idle);
                     if !od.pending.is_empty() {
-                        d.push(Instant::now() + Duration::from_millis(1));
+                        d.push(now + Duration::from_millis(1));
                     }
                     if od.cfg.backend.is_none() {
                         d.push(od.next_scan);
-                        d.push(od.quiet_until);
+                        if od.quiet_until > now {
+                            d.push(od.quiet_until);
+                        }
                     }
                 }
                 _ => {}
@@ -1101,7 +1121,7 @@ impl Supervisor {
         // A client is waiting on an on-demand start: probe often so readiness is seen within
         // a few milliseconds.
         let interval = if self.od.is_some() {
-            Duration::from_millis(2)
+            Duration::from_millis(1)
         } else {
             ready::next_interval(self.probe.attempt)
         };
@@ -1265,9 +1285,10 @@ fn connect_nonblocking(addr: &ondemand::Addr) -> nix::Result<Option<OwnedFd>> {
     }
 }
 
-/// Accepts every connection already waiting on `listen`, without ever blocking and without
-/// changing the socket's flags (in handoff mode the main process shares them).
-fn accept_ready(listen: i32) -> Vec<OwnedFd> {
+/// Accepts every connection already waiting on `listen`, without ever blocking. A shared
+/// socket (handoff mode: the main process has the same open file) keeps its flags and is
+/// polled before each accept; an unshared one (proxy mode) is non-blocking already.
+fn accept_ready(listen: i32, shared: bool) -> Vec<OwnedFd> {
     use nix::sys::socket::{accept4, SockFlag};
     use std::os::fd::FromRawFd;
     let mut out = Vec::new();
@@ -1275,7 +1296,7 @@ fn accept_ready(listen: i32) -> Vec<OwnedFd> {
         // SAFETY: `listen` is the held socket, open for the supervisor's whole life.
         let fd = unsafe { BorrowedFd::borrow_raw(listen) };
         let mut p = [PollFd::new(fd, PollFlags::POLLIN)];
-        if !matches!(poll(&mut p, PollTimeout::ZERO), Ok(n) if n > 0) {
+        if shared && !matches!(poll(&mut p, PollTimeout::ZERO), Ok(n) if n > 0) {
             return out;
         }
         match accept4(listen, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
