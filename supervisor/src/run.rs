@@ -269,13 +269,15 @@ impl Supervisor {
             }
         }
         let now = Instant::now();
-        self.tick(now); // starts the listener
+        // The main process first: it is what the container is for; the listener's
+        // requests wait in the socket's backlog meanwhile.
         if let Some(od) = &self.od {
             info!(listen = %od.held.addr.key(), mode = if od.cfg.backend.is_some() { "proxy" } else { "handoff" }, "holding the socket; the main process starts on the first connection");
         } else if let Err(code) = self.start_main(now) {
             self.begin_shutdown(now, None);
             self.last_exit = Some(Exit::Code(code));
         }
+        self.tick(now); // starts the listener
         crate::trim::release_startup_text();
         let mut reaped = Vec::new();
         // Reap at start and after every SIGCHLD (the signalfd never loses one: a child
@@ -1236,8 +1238,16 @@ fn signal_group(pid: Pid, sig: Signal) {
     }
 }
 
-/// Direct children of `parent`, from `/proc/*/stat`.
+/// Direct children of `parent` (ourselves; the supervisor has one thread, so its task
+/// file lists them all), or by reading every `/proc/*/stat` where that file is missing.
 fn children_of(parent: Pid) -> Vec<Pid> {
+    if let Ok(list) = std::fs::read_to_string(format!("/proc/self/task/{parent}/children")) {
+        return list
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .map(Pid::from_raw)
+            .collect();
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
