@@ -10,8 +10,8 @@
 #   1. lateness of each fire after the minute boundary (p50/p99/max), over MINUTES minutes:
 #      cron: the job's own `date +%s.%N`; scheduler: the instant a socket peer (standing in
 #      for a service's listener) has read the request line;
-#   2. wake-ups of each daemon (all its threads, from /proc/PID/task/*/schedstat) and CPU
-#      time (utime+stime from /proc/PID/stat) over the same window;
+#   2. wake-ups and CPU time of each daemon (all its threads, /proc/PID/task/*/schedstat:
+#      run-queue arrivals and ns on CPU) over the same window;
 #   3. idle: both get a schedule that does not fire (`0 0 1 1 *`); wake-ups per minute over
 #      IDLE_MINUTES, then syscalls per minute from `strace -c -f` over STRACE_MINUTES;
 #   4. reload: time from an editor-style rename of schedule.cron to "schedule reloaded";
@@ -95,19 +95,19 @@ CRON=$!
 PIDS+=($CRON)
 say "scheduler pid $SCHED, cron pid $CRON, work dir $WORK"
 
-# Sum of run-queue arrivals (3rd schedstat field) over all threads; CPU ticks from stat.
-wakeups() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $3} END {print s + 0}'; }
-cputicks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
+# Over all threads: run-queue arrivals (3rd schedstat field) and ns on CPU (1st field).
+wakeups() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $3} END {printf "%.0f\n", s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 sleep_to_half_minute() { sleep "$(python3 -c 'import time; t=time.time(); print(60 - t % 60 + 30)')"; }
 
 say "settling to a half minute"
 sleep_to_half_minute
 T0=$(date +%s.%N)
-W0s=$(wakeups $SCHED); W0c=$(wakeups $CRON); C0s=$(cputicks $SCHED); C0c=$(cputicks $CRON)
+W0s=$(wakeups $SCHED); W0c=$(wakeups $CRON); C0s=$(cpu_ns $SCHED); C0c=$(cpu_ns $CRON)
 say "measuring $MINUTES minutes of * * * * *"
 sleep $((MINUTES * 60))
 T1=$(date +%s.%N)
-W1s=$(wakeups $SCHED); W1c=$(wakeups $CRON); C1s=$(cputicks $SCHED); C1c=$(cputicks $CRON)
+W1s=$(wakeups $SCHED); W1c=$(wakeups $CRON); C1s=$(cpu_ns $SCHED); C1c=$(cpu_ns $CRON)
 
 # Lateness in ms of the stamps inside [T0, T1].
 late() {
@@ -117,7 +117,21 @@ late() {
             p50 = v[int(NR * 0.50 + 0.999999)]; p99 = v[int(NR * 0.99 + 0.999999)];
             printf "| %d | %.1f | %.1f | %.1f |\n", NR, p50, p99, v[NR] }'
 }
-HZ=$(getconf CLK_TCK)
+
+# The scheduler's own wake-up: its "request" log line's timestamp minus the due instant.
+own_late() {
+    python3 - "$WORK/sched.log" "$T0" "$T1" <<'PY' | sort -n | awk '{v[NR] = $1} END {
+            if (NR == 0) { print "| 0 | - | - | - |"; exit }
+            printf "| %d | %.1f | %.1f | %.1f |\n", NR, v[int(NR * 0.50 + 0.999999)], v[int(NR * 0.99 + 0.999999)], v[NR] }'
+import datetime, re, sys
+log, a, b = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+for line in open(log):
+    m = re.match(r"(\S+)\s+INFO request .* due=(\S+)", line)
+    if m and a <= ts(m.group(1)) <= b:
+        print("%.3f" % ((ts(m.group(1)) - ts(m.group(2))) * 1000))
+PY
+}
 
 # Idle: a schedule that does not fire in the window.
 say "idle phase"
@@ -162,16 +176,21 @@ with open(path, "w") as f:
         user = "site%d " % (i % 7) if i % 3 == 0 else ""
         f.write("%s %ssvc%d action-%d\n" % (exprs[i % len(exprs)], user, i % 50, i))
 EOF
-best() {  # best of 5: "<wall ms> <peak RSS KiB>"
-    python3 - "$@" <<'PY'
-import resource, subprocess, sys, time
+best() {  # "<best wall ms of 5> <peak RSS KiB>" (RSS from /usr/bin/time: a python parent
+          # would lend the child its own high-water mark across exec)
+    local ms kib
+    ms=$(python3 - "$@" <<'PY'
+import subprocess, sys, time
 walls = []
 for _ in range(5):
     t = time.perf_counter()
     subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     walls.append((time.perf_counter() - t) * 1000)
-print("%.1f %d" % (min(walls), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+print("%.1f" % min(walls))
 PY
+)
+    kib=$(/usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1)
+    echo "$ms $kib"
 }
 read -r P_S P_M <<< "$(best "$BIN" check "$WORK/big.cron")"
 read -r N_S N_M <<< "$(best "$BIN" next "$WORK/big.cron" --count 5 --from 2026-11-22T00:00:00Z)"
@@ -181,7 +200,7 @@ read -r E_S E_M <<< "$(best "$BIN" check "$WORK/empty.cron")"
 MIN_RUN=$(python3 -c "print('%.2f' % (($T1 - $T0) / 60))")
 per_min() { python3 -c "print('%.2f' % (($2 - $1) / ($T1 - $T0) * 60))"; }
 per_idle() { python3 -c "print('%.2f' % (($2 - $1) / ($IDLE_MINUTES)))"; }
-cpu_ms() { python3 -c "print('%.0f' % (($2 - $1) * 1000 / $HZ))"; }
+cpu_ms() { python3 -c "print('%.2f' % (($2 - $1) / 1e6))"; }
 per_strace() { [ -n "$1" ] && python3 -c "print('%.1f' % ($1 / $STRACE_MINUTES))" || echo "?"; }
 
 cat <<EOF
@@ -195,6 +214,7 @@ Measured window: ${MIN_RUN} min of \`* * * * *\`; idle ${IDLE_MINUTES} min; stra
 | daemon | fires | p50 | p99 | max |
 |---|---|---|---|---|
 | scheduler (request read by the service) $(late "$WORK/sched.times")
+| scheduler (its own wake-up, from its log) $(own_late)
 | Debian cron (job's first command) $(late "$WORK/cron.times")
 
 ### Cost
@@ -204,8 +224,8 @@ Measured window: ${MIN_RUN} min of \`* * * * *\`; idle ${IDLE_MINUTES} min; stra
 | scheduler | $(per_min "$W0s" "$W1s") | $(per_idle "$I0s" "$I1s") | $(per_strace "$SC_S") | $(cpu_ms "$C0s" "$C1s") ms |
 | Debian cron | $(per_min "$W0c" "$W1c") | $(per_idle "$I0c" "$I1c") | $(per_strace "$SC_C") | $(cpu_ms "$C0c" "$C1c") ms |
 
-Wake-ups are run-queue arrivals of all the daemon's threads (/proc/PID/task/*/schedstat);
-cron's figure excludes the children it forks per job.
+Wake-ups and CPU time are those of all the daemon's threads (/proc/PID/task/*/schedstat:
+run-queue arrivals, ns on CPU); cron's figures exclude the children it forks per job.
 
 ### Reload
 

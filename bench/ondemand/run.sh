@@ -49,7 +49,7 @@ done
 timeout -k 30 "${DEADLINE:-1200}" nice python3 bench/ondemand/bench.py run \
     --supervisor "$SUPERVISOR" --tmp "$TMP" \
     --out bench/ondemand/RESULTS.md --command "${ENVS}${CMD}" \
-    --repeat "${REPEAT:-3}" --data-repeat "${DATA_REPEAT:-5}" --wrk-duration "${WRK_DURATION:-10}" --wrk-conns "${WRK_CONNS:-32}" \
+    --repeat "${REPEAT:-3}" --data-repeat "${DATA_REPEAT:-7}" --wrk-duration "${WRK_DURATION:-10}" --wrk-conns "${WRK_CONNS:-32}" \
     --bulk-mb "${BULK_MB:-1024}" --lat-n "${LAT_N:-5000}" --burst-n "${BURST_N:-5000}" \
     --cold-n "${COLD_N:-5}" "$@" &
 PY_PID=$!   # timeout(1): the whole run has a deadline (DEADLINE seconds)

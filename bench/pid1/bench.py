@@ -760,6 +760,21 @@ def goals(results):
     return "\n".join(out)
 
 
+def bosun_build():
+    sup = os.environ.get("BOSUN_SUPERVISOR", "/work/main/target/release/supervisor")
+    repo = os.path.dirname(os.path.dirname(HERE))
+    try:
+        rev = subprocess.run(["git", "-C", repo, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev = "?"
+    try:
+        built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(sup)))
+    except OSError:
+        built = "?"
+    return f"`{sup}` built {built}, source tree at `{rev}`"
+
+
 def find_peers():
     peers = []
     sup = os.environ.get("BOSUN_SUPERVISOR", "/work/main/target/release/supervisor")
@@ -927,6 +942,7 @@ def main_bench(argv):
 Date: {t_start} (load average {load0[0]:.2f} at start, {load1[0]:.2f} at the end; other
 work was running on the machine).
 Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, {platform.machine()}.
+bosun: {bosun_build()}.
 Command (from the repo root, as root): `{a.command}`
 
 {table}
@@ -943,7 +959,8 @@ Goals (issue 2), for bosun with its listener:
 
 How each column is measured (see `bench.py`):
 - **VmRSS / Pss**: `/proc/PID/status` and `/proc/PID/smaps_rollup` of the init, as PID 1 of
-  its own PID namespace, supervising `sleep infinity`, 0.5 s after the `sleep` appeared.
+  its own PID namespace, supervising `sleep infinity`: three looks 0.5, 0.8 and 1.1 s after
+  the `sleep` appeared, the median one (by tree Pss) kept.
   "tree Pss" sums every process under the init except `sleep` (bosun: supervisor + listener;
   s6: s6-svscan + s6-supervise; runit: runsvdir + runsv). Ratios are against tini.
 - **`-- /bin/true`**: not PID 1, median of {a.true_rounds}x{a.true_runs} runs of

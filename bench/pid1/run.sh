@@ -54,6 +54,7 @@ command -v hyperfine >/dev/null || echo "bench: no hyperfine; timing /bin/true w
 
 tmp=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/bench-pid1.XXXXXX")
 driver=
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP

@@ -8,10 +8,12 @@
 #                              (cgroup usage less page cache) and the PSS of bosun's own
 #                              processes (supervisor, listener, scheduler) in each container
 #
-# Two variants of the same stack, same image, same personalities:
-#   bosun   docker-compose.yaml as shipped: supervisor PID 1 + listener in every container,
-#           the scheduler daemon in its own
-#   tini    + bench/stack/docker-compose.tini.yaml: Docker's tini (init: true) as PID 1, bash
+# Three variants of the same stack, same image, same personalities:
+#   bosun     docker-compose.yaml as shipped: supervisor PID 1 + listener in every container,
+#             the scheduler daemon in its own
+#   ondemand  + bench/stack/docker-compose.ondemand.yaml: the same, php-fpm started on the
+#             first connection and stopped after 10 s idle
+#   tini      + bench/stack/docker-compose.tini.yaml: Docker's tini (init: true) as PID 1, bash
 #           sources the setup and execs the main process; no listener, no request sockets,
 #           a `sleep infinity` in place of the scheduler
 #
@@ -37,7 +39,7 @@ dc() {
     local v=$1
     shift
     local files=(-f docker-compose.yaml)
-    [ "$v" = tini ] && files+=(-f bench/stack/docker-compose.tini.yaml)
+    [ "$v" = bosun ] || files+=(-f "bench/stack/docker-compose.$v.yaml")
     COMPOSE_PROJECT_NAME=bosunbench$v BOSUN_DATA=$WORK/data-$v "${COMPOSE_CMD[@]}" "${files[@]}" "$@"
 }
 
@@ -100,7 +102,8 @@ BIN_KB=$(docker run --rm --entrypoint bash "$IMAGE" -c 'du -ck /usr/local/sbin/s
 log "image $IMAGE: $SIZE_MB MB (bosun's binaries: $BIN_KB KiB)"
 
 declare -A HEALTHY PAGE MEM PSS ANON PROCS
-for v in bosun tini; do
+VARIANTS=(bosun ondemand tini)
+for v in "${VARIANTS[@]}"; do
     for ((r = 1; r <= RUNS; r++)); do
         mkdir -p "$WORK/data-$v"
         CURRENT=$v
@@ -113,17 +116,15 @@ for v in bosun tini; do
         log "$v run $r: first page after ${page}s, all healthy after ${healthy}s"
         HEALTHY[$v]+="$healthy "
         PAGE[$v]+="$page "
-        if ((r == RUNS)); then
-            # Idle: nothing more happens; settle, then read memory (a measurement, not a wait).
-            sleep "$SETTLE"
-            for s in "${SERVICES[@]}"; do
-                id=$(dc "$v" ps -q "$s")
-                MEM[$v.$s]=$(mem_mib "$id")
-                PSS[$v.$s]=$(bosun_pss_kib "$id" Pss)
-                ANON[$v.$s]=$(bosun_pss_kib "$id" Pss_Anon)
-                PROCS[$v.$s]=$(nprocs "$id")
-            done
-        fi
+        # Idle: nothing more happens; settle, then read memory (a measurement, not a wait).
+        sleep "$SETTLE"
+        for s in "${SERVICES[@]}"; do
+            id=$(dc "$v" ps -q "$s")
+            MEM[$v.$s]+="$(mem_mib "$id") "
+            PSS[$v.$s]+="$(bosun_pss_kib "$id" Pss) "
+            ANON[$v.$s]+="$(bosun_pss_kib "$id" Pss_Anon) "
+            PROCS[$v.$s]=$(nprocs "$id")
+        done
         dc "$v" down -v >/dev/null 2>&1
         CURRENT=
         rm -rf "$WORK/data-$v"
@@ -133,6 +134,12 @@ done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 sum() { awk '{ s += $1 } END { printf "%.1f", s }'; }
 kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+for k in "${!MEM[@]}"; do
+    MEM[$k]=$(median <<<"${MEM[$k]}")
+    PSS[$k]=$(median <<<"${PSS[$k]}")
+    ANON[$k]=$(median <<<"${ANON[$k]}")
+done
 
 {
     echo "# Stack benchmark"
@@ -153,31 +160,35 @@ kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     echo
     echo "| variant | first page served | all four healthy | runs (healthy) |"
     echo "|---|---|---|---|"
-    for v in bosun tini; do
+    for v in "${VARIANTS[@]}"; do
         echo "| $v | $(median <<<"${PAGE[$v]}") s | $(median <<<"${HEALTHY[$v]}") s | ${HEALTHY[$v]% } |"
     done
     echo
     echo "## Idle memory per container"
     echo
-    echo "After the first page and ${SETTLE}s idle. \"memory\" is \`docker stats\` (cgroup usage less page"
-    echo "cache); \"bosun PSS\" is the proportional set size of supervisor + listener (+ the scheduler"
-    echo "daemon) in that container, all of it and its anonymous part (the file part is the binaries'"
-    echo "text, which docker stats counts as cache); \"procs\" counts the container's processes."
+    echo "Medians of $RUNS runs, each read after the first page and ${SETTLE}s idle. \"memory\" is"
+    echo "\`docker stats\` (cgroup usage less page cache), with the container's process count in"
+    echo "brackets. \"bosun PSS\" is the proportional set size of supervisor + listener (+ the"
+    echo "scheduler daemon) in that container, all of it and its anonymous part (the rest is the"
+    echo "binaries' text, which docker stats counts as cache). \"bosun - tini\" is what bosun"
+    echo "costs: the bosun column less the tini column."
     echo
-    echo "| container | bosun: memory | procs | bosun PSS (anon) | tini: memory | procs | difference |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| container | bosun | bosun PSS (anon) | bosun, php on demand | tini | bosun - tini |"
+    echo "|---|---|---|---|---|---|"
     for s in "${SERVICES[@]}"; do
         d=$(awk -v a="${MEM[bosun.$s]}" -v b="${MEM[tini.$s]}" 'BEGIN { printf "%+.1f", a - b }')
-        echo "| $s | ${MEM[bosun.$s]} MiB | ${PROCS[bosun.$s]} | $(kib2mib "${PSS[bosun.$s]}") ($(kib2mib "${ANON[bosun.$s]}")) MiB | ${MEM[tini.$s]} MiB | ${PROCS[tini.$s]} | $d MiB |"
+        echo "| $s | ${MEM[bosun.$s]} MiB (${PROCS[bosun.$s]}) | $(kib2mib "${PSS[bosun.$s]}") ($(kib2mib "${ANON[bosun.$s]}")) MiB | ${MEM[ondemand.$s]} MiB (${PROCS[ondemand.$s]}) | ${MEM[tini.$s]} MiB (${PROCS[tini.$s]}) | $d MiB |"
     done
-    tb=$(for s in "${SERVICES[@]}"; do echo "${MEM[bosun.$s]}"; done | sum)
-    tt=$(for s in "${SERVICES[@]}"; do echo "${MEM[tini.$s]}"; done | sum)
+    declare -A T
+    for v in "${VARIANTS[@]}"; do
+        T[$v]=$(for s in "${SERVICES[@]}"; do echo "${MEM[$v.$s]}"; done | sum)
+    done
     tp=$(for s in "${SERVICES[@]}"; do echo "${PSS[bosun.$s]}"; done | awk '{ s += $1 } END { print s }')
     ta=$(for s in "${SERVICES[@]}"; do echo "${ANON[bosun.$s]}"; done | awk '{ s += $1 } END { print s }')
-    echo "| **stack** | **$tb MiB** | | **$(kib2mib "$tp") ($(kib2mib "$ta")) MiB** | **$tt MiB** | | **$(awk -v a="$tb" -v b="$tt" 'BEGIN { printf "%+.1f", a - b }') MiB** |"
+    echo "| **stack** | **${T[bosun]} MiB** | **$(kib2mib "$tp") ($(kib2mib "$ta")) MiB** | **${T[ondemand]} MiB** | **${T[tini]} MiB** | **$(awk -v a="${T[bosun]}" -v b="${T[tini]}" 'BEGIN { printf "%+.1f", a - b }') MiB** |"
     echo
-    echo "The memory numbers of MariaDB and php-fpm move by a few MiB between runs on their own"
-    echo "(buffer pool warm-up, php-fpm's on-demand workers); bosun PSS is the steady part."
+    echo "MariaDB's and php-fpm's own numbers move by a MiB or two between runs (buffer pool,"
+    echo "php-fpm's on-demand workers, which exit after 60 s idle); bosun PSS is the steady part."
 } >"$OUT"
 log "wrote $OUT"
 cat "$OUT"

@@ -298,15 +298,27 @@ impl Server {
                 .to_string(),
             );
         }
-        tracing::info!(
-            uid = peer.uid,
-            gid = peer.gid,
-            pid = peer.pid,
-            user = %req.user.as_deref().unwrap_or("-"),
-            action = %req.action,
-            args = req.args.len(),
-            "request"
-        );
+        // `ping` and `status` are what health checks send every few seconds: at info they would bury the
+        // container log. Every other request is logged with who sent it.
+        let is_ping = req.action == "ping" || req.action == "status";
+        macro_rules! log_request {
+            ($lvl:ident) => {
+                tracing::$lvl!(
+                    uid = peer.uid,
+                    gid = peer.gid,
+                    pid = peer.pid,
+                    user = %req.user.as_deref().unwrap_or("-"),
+                    action = %req.action,
+                    args = req.args.len(),
+                    "request"
+                )
+            };
+        }
+        if is_ping {
+            log_request!(debug);
+        } else {
+            log_request!(info);
+        }
         if !self.cfg.allows(peer.uid, peer.gid) {
             tracing::warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, action = %req.action, "denied");
             return Some(

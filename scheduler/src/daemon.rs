@@ -173,8 +173,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             config.catchup_window,
         );
     }
-    let window =
-        chrono::Duration::from_std(config.catchup_window).unwrap_or(chrono::TimeDelta::MAX);
+    // A fire the clock jumped past (suspend, NTP step) still runs within the catch-up
+    // window; never less than a minute, so that a late wake-up is not taken for a jump.
+    let window = chrono::Duration::from_std(config.catchup_window)
+        .unwrap_or(chrono::TimeDelta::MAX)
+        .max(chrono::Duration::minutes(1));
     let mut planner = Planner::new(&schedule, start);
     tokio::pin!(shutdown);
     loop {

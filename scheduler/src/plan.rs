@@ -22,8 +22,11 @@ use chrono::{DateTime, Duration, LocalResult, Offset, TimeZone, Timelike, Utc};
 
 use crate::cron::{CronExpr, JobKind};
 
-/// How far ahead a local match is looked for: `0 0 29 2 *` can wait 8 years (2096 to 2104).
-const HORIZON_DAYS: u32 = 366 * 9;
+/// How far ahead a local match is looked for. Every expression that parses fires within
+/// it: `0 0 29 2 *` can wait 8 years (2096 to 2104), and February 29 on a given weekday
+/// (`0 0 29 2 */7`: AND, because of the leading `*`) up to 40 years (a 28-year cycle,
+/// stretched by the skipped leap day of 2100).
+const HORIZON_DAYS: u32 = 366 * 41;
 
 /// How far past a local time that does not exist the end of its gap is looked for (real
 /// gaps are 30 min to 1 day: Samoa skipped 2011-12-30 entirely).
@@ -144,6 +147,18 @@ mod tests {
         assert_eq!(
             run("0 0 * * *", Tz::UTC, "2026-11-22T00:00:00.5Z", 1),
             ["2026-11-23T00:00:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn rare_dates_are_found() {
+        assert_eq!(
+            run("0 0 29 2 */7", Tz::UTC, "2026-01-01T00:00:00Z", 2),
+            ["2032-02-29T00:00:00+00:00", "2060-02-29T00:00:00+00:00"]
+        );
+        assert_eq!(
+            run("0 0 29 2 *", Tz::UTC, "2097-01-01T00:00:00Z", 1),
+            ["2104-02-29T00:00:00+00:00"]
         );
     }
 

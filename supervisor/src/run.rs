@@ -445,13 +445,13 @@ impl Supervisor {
                 pid: p, started, ..
             } if *p == pid => {
                 let started = *started;
-                self.on_main_exit(exit, Some(started), false, now)
+                self.on_main_exit(pid, exit, Some(started), false, now)
             }
             Main::Stopping {
                 pid: p, then_start, ..
             } if *p == pid => {
                 let then_start = *then_start;
-                self.on_main_exit(exit, None, then_start, now)
+                self.on_main_exit(pid, exit, None, then_start, now)
             }
             _ => debug!(pid = pid.as_raw(), %exit, "reaped"),
         }
@@ -459,12 +459,22 @@ impl Supervisor {
 
     fn on_main_exit(
         &mut self,
+        pid: Pid,
         exit: Exit,
         started: Option<Instant>,
         then_start: bool,
         now: Instant,
     ) {
         info!(child = "main", %exit, "exited");
+        if self.shutdown.is_none() && killpg(pid, Signal::SIGKILL).is_ok() {
+            // Workers of a main process that crashed would keep its sockets and ports and
+            // make the next start fail ("address in use"): its group goes with it.
+            warn!(
+                child = "main",
+                pgid = pid.as_raw(),
+                "killed what was left of its process group"
+            );
+        }
         self.last_exit = Some(exit);
         self.main = Main::Down;
         self.probe = Probe {
@@ -626,7 +636,12 @@ impl Supervisor {
     }
 
     fn on_command(&mut self, seq: u64, cmd: Command, now: Instant) {
-        info!(command = cmd.as_str(), "request");
+        // `status` is what health checks ask every few seconds: keep it out of the log.
+        if cmd == Command::Status {
+            debug!(command = cmd.as_str(), "request");
+        } else {
+            info!(command = cmd.as_str(), "request");
+        }
         if self.shutdown.is_some() && cmd != Command::Status {
             return self.reply(seq, "error shutting-down the container is stopping".into());
         }

@@ -154,3 +154,33 @@ fn json_logs_are_one_object_a_line_and_children_pass_through() {
     );
     assert!(objects >= 3, "{err}");
 }
+
+#[test]
+fn a_crashed_main_process_takes_its_workers_with_it() {
+    // The main process forks a worker into its own group, then dies of KILL: the worker
+    // must not survive into the next start (it would hold the sockets the new one needs).
+    for mode in MODES {
+        let s = sup(mode)
+            .env("BOSUN_RESTART", "on-failure")
+            .script(
+                r#"n=$(wc -l < $T/starts 2>/dev/null || echo 0); echo start >> $T/starts
+                   if [ "$n" -ge 1 ]; then exit 0; fi
+                   sleep 1000 & echo $! > $T/worker; kill -KILL $$"#,
+            )
+            .start();
+        s.wait_file_lines("starts", 2, Duration::from_secs(10));
+        let worker = std::fs::read_to_string(s.path("worker")).unwrap();
+        let w = worker.trim();
+        if mode == Mode::Subreaper {
+            // (Inside a PID namespace the recorded pid means nothing out here.)
+            wait_until(Duration::from_secs(5), "the worker gone", || {
+                let stat = std::fs::read_to_string(format!("/proc/{w}/stat")).unwrap_or_default();
+                (stat.is_empty() || stat.contains(") Z ")).then_some(())
+            });
+        }
+        s.wait_stderr(
+            "killed what was left of its process group",
+            Duration::from_secs(5),
+        );
+    }
+}

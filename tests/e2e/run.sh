@@ -8,9 +8,10 @@
 #      via socat answers `done ... exit=0`, and the dump restores into a fresh database
 #      with identical CHECKSUM TABLE results; `scheduler send` as a client
 #   4. the scheduler (a `* * * * *` line from the test override) delivers into nginx
-#   5. a MariaDB container killed during a backup leaves no partial file under a final name,
+#   5. php-fpm's master killed with SIGKILL: the supervisor starts it again, pages count on
+#   6. a MariaDB container killed during a backup leaves no partial file under a final name,
 #      and comes back; the next backup removes the leftover temp file
-#   6. `docker-compose stop` ends every container with exit code 0 within its grace
+#   7. `docker-compose stop` ends every container with exit code 0 within its grace
 #      period, and MariaDB logs a clean shutdown
 #
 # Installs and starts the Docker engine when missing (scripts/docker-engine), makes the base
@@ -118,7 +119,10 @@ if ! docker info >/dev/null 2>&1; then
     scripts/docker-engine || exit 1
 fi
 for tool in socat curl gzip; do
-    command -v $tool >/dev/null || { log "$tool missing: installing"; apt-get install -y -qq $tool >/dev/null || exit 1; }
+    if ! command -v $tool >/dev/null; then
+        log "$tool missing: installing"
+        { apt-get update -qq && apt-get install -y -qq $tool; } >/dev/null || exit 1
+    fi
 done
 if ! docker image inspect debian:trixie-slim >/dev/null 2>&1 ||
     ! docker image inspect rust:1-slim-trixie >/dev/null 2>&1; then
@@ -254,7 +258,22 @@ check_scheduler() {
 }
 check "the scheduler's * * * * * line delivers into nginx within the minute" check_scheduler
 
-# ---- 5. a backup killed midway ---------------------------------------------------------
+# ---- 5. a crashed main process ------------------------------------------------------
+fpm_pid() { docker exec "$(cid php)" cat /run/php/php-fpm-php.pid 2>/dev/null; }
+fpm_restarted() { local p; p=$(fpm_pid) && [ -n "$p" ] && [ "$p" != "$1" ] && [ -n "$(visits)" ]; }
+check_crash() {
+    local old a b
+    old=$(fpm_pid) && [ -n "$old" ] || fail "no php-fpm pid file" || return 1
+    a=$(visits)
+    docker exec "$(cid php)" kill -KILL "$old" || return 1
+    wait_until 60 "php-fpm started again and serving" fpm_restarted "$old" || return 1
+    b=$(visits)
+    log "  php-fpm master $old killed; now $(fpm_pid); visits $a then $b"
+    [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ] || fail "the counter did not go on"
+}
+check "php-fpm's master killed: the supervisor restarts it and pages count on" check_crash
+
+# ---- 6. a backup killed midway ---------------------------------------------------------
 tmp_present() { compgen -G "$DATA/backup/.bulk-*.tmp.*" >/dev/null; }
 check_killed_backup() {
     local id finals_before finals_after f bad=0 r
@@ -294,7 +313,7 @@ check_killed_backup() {
 }
 check "a MariaDB killed during a backup leaves no partial file under a final name" check_killed_backup
 
-# ---- 6. stop -------------------------------------------------------------------------
+# ---- 7. stop -------------------------------------------------------------------------
 check_stop() {
     local s id code since started finished secs ok=0
     declare -A ids graces=([mysql]=45 [php]=15 [nginx]=15 [scheduler]=12)

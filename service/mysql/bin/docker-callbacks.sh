@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # mysql service actions; run as `bash -c 'source docker-callbacks.sh; CB_<action> "$@"'`
 # with BOSUN_USER, BOSUN_ACTION, BOSUN_REQUEST_ID and BOSUN_SERVICE set.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # mysql service: one-time setup, sourced by bash (as root) before mariadbd starts.
 #
 # On an empty data volume: mariadb-install-db, then a private setup server (its own socket,

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # nginx service actions; see service/mysql/bin/docker-callbacks.sh for the calling convention.
 
 # rotate-logs: access and error logs; `nginx -s reopen` makes nginx reopen them.

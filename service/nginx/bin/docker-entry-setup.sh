@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # nginx service: sourced by bash (as root) before nginx starts. Fails fast on a bad config.
 mkdir -p /var/log/nginx
 rm -f /run/nginx.pid

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # php service actions; see service/mysql/bin/docker-callbacks.sh for the calling convention.
 
 # rotate-logs: the pools' access logs; USR1 makes the php-fpm master reopen them. When

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # php service: sourced by bash (as root) before php-fpm starts.
 mkdir -p /run/php /var/log/php
 chmod 0755 /run/php

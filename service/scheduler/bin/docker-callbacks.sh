@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # scheduler service actions; see service/mysql/bin/docker-callbacks.sh for the convention.
 
 # rotate-logs: the scheduler writes only to the container log, which Docker's log driver

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced during the first start, after the *.sql files before it: one database user per
 # site, with the password from the environment (docker-compose.yaml passes it to mysql and php).
 # init_sql runs SQL from stdin against the setup server; sql_quote escapes a string literal.
