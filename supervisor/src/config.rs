@@ -411,7 +411,8 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigErrors> {
 
     let od = file.on_demand.as_ref();
     let on_demand =
-        get("on_demand_listen", od.and_then(|o| o.listen.clone())).map(|(listen, _)| {
+        // An empty BOSUN_ON_DEMAND_LISTEN turns on-demand start off for this container.
+        get("on_demand_listen", od.and_then(|o| o.listen.clone())).filter(|(l, _)| !l.is_empty()).map(|(listen, _)| {
             let idle = duration(
                 get("on_demand_idle", od.and_then(|o| o.idle.clone())),
                 Duration::from_secs(20 * 60),

@@ -502,11 +502,17 @@ impl Supervisor {
             // is a failed start.
             let failed = od.start_deadline.is_some() || started.is_some();
             if od.start_deadline.is_some() {
-                self.fail_start(now, "the main process exited before it was ready");
+                self.fail_start(
+                    now,
+                    "on-demand start failed: the main process exited before it was ready",
+                );
             } else if started.is_some() {
                 // It ended by itself: clients waiting for it are told at once, and a crash
                 // loop is paced by the backoff.
-                self.fail_start(now, "the main process exited by itself");
+                self.fail_start(
+                    now,
+                    "the main process exited by itself; the next connection starts it again",
+                );
             }
             if let Some(od) = &mut self.od {
                 if let Some((_, p)) = &mut od.proxy {
@@ -760,7 +766,10 @@ impl Supervisor {
                             od.start_deadline = Some(now + od.cfg.start_timeout);
                         }
                     }
-                    Err(_) => self.fail_start(now, "the main process could not be started"),
+                    Err(_) => self.fail_start(
+                        now,
+                        "on-demand start failed: the main process could not be started",
+                    ),
                 }
             }
             _ if !proxy => od.quiet_until = now + Duration::from_secs(1),
@@ -808,7 +817,7 @@ impl Supervisor {
         let delay = od.backoff.delay(now, now);
         od.retry_after = now + delay;
         od.start_deadline = None;
-        error!(listen = %od.held.addr.key(), closed, retry_in = ?delay, "on-demand start failed: {why}");
+        error!(listen = %od.held.addr.key(), closed, retry_in = ?delay, "{why}");
     }
 
     fn tick_on_demand(&mut self, now: Instant) {
@@ -823,7 +832,10 @@ impl Supervisor {
                 let t = od.cfg.start_timeout;
                 self.fail_start(
                     now,
-                    &format!("not ready within {}", humantime::format_duration(t)),
+                    &format!(
+                        "on-demand start failed: not ready within {}",
+                        humantime::format_duration(t)
+                    ),
                 );
                 self.stop_main(pid, now, false);
             }

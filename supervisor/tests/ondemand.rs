@@ -144,7 +144,7 @@ fn a_failing_backend_closes_held_clients_promptly_and_retries() {
         "held client closed after {:?}",
         t.elapsed()
     );
-    s.wait_stderr("on-demand start failed", Duration::from_secs(5));
+    s.wait_stderr("retry_in=", Duration::from_secs(5));
     // The next connection tries again (after the backoff).
     let _c2 = UnixStream::connect(&sock).unwrap();
     s.wait_file_lines("starts", 2, Duration::from_secs(10));
@@ -191,4 +191,19 @@ fn php_fpm_style_unlink_is_repaired() {
     ask_unix(&sock);
     s.wait_stderr("restored the socket's name", Duration::from_secs(10));
     assert!(ask_unix(&sock).starts_with("hello "));
+}
+
+#[test]
+fn an_empty_listen_setting_turns_on_demand_off() {
+    let b = sup(Mode::Subreaper);
+    b.file(
+        "service.toml",
+        "[on_demand]\nlisten = \"/nonexistent/dir/x.sock\"\n",
+    );
+    let (st, out, err) = b
+        .env("BOSUN_ON_DEMAND_LISTEN", "")
+        .cmd(&["sh", "-c", "echo started at once"])
+        .run(Duration::from_secs(10));
+    assert!(st.success(), "{err}");
+    assert_eq!(out, "started at once\n");
 }

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# End-to-end test of the stack exactly as a user runs it: build the image, `up` the four
+# End-to-end test of the stack exactly as a user runs it: build the image, `up` the five
 # services of docker-compose.yaml (+ docker-compose.test.yaml), and check from the host:
 #
-#   1. all four services become healthy, and PID 1 in each is the supervisor
-#   2. a page through nginx -> php-fpm -> MariaDB counts visits; nginx serves static files
+#   1. all five services become healthy, and PID 1 in each is the supervisor; both PHP
+#      sites (php = the forum, wiki) hold their sockets with no php-fpm running yet
+#   2. a page through nginx -> php-fpm -> MariaDB counts visits; nginx serves static files;
+#      the wiki (Host: wiki.localhost) on demand: its first page starts its php-fpm, which
+#      is gone again after the test override's 15 s idle while the forum keeps answering,
+#      and a burst of 50 pages at once starts it again, once, every page served
 #   3. the request socket from the host: ping/help/unknown action; `forum nightly-backup`
 #      via socat answers `done ... exit=0`, and the dump restores into a fresh database
 #      with identical CHECKSUM TABLE results; `scheduler send` as a client
 #   4. the scheduler (a `* * * * *` line from the test override) delivers into nginx
-#   5. php-fpm's master killed with SIGKILL: the supervisor starts it again, pages count on
+#   5. the forum's php-fpm master killed with SIGKILL: its workers go with it, the next
+#      page starts php-fpm again (on demand), pages count on
 #   6. a MariaDB container killed during a backup leaves no partial file under a final name,
 #      and comes back; the next backup removes the leftover temp file
 #   7. `docker-compose stop` ends every container with exit code 0 within its grace
@@ -37,7 +42,7 @@ case $BOSUN_DATA in
     *) DATA=$ROOT/${BOSUN_DATA#./} ;;
 esac
 URL=http://127.0.0.1:$BOSUN_HTTP_PORT
-SERVICES=(mysql php nginx scheduler)
+SERVICES=(mysql php wiki nginx scheduler)
 PASSED=0
 FAILED=0
 FAILURES=()
@@ -157,7 +162,7 @@ all_healthy() {
 check_up() {
     local t=$SECONDS
     dc up -d "${BUILD[@]}" || return 1
-    wait_until 240 "all four services healthy" all_healthy || {
+    wait_until 240 "all five services healthy" all_healthy || {
         dc ps
         return 1
     }
@@ -175,12 +180,31 @@ check_pid1() {
     done
     return $ok
 }
-check "all four services healthy after up" check_up
+check "all five services healthy after up" check_up
 if ((FAILED > 0)); then
     log "the stack did not come up; no point in going on"
     exit 1
 fi
 check "PID 1 in every container is the supervisor" check_pid1
+
+# status_of SERVICE: the state word of `supervisor status` (idle, starting, running, ...).
+status_of() { docker exec "$(cid "$1")" /usr/local/sbin/supervisor status 2>/dev/null | awk '{print $2}'; }
+# fpm_up SERVICE: whether a php-fpm process runs in that container.
+fpm_up() { docker exec "$(cid "$1")" pgrep php-fpm >/dev/null 2>&1; }
+check_sites_idle() {
+    local s st ok=0
+    for s in php wiki; do
+        st=$(docker exec "$(cid "$s")" /usr/local/sbin/supervisor status 2>&1)
+        log "  $s: $st"
+        [[ $st == "$s idle "*"on_demand=held"* ]] || fail "$s is not idle holding its socket" || ok=1
+        ! fpm_up "$s" || fail "php-fpm runs in $s before any page" || ok=1
+    done
+    for s in forum wiki; do
+        [ -S "$DATA/run/php/$s.sock" ] || fail "no socket $DATA/run/php/$s.sock" || ok=1
+    done
+    return $ok
+}
+check "both PHP sites on demand: sockets held, no php-fpm before the first page" check_sites_idle
 
 # ---- 2. nginx -> php-fpm -> MariaDB ----------------------------------------------------
 visits() { curl -fsS --max-time 10 "$URL/" | sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'; }
@@ -194,6 +218,64 @@ check_page() {
     [[ $ctype == text/css* ]] || fail "style.css served as '$ctype', not by nginx as text/css"
 }
 check "a page through nginx, php-fpm and MariaDB counts visits" check_page
+
+# ---- 2b. the wiki on demand --------------------------------------------------------------
+WIKI_IDLE=15    # BOSUN_ON_DEMAND_IDLE of wiki in docker-compose.test.yaml
+WIKI_BURST=50   # pages at once into the sleeping wiki
+wiki_visits() {
+    curl -fsS --max-time 10 -H 'Host: wiki.localhost' "$URL/" |
+        sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'
+}
+# wiki_gone: the wiki's php-fpm has stopped; meanwhile the forum must keep answering
+# (FORUM_MISSES counts pages it failed to serve while we waited).
+FORUM_MISSES=0
+wiki_gone() {
+    [ -n "$(visits)" ] || FORUM_MISSES=$((FORUM_MISSES + 1))
+    ! fpm_up wiki && [ "$(status_of wiki)" = idle ]
+}
+check_wiki_on_demand() {
+    local a b t page out
+    [ "$(status_of wiki)" = idle ] && ! fpm_up wiki || fail "the wiki's php-fpm runs before its first page" || return 1
+    t=$(date +%s.%N)
+    page=$(curl -fsS --max-time 30 -H 'Host: wiki.localhost' "$URL/") || fail "no wiki page" || return 1
+    log "  first wiki page (cold start) in $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')s"
+    grep -q '<h1>wiki</h1>' <<<"$page" || fail "the page is not the wiki's: $(head -c 200 <<<"$page")" || return 1
+    a=$(sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p' <<<"$page")
+    fpm_up wiki && [ "$(status_of wiki)" = running ] || fail "no php-fpm running in wiki after its first page" || return 1
+    log "  wiki after the first page: $(docker exec "$(cid wiki)" /usr/local/sbin/supervisor status)"
+    b=$(wiki_visits)
+    log "  wiki visits: $a then $b"
+    [ -n "$a" ] && [ -n "$b" ] && [ "$b" -eq $((a + 1)) ] || fail "the wiki's counter did not go up by one" || return 1
+    # The forum is a different host name, site and php-fpm.
+    [[ $(curl -fsS --max-time 10 "$URL/") == *'<h1>forum</h1>'* ]] || fail "the default site is not the forum" || return 1
+    t=$SECONDS
+    FORUM_MISSES=0
+    wait_until $((WIKI_IDLE + 45)) "the wiki's php-fpm to stop after ${WIKI_IDLE}s idle" wiki_gone || return 1
+    log "  wiki's php-fpm gone $((SECONDS - t))s after its last page (idle ${WIKI_IDLE}s): $(docker exec "$(cid wiki)" /usr/local/sbin/supervisor status)"
+    ((FORUM_MISSES == 0)) || fail "the forum failed $FORUM_MISSES pages meanwhile" || return 1
+    [ "$(status_of php)" = running ] && fpm_up php || fail "the forum's php-fpm stopped too" || return 1
+    log "  forum meanwhile: $(docker exec "$(cid php)" /usr/local/sbin/supervisor status)"
+    [ -S "$DATA/run/php/wiki.sock" ] || fail "the wiki's socket path is gone after php-fpm exited" || return 1
+    # An action into the sleeping wiki does not wake it (the request socket is not the site's).
+    out=$(docker exec "$(cid scheduler)" scheduler send wiki rotate-logs 2>&1) || fail "scheduler send wiki rotate-logs: $out" || return 1
+    ! fpm_up wiki || fail "rotate-logs started the wiki's php-fpm" || return 1
+    # The next pages start it again: a burst of WIKI_BURST at once into the sleeping wiki,
+    # every one served (they wait in the socket's backlog), by one start of php-fpm.
+    local before after codes n
+    before=$(docker exec "$(cid wiki)" /usr/local/sbin/supervisor status | sed -n 's/.* restarts=\([0-9]*\).*/\1/p')
+    codes=$(seq "$WIKI_BURST" | xargs -P "$WIKI_BURST" -I{} \
+        curl -sS --max-time 30 -o /dev/null -w '%{http_code}\n' -H 'Host: wiki.localhost' "$URL/?n={}" 2>&1)
+    n=$(grep -cx 200 <<<"$codes")
+    b=$(wiki_visits)
+    after=$(docker exec "$(cid wiki)" /usr/local/sbin/supervisor status | sed -n 's/.* restarts=\([0-9]*\).*/\1/p')
+    log "  burst of $WIKI_BURST pages into the sleeping wiki: $n answered 200; visits now $b; starts of php-fpm: $((after - before))"
+    log "  $(docker exec "$(cid wiki)" /usr/local/sbin/supervisor status)"
+    ((n == WIKI_BURST)) || fail "not all served: $(sort <<<"$codes" | uniq -c | tr '\n' ' ')" || return 1
+    [ -n "$b" ] && [ "$b" -eq $((a + 1 + WIKI_BURST + 1)) ] || fail "the counter is not $((a + WIKI_BURST + 2))" || return 1
+    ((after - before == 1)) || fail "php-fpm was started $((after - before)) times" || return 1
+    fpm_up wiki || fail "the wiki's php-fpm is not running after the burst"
+}
+check "the wiki on demand: its first page starts php-fpm, ${WIKI_IDLE}s idle stops it, the forum keeps answering, a cold burst is served" check_wiki_on_demand
 
 # ---- 3. requests from the host ---------------------------------------------------------
 SOCK=$DATA/run/mysql-request.sock
@@ -259,19 +341,28 @@ check_scheduler() {
 check "the scheduler's * * * * * line delivers into nginx within the minute" check_scheduler
 
 # ---- 5. a crashed main process ------------------------------------------------------
+# On demand, a php-fpm that dies is not restarted at once: the supervisor holds the socket
+# again and the next connection starts it (after a backoff of 100 ms).
 fpm_pid() { docker exec "$(cid php)" cat /run/php/php-fpm-php.pid 2>/dev/null; }
-fpm_restarted() { local p; p=$(fpm_pid) && [ -n "$p" ] && [ "$p" != "$1" ] && [ -n "$(visits)" ]; }
+# A page first: it is what starts php-fpm again (SIGKILL leaves the old pid file behind).
+fpm_restarted() { local p; [ -n "$(visits)" ] && p=$(fpm_pid) && [ -n "$p" ] && [ "$p" != "$1" ]; }
+# left_of_group PGID: processes still in the killed master's process group (its workers).
+left_of_group() { docker exec "$(cid php)" ps -eo pgid=,pid=,args= | awk -v g="$1" '$1 == g'; }
+no_orphans() { [ -z "$(left_of_group "$1")" ]; }
 check_crash() {
     local old a b
-    old=$(fpm_pid) && [ -n "$old" ] || fail "no php-fpm pid file" || return 1
     a=$(visits)
+    old=$(fpm_pid) && [ -n "$old" ] || fail "no php-fpm pid file" || return 1
     docker exec "$(cid php)" kill -KILL "$old" || return 1
+    wait_until 10 "the killed master's workers to go too" no_orphans "$old" ||
+        fail "left behind: $(left_of_group "$old" | tr '\n' '|')" || return 1
     wait_until 60 "php-fpm started again and serving" fpm_restarted "$old" || return 1
     b=$(visits)
     log "  php-fpm master $old killed; now $(fpm_pid); visits $a then $b"
+    log "  $(docker exec "$(cid php)" /usr/local/sbin/supervisor status)"
     [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ] || fail "the counter did not go on"
 }
-check "php-fpm's master killed: the supervisor restarts it and pages count on" check_crash
+check "php-fpm's master killed: its workers go, the next page starts it again, pages count on" check_crash
 
 # ---- 6. a backup killed midway ---------------------------------------------------------
 tmp_present() { compgen -G "$DATA/backup/.bulk-*.tmp.*" >/dev/null; }
@@ -316,7 +407,7 @@ check "a MariaDB killed during a backup leaves no partial file under a final nam
 # ---- 7. stop -------------------------------------------------------------------------
 check_stop() {
     local s id code since started finished secs ok=0
-    declare -A ids graces=([mysql]=45 [php]=15 [nginx]=15 [scheduler]=12)
+    declare -A ids graces=([mysql]=45 [php]=15 [wiki]=15 [nginx]=15 [scheduler]=12)
     for s in "${SERVICES[@]}"; do ids[$s]=$(cid "$s"); done
     since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     started=$(date +%s.%N)

@@ -1,10 +1,11 @@
 # shellcheck shell=bash
-# php service: sourced by bash (as root) before php-fpm starts.
+# php service: sourced by bash (as root) before php-fpm starts, that is on every on-demand
+# start (the socket itself is the supervisor's, bound before this runs).
 mkdir -p /run/php /var/log/php
 chmod 0755 /run/php
-# /run is shared and outlives this container: a killed predecessor's pid file. Its stale
-# sockets php-fpm replaces itself; and with on-demand start (on_demand.listen in
-# service.toml) the socket is the supervisor's, held open across idle stops: leave it be.
+# /run is shared and outlives this container: the pid file of a killed predecessor (or of
+# a php-fpm KILLed by hand). The socket is the supervisor's (on_demand.listen in
+# service.toml), bound before this runs and held across idle stops: leave it be.
 rm -f /run/php/php-fpm-php.pid
 # Default for the demo; set FORUM_DB_PASSWORD in the environment (or .env) for real use.
 export FORUM_DB_PASSWORD=${FORUM_DB_PASSWORD:-forum}

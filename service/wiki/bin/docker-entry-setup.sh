@@ -1,0 +1,13 @@
+# shellcheck shell=bash
+# wiki service: sourced by bash (as root) before php-fpm starts, that is on every on-demand
+# start (the socket itself is the supervisor's, bound before this runs).
+mkdir -p /run/php /var/log/php
+chmod 0755 /run/php
+# /run is shared and outlives this container: the pid file of a killed predecessor (or of
+# a php-fpm KILLed by hand). The socket is the supervisor's (on_demand.listen in
+# service.toml), bound before this runs and held across idle stops: leave it be.
+rm -f /run/php/php-fpm-wiki.pid
+# Default for the demo; set WIKI_DB_PASSWORD in the environment (or .env) for real use.
+export WIKI_DB_PASSWORD=${WIKI_DB_PASSWORD:-wiki}
+/usr/sbin/php-fpm --test --fpm-config /usr/local/conf/php-fpm.conf 2>&1 | grep -v 'test is successful' >&2
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "wiki-setup: php-fpm.conf does not parse" >&2; exit 1; }
