@@ -110,8 +110,8 @@ pub fn spawn_listener(
     let mut cmd = Command::new(exe);
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let (l, c) = (listen.as_raw_fd(), control.as_raw_fd());
-    // SAFETY: only async-signal-safe calls (dup2, fcntl, setpgid, sigprocmask) between
-    // fork and exec.
+    // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl, setpgid, sigprocmask)
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             // Move the control fd out of the way first in case it sits on fd 3.
@@ -122,6 +122,11 @@ pub fn spawn_listener(
             };
             place(l, proto::control::LISTEN_FD)?;
             place(c2, proto::control::CONTROL_FD)?;
+            // A listener must not outlive its supervisor (it would hold the socket and
+            // run actions nobody supervises): it gets TERM when the supervisor is gone.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                return Err(io::Error::last_os_error());
+            }
             own_group()?;
             unblock_signals()
         });

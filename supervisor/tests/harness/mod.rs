@@ -284,8 +284,19 @@ impl Sup {
 }
 
 impl Drop for Sup {
+    /// A test that ends with the supervisor still running stops it the way docker would:
+    /// TERM, a grace period, then KILL, so that no process of the test outlives it.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on the supervisor this test started.
+            unsafe { libc_kill(self.pid(), SIGTERM) };
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
