@@ -1,9 +1,10 @@
 //! The request socket with the real listener behind it: built-ins that act on the main
 //! process, `supervisor status`, and a listener killed in the middle of an action.
 
+use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::*;
@@ -298,6 +299,103 @@ fn an_idle_on_demand_service_is_healthy() {
     assert_eq!(code, 0, "{text}");
     assert!(
         text.starts_with("t idle pid=-") && text.contains("on_demand=held"),
+        "{text}"
+    );
+}
+
+#[test]
+fn scheduler_send_against_the_real_supervisor() {
+    let b = with_listener(Mode::Subreaper);
+    b.file(
+        "callbacks.sh",
+        "CB_ok() { echo fine; }\nCB_fail() { return 7; }\n",
+    );
+    let s = b.cmd(&["sleep", "1000"]).start();
+    s.wait_socket();
+    let send = |args: &[&str]| {
+        let out = Command::new(scheduler_path())
+            .arg("send")
+            .args(args)
+            .env("BOSUN_RUN_DIR", s.path("run"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = send(&["--user", "forum", "t", "ok"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("accepted 1 ok\ndone 1 exit=0"), "{out}");
+    assert_eq!(send(&["t", "fail"]).0, 7, "the action's own code");
+    assert_eq!(send(&["t", "nope"]).0, 65, "an error reply");
+    assert_eq!(send(&["absent", "ok"]).0, 69, "no such socket");
+    assert_eq!(send(&["t", "ping"]), (0, "pong\n".to_string()));
+    s.wait_stderr("[ok#1] fine", Duration::from_secs(5));
+}
+
+#[test]
+fn the_scheduler_daemon_delivers_into_a_real_supervisor() {
+    // `@reboot` fires as soon as the daemon starts: a real delivery without waiting for a
+    // minute boundary. The schedule is edited by an editor-style rename while it runs.
+    let b = with_listener(Mode::Subreaper);
+    b.file(
+        "callbacks.sh",
+        "CB_hello() { echo \"hello $BOSUN_USER\"; }\n",
+    );
+    let s = b.cmd(&["sleep", "1000"]).start();
+    s.wait_socket();
+    let conf = s.path("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("schedule.cron"),
+        "# test\n@reboot forum t hello\n",
+    )
+    .unwrap();
+    let mut daemon = Command::new(scheduler_path())
+        .arg(conf.join("schedule.cron"))
+        .env("BOSUN_RUN_DIR", s.path("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.wait_stderr("[hello#1] hello forum", Duration::from_secs(10));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err = daemon.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let logged = |needle: &str| {
+        let log = log.clone();
+        let needle = needle.to_string();
+        wait_until(Duration::from_secs(10), &needle.clone(), move || {
+            log.lock().unwrap().contains(&needle).then_some(())
+        })
+    };
+    logged("exit=0");
+    // A bad edit (editor-style rename) is refused and logged; the daemon keeps running.
+    std::fs::write(conf.join("new"), "0 0 31 2 * t hello\n").unwrap();
+    std::fs::rename(conf.join("new"), conf.join("schedule.cron")).unwrap();
+    logged("never fires");
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "still running after a bad edit"
+    );
+    let _ = Command::new("kill").arg(daemon.id().to_string()).status();
+    let st = daemon.wait().unwrap();
+    let text = log.lock().unwrap().clone();
+    assert_eq!(st.code(), Some(0), "exits 0 on TERM: {text}");
+    assert!(
+        text.contains("schedule.cron:1:") && text.contains("never fires"),
         "{text}"
     );
 }
