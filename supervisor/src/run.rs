@@ -134,6 +134,9 @@ pub struct Supervisor {
     others_signalled: bool,
     killed_all: bool,
     od: Option<Od>,
+    /// When start-up code pages are given back (see `trim`): not at once, so that a
+    /// short-lived container does not pay page faults for it.
+    trim_at: Option<Instant>,
     /// `ready = "notify"`: where the main process says `READY=1`.
     notify: Option<std::os::unix::net::UnixDatagram>,
 }
@@ -252,6 +255,7 @@ impl Supervisor {
             killed_all: false,
             od,
             notify: None,
+            trim_at: Some(now + Duration::from_secs(2)),
         }
     }
 
@@ -278,7 +282,6 @@ impl Supervisor {
             self.last_exit = Some(Exit::Code(code));
         }
         self.tick(now); // starts the listener
-        crate::trim::release_startup_text();
         let mut reaped = Vec::new();
         // Reap at start and after every SIGCHLD (the signalfd never loses one: a child
         // that ends after a reap leaves SIGCHLD pending again).
@@ -1015,6 +1018,10 @@ impl Supervisor {
             self.run_probe(now);
         }
         self.tick_on_demand(now);
+        if self.trim_at.is_some_and(|t| now >= t) {
+            self.trim_at = None;
+            crate::trim::release_startup_text();
+        }
         if let Some(deadline) = self.shutdown {
             let main_down = matches!(self.main, Main::Down);
             let listener_down = !matches!(self.listener, Listener::Up { .. });
@@ -1054,6 +1061,7 @@ impl Supervisor {
     fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
         let mut d: Vec<Instant> = Vec::new();
+        d.extend(self.trim_at);
         match &self.main {
             Main::Backoff { until } => d.push(*until),
             Main::Stopping {
