@@ -495,7 +495,19 @@ fn read_file(path: &Path, errs: &mut Vec<String>) -> FileSettings {
             return FileSettings::default();
         }
     };
-    let p = path.display();
+    parse_text(&path.display().to_string(), &text, errs)
+}
+
+/// Checks the text of a `service.toml`, reporting every problem of the file itself
+/// (syntax, unknown keys, wrong types) as `FILE:LINE:COL: message`. Values are checked
+/// later, after the environment's overrides. Public for the fuzz target.
+pub fn check_text(label: &str, text: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    parse_text(label, text, &mut errs);
+    errs
+}
+
+fn parse_text(p: &str, text: &str, errs: &mut Vec<String>) -> FileSettings {
     // Unknown keys are found first and all together; serde would stop at the first.
     match text.parse::<toml::Table>() {
         Ok(table) => {
@@ -509,7 +521,7 @@ fn read_file(path: &Path, errs: &mut Vec<String>) -> FileSettings {
                     unknown = true;
                     errs.push(format!(
                         "{p}:{}: unknown key `{key}` (known keys: {})",
-                        line_of_key(&text, key),
+                        line_of_key(text, key),
                         KEYS.join(", ")
                     ));
                 }
@@ -518,7 +530,7 @@ fn read_file(path: &Path, errs: &mut Vec<String>) -> FileSettings {
                         unknown = true;
                         errs.push(format!(
                             "{p}:{}: unknown key `on_demand.{k}` (known: {})",
-                            line_of_key(&text, k),
+                            line_of_key(text, k),
                             ON_DEMAND_KEYS.join(", ")
                         ));
                     }
@@ -529,12 +541,12 @@ fn read_file(path: &Path, errs: &mut Vec<String>) -> FileSettings {
             }
         }
         Err(e) => {
-            errs.push(toml_error(&p.to_string(), &text, &e));
+            errs.push(toml_error(p, text, &e));
             return FileSettings::default();
         }
     }
-    toml::from_str(&text).unwrap_or_else(|e| {
-        errs.push(toml_error(&p.to_string(), &text, &e));
+    toml::from_str(text).unwrap_or_else(|e| {
+        errs.push(toml_error(p, text, &e));
         FileSettings::default()
     })
 }
