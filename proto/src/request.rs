@@ -65,7 +65,10 @@ pub fn parse_line(line: &[u8]) -> Result<Vec<&str>, RequestError> {
     let text = std::str::from_utf8(line).map_err(|_| RequestError::NotUtf8)?;
     // C1 controls (U+0080..U+009F) are valid UTF-8 but act as terminal escapes (U+009B is
     // CSI) in logs: refused like their ASCII cousins. Found by the request_line fuzz target.
-    if let Some((pos, c)) = text.char_indices().find(|&(_, c)| c.is_control() && c != '\t') {
+    if let Some((pos, c)) = text
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && c != '\t')
+    {
         return Err(RequestError::ControlChar(c as u32, pos));
     }
     let tokens: Vec<&str> = text.split([' ', '\t']).filter(|t| !t.is_empty()).collect();

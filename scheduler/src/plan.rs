@@ -1,7 +1,7 @@
 //! Next-fire computation: a cron expression, a zone and an instant in; the next instant out.
 //!
 //! The daylight-saving rules are those of Debian's cron and cronie, applied in the
-//! expression's own zone (see `docs/scheduler.md`):
+//! expression's own zone (see README.md, "The scheduler"):
 //!
 //! * a local time that occurs once fires once;
 //! * clock goes back (a local time occurs twice): a *fixed-time* job fires only in the first

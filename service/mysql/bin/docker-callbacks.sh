@@ -9,7 +9,7 @@
 #   user (a site)      that site's database only (`forum nightly-backup`)
 # The dump is written to a hidden temp file, fsync'd, then renamed, and the directory
 # fsync'd: a killed backup never leaves a partial file under a final name. Leftover temp
-# files of a killed run are removed by the next run. Restore: see docs/stack.md.
+# files of a killed run are removed by the next run. Restore: see README.md, "The stack".
 CB_nightly_backup() {
     local -
     set -o pipefail
