@@ -69,7 +69,7 @@ fn cold_burst_starts_once_and_serves_everyone() {
         sock.exists().then_some(())
     });
     assert_eq!(starts(&s), 0, "nothing starts before the first connection");
-    let threads: Vec<_> = (0..300)
+    let threads: Vec<_> = (0..1000)
         .map(|_| {
             let p = sock.clone();
             std::thread::spawn(move || ask_unix(&p))

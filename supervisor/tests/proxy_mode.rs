@@ -29,16 +29,34 @@ def serve(c):
     with c:
         f = c.makefile("rb")
         first = f.readline()
-        if first == b"echo\n":
+        if first == b"slow\n":
+            open(os.environ["T"] + "/inflight", "w").close()
+            time.sleep(0.5)
+            c.sendall(b"slow reply\n")
+        elif first == b"echo\n":
             while True:
                 b = f.read1(65536)
                 if not b: break
                 c.sendall(b)
         else:
             c.sendall(f"hello {os.getpid()}\n".encode())
+import signal
+busy = []
+def drain(*_):
+    # A graceful stop: no new connections, finish those in flight, then exit.
+    s.close()
+    for t in busy: t.join()
+    os._exit(0)
+signal.signal(signal.SIGTERM, drain)
 while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    try:
+        c, _ = s.accept()
+    except OSError:
+        time.sleep(10)
+        continue
+    t = threading.Thread(target=serve, args=(c,), daemon=True)
+    busy.append(t)
+    t.start()
 "#;
 
 fn proxied(b: Builder, backend: &str) -> Builder {
@@ -79,7 +97,7 @@ fn cold_burst_is_held_until_the_backend_accepts() {
     });
     let p = public(&s);
     let t = Instant::now();
-    let clients: Vec<_> = (0..500)
+    let clients: Vec<_> = (0..1000)
         .map(|_| {
             let p = p.clone();
             std::thread::spawn(move || hello(&p))
@@ -216,4 +234,30 @@ fn tcp_backend_and_listen() {
     BufReader::new(c).read_line(&mut line).unwrap();
     assert!(line.starts_with("hello "), "{line}");
     assert_eq!(starts(&s), 1);
+}
+
+#[test]
+fn a_container_stop_drains_open_connections() {
+    let b = sup(Mode::Subreaper);
+    let backend = b.dir().join("backend.sock");
+    let mut s = proxied(b.env("BOSUN_STOP_TIMEOUT", "5s"), backend.to_str().unwrap()).start();
+    wait_until(Duration::from_secs(10), "held socket", || {
+        public(&s).exists().then_some(())
+    });
+    hello(&public(&s)); // started and ready
+    let mut c = UnixStream::connect(public(&s)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"slow\n").unwrap();
+    // Once the backend has the request, stop the container mid-request.
+    wait_until(Duration::from_secs(10), "the request in flight", || {
+        s.path("inflight").exists().then_some(())
+    });
+    s.signal(SIGTERM);
+    let mut reply = String::new();
+    BufReader::new(&mut c).read_line(&mut reply).unwrap();
+    assert_eq!(
+        reply, "slow reply\n",
+        "the in-flight reply was delivered during the stop"
+    );
+    assert_eq!(s.wait(Duration::from_secs(10)).code(), Some(0));
 }
