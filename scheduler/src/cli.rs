@@ -277,6 +277,22 @@ fn run_daemon(file: PathBuf) -> u8 {
         }
     };
     let result = rt.block_on(async {
+        // HUP and USR1/USR2 would end the process by default. The supervisor forwards
+        // them (a `reload` request is a HUP): edits are picked up by watching the file
+        // already, so they are logged and otherwise ignored.
+        for (kind, name) in [
+            (tokio::signal::unix::SignalKind::hangup(), "HUP"),
+            (tokio::signal::unix::SignalKind::user_defined1(), "USR1"),
+            (tokio::signal::unix::SignalKind::user_defined2(), "USR2"),
+        ] {
+            if let Ok(mut sig) = tokio::signal::unix::signal(kind) {
+                tokio::spawn(async move {
+                    while sig.recv().await.is_some() {
+                        tracing::debug!(signal = name, "ignored: edits are read as they happen");
+                    }
+                });
+            }
+        }
         let shutdown = async {
             use tokio::signal::unix::{signal, SignalKind};
             match (

@@ -138,7 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
     let (tx, mut changes) = mpsc::channel::<()>(1);
-    let _watcher = watch(&config.file, tx)?;
+    let (mut watcher, dir) = watch(&config.file, tx)?;
     let mut timer = RealtimeTimer::new().map_err(|source| DaemonError::Io {
         doing: "creating the timerfd",
         source,
@@ -221,6 +221,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
             Some(()) = changes.recv() => {
                 settle(&mut changes).await;
+                // A replaced directory (a new mount of conf/) loses its inotify watch: the
+                // parent's watch told us, so watch the new one. Harmless when unchanged.
+                let _ = watcher.watch(&dir, notify::RecursiveMode::NonRecursive);
                 match load(&config.file, config.default_zone) {
                     Ok((new_bytes, _)) if new_bytes == bytes => {}
                     Ok((new_bytes, new_schedule)) => {
@@ -312,8 +315,12 @@ async fn settle(changes: &mut mpsc::Receiver<()>) {
 
 /// Watches the directory that holds `file`: editors replace the file by renaming a new
 /// one over it, and a mounted `conf/` directory can have its whole content swapped, both of
-/// which a watch on the file itself would lose.
-fn watch(file: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, DaemonError> {
+/// which a watch on the file itself would lose. Its parent is watched too, so that a
+/// directory removed and made again is noticed (and watched again by the loop).
+fn watch(
+    file: &Path,
+    tx: mpsc::Sender<()>,
+) -> Result<(notify::RecommendedWatcher, PathBuf), DaemonError> {
     let dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -336,7 +343,13 @@ fn watch(file: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher
     watcher
         .watch(&dir, notify::RecursiveMode::NonRecursive)
         .map_err(err)?;
-    Ok(watcher)
+    if let Some(parent) = std::fs::canonicalize(&dir)
+        .ok()
+        .and_then(|d| d.parent().map(Path::to_path_buf))
+    {
+        let _ = watcher.watch(&parent, notify::RecursiveMode::NonRecursive);
+    }
+    Ok((watcher, dir))
 }
 
 /// At start: every line whose last recorded fire is followed by a fire that was missed

@@ -5,5 +5,6 @@
 mod cli;
 mod daemon;
 mod dst;
+mod faults;
 mod props;
 mod support;
