@@ -41,21 +41,6 @@ fn backend(b: Builder) -> Builder {
     b.cmd(&["python3", script.to_str().unwrap()])
 }
 
-fn ask_unix(path: &std::path::Path) -> String {
-    let mut c = UnixStream::connect(path).expect("connect held socket");
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    c.write_all(b"hi\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(c).read_line(&mut line).unwrap();
-    line
-}
-
-fn starts(s: &Sup) -> usize {
-    std::fs::read_to_string(s.path("starts"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
-
 #[test]
 fn cold_burst_starts_once_and_serves_everyone() {
     let b = sup(Mode::Subreaper);
@@ -68,11 +53,11 @@ fn cold_burst_starts_once_and_serves_everyone() {
     wait_until(Duration::from_secs(10), "held socket", || {
         sock.exists().then_some(())
     });
-    assert_eq!(starts(&s), 0, "nothing starts before the first connection");
+    assert_eq!(s.starts(), 0, "nothing starts before the first connection");
     let threads: Vec<_> = (0..1000)
         .map(|_| {
             let p = sock.clone();
-            std::thread::spawn(move || ask_unix(&p))
+            std::thread::spawn(move || hello(&p))
         })
         .collect();
     let answers: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
@@ -81,7 +66,7 @@ fn cold_burst_starts_once_and_serves_everyone() {
         "{:?}",
         &answers[..3]
     );
-    assert_eq!(starts(&s), 1, "exactly one start for the whole burst");
+    assert_eq!(s.starts(), 1, "exactly one start for the whole burst");
     let first = std::fs::read_to_string(s.path("starts")).unwrap();
     assert!(
         first.contains(&format!("{}=3 site.sock", sock.display())),
@@ -101,7 +86,7 @@ fn idle_stop_then_wake_again_and_silent_connections_do_not_count() {
     wait_until(Duration::from_secs(10), "held socket", || {
         sock.exists().then_some(())
     });
-    let a = ask_unix(&sock);
+    let a = hello(&sock);
     // A connection that stays open and silent must not keep the backend up.
     let silent = UnixStream::connect(&sock).unwrap();
     let t = Instant::now();
@@ -117,9 +102,9 @@ fn idle_stop_then_wake_again_and_silent_connections_do_not_count() {
     s.wait_stderr("exited", Duration::from_secs(10));
     drop(silent);
     // The next client wakes it again, through the same path.
-    let b2 = ask_unix(&sock);
+    let b2 = hello(&sock);
     assert_ne!(a, b2, "a new backend process answered");
-    assert_eq!(starts(&s), 2);
+    assert_eq!(s.starts(), 2);
 }
 
 #[test]
@@ -171,7 +156,7 @@ fn tcp_listen_address() {
     let mut line = String::new();
     BufReader::new(c).read_line(&mut line).unwrap();
     assert!(line.starts_with("hello "), "{line}");
-    assert_eq!(starts(&s), 1);
+    assert_eq!(s.starts(), 1);
 }
 
 #[test]
@@ -188,9 +173,9 @@ fn php_fpm_style_unlink_is_repaired() {
     wait_until(Duration::from_secs(10), "held socket", || {
         sock.exists().then_some(())
     });
-    ask_unix(&sock);
+    hello(&sock);
     s.wait_stderr("restored the socket's name", Duration::from_secs(10));
-    assert!(ask_unix(&sock).starts_with("hello "));
+    assert!(hello(&sock).starts_with("hello "));
 }
 
 #[test]

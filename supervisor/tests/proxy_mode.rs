@@ -72,21 +72,6 @@ fn public(s: &Sup) -> std::path::PathBuf {
     s.path("public.sock")
 }
 
-fn hello(path: &std::path::Path) -> String {
-    let mut c = UnixStream::connect(path).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    c.write_all(b"hi\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(c).read_line(&mut line).unwrap();
-    line
-}
-
-fn starts(s: &Sup) -> usize {
-    std::fs::read_to_string(s.path("starts"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
-
 #[test]
 fn cold_burst_is_held_until_the_backend_accepts() {
     let b = sup(Mode::Subreaper);
@@ -109,7 +94,7 @@ fn cold_burst_is_held_until_the_backend_accepts() {
         "{:?}",
         answers.iter().find(|a| !a.starts_with("hello"))
     );
-    assert_eq!(starts(&s), 1);
+    assert_eq!(s.starts(), 1);
     assert!(
         t.elapsed() >= Duration::from_millis(450),
         "answered before the backend could: {:?}",
@@ -166,7 +151,7 @@ fn idle_stop_with_a_silent_keepalive_then_restart() {
     s.wait_stderr("exited", Duration::from_secs(10));
     let second = hello(&public(&s));
     assert_ne!(first, second);
-    assert_eq!(starts(&s), 2);
+    assert_eq!(s.starts(), 2);
 }
 
 #[test]
@@ -233,7 +218,7 @@ fn tcp_backend_and_listen() {
     let mut line = String::new();
     BufReader::new(c).read_line(&mut line).unwrap();
     assert!(line.starts_with("hello "), "{line}");
-    assert_eq!(starts(&s), 1);
+    assert_eq!(s.starts(), 1);
 }
 
 #[test]

@@ -303,6 +303,25 @@ impl Drop for Sup {
     }
 }
 
+/// On-demand tests: sends `hi` to a held socket and returns the backend's first line.
+pub fn hello(path: &Path) -> String {
+    let mut c = UnixStream::connect(path).expect("connect held socket");
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(b"hi\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).unwrap();
+    line
+}
+
+impl Sup {
+    /// On-demand tests: how many times the backend started (lines in `$T/starts`).
+    pub fn starts(&self) -> usize {
+        std::fs::read_to_string(self.path("starts"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+}
+
 pub fn request(socket: &Path, line: &str) -> Vec<String> {
     let mut s = UnixStream::connect(socket).expect("connect request socket");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
