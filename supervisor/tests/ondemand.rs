@@ -1,8 +1,7 @@
 //! On-demand start, handoff mode: the supervisor holds the socket, the first connection
 //! starts the main process with the socket as fd 3 (LISTEN_FDS), idle stops it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -148,13 +147,7 @@ fn tcp_listen_address() {
             .env("FAM", "inet"),
     )
     .start();
-    let mut c = wait_until(Duration::from_secs(10), "tcp listen", || {
-        TcpStream::connect(&addr).ok()
-    });
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"hi\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(c).read_line(&mut line).unwrap();
+    let line = hello_tcp(&addr);
     assert!(line.starts_with("hello "), "{line}");
     assert_eq!(s.starts(), 1);
 }

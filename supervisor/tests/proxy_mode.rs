@@ -210,13 +210,7 @@ fn tcp_backend_and_listen() {
         .env("BACKEND", &format!("127.0.0.1:{bp}"))
         .cmd(&["python3", script.to_str().unwrap()])
         .start();
-    let mut c = wait_until(Duration::from_secs(10), "listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", lp)).ok()
-    });
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    c.write_all(b"hi\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(c).read_line(&mut line).unwrap();
+    let line = hello_tcp(&format!("127.0.0.1:{lp}"));
     assert!(line.starts_with("hello "), "{line}");
     assert_eq!(s.starts(), 1);
 }

@@ -313,6 +313,20 @@ pub fn hello(path: &Path) -> String {
     line
 }
 
+/// On-demand tests over TCP: waits for `addr` to accept, sends `hi`, returns the first line.
+pub fn hello_tcp(addr: &str) -> String {
+    let mut c = wait_until(
+        Duration::from_secs(10),
+        &format!("{addr} accepting"),
+        || std::net::TcpStream::connect(addr).ok(),
+    );
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(b"hi\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).unwrap();
+    line
+}
+
 impl Sup {
     /// On-demand tests: how many times the backend started (lines in `$T/starts`).
     pub fn starts(&self) -> usize {
