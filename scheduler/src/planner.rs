@@ -3,7 +3,8 @@
 //! The planner keeps a *cursor*: every fire at or before it has been handled. The cursor
 //! only moves forward, so a wall clock stepped back cannot fire a line twice; a clock
 //! stepped forward (or a suspend) makes each line that had fires in the jump run once, so
-//! nothing is lost and nothing runs once per skipped slot. A step back of more than
+//! nothing is lost and nothing runs once per skipped slot (fires older than the catch-up
+//! window are reported missed; the line still runs once for its first fire within it). A step back of more than
 //! [`MAX_STEP_BACK`] is taken as a clock that was wrong, and planning restarts from the new
 //! time. Kept apart from the I/O in [`crate::daemon`] so that these cases are unit-tested
 //! with a fake clock.
@@ -67,16 +68,26 @@ impl Planner {
             return Outcome::SteppedBack { from };
         }
         let mut fires = Vec::new();
+        let horizon = now
+            .checked_sub_signed(window)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         for (index, slot) in self.next.iter().enumerate() {
             let Some(due) = *slot else { continue };
             if due > now {
                 continue;
             }
-            fires.push(if now - due > window {
-                Fire::Missed { index, due }
+            if due < horizon {
+                // Jumped past by more than the window: the first swallowed fire is reported
+                // missed, and the line still runs once when a later one is within the window
+                // (a 3-day suspend still runs the nightly backup that was due an hour ago).
+                fires.push(Fire::Missed { index, due });
+                let entry = &schedule.entries[index];
+                if let Some(due) = entry.next_after(horizon).filter(|t| *t <= now) {
+                    fires.push(Fire::Run { index, due });
+                }
             } else {
-                Fire::Run { index, due }
-            });
+                fires.push(Fire::Run { index, due });
+            }
         }
         self.cursor = self.cursor.max(now);
         for f in &fires {
@@ -185,12 +196,27 @@ mod tests {
             ]
         );
         assert_eq!(p.due(), Some(at("2026-11-22T05:01:00Z")));
-        // Beyond the window: reported as missed.
+        // Suspended for 3 days: the first fire each line missed is beyond the window and is
+        // reported missed; each line still runs once for its first fire within the window.
         let r = runs(p.wake(&s, at("2026-11-25T00:00:00Z"), DAY));
-        assert!(
-            r.contains(&(101, "2026-11-23T03:00:00+00:00".to_string())),
-            "{r:?}"
+        assert_eq!(
+            r,
+            [
+                (100, "2026-11-22T05:01:00+00:00".to_string()),
+                (0, "2026-11-24T00:01:00+00:00".to_string()),
+                (101, "2026-11-23T03:00:00+00:00".to_string()),
+                (1, "2026-11-24T03:00:00+00:00".to_string()),
+                (102, "2026-11-22T12:00:00+00:00".to_string()),
+                (2, "2026-11-24T12:00:00+00:00".to_string()),
+            ]
         );
+        assert_eq!(p.due(), Some(at("2026-11-25T00:01:00Z")));
+        // A line with no fire within the window (yearly, 300 days ago): only missed.
+        let y = sched("0 0 1 1 * a b\n");
+        let mut p = Planner::new(&y, at("2025-12-31T23:00:00Z"));
+        let r = runs(p.wake(&y, at("2026-10-28T00:00:00Z"), DAY));
+        assert_eq!(r, [(100, "2026-01-01T00:00:00+00:00".to_string())]);
+        assert_eq!(p.due(), Some(at("2027-01-01T00:00:00Z")));
     }
 
     #[test]

@@ -16,7 +16,11 @@
 #      page starts php-fpm again (on demand), pages count on
 #   6. a MariaDB container killed during a backup leaves no partial file under a final name,
 #      and comes back; the next backup removes the leftover temp file
-#   7. `docker-compose stop` ends every container with exit code 0 within its grace
+#   7. a backup into a full disk (mysql recreated with tests/e2e/docker-compose.enospc.yaml:
+#      backups on a 4 MiB tmpfs, BACKUP_KEEP=1, filled up for real): `done ... exit=N`, N
+#      non-zero; the earlier backup byte-identical, no new or temp file; "No space left on
+#      device" in the container log; once space is freed the next backup succeeds
+#   8. `docker-compose stop` ends every container with exit code 0 within its grace
 #      period, and MariaDB logs a clean shutdown
 #
 # Installs and starts the Docker engine when missing (scripts/docker-engine), makes the base
@@ -404,7 +408,69 @@ check_killed_backup() {
 }
 check "a MariaDB killed during a backup leaves no partial file under a final name" check_killed_backup
 
-# ---- 7. stop -------------------------------------------------------------------------
+# ---- 7. a backup into a full disk ------------------------------------------------------
+# mysql alone is recreated with one more override: BACKUP_DIR is a 4 MiB tmpfs (a real
+# filesystem that really fills up, not the host's disk) and BACKUP_KEEP=1 (a rotation that
+# ran before the new dump was safe would delete the only good backup). It stays so for the
+# rest of the run: `stop` and `down` do not look at the configuration.
+ENOSPC_OVERRIDE=tests/e2e/docker-compose.enospc.yaml
+SMALL=/data/backup-small    # BACKUP_DIR in that override
+# in_mysql SCRIPT: run a bash script inside mysql's container.
+in_mysql() { docker exec "$(cid mysql)" bash -c "$1"; }
+small_mounted() { in_mysql "grep -q ' $SMALL tmpfs ' /proc/mounts"; }
+# small_files: every file in the backup dir with its SHA-256, temp files included.
+small_files() { in_mysql "cd $SMALL && find . -mindepth 1 -exec sha256sum -- {} + | sort -k 2"; }
+# valid_dump FILE: a complete gzip'd dump (valid gzip, mariadb-dump's last line).
+valid_dump() { in_mysql "gzip -t '$1' && gzip -dc '$1' | tail -n 1 | grep -q '^-- Dump completed'"; }
+check_full_disk() {
+    local r n before after since id logs f t
+    t=$SECONDS
+    dc -f "$ENOSPC_OVERRIDE" up -d --no-deps mysql || return 1
+    wait_until 180 "mysql healthy again with its backups on a small tmpfs" all_healthy || return 1
+    small_mounted || fail "no tmpfs at $SMALL in the recreated mysql" || return 1
+    id=$(cid mysql)
+    log "  mysql recreated with $ENOSPC_OVERRIDE, healthy in $((SECONDS - t))s: $(in_mysql "df -h --output=size,avail $SMALL | tail -n 1")"
+    # A good backup first.
+    r=$(request 'forum nightly-backup') || fail "no answer" || return 1
+    grep -qE '^done [^ ]+ exit=0( |$)' <<<"$r" || fail "first backup: $(tr '\n' '|' <<<"$r")" || return 1
+    before=$(small_files)
+    f=$(awk '$2 ~ /^\.\/forum-.*\.sql\.gz$/ {print substr($2, 3)}' <<<"$before")
+    [ "$(wc -l <<<"$before")" = 1 ] && [ -n "$f" ] && valid_dump "$SMALL/$f" ||
+        fail "not exactly one valid forum backup: $(tr '\n' '|' <<<"$before")" || return 1
+    log "  good backup: $f"
+    # Fill the filesystem (dd ends with ENOSPC), so that not even the gzip header fits.
+    in_mysql "dd if=/dev/zero of=$SMALL/filler bs=64k 2>/dev/null; [ \"\$(stat -f -c %a $SMALL)\" = 0 ]" ||
+        fail "could not fill $SMALL" || return 1
+    before=$(small_files)
+    log "  $SMALL filled: $(in_mysql "df -h --output=size,used,avail $SMALL | tail -n 1")"
+    since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+    r=$(request 'forum nightly-backup') || fail "no answer" || return 1
+    log "  reply: $(tr '\n' '|' <<<"$r")"
+    n=$(sed -nE 's/^done [^ ]+ exit=([0-9]+)( .*)?$/\1/p' <<<"$r")
+    [ -n "$n" ] || fail "no 'done ... exit=N' line" || return 1
+    ((n != 0)) || fail "a backup into a full disk answered exit=0" || return 1
+    after=$(small_files)
+    [ "$after" = "$before" ] ||
+        fail "the backup dir changed: before $(tr '\n' '|' <<<"$before") after $(tr '\n' '|' <<<"$after")" || return 1
+    log "  the earlier backup is byte-identical; no new or temp file"
+    logs=$(docker logs --since "$since" "$id" 2>&1)
+    grep -q 'No space left on device' <<<"$logs" ||
+        fail "no 'No space left on device' in mysql's log: $(tail -n 5 <<<"$logs" | tr '\n' '|')" || return 1
+    log "  mysql: $(grep 'No space left on device' <<<"$logs" | head -n 1)"
+    # Space again: the next backup succeeds, and only then is the old one rotated out.
+    in_mysql "rm -f $SMALL/filler" || return 1
+    since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+    r=$(request 'forum nightly-backup') || fail "no answer" || return 1
+    grep -qE '^done [^ ]+ exit=0( |$)' <<<"$r" || fail "backup after freeing space: $(tr '\n' '|' <<<"$r")" || return 1
+    after=$(small_files)
+    f=$(docker logs --since "$since" "$id" 2>&1 | sed -n "s|.*backup of forum: $SMALL/\([^ ]*\) (.*|\1|p" | tail -n 1)
+    [ -n "$f" ] && [ "$(wc -l <<<"$after")" = 1 ] && grep -q " \./$f\$" <<<"$after" && valid_dump "$SMALL/$f" ||
+        fail "after freeing space: not exactly the new valid backup '$f': $(tr '\n' '|' <<<"$after")" || return 1
+    log "  after freeing space: $f (BACKUP_KEEP=1 rotated the earlier one out)"
+}
+check "a backup into a full disk fails with exit=N, N non-zero, and keeps the earlier backup intact" check_full_disk
+
+# ---- 8. stop -------------------------------------------------------------------------
 check_stop() {
     local s id code since started finished secs ok=0
     declare -A ids graces=([mysql]=45 [php]=15 [wiki]=15 [nginx]=15 [scheduler]=12)
