@@ -293,12 +293,16 @@ fn run_daemon(file: PathBuf) -> u8 {
                 });
             }
         }
-        let shutdown = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
+        // Installed now, not when the loop first polls `shutdown` (after loading the
+        // schedule and catching up): a TERM during start-up would otherwise kill the
+        // process (exit by signal) instead of stopping it (exit 0).
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        let shutdown = async move {
+            match (term, int) {
                 (Ok(mut term), Ok(mut int)) => {
                     tokio::select! {
                         _ = term.recv() => tracing::info!(signal = "TERM", "stopping"),

@@ -129,6 +129,19 @@ impl Daemon {
         }
     }
 
+    /// After the daemon has exited: reads the rest of its log into `seen`.
+    pub fn drain(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => panic!("the log did not end within 10 s"),
+            }
+        }
+    }
+
     /// Sends TERM and returns the exit code.
     pub fn stop(mut self) -> i32 {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -162,4 +175,65 @@ pub fn rename_over(path: &Path, text: &str) {
 pub fn recv(rx: &Receiver<String>, within: Duration) -> String {
     rx.recv_timeout(within)
         .unwrap_or_else(|e| panic!("no request within {within:?}: {e}"))
+}
+
+/// A small seeded PRNG (splitmix64 to seed, xorshift64* to draw) for random fault points.
+/// The test prints its seed; `BOSUN_FAULT_SEED=N` replays the same choices (though not the
+/// machine's timing).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("BOSUN_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    ^ u64::from(std::process::id())
+            });
+        eprintln!("{test}: seed {seed} (BOSUN_FAULT_SEED={seed} replays it)");
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)).max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Waits until the peer on `run_dir`'s `service` socket has handled every connection made
+/// before this call: it serves connections in order, so once our own marker request comes
+/// out of `requests`, everything before it has too. Returns the requests before the marker.
+pub fn drain_peer(
+    run_dir: &Path,
+    service: &str,
+    requests: &Receiver<String>,
+    n: u64,
+) -> Vec<String> {
+    let marker = format!("marker-{n}");
+    let path = run_dir.join(format!("{service}-request.sock"));
+    let mut c = std::os::unix::net::UnixStream::connect(path).unwrap();
+    c.write_all(format!("{marker}\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    loop {
+        let line = recv(requests, Duration::from_secs(10));
+        if line == marker {
+            return got;
+        }
+        got.push(line);
+    }
 }
