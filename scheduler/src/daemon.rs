@@ -122,6 +122,19 @@ struct Shared {
     /// Keys of lines with a delivery in progress.
     running: Mutex<HashSet<String>>,
     runs: AtomicU64,
+    /// Where fires are recorded (`BOSUN_STATE_DIR`), for catch-up.
+    store: Option<StateStore>,
+}
+
+impl Shared {
+    /// Records `at` as the last handled fire of `key`, when there is a state dir.
+    fn record(&self, key: &str, at: DateTime<Utc>) {
+        if let Some(store) = &self.store {
+            if let Err(err) = store.record(key, at) {
+                warn!(error = %err, "cannot record the fire");
+            }
+        }
+    }
 }
 
 /// After a change in the directory, wait for this much quiet before reading the file.
@@ -149,6 +162,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         cancel: CancellationToken::new(),
         running: Mutex::new(HashSet::new()),
         runs: AtomicU64::new(0),
+        store: store.clone(),
     });
     let tracker = TaskTracker::new();
     let start = Utc::now();
@@ -160,7 +174,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     for e in &schedule.entries {
         if e.when == When::Reboot {
-            fire(&shared, &tracker, e, start, "reboot");
+            fire(&shared, &tracker, e, start, "reboot", None);
         }
     }
     if let Some(store) = &store {
@@ -196,25 +210,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     Outcome::Fires(fires) => fires,
                 };
                 for f in fires {
-                    let (index, at) = match f {
+                    match f {
                         Fire::Run { index, due } => {
                             let e = &schedule.entries[index];
                             let late = now - due;
                             if late > chrono::Duration::seconds(2) {
                                 warn!(line = e.line, due = %rfc3339(due), late_secs = late.num_seconds(), "late fire (clock jump or suspend); runs once");
                             }
-                            fire(&shared, &tracker, e, due, "schedule");
-                            (index, due)
+                            fire(&shared, &tracker, e, due, "schedule", Some(due));
                         }
                         Fire::Missed { index, due } => {
                             let e = &schedule.entries[index];
                             warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), "missed: the clock jumped past it by more than the catch-up window");
-                            (index, due)
-                        }
-                    };
-                    if let Some(store) = &store {
-                        if let Err(err) = store.record(&schedule.entries[index].key(), at) {
-                            warn!(error = %err, "cannot record the fire");
+                            shared.record(&e.key(), due);
                         }
                     }
                 }
@@ -374,10 +382,7 @@ fn catch_up(
         };
         if let Some(missed) = missed_while_down(e, last, now, window) {
             info!(line = e.line, service = %e.service, action = %e.action, missed = %rfc3339(missed), last = %rfc3339(last), "catching up a run missed while down");
-            fire(shared, tracker, e, missed, "catch-up");
-            if let Err(err) = store.record(&key, now) {
-                warn!(error = %err, "cannot record the fire");
-            }
+            fire(shared, tracker, e, missed, "catch-up", Some(now));
         }
     }
     baseline(store, schedule, now);
@@ -398,12 +403,17 @@ impl Drop for RunningGuard {
 }
 
 /// Starts the delivery of one fire, unless the previous run of the same line is still going.
+/// `record`: what to record as the line's last fire once the request has been handed to the
+/// service (or given up on), not before: a scheduler killed before that point leaves the
+/// record as it was, and its next start catches the fire up. So a fire is never lost to a
+/// kill; it can run twice only if the kill lands between the request's write and the record.
 fn fire(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
     e: &Entry,
     due: DateTime<Utc>,
     reason: &'static str,
+    record: Option<DateTime<Utc>>,
 ) {
     let key = e.key();
     let fresh = match shared.running.lock() {
@@ -424,15 +434,29 @@ fn fire(
     let shared = shared.clone();
     let service = e.service.clone();
     let request = e.request();
+    let record = record.map(|at| (e.key(), at));
     tracker.spawn(async move {
         let _guard = guard;
-        deliver(&shared, run, &service, &request).await;
+        deliver(&shared, run, &service, &request, record).await;
     });
 }
 
 /// Sends one request and logs its outcome. Retries a missing or refusing socket with
-/// capped exponential backoff for the retry window, then logs the run as missed.
-async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
+/// capped exponential backoff for the retry window, then logs the run as missed. Records
+/// `record` (key, time) once the request is written or given up on; a request not sent
+/// because the scheduler is stopping is left unrecorded, for the next start to catch up.
+async fn deliver(
+    shared: &Shared,
+    run: u64,
+    service: &str,
+    request: &str,
+    record: Option<(String, DateTime<Utc>)>,
+) {
+    let handled = || {
+        if let Some((key, at)) = &record {
+            shared.record(key, *at);
+        }
+    };
     let path = proto::request_socket_path(&shared.run_dir, service);
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
@@ -443,6 +467,7 @@ async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
                 let waited = started.elapsed();
                 if waited >= shared.retry_window {
                     warn!(run, service = %service, request = %request, socket = %path.display(), error = %err, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
+                    handled();
                     return;
                 }
                 if delay == Duration::from_millis(250) {
@@ -461,7 +486,9 @@ async fn deliver(shared: &Shared, run: u64, service: &str, request: &str) {
         }
     };
     // Finish this step even when stopping: a request is sent whole or not at all.
-    if let Err(err) = stream.write_all(format!("{request}\n").as_bytes()).await {
+    let sent = stream.write_all(format!("{request}\n").as_bytes()).await;
+    handled();
+    if let Err(err) = sent {
         warn!(run, service = %service, error = %err, "failed: cannot send the request");
         return;
     }
