@@ -690,7 +690,7 @@ def main():
         f"Run {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(w0))} to {time.strftime('%H:%M:%S', time.gmtime(w1))} UTC. "
         f"Machine: {os.cpu_count()} cores (`nproc` {len(os.sched_getaffinity(0))}), kernel {platform.release()}, "
         f"load average (1 min) during the run {min(loads or [0]):.2f}-{max(loads or [0]):.2f} "
-        f"(shared: a fuzzer and CI builds ran beside it; the bench itself ran under `nice`).",
+        f"(the client and the actions' bash processes included; the bench ran under `nice`).",
         "",
         f"Command: `{a.command}`",
         "",

@@ -565,6 +565,14 @@ impl Supervisor {
     }
 
     fn on_listener_exit(&mut self, exit: Exit, started: Instant, now: Instant) {
+        // What the listener sent just before it died (a `hold` for an action it had just
+        // started) may still wait on the control channel: take it in first, so that its
+        // client gets its answer and its action is stopped like every other held one.
+        if let Listener::Up { control, .. } = &mut self.listener {
+            if let Some(control) = control.take() {
+                self.drain_control(&control);
+            }
+        }
         if self.shutdown.is_some() {
             info!(child = "listener", %exit, "exited");
             self.listener = Listener::Gone;
@@ -597,6 +605,23 @@ impl Supervisor {
             );
             if h.pgid > 1 {
                 let _ = killpg(Pid::from_raw(h.pgid), Signal::SIGTERM);
+            }
+        }
+    }
+
+    /// Takes the `hold` and `release` messages still queued on a dead listener's channel.
+    fn drain_control(&mut self, control: &OwnedFd) {
+        loop {
+            match control::recv(control.as_fd()) {
+                Ok(Received::Msg(Msg::Hold { id, pgid, action }, Some(conn))) => {
+                    self.next_id = self.next_id.max(id + 1);
+                    self.held.insert(id, Held { conn, pgid, action });
+                }
+                Ok(Received::Msg(Msg::Release { id }, _)) => {
+                    self.held.remove(&id);
+                }
+                Ok(Received::Msg(..) | Received::Invalid(_)) | Err(Errno::EINTR) => {}
+                Ok(Received::Eof) | Err(_) => return,
             }
         }
     }
