@@ -474,9 +474,13 @@ impl Server {
             pgid,
             action: action.clone(),
         };
-        if let Err(e) = self.control.send(&hold, Some(stream.as_fd())).await {
-            tracing::debug!(id, error = %e, "hold not sent");
-        }
+        let held = match self.control.send(&hold, Some(stream.as_fd())).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(id, error = %e, "hold not sent");
+                false
+            }
+        };
         let accepted = Reply::Accepted {
             id,
             action: action.clone(),
@@ -509,10 +513,25 @@ impl Server {
             exit: outcome.exit,
             secs: outcome.secs,
         };
-        let _ = write_line(stream, &done.to_string()).await;
-        let _ = stream.shutdown().await;
-        if let Err(e) = self.control.send(&Msg::Release { id }, None).await {
-            tracing::debug!(id, error = %e, "release not sent");
+        // A held request is answered by the supervisor, which writes the `done` that comes
+        // with the release: were we to write it and die before the release, it would add
+        // `error unavailable` after our `done`. Without the supervisor, we answer.
+        let release = Msg::Release {
+            id,
+            reply: done.to_string(),
+        };
+        let answered = held && {
+            match self.control.send(&release, None).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(id, error = %e, "release not sent");
+                    false
+                }
+            }
+        };
+        if !answered {
+            let _ = write_line(stream, &done.to_string()).await;
+            let _ = stream.shutdown().await;
         }
         self.finished();
         None

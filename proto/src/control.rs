@@ -9,8 +9,9 @@
 //!   fd [`CONTROL_FD`] = one end of a `SOCK_SEQPACKET` socketpair (one datagram = one
 //!   message, so no framing is needed and an fd can ride along with its message).
 //! * Once an action has been started, the listener sends [`Msg::Hold`] with a dup of the
-//!   client's connection attached; when the `done` line has been written (or the client is
-//!   gone) it sends [`Msg::Release`]. If the listener dies, the supervisor writes
+//!   client's connection attached; when the action ends it sends [`Msg::Release`] with the
+//!   `done` line, which the supervisor writes to the client: exactly one of the two answers
+//!   a held request, whenever the listener dies. If the listener dies, the supervisor writes
 //!   `error unavailable ...` to every connection it still holds, `TERM`s the held process
 //!   groups (nobody is left to report their outcome, and a new listener must be free to
 //!   run the same action again) and starts a new listener with backoff.
@@ -19,7 +20,7 @@
 //!   [`Msg::Reply`] carrying the reply text (one or more lines, no trailing newline).
 //! * To stop the listener, the supervisor sends it `SIGTERM`.
 //!
-//! Messages are short ASCII text: `hold <id> <pgid> <action>`, `release <id>`,
+//! Messages are short ASCII text: `hold <id> <pgid> <action>`, `release <id> [<reply>]`,
 //! `cmd <seq> <command>`, `reply <seq> <text>`.
 
 use std::io::{IoSlice, IoSliceMut};
@@ -74,8 +75,9 @@ impl Command {
 pub enum Msg {
     /// listener -> supervisor, with the client's connection attached.
     Hold { id: u64, pgid: i32, action: String },
-    /// listener -> supervisor: the request `id` is answered.
-    Release { id: u64 },
+    /// listener -> supervisor: the request `id` is over; write `reply` (the `done` line,
+    /// without its newline; empty: nothing) to the client, then let the connection go.
+    Release { id: u64, reply: String },
     /// listener -> supervisor: run a built-in on the main process.
     Cmd { seq: u64, cmd: Command },
     /// supervisor -> listener: the answer to `Cmd { seq, .. }`.
@@ -86,7 +88,8 @@ impl Msg {
     pub fn encode(&self) -> String {
         match self {
             Msg::Hold { id, pgid, action } => format!("hold {id} {pgid} {action}"),
-            Msg::Release { id } => format!("release {id}"),
+            Msg::Release { id, reply } if reply.is_empty() => format!("release {id}"),
+            Msg::Release { id, reply } => format!("release {id} {reply}"),
             Msg::Cmd { seq, cmd } => format!("cmd {seq} {}", cmd.as_str()),
             Msg::Reply { seq, text } => format!("reply {seq} {text}"),
         }
@@ -102,9 +105,13 @@ impl Msg {
                 let action = it.next()?.to_string();
                 Some(Msg::Hold { id, pgid, action })
             }
-            "release" => Some(Msg::Release {
-                id: rest.parse().ok()?,
-            }),
+            "release" => {
+                let (id, reply) = rest.split_once(' ').unwrap_or((rest, ""));
+                Some(Msg::Release {
+                    id: id.parse().ok()?,
+                    reply: reply.to_string(),
+                })
+            }
             "cmd" => {
                 let (seq, cmd) = rest.split_once(' ')?;
                 Some(Msg::Cmd {
@@ -206,7 +213,14 @@ mod tests {
                 pgid: 1234,
                 action: "nightly-backup".into(),
             },
-            Msg::Release { id: 9 },
+            Msg::Release {
+                id: 9,
+                reply: String::new(),
+            },
+            Msg::Release {
+                id: 9,
+                reply: "done 9 exit=0 secs=0.004".into(),
+            },
             Msg::Cmd {
                 seq: 2,
                 cmd: Command::Status,

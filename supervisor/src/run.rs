@@ -439,7 +439,7 @@ impl Supervisor {
         {
             if *lpid == pid {
                 let started = *started;
-                self.on_listener_exit(exit, started, now);
+                self.on_listener_exit(pid, exit, started, now);
                 return;
             }
         }
@@ -564,7 +564,7 @@ impl Supervisor {
         }
     }
 
-    fn on_listener_exit(&mut self, exit: Exit, started: Instant, now: Instant) {
+    fn on_listener_exit(&mut self, pid: Pid, exit: Exit, started: Instant, now: Instant) {
         // What the listener sent just before it died (a `hold` for an action it had just
         // started) may still wait on the control channel: take it in first, so that its
         // client gets its answer and its action is stopped like every other held one.
@@ -581,9 +581,22 @@ impl Supervisor {
         }
         let delay = self.listener_backoff.delay(started, now);
         error!(child = "listener", %exit, held = self.held.len(), delay = %humantime::format_duration(delay), "crashed; restarting");
+        let held: Vec<i32> = self.held.values().map(|h| h.pgid).collect();
         self.answer_held(&format!(
             "listener crashed ({exit}); the action was stopped"
         ));
+        // The rest of what it started: an action it had not reported yet, a callback's
+        // background job in a group of its own. All of it is in the listener's session.
+        let others: Vec<Pid> = groups_in_session(pid)
+            .into_iter()
+            .filter(|g| !held.contains(&g.as_raw()))
+            .collect();
+        if !others.is_empty() {
+            warn!(groups = ?others, "stopping what the crashed listener had started and not reported");
+            for g in others {
+                let _ = killpg(g, Signal::SIGTERM);
+            }
+        }
         self.listener = Listener::Backoff { until: now + delay };
     }
 
@@ -609,6 +622,24 @@ impl Supervisor {
         }
     }
 
+    /// A held request is over: its `done` line goes to the client, then the connection.
+    fn release(&mut self, id: u64, reply: &str) {
+        if let Some(h) = self.held.remove(&id) {
+            if !reply.is_empty() {
+                // A client gone already (fire and forget) makes this fail: that's fine.
+                let _ = send(
+                    h.conn.as_raw_fd(),
+                    format!("{reply}\n").as_bytes(),
+                    MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+                );
+                let _ = nix::sys::socket::shutdown(
+                    h.conn.as_raw_fd(),
+                    nix::sys::socket::Shutdown::Write,
+                );
+            }
+        }
+    }
+
     /// Takes the `hold` and `release` messages still queued on a dead listener's channel.
     fn drain_control(&mut self, control: &OwnedFd) {
         loop {
@@ -617,9 +648,7 @@ impl Supervisor {
                     self.next_id = self.next_id.max(id + 1);
                     self.held.insert(id, Held { conn, pgid, action });
                 }
-                Ok(Received::Msg(Msg::Release { id }, _)) => {
-                    self.held.remove(&id);
-                }
+                Ok(Received::Msg(Msg::Release { id, reply }, _)) => self.release(id, &reply),
                 Ok(Received::Msg(..) | Received::Invalid(_)) | Err(Errno::EINTR) => {}
                 Ok(Received::Eof) | Err(_) => return,
             }
@@ -640,9 +669,7 @@ impl Supervisor {
                     self.next_id = self.next_id.max(id + 1);
                     self.held.insert(id, Held { conn, pgid, action });
                 }
-                Ok(Received::Msg(Msg::Release { id }, _)) => {
-                    self.held.remove(&id);
-                }
+                Ok(Received::Msg(Msg::Release { id, reply }, _)) => self.release(id, &reply),
                 Ok(Received::Msg(Msg::Cmd { seq, cmd }, _)) => {
                     self.on_command(seq, cmd, Instant::now())
                 }
@@ -1324,6 +1351,27 @@ fn children_of(parent: Pid) -> Vec<Pid> {
         })
         .map(Pid::from_raw)
         .collect()
+}
+
+/// The process groups of session `sid` (every `/proc/*/stat` read; only after a crash).
+fn groups_in_session(sid: Pid) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut groups: Vec<Pid> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name (which may hold ')'): state ppid pgrp session.
+            let mut f = stat[stat.rfind(')')? + 2..].split(' ').skip(2);
+            let pgrp: i32 = f.next()?.parse().ok()?;
+            let session: i32 = f.next()?.parse().ok()?;
+            (session == sid.as_raw() && pgrp > 1).then_some(Pid::from_raw(pgrp))
+        })
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 /// Starts a non-blocking connect to the backend. `Ok(None)`: a unix backend's backlog is

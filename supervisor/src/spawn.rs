@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-use nix::unistd::{getpid, isatty, setgid, setgroups, setpgid, setuid, tcsetpgrp, Pid};
+use nix::unistd::{getpid, isatty, setgid, setgroups, setpgid, setsid, setuid, tcsetpgrp, Pid};
 
 use crate::config::{RunAs, Settings};
 
@@ -110,7 +110,7 @@ pub fn spawn_listener(
     let mut cmd = Command::new(exe);
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let (l, c) = (listen.as_raw_fd(), control.as_raw_fd());
-    // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl, setpgid, sigprocmask)
+    // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl, setsid, sigprocmask)
     // between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -127,7 +127,9 @@ pub fn spawn_listener(
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            own_group()?;
+            // A session of its own (and so a group): everything it starts stays in that
+            // session, which is how the supervisor finds its actions when it dies.
+            setsid().map_err(io::Error::from)?;
             unblock_signals()
         });
     }

@@ -264,46 +264,15 @@ fn a_killed_callback_reports_its_signal() {
 
 // ----- random kill points --------------------------------------------------------------
 
-/// A small seeded PRNG (splitmix64 to seed, xorshift64* to draw). Each test that uses it
-/// prints its seed; `BOSUN_FAULT_SEED=N` replays the same choices (kill delays, victims,
-/// requests), though not the machine's timing.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("BOSUN_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    ^ u64::from(std::process::id())
-            });
-        eprintln!("{test}: seed {seed} (BOSUN_FAULT_SEED={seed} replays it)");
-        Rng::new(seed)
-    }
-
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)).max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// A seeded PRNG for random fault points. The test prints its seed; `BOSUN_FAULT_SEED=N`
+/// replays the same choices (kill delays, victims, requests), though not the machine's timing.
+fn seeded(test: &str) -> fastrand::Rng {
+    let seed = std::env::var("BOSUN_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let seed = seed.unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{test}: seed {seed} (BOSUN_FAULT_SEED={seed} replays it)");
+    fastrand::Rng::with_seed(seed)
 }
 
 /// The children of `pid` (all of its threads' children).
@@ -563,13 +532,13 @@ const CLIENTS: usize = 5;
 /// are left, no zombie, and TERM gives the main process's code (143, `sleep` killed by TERM).
 #[test]
 fn random_sigkills_during_work_leave_every_client_answered() {
-    let mut rng = Rng::from_env("random_sigkills_during_work_leave_every_client_answered");
+    let mut rng = seeded("random_sigkills_during_work_leave_every_client_answered");
     for mode in MODES {
         random_kill_rounds(mode, &mut rng);
     }
 }
 
-fn random_kill_rounds(mode: Mode, rng: &mut Rng) {
+fn random_kill_rounds(mode: Mode, rng: &mut fastrand::Rng) {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -590,12 +559,12 @@ fn random_kill_rounds(mode: Mode, rng: &mut Rng) {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let (sock, stop) = (sock.clone(), stop.clone());
-            let mut rng = Rng::new(rng.next());
+            let mut rng = fastrand::Rng::with_seed(rng.u64(..));
             std::thread::spawn(move || {
                 const MIX: [&str; 6] = ["q1", "q2", "q3", "slow", "slow", "ping"];
                 let mut asked = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let req = MIX[rng.below(MIX.len() as u64) as usize];
+                    let req = MIX[rng.usize(..MIX.len())];
                     let start = Instant::now();
                     let got = ask(&sock, req);
                     asked.push(Asked {
@@ -614,7 +583,7 @@ fn random_kill_rounds(mode: Mode, rng: &mut Rng) {
     let count = |kills: &[(Victim, Instant)], v| kills.iter().filter(|k| k.0 == v).count();
     for round in 0..ROUNDS {
         // The random point: somewhere in the steady stream of work.
-        std::thread::sleep(Duration::from_millis(50 + rng.below(450)));
+        std::thread::sleep(Duration::from_millis(50 + rng.u64(..450)));
         assert!(
             s.child.try_wait().unwrap().is_none(),
             "{mode:?} round {round}: the supervisor exited; stderr:\n{}",
@@ -628,7 +597,7 @@ fn random_kill_rounds(mode: Mode, rng: &mut Rng) {
         if find_main(&s, sup_pid).is_some() && count(&kills, Victim::Main) < MAIN_KILLS {
             victims.push(Victim::Main);
         }
-        let victim = victims[rng.below(victims.len() as u64) as usize];
+        let victim = victims[rng.usize(..victims.len())];
         let hit = match victim {
             Victim::Listener => listener
                 .and_then(|l| kill_if(l, |p| parent(p) == Some(sup_pid) && comm(p) == "listener")),
@@ -642,7 +611,7 @@ fn random_kill_rounds(mode: Mode, rng: &mut Rng) {
                     let l = find_listener(sup_pid);
                     let cbs = l.map(find_callbacks).unwrap_or_default();
                     if let (Some(l), false) = (l, cbs.is_empty()) {
-                        let cb = cbs[rng.below(cbs.len() as u64) as usize];
+                        let cb = cbs[rng.usize(..cbs.len())];
                         if let Some(at) = kill_if(cb, |p| parent(p) == Some(l) && is_callback(p)) {
                             break Some(at);
                         }
@@ -734,7 +703,7 @@ fn random_kill_rounds(mode: Mode, rng: &mut Rng) {
     s.wait_file_lines("pids", main_kills + 1, Duration::from_secs(40));
     assert_eq!(s.request("ping"), vec!["pong"]);
     let status = wait_until(Duration::from_secs(10), "supervisor status healthy", || {
-        let (code, text) = supervisor_status(&s);
+        let (code, text) = status_cmd(&s);
         (code == 0).then_some(text)
     });
     assert!(
@@ -761,19 +730,4 @@ fn random_kill_rounds(mode: Mode, rng: &mut Rng) {
     let st = s.wait(Duration::from_secs(15));
     assert_eq!(st.code(), Some(143), "{mode:?}: stderr:\n{}", s.stderr());
     eprintln!("{mode:?}: {:?}", began.elapsed());
-}
-
-/// `supervisor status` against this run: (exit code, stdout).
-fn supervisor_status(s: &Sup) -> (i32, String) {
-    let out = Command::new(SUPERVISOR)
-        .arg("status")
-        .env("BOSUN_SERVICE", "t")
-        .env("BOSUN_RUN_DIR", s.path("run"))
-        .env("BOSUN_CONFIG", s.path("none.toml"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }

@@ -42,20 +42,6 @@ impl StdinBytes for Command {
     }
 }
 
-fn status_cmd(s: &Sup) -> (i32, String) {
-    let out = Command::new(SUPERVISOR)
-        .arg("status")
-        .env("BOSUN_SERVICE", "t")
-        .env("BOSUN_RUN_DIR", s.path("run"))
-        .env("BOSUN_CONFIG", s.path("none.toml"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn builtins_drive_the_main_process_and_the_container_stays_up() {
     for mode in MODES {
@@ -398,4 +384,74 @@ fn the_scheduler_daemon_delivers_into_a_real_supervisor() {
         text.contains("schedule.cron:1:") && text.contains("never fires"),
         "{text}"
     );
+}
+
+/// Expected: when the listener dies, what it started beyond the held action's own group
+/// (here a callback's background job, in a process group of its own through `set -m`) is
+/// stopped too: everything the listener started is in its session.
+#[test]
+fn a_crashed_listener_leaves_no_action_behind() {
+    let b = sup(Mode::Subreaper).with_listener();
+    let bg = b.dir().join("bg.pid");
+    b.file(
+        "callbacks.sh",
+        &format!(
+            "CB_forks() {{ set -m; sleep 1000 & echo $! > '{}'; set +m; echo started; sleep 1000; }}\n",
+            bg.display()
+        ),
+    );
+    let s = b.cmd(&["sleep", "1000"]).start();
+    s.wait_socket();
+    let mut c = UnixStream::connect(s.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"forks\n").unwrap();
+    let mut r = BufReader::new(c);
+    let mut accepted = String::new();
+    r.read_line(&mut accepted).unwrap();
+    assert!(accepted.starts_with("accepted 1 forks"), "{accepted}");
+    s.wait_stderr("[forks#1] started", Duration::from_secs(10));
+    let bg: i32 = std::fs::read_to_string(&bg)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let group = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].split(' ').nth(2)?.parse().ok()
+    };
+    let action_group = wait_until(Duration::from_secs(5), "the action's bash", || {
+        s.stderr()
+            .lines()
+            .find(|l| l.contains("started action=forks"))
+            .and_then(|l| {
+                l.split(" pgid=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<i32>()
+                    .ok()
+            })
+    });
+    assert_ne!(
+        group(bg),
+        Some(action_group),
+        "the job has a group of its own"
+    );
+    kill(listener_pid(&s), SIGKILL);
+    let mut err = String::new();
+    r.read_line(&mut err).unwrap();
+    assert!(
+        err.starts_with("error unavailable request 1 (forks)"),
+        "{err}"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the background job stopped",
+        || group(bg).is_none().then_some(()),
+    );
+    s.wait_stderr(
+        "stopping what the crashed listener had started",
+        Duration::from_secs(5),
+    );
+    assert_eq!(s.request("ping"), vec!["pong"]);
 }

@@ -21,8 +21,17 @@ fn hold_and_release_around_an_action() {
         hold.with_fd,
         "the client's connection rides along with hold"
     );
+    // The `done` line rides with the release: the supervisor writes it (here the fake one;
+    // `lines` above came through it).
     let rel = l.wait_ctl("release", |s| matches!(s.msg, Msg::Release { .. }));
-    assert_eq!(rel.msg, Msg::Release { id: 1 });
+    match rel.msg {
+        Msg::Release { id, reply } => {
+            assert_eq!(id, 1);
+            assert!(reply.starts_with("done 1 exit=0 secs="), "{reply}");
+            assert_eq!(lines[1], reply);
+        }
+        _ => unreachable!(),
+    }
     assert!(!rel.with_fd);
 }
 

@@ -313,8 +313,10 @@ impl Drop for Listener {
     }
 }
 
-/// The fake supervisor's control thread.
+/// The fake supervisor's control thread: answers built-ins, and writes the `done` line of
+/// a released request to the connection that came with its hold, like the supervisor.
 fn supervise(sock: OwnedFd, seen: Arc<(Mutex<Vec<Seen>>, Condvar)>) {
+    let mut held = std::collections::HashMap::new();
     loop {
         let got = match proto::control::recv(sock.as_fd()) {
             Ok(g) => g,
@@ -326,18 +328,27 @@ fn supervise(sock: OwnedFd, seen: Arc<(Mutex<Vec<Seen>>, Condvar)>) {
             Received::Invalid(_) => continue,
             Received::Eof => return,
         };
-        if let Msg::Cmd { seq, cmd } = &msg {
-            let text = match cmd {
-                proto::control::Command::Status => "main running pid=42".to_string(),
-                other => format!("{} ok", other.as_str()),
-            };
-            let _ = proto::control::send(sock.as_fd(), &Msg::Reply { seq: *seq, text }, None);
+        let with_fd = fd.is_some();
+        match (&msg, fd) {
+            (Msg::Cmd { seq, cmd }, _) => {
+                let text = match cmd {
+                    proto::control::Command::Status => "main running pid=42".to_string(),
+                    other => format!("{} ok", other.as_str()),
+                };
+                let _ = proto::control::send(sock.as_fd(), &Msg::Reply { seq: *seq, text }, None);
+            }
+            (Msg::Hold { id, .. }, Some(conn)) => {
+                held.insert(*id, UnixStream::from(conn));
+            }
+            (Msg::Release { id, reply }, _) => {
+                if let Some(mut conn) = held.remove(id) {
+                    let _ = conn.write_all(format!("{reply}\n").as_bytes());
+                }
+            }
+            _ => {}
         }
         let (m, c) = &*seen;
-        m.lock().unwrap().push(Seen {
-            msg,
-            with_fd: fd.is_some(),
-        });
+        m.lock().unwrap().push(Seen { msg, with_fd });
         c.notify_all();
     }
 }

@@ -336,14 +336,14 @@ fn random_sigkills_across_restarts_lose_no_fire() {
 
     use chrono::{DurationRound, Timelike};
 
-    use crate::support::{drain_peer, Rng};
+    use crate::support::{drain_peer, seeded};
 
     const ROUNDS: usize = 30;
     const LINES_PER_ROUND: usize = 4;
     /// Kill delays are drawn in [0, this): the daemon starts, reads its state and sends a
     /// round's catch-ups within about 10 ms (debug build, 2 cores).
     const KILL_WITHIN_US: u64 = 20_000;
-    let mut rng = Rng::from_env("random_sigkills_across_restarts_lose_no_fire");
+    let mut rng = seeded("random_sigkills_across_restarts_lose_no_fire");
     let (dir, file, run_dir) = setup("");
     let state = dir.path().join("state");
     let store = StateStore::open(&state).unwrap();
@@ -396,7 +396,7 @@ fn random_sigkills_across_restarts_lose_no_fire() {
             keys.insert(e.action.clone(), e.key());
         }
         let mut daemon = Daemon::start(&file, &envs);
-        let delay = Duration::from_micros(rng.below(KILL_WITHIN_US));
+        let delay = Duration::from_micros(rng.u64(..KILL_WITHIN_US));
         // The fault: SIGKILL at a random point (the delay is the point, not a wait).
         std::thread::sleep(delay);
         assert_up(&mut daemon);

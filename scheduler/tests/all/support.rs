@@ -177,42 +177,15 @@ pub fn recv(rx: &Receiver<String>, within: Duration) -> String {
         .unwrap_or_else(|e| panic!("no request within {within:?}: {e}"))
 }
 
-/// A small seeded PRNG (splitmix64 to seed, xorshift64* to draw) for random fault points.
-/// The test prints its seed; `BOSUN_FAULT_SEED=N` replays the same choices (though not the
-/// machine's timing).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("BOSUN_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    ^ u64::from(std::process::id())
-            });
-        eprintln!("{test}: seed {seed} (BOSUN_FAULT_SEED={seed} replays it)");
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)).max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// A seeded PRNG for random fault points. The test prints its seed; `BOSUN_FAULT_SEED=N`
+/// replays the same choices (kill delays, victims, requests), though not the machine's timing.
+pub fn seeded(test: &str) -> fastrand::Rng {
+    let seed = std::env::var("BOSUN_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let seed = seed.unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{test}: seed {seed} (BOSUN_FAULT_SEED={seed} replays it)");
+    fastrand::Rng::with_seed(seed)
 }
 
 /// Waits until the peer on `run_dir`'s `service` socket has handled every connection made

@@ -384,3 +384,18 @@ for s in TERM INT QUIT; do trap "echo $s >> $T/signals; exit 0" $s; done
 echo ready >> $T/signals
 while :; do sleep 0.05 & wait $!; done
 "#;
+
+/// `supervisor status` against this run: (exit code, stdout).
+pub fn status_cmd(s: &Sup) -> (i32, String) {
+    let out = Command::new(SUPERVISOR)
+        .arg("status")
+        .env("BOSUN_SERVICE", "t")
+        .env("BOSUN_RUN_DIR", s.path("run"))
+        .env("BOSUN_CONFIG", s.path("none.toml"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
