@@ -188,6 +188,74 @@ fn a_full_run_directory_is_a_clear_setup_error() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// A tmpfs mounted for one test, unmounted however the test ends.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, opts: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Expected: a run directory that fills up (no block and no inode left) while the
+/// supervisor runs changes nothing: requests are answered, actions run, a crashed listener
+/// is replaced, `status` is healthy, and TERM ends it with the main process's code.
+#[test]
+fn a_run_directory_that_fills_up_while_running_changes_nothing() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:\t0\t"))
+    {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    }
+    let b = sup(Mode::Subreaper).with_listener();
+    b.file("callbacks.sh", "CB_hello() { echo \"hello $*\"; }\n");
+    let _tmpfs = Tmpfs::mount(&b.dir().join("run"), "size=64k,nr_inodes=64");
+    let mut s = b.cmd(&["sleep", "1000"]).start();
+    s.wait_socket();
+    let run = s.path("run");
+    // Fill it: blocks first, then inodes, each until the kernel says ENOSPC.
+    let err = std::fs::write(run.join("fill"), vec![0u8; 1 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(28), "{err}");
+    let mut files = 0;
+    let err = loop {
+        match std::fs::File::create(run.join(format!("f{files}"))) {
+            Ok(_) => files += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(28), "{err} after {files} files");
+    assert_eq!(s.request("ping"), vec!["pong"]);
+    let done = s.request("hello full");
+    assert!(
+        done.len() == 2 && done[1].starts_with("done 1 exit=0"),
+        "{done:?}"
+    );
+    assert!(s.stderr().contains("[hello#1] hello full"));
+    let listener = listener_pid(&s);
+    assert_eq!(unsafe { libc_kill(listener, SIGKILL) }, 0);
+    s.wait_stderr("crashed; restarting", Duration::from_secs(5));
+    assert_eq!(s.request("ping"), vec!["pong"]);
+    assert_eq!(status_cmd(&s).0, 0);
+    s.signal(SIGTERM);
+    assert_eq!(s.wait(Duration::from_secs(10)).code(), Some(143));
+}
+
 #[test]
 fn a_killed_main_process_is_restarted_and_the_socket_keeps_answering() {
     let b = sup(Mode::Pid1).with_listener();

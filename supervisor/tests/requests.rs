@@ -103,13 +103,6 @@ fn wait_readies(s: &Sup, n: usize) {
     });
 }
 
-fn pid_of(line: &str) -> String {
-    line.split(' ')
-        .find_map(|kv| kv.strip_prefix("pid="))
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn status_follows_the_ready_probe() {
     let b = with_listener(Mode::Subreaper);
@@ -194,36 +187,6 @@ fn a_listener_killed_mid_action_answers_unavailable_and_comes_back() {
             "{again}"
         );
     }
-}
-
-fn listener_pid(s: &Sup) -> i32 {
-    let text = s.wait_stderr("spawned child=\"listener\"", Duration::from_secs(10));
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("spawned child=\"listener\""))
-        .unwrap();
-    let inner: i32 = pid_of(line).parse().unwrap();
-    if s.mode == Mode::Subreaper {
-        return inner;
-    }
-    // In a PID namespace the logged pid is the inner one: find ours via NSpid.
-    let sup_pid = s.pid();
-    let children =
-        std::fs::read_to_string(format!("/proc/{sup_pid}/task/{sup_pid}/children")).unwrap();
-    children
-        .split_whitespace()
-        .map(|p| p.parse::<i32>().unwrap())
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/status"))
-                .unwrap_or_default()
-                .lines()
-                .any(|l| {
-                    l.starts_with("NSpid:")
-                        && l.split_whitespace().last() == Some(&inner.to_string())
-                })
-        })
-        .expect("listener among the supervisor's children")
 }
 
 fn kill(pid: i32, sig: i32) {
