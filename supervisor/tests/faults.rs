@@ -581,12 +581,16 @@ CB_q3() { true; }
 CB_slow() { sleep 0.3; echo slept; }
 "#;
 
-/// Rounds per mode, and kills of the listener and of the main process per mode: each of
-/// those kills doubles its restart backoff (README "Restarts"), so they are capped to keep
-/// the test short; the callbacks take the other rounds.
-const ROUNDS: usize = 30;
-const LISTENER_KILLS: usize = 5;
-const MAIN_KILLS: usize = 5;
+/// Rounds per mode (`BOSUN_FAULT_ROUNDS`, default 30, for a longer soak), and kills of the
+/// listener and of the main process per mode: each of those kills doubles its restart
+/// backoff (README "Restarts"), so they are capped at a sixth of the rounds (at least 5) to
+/// keep the test short; the callbacks take the other rounds.
+fn rounds() -> usize {
+    std::env::var("BOSUN_FAULT_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(30)
+}
 const CLIENTS: usize = 5;
 
 /// Issue 7: "the listener, the main process or a callback gets SIGKILL at random points
@@ -649,7 +653,9 @@ fn random_kill_rounds(mode: Mode, rng: &mut fastrand::Rng) {
 
     let mut kills: Vec<(Victim, Instant)> = Vec::new();
     let count = |kills: &[(Victim, Instant)], v| kills.iter().filter(|k| k.0 == v).count();
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    let (listener_kills, main_kills) = ((rounds / 6).max(5), (rounds / 6).max(5));
+    for round in 0..rounds {
         // The random point: somewhere in the steady stream of work.
         std::thread::sleep(Duration::from_millis(50 + rng.u64(..450)));
         assert!(
@@ -659,10 +665,10 @@ fn random_kill_rounds(mode: Mode, rng: &mut fastrand::Rng) {
         );
         let listener = find_listener(sup_pid);
         let mut victims = vec![Victim::Callback];
-        if listener.is_some() && count(&kills, Victim::Listener) < LISTENER_KILLS {
+        if listener.is_some() && count(&kills, Victim::Listener) < listener_kills {
             victims.push(Victim::Listener);
         }
-        if find_main(&s, sup_pid).is_some() && count(&kills, Victim::Main) < MAIN_KILLS {
+        if find_main(&s, sup_pid).is_some() && count(&kills, Victim::Main) < main_kills {
             victims.push(Victim::Main);
         }
         let victim = victims[rng.usize(..victims.len())];
@@ -756,7 +762,7 @@ fn random_kill_rounds(mode: Mode, rng: &mut fastrand::Rng) {
         s.stderr()
     );
     assert!(
-        asked.len() > ROUNDS * 2,
+        asked.len() > rounds * 2,
         "{mode:?}: only {} requests",
         asked.len()
     );

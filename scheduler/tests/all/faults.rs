@@ -338,7 +338,11 @@ fn random_sigkills_across_restarts_lose_no_fire() {
 
     use crate::support::{drain_peer, seeded};
 
-    const ROUNDS: usize = 30;
+    // `BOSUN_FAULT_ROUNDS` for a longer soak.
+    let rounds: usize = std::env::var("BOSUN_FAULT_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(30);
     const LINES_PER_ROUND: usize = 4;
     /// Kill delays are drawn in [0, this): the daemon starts, reads its state and sends a
     /// round's catch-ups within about 10 ms (debug build, 2 cores).
@@ -373,7 +377,7 @@ fn random_sigkills_across_restarts_lose_no_fire() {
         got.len()
     };
     let fired = |key: &str| store.last(key).is_some_and(|t| t >= d);
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut fresh = Vec::new();
         for i in 0..LINES_PER_ROUND {
             let action = format!("r{round}x{i}");
