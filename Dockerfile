@@ -16,7 +16,21 @@ ARG BASE_IMAGE=debian:trixie-slim
 FROM ${RUST_IMAGE} AS build
 ENV CARGO_TERM_COLOR=never
 WORKDIR /src
+# The dependencies first, in a layer of their own, built against stub sources: a change to
+# bosun's own code then rebuilds only bosun's crates. `cargo clean -p` drops the stubs'
+# artifacts, so the real sources are always compiled, whatever their timestamps.
 COPY Cargo.toml Cargo.lock ./
+COPY proto/Cargo.toml proto/
+COPY supervisor/Cargo.toml supervisor/
+COPY listener/Cargo.toml listener/
+COPY scheduler/Cargo.toml scheduler/
+RUN for c in proto supervisor listener scheduler; do \
+        mkdir -p "$c/src" "$c/tests"; : > "$c/src/lib.rs"; echo 'fn main() {}' > "$c/src/main.rs"; \
+    done \
+ && : > supervisor/tests/all.rs \
+ && cargo build --release --locked -p supervisor -p listener -p scheduler \
+ && cargo clean --release -p proto -p supervisor -p listener -p scheduler \
+ && rm -rf proto/src supervisor/src supervisor/tests listener/src scheduler/src
 COPY proto/ proto/
 COPY supervisor/ supervisor/
 COPY listener/ listener/
