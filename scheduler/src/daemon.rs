@@ -21,7 +21,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use futures_util::StreamExt;
 use notify::Watcher;
-use proto::Reply;
+use proto::{ErrorCode, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -403,10 +403,10 @@ impl Drop for RunningGuard {
 }
 
 /// Starts the delivery of one fire, unless the previous run of the same line is still going.
-/// `record`: what to record as the line's last fire once the request has been handed to the
-/// service (or given up on), not before: a scheduler killed before that point leaves the
-/// record as it was, and its next start catches the fire up. So a fire is never lost to a
-/// kill; it can run twice only if the kill lands between the request's write and the record.
+/// `record`: what to record as the line's last fire once the service has answered the
+/// request (or it is given up on), not before: a scheduler killed before that point leaves
+/// the record as it was, and its next start catches the fire up. So a fire is never lost to
+/// a kill; it can run twice only if the kill lands between the request and the record.
 fn fire(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
@@ -441,10 +441,13 @@ fn fire(
     });
 }
 
-/// Sends one request and logs its outcome. Retries a missing or refusing socket with
-/// capped exponential backoff for the retry window, then logs the run as missed. Records
-/// `record` (key, time) once the request is written or given up on; a request not sent
-/// because the scheduler is stopping is left unrecorded, for the next start to catch up.
+/// Sends one request and logs its outcome. A socket that is missing or refuses, a service
+/// that closes the connection without a word and an `error unavailable` answer (its
+/// listener crashed or is restarting: the action did not run) are retried with capped
+/// exponential backoff for the retry window; then the run is logged as missed. Records
+/// `record` (key, time) once the service has answered otherwise, or the run is given up
+/// on; a request not delivered because the scheduler is stopping is left unrecorded, for
+/// the next start to catch up.
 async fn deliver(
     shared: &Shared,
     run: u64,
@@ -460,57 +463,95 @@ async fn deliver(
     let path = proto::request_socket_path(&shared.run_dir, service);
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
-    let mut stream = loop {
-        match UnixStream::connect(&path).await {
-            Ok(s) => break s,
-            Err(err) => {
-                let waited = started.elapsed();
-                if waited >= shared.retry_window {
-                    warn!(run, service = %service, request = %request, socket = %path.display(), error = %err, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
-                    handled();
-                    return;
-                }
-                if delay == Duration::from_millis(250) {
-                    warn!(run, service = %service, socket = %path.display(), error = %err, "target unavailable; retrying");
-                }
-                let pause = delay.min(shared.retry_window - waited);
-                tokio::select! {
-                    () = shared.cancel.cancelled() => {
-                        warn!(run, service = %service, request = %request, "not delivered: the scheduler is stopping");
-                        return;
-                    }
-                    () = tokio::time::sleep(pause) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(15));
-            }
+    loop {
+        let why = match attempt(shared, run, service, request, &path, &handled).await {
+            Attempt::Over => return,
+            Attempt::Retry(why) => why,
+        };
+        let waited = started.elapsed();
+        if waited >= shared.retry_window {
+            warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
+            handled();
+            return;
         }
+        if delay == Duration::from_millis(250) {
+            warn!(run, service = %service, socket = %path.display(), error = %why, "target unavailable; retrying");
+        }
+        let pause = delay.min(shared.retry_window - waited);
+        tokio::select! {
+            () = shared.cancel.cancelled() => {
+                warn!(run, service = %service, request = %request, "not delivered: the scheduler is stopping");
+                return;
+            }
+            () = tokio::time::sleep(pause) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
+enum Attempt {
+    /// Answered (or failed past retrying): logged, and recorded.
+    Over,
+    /// Not delivered, for this reason: try again.
+    Retry(String),
+}
+
+/// One connection: sends the request and reads the answer to its end.
+async fn attempt(
+    shared: &Shared,
+    run: u64,
+    service: &str,
+    request: &str,
+    path: &Path,
+    handled: &impl Fn(),
+) -> Attempt {
+    let mut stream = match UnixStream::connect(path).await {
+        Ok(s) => s,
+        Err(err) => return Attempt::Retry(err.to_string()),
     };
     // Finish this step even when stopping: a request is sent whole or not at all.
-    let sent = stream.write_all(format!("{request}\n").as_bytes()).await;
-    handled();
-    if let Err(err) = sent {
-        warn!(run, service = %service, error = %err, "failed: cannot send the request");
-        return;
+    if let Err(err) = stream.write_all(format!("{request}\n").as_bytes()).await {
+        return Attempt::Retry(format!("cannot send the request: {err}"));
     }
     let mut lines = FramedRead::new(stream, LinesCodec::new_with_max_length(64 * 1024));
     let mut id = None;
+    let mut first = true;
     loop {
         let item = tokio::select! {
             () = shared.cancel.cancelled() => {
+                // The request is in the service's socket: it will be served.
                 info!(run, service = %service, id, "scheduler stopping; the action goes on in the service");
-                return;
+                handled();
+                return Attempt::Over;
             }
             item = lines.next() => item,
         };
         let line = match item {
+            None if first => {
+                return Attempt::Retry("the service closed the connection without a reply".into())
+            }
             None => break,
             Some(Ok(line)) => line,
             Some(Err(err)) => {
                 warn!(run, service = %service, id, error = %err, "failed: reading the reply");
-                return;
+                handled();
+                return Attempt::Over;
             }
         };
-        match Reply::parse(&line) {
+        let reply = Reply::parse(&line);
+        if first {
+            if let Reply::Error {
+                code: ErrorCode::Unavailable,
+                message,
+            } = &reply
+            {
+                return Attempt::Retry(format!("error unavailable {message}"));
+            }
+            // The service has it: from here on, a restart must not send it again.
+            first = false;
+            handled();
+        }
+        match reply {
             Reply::Accepted { id: i, action } => {
                 id = Some(i);
                 info!(run, service = %service, id = i, action = %action, "accepted");
@@ -521,11 +562,11 @@ async fn deliver(
                 } else {
                     warn!(run, service = %service, id = i, exit, secs, "done: action failed");
                 }
-                return;
+                return Attempt::Over;
             }
             Reply::Error { code, message } => {
                 warn!(run, service = %service, request = %request, code = %code, message = %message, "refused");
-                return;
+                return Attempt::Over;
             }
             Reply::Text(text) => info!(run, service = %service, text = %text, "reply"),
         }
@@ -533,4 +574,5 @@ async fn deliver(
     if id.is_some() {
         warn!(run, service = %service, id, "failed: the service closed the connection before done");
     }
+    Attempt::Over
 }

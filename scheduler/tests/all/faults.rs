@@ -323,11 +323,11 @@ fn signal_storm_leaves_daemon_up() {
 /// fire recorded a minute before D: D is the only fire any line has during the test (the
 /// next is a day later), so "fired twice" and "lost" are about that one fire.
 ///
-/// Expected: no fire is lost. The fire is recorded once its request has been written, so
+/// Expected: no fire is lost. The fire is recorded once the service has answered it, so
 /// after every kill each line recorded as fired has reached the service, and a line not
 /// recorded is caught up by a later run; after the last run every line has reached the
 /// service and is recorded. A line reaches the service twice only when a kill landed
-/// between its request's write and the record (it reached the service, unrecorded): such
+/// between its request and the record (it reached the service, unrecorded): such
 /// sends are counted, and any other second send fails the test. Each run is up when
 /// killed, and the last one exits 0 on TERM.
 #[test]
@@ -444,7 +444,7 @@ fn random_sigkills_across_restarts_lose_no_fire() {
         unrecorded.extend(now_unrecorded);
     }
     // The last run catches up whatever is still owed; once every fire is recorded (the
-    // record is written once its request is), TERM stops the daemon with 0.
+    // record is written once the service answers), TERM stops the daemon with 0.
     let mut daemon = Daemon::start(&file, &envs);
     daemon.wait_for(&["started"], SHORT);
     let deadline = Instant::now() + SHORT;
@@ -475,4 +475,40 @@ fn random_sigkills_across_restarts_lose_no_fire() {
         kills.iter().any(|k| k.1 == 0) && kills.iter().any(|k| k.1 > 0),
         "the kill points missed the deliveries: {kills:?}"
     );
+}
+
+/// Expected: a service that closes the connection without a word (its listener died before
+/// answering), then answers `error unavailable` (its listener restarting) is retried with
+/// backoff, and the request runs once it is back: nothing `missed`, nothing lost.
+#[test]
+fn a_service_whose_listener_dies_before_answering_is_retried() {
+    let (dir, file, run_dir) = setup("@reboot flaky x\n");
+    let p = peer(
+        dir.path(),
+        "flaky",
+        Answer::Flaky {
+            closed: 1,
+            unavailable: 1,
+        },
+    );
+    let mut d = Daemon::start(&file, &[("BOSUN_RUN_DIR", &run_dir)]);
+    d.wait_for(
+        &[
+            "target unavailable; retrying",
+            "closed the connection without a reply",
+        ],
+        SHORT,
+    );
+    d.wait_for(&[" done ", "exit=0"], SHORT);
+    for _ in 0..3 {
+        assert_eq!(recv(&p.requests, SHORT), "x");
+    }
+    assert!(
+        !d.seen
+            .iter()
+            .any(|l| l.contains("missed") || l.contains("refused")),
+        "{}",
+        d.seen.join("\n")
+    );
+    assert_eq!(d.stop(), 0);
 }

@@ -28,6 +28,9 @@ pub enum Answer {
     Text(&'static str),
     /// An `error busy` line.
     Busy,
+    /// The first `closed` connections are closed without a word (a listener that died
+    /// before answering), the next `unavailable` get `error unavailable`, then `Done(0)`.
+    Flaky { closed: u32, unavailable: u32 },
 }
 
 /// A unix-socket server standing in for a service's listener.
@@ -56,6 +59,16 @@ pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
                 Answer::Hold => format!("accepted {id} {action}\n"),
                 Answer::Text(t) => format!("{t}\n"),
                 Answer::Busy => format!("error busy {action} is running\n"),
+                Answer::Flaky { closed, .. } if id <= closed => String::new(),
+                Answer::Flaky {
+                    closed,
+                    unavailable,
+                } if id <= closed + unavailable => {
+                    "error unavailable request 1 (x): listener crashed\n".to_string()
+                }
+                Answer::Flaky { .. } => {
+                    format!("accepted {id} {action}\ndone {id} exit=0 secs=0.001\n")
+                }
             };
             let _ = conn.write_all(reply.as_bytes());
             if matches!(answer, Answer::Hold) {
