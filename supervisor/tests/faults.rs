@@ -143,13 +143,16 @@ fn too_few_file_descriptors() {
     let _ = child.wait();
 }
 
-#[test]
-fn a_full_run_directory_is_a_clear_setup_error() {
-    if !std::fs::read_to_string("/proc/self/status")
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
         .any(|l| l.starts_with("Uid:\t0\t"))
-    {
+}
+
+#[test]
+fn a_full_run_directory_is_a_clear_setup_error() {
+    if !is_root() {
         eprintln!("skipped: needs root to mount a tmpfs");
         return;
     }
@@ -215,11 +218,7 @@ impl Drop for Tmpfs {
 /// is replaced, `status` is healthy, and TERM ends it with the main process's code.
 #[test]
 fn a_run_directory_that_fills_up_while_running_changes_nothing() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:\t0\t"))
-    {
+    if !is_root() {
         eprintln!("skipped: needs root to mount a tmpfs");
         return;
     }
@@ -282,27 +281,6 @@ fn a_killed_main_process_is_restarted_and_the_socket_keeps_answering() {
         assert_eq!(s.request("ping"), vec!["pong"]);
     }
     s.wait_file_lines("pids", 4, Duration::from_secs(20));
-}
-
-/// Maps a pid inside the supervisor's PID namespace to ours.
-fn outer_pid(s: &Sup, inner: i32) -> i32 {
-    if s.mode == Mode::Subreaper {
-        return inner;
-    }
-    let sup = s.pid();
-    let kids = std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children")).unwrap();
-    kids.split_whitespace()
-        .map(|p| p.parse::<i32>().unwrap())
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/status"))
-                .unwrap_or_default()
-                .lines()
-                .any(|l| {
-                    l.starts_with("NSpid:")
-                        && l.split_whitespace().last() == Some(inner.to_string().as_str())
-                })
-        })
-        .expect("pid among the supervisor's children")
 }
 
 #[test]

@@ -409,16 +409,17 @@ pub fn listener_pid(s: &Sup) -> i32 {
         .rev()
         .find(|l| l.contains("spawned child=\"listener\""))
         .unwrap();
-    let inner: i32 = pid_of(line).parse().unwrap();
+    outer_pid(s, pid_of(line).parse().unwrap())
+}
+
+/// Maps a pid inside the supervisor's PID namespace to ours.
+pub fn outer_pid(s: &Sup, inner: i32) -> i32 {
     if s.mode == Mode::Subreaper {
         return inner;
     }
-    // In a PID namespace the logged pid is the inner one: find ours via NSpid.
-    let sup_pid = s.pid();
-    let children =
-        std::fs::read_to_string(format!("/proc/{sup_pid}/task/{sup_pid}/children")).unwrap();
-    children
-        .split_whitespace()
+    let sup = s.pid();
+    let kids = std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children")).unwrap();
+    kids.split_whitespace()
         .map(|p| p.parse::<i32>().unwrap())
         .find(|p| {
             std::fs::read_to_string(format!("/proc/{p}/status"))
@@ -426,10 +427,10 @@ pub fn listener_pid(s: &Sup) -> i32 {
                 .lines()
                 .any(|l| {
                     l.starts_with("NSpid:")
-                        && l.split_whitespace().last() == Some(&inner.to_string())
+                        && l.split_whitespace().last() == Some(inner.to_string().as_str())
                 })
         })
-        .expect("listener among the supervisor's children")
+        .expect("pid among the supervisor's children")
 }
 
 /// The `pid=` field of a log line.
