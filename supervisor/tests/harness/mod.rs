@@ -201,17 +201,18 @@ impl Sup {
 
     /// The supervisor's own pid (in our namespace).
     pub fn pid(&self) -> i32 {
+        wait_until(Duration::from_secs(5), "unshare's child", || self.pid_now())
+    }
+
+    /// The supervisor's pid, or `None` under unshare while it has not started or has
+    /// already exited.
+    fn pid_now(&self) -> Option<i32> {
         let outer = self.child.id() as i32;
         match self.mode {
-            Mode::Subreaper => outer,
-            Mode::Pid1 => {
-                let path = format!("/proc/{outer}/task/{outer}/children");
-                wait_until(Duration::from_secs(5), "unshare's child", || {
-                    std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-                })
-            }
+            Mode::Subreaper => Some(outer),
+            Mode::Pid1 => std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok())),
         }
     }
 
@@ -288,8 +289,12 @@ impl Drop for Sup {
     /// TERM, a grace period, then KILL, so that no process of the test outlives it.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on the supervisor this test started.
-            unsafe { libc_kill(self.pid(), SIGTERM) };
+            // Under unshare the supervisor may have exited already, unshare not yet: then
+            // there is nothing to signal, only unshare to wait for.
+            if let Some(pid) = self.pid_now() {
+                // SAFETY: kill(2) on the supervisor this test started.
+                unsafe { libc_kill(pid, SIGTERM) };
+            }
             let end = Instant::now() + Duration::from_secs(10);
             while Instant::now() < end {
                 if let Ok(Some(_)) = self.child.try_wait() {
