@@ -63,6 +63,8 @@ RUN set -eux; \
     mkdir -p /data/backup /var/www /usr/local/conf /var/log/php; \
     chown mysql:mysql /var/lib/mysql /data/backup
 COPY --from=build /out/ /usr/local/sbin/
+# Helpers the services' docker-callbacks.sh source (rotate_log_file, ...).
+COPY service/common/ /usr/local/lib/bosun/
 WORKDIR /usr/local
 HEALTHCHECK --interval=5s --timeout=10s --start-period=60s --retries=3 \
     CMD ["/usr/local/sbin/supervisor", "status"]

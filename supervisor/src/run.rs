@@ -640,16 +640,30 @@ impl Supervisor {
         }
     }
 
+    /// Takes in a `hold` (with its connection) or a `release`; gives back any other message.
+    fn take_in(&mut self, msg: Msg, fd: Option<OwnedFd>) -> Option<Msg> {
+        match (msg, fd) {
+            (Msg::Hold { id, pgid, action }, Some(conn)) => {
+                self.next_id = self.next_id.max(id + 1);
+                self.held.insert(id, Held { conn, pgid, action });
+                None
+            }
+            (Msg::Release { id, reply }, _) => {
+                self.release(id, &reply);
+                None
+            }
+            (msg, _) => Some(msg),
+        }
+    }
+
     /// Takes the `hold` and `release` messages still queued on a dead listener's channel.
     fn drain_control(&mut self, control: &OwnedFd) {
         loop {
             match control::recv(control.as_fd()) {
-                Ok(Received::Msg(Msg::Hold { id, pgid, action }, Some(conn))) => {
-                    self.next_id = self.next_id.max(id + 1);
-                    self.held.insert(id, Held { conn, pgid, action });
+                Ok(Received::Msg(m, fd)) => {
+                    let _ = self.take_in(m, fd);
                 }
-                Ok(Received::Msg(Msg::Release { id, reply }, _)) => self.release(id, &reply),
-                Ok(Received::Msg(..) | Received::Invalid(_)) | Err(Errno::EINTR) => {}
+                Ok(Received::Invalid(_)) | Err(Errno::EINTR) => {}
                 Ok(Received::Eof) | Err(_) => return,
             }
         }
@@ -665,15 +679,11 @@ impl Supervisor {
                 _ => return,
             };
             match got {
-                Ok(Received::Msg(Msg::Hold { id, pgid, action }, Some(conn))) => {
-                    self.next_id = self.next_id.max(id + 1);
-                    self.held.insert(id, Held { conn, pgid, action });
-                }
-                Ok(Received::Msg(Msg::Release { id, reply }, _)) => self.release(id, &reply),
-                Ok(Received::Msg(Msg::Cmd { seq, cmd }, _)) => {
-                    self.on_command(seq, cmd, Instant::now())
-                }
-                Ok(Received::Msg(m, _)) => warn!(msg = ?m, "unexpected control message"),
+                Ok(Received::Msg(m, fd)) => match self.take_in(m, fd) {
+                    None => {}
+                    Some(Msg::Cmd { seq, cmd }) => self.on_command(seq, cmd, Instant::now()),
+                    Some(m) => warn!(msg = ?m, "unexpected control message"),
+                },
                 Ok(Received::Invalid(t)) => warn!(msg = %t, "invalid control message"),
                 Err(Errno::EAGAIN) => return,
                 Ok(Received::Eof) => {

@@ -143,13 +143,6 @@ fn too_few_file_descriptors() {
     let _ = child.wait();
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:\t0\t"))
-}
-
 #[test]
 fn a_full_run_directory_is_a_clear_setup_error() {
     if !is_root() {

@@ -7,13 +7,6 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:\t0\t"))
-}
-
 /// Runs `argv` as uid/gid 65534 (nobody).
 fn as_nobody(argv: &[&str]) -> Command {
     let mut c = Command::new("setpriv");

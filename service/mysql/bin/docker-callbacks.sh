@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # mysql service actions; run as `bash -c 'source docker-callbacks.sh; CB_<action> "$@"'`
 # with BOSUN_USER, BOSUN_ACTION, BOSUN_REQUEST_ID and BOSUN_SERVICE set.
+# shellcheck source=service/common/callbacks-lib.sh
+source /usr/local/lib/bosun/callbacks-lib.sh  # rotate_log_file
 
 # nightly-backup [DB...]: one gzip'd mariadb-dump per database in $BACKUP_DIR (/data/backup),
 # named <db>-<UTC YYYYmmddTHHMMSSZ>.sql.gz; keeps the newest $BACKUP_KEEP (7) per database.
@@ -80,19 +82,4 @@ CB_rotate_logs() {
         [ -e "$f" ] && rotate_log_file "$f" "${LOG_KEEP:-7}"
     done
     mariadb-admin flush-logs && echo "logs rotated"
-}
-
-# rotate_log_file FILE KEEP: FILE -> FILE.1 -> FILE.2.gz ... FILE.KEEP.gz (as logrotate
-# with delaycompress: the daemon may write FILE.1 until it reopens its logs).
-rotate_log_file() {
-    local f=$1 keep=$2 i
-    [ -s "$f" ] || return 0
-    rm -f "$f.$keep.gz"
-    for ((i = keep - 1; i >= 2; i--)); do
-        [ -e "$f.$i.gz" ] && mv -f "$f.$i.gz" "$f.$((i + 1)).gz"
-    done
-    if [ -e "$f.1" ]; then
-        gzip -f "$f.1" && mv -f "$f.1.gz" "$f.2.gz"
-    fi
-    mv -f "$f" "$f.1"
 }

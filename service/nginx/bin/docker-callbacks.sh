@@ -1,5 +1,7 @@
 # shellcheck shell=bash
 # nginx service actions; see service/mysql/bin/docker-callbacks.sh for the calling convention.
+# shellcheck source=service/common/callbacks-lib.sh
+source /usr/local/lib/bosun/callbacks-lib.sh  # rotate_log_file
 
 # rotate-logs: access and error logs; `nginx -s reopen` makes nginx reopen them.
 CB_rotate_logs() {
@@ -8,19 +10,4 @@ CB_rotate_logs() {
         [ -e "$f" ] && rotate_log_file "$f" "${LOG_KEEP:-7}"
     done
     /usr/sbin/nginx -c /usr/local/conf/nginx.conf -s reopen && echo "logs rotated"
-}
-
-# rotate_log_file FILE KEEP: FILE -> FILE.1 -> FILE.2.gz ... FILE.KEEP.gz (as logrotate
-# with delaycompress: the daemon may write FILE.1 until it reopens its logs).
-rotate_log_file() {
-    local f=$1 keep=$2 i
-    [ -s "$f" ] || return 0
-    rm -f "$f.$keep.gz"
-    for ((i = keep - 1; i >= 2; i--)); do
-        [ -e "$f.$i.gz" ] && mv -f "$f.$i.gz" "$f.$((i + 1)).gz"
-    done
-    if [ -e "$f.1" ]; then
-        gzip -f "$f.1" && mv -f "$f.1.gz" "$f.2.gz"
-    fi
-    mv -f "$f" "$f.1"
 }

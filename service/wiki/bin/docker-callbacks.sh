@@ -1,32 +1,7 @@
 # shellcheck shell=bash
 # wiki service actions; see service/mysql/bin/docker-callbacks.sh for the calling convention.
+# shellcheck source=service/common/callbacks-lib.sh
+source /usr/local/lib/bosun/callbacks-lib.sh
 
-# rotate-logs: the wiki pool's access log; USR1 makes the php-fpm master reopen them. When
-# php-fpm is not running (stopped, or idle under on-demand start) renaming is all it takes.
-CB_rotate_logs() {
-    local f pid
-    for f in /var/log/php/*.log; do
-        [ -e "$f" ] && rotate_log_file "$f" "${LOG_KEEP:-7}"
-    done
-    pid=$(cat /run/php/php-fpm-wiki.pid 2>/dev/null)
-    if [ -n "$pid" ] && kill -USR1 "$pid" 2>/dev/null; then
-        echo "logs rotated"
-    else
-        echo "logs rotated (php-fpm not running)"
-    fi
-}
-
-# rotate_log_file FILE KEEP: FILE -> FILE.1 -> FILE.2.gz ... FILE.KEEP.gz (as logrotate
-# with delaycompress: the daemon may write FILE.1 until it reopens its logs).
-rotate_log_file() {
-    local f=$1 keep=$2 i
-    [ -s "$f" ] || return 0
-    rm -f "$f.$keep.gz"
-    for ((i = keep - 1; i >= 2; i--)); do
-        [ -e "$f.$i.gz" ] && mv -f "$f.$i.gz" "$f.$((i + 1)).gz"
-    done
-    if [ -e "$f.1" ]; then
-        gzip -f "$f.1" && mv -f "$f.1.gz" "$f.2.gz"
-    fi
-    mv -f "$f" "$f.1"
-}
+# rotate-logs: the pool's access logs (see rotate_php_fpm_logs).
+CB_rotate_logs() { rotate_php_fpm_logs; }

@@ -445,3 +445,11 @@ pub fn pid_of(line: &str) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// Whether the tests run as root (mounts and user switches need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:\t0\t"))
+}
