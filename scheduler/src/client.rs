@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use proto::Reply;
+use proto::{ErrorCode, Reply};
 
 /// Bad command line (sysexits `EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
@@ -144,6 +144,12 @@ fn read_replies(
                 }
             }
             Reply::Done { exit, .. } => return exit_code(exit),
+            // A listener that crashed answers `unavailable` or closes without a reply
+            // (DESIGN.md section 4): both are the same outcome, 69.
+            Reply::Error {
+                code: ErrorCode::Unavailable,
+                ..
+            } => return EXIT_UNAVAILABLE,
             Reply::Error { .. } => return EXIT_ERROR_REPLY,
             Reply::Text(_) => {}
         }
@@ -201,6 +207,14 @@ mod tests {
         assert_eq!(
             replies("error busy a is running\n", false).0,
             EXIT_ERROR_REPLY
+        );
+        assert_eq!(
+            replies("accepted 1 a\nerror unavailable listener crashed\n", false).0,
+            EXIT_UNAVAILABLE
+        );
+        assert_eq!(
+            replies("error unavailable listener restarting\n", false).0,
+            EXIT_UNAVAILABLE
         );
         assert_eq!(replies("pong\n", false), (0, "pong\n".into()));
         assert_eq!(replies("", false).0, EXIT_UNAVAILABLE);

@@ -1,14 +1,18 @@
 //! bosun's supervisor: PID 1 of every container. See DESIGN.md section 4.
 //!
-//! One duty per module: [`config`] (settings), [`socket`] (the request socket's life),
-//! [`spawn`] (starting children), [`reap`] (the only waiter), [`run`] (the event loop and
-//! state), [`ready`] (probes), [`status`] (the health-check client), [`signals`] (names
-//! and exit codes), [`backoff`], [`log`].
+//! One duty per module: [`core`] (every supervision decision, pure: events in, effects
+//! out), [`run`] (the loop that feeds it and carries out its effects), [`config`]
+//! (settings), [`socket`] (the request socket's life), [`spawn`] (starting children),
+//! [`reap`] (the only waiter), [`procfs`] (what is read in /proc), [`ondemand`] and
+//! [`proxy`] (the held socket's I/O), [`ready`] (probes), [`status`] (the health-check
+//! client), [`signals`] (names, forwarding, exit codes), [`backoff`], [`log`].
 
 pub mod backoff;
 pub mod config;
+pub mod core;
 pub mod log;
 pub mod ondemand;
+pub mod procfs;
 pub mod proxy;
 pub mod ready;
 pub mod reap;

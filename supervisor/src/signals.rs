@@ -22,6 +22,30 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
     })
 }
 
+/// Whether a signal sent to the supervisor is passed on to the main process's group, as
+/// tini does: every signal but CHLD, KILL and STOP, the fault signals (ILL TRAP ABRT BUS
+/// FPE SEGV SYS, which are about the supervisor itself) and the job-control stops (TSTP
+/// TTIN TTOU). TERM, INT and QUIT are passed on too, by the stop sequence.
+pub fn forwarded(sig: Signal) -> bool {
+    use Signal::*;
+    !matches!(
+        sig,
+        SIGCHLD
+            | SIGKILL
+            | SIGSTOP
+            | SIGILL
+            | SIGTRAP
+            | SIGABRT
+            | SIGBUS
+            | SIGFPE
+            | SIGSEGV
+            | SIGSYS
+            | SIGTSTP
+            | SIGTTIN
+            | SIGTTOU
+    )
+}
+
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -68,6 +92,23 @@ mod tests {
             .unwrap_err()
             .contains("not a signal name"));
         assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn forwards_what_tini_forwards() {
+        use Signal::*;
+        for s in [
+            SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGCONT, SIGURG,
+            SIGSTKFLT, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR,
+        ] {
+            assert!(forwarded(s), "{s:?}");
+        }
+        for s in [
+            SIGCHLD, SIGKILL, SIGSTOP, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS,
+            SIGTSTP, SIGTTIN, SIGTTOU,
+        ] {
+            assert!(!forwarded(s), "{s:?}");
+        }
     }
 
     #[test]

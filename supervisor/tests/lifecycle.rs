@@ -179,7 +179,7 @@ fn a_crashed_main_process_takes_its_workers_with_it() {
             });
         }
         s.wait_stderr(
-            "killed what was left of its process group",
+            "sent to what was left of its process group",
             Duration::from_secs(5),
         );
     }

@@ -1,0 +1,246 @@
+//! On-demand start's decisions (DESIGN.md section 5): when a connection starts the main
+//! process, when held clients go through, when a start has failed, when idleness stops it.
+//!
+//! The held socket, the proxy and the scan of the kernel's socket tables are I/O and live
+//! in `crate::ondemand` and `crate::proxy`; the loop reports what they saw as events
+//! ([`Event::Connection`], [`Event::Traffic`], ...) and carries out the effects asked here.
+//!
+//! [`Event::Connection`]: super::Event::Connection
+//! [`Event::Traffic`]: super::Event::Traffic
+
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use super::{Core, Effect, Main, Why};
+use crate::backoff::Backoff;
+use crate::signals::Exit;
+
+/// What on-demand decisions depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OdPolicy {
+    /// No traffic for this long stops the main process.
+    pub idle: Duration,
+    /// A start not ready within this has failed.
+    pub start_timeout: Duration,
+    /// Proxy mode (a `backend` is set): the supervisor accepts and holds clients itself.
+    pub proxy: bool,
+}
+
+/// On-demand state.
+#[derive(Debug)]
+pub(super) struct Od {
+    p: OdPolicy,
+    /// Proxy mode: clients accepted and waiting for the backend.
+    pub(super) pending: usize,
+    last_activity: Instant,
+    next_scan: Instant,
+    /// Handoff mode: the listening socket is not polled again before this (see
+    /// `crate::ondemand`: one wake-up a second on a busy site).
+    quiet_until: Instant,
+    start_deadline: Option<Instant>,
+    /// A failed start is not retried before this.
+    retry_after: Instant,
+    backoff: Backoff,
+}
+
+impl Od {
+    pub(super) fn new(p: OdPolicy, now: Instant) -> Od {
+        Od {
+            p,
+            pending: 0,
+            last_activity: now,
+            next_scan: now,
+            quiet_until: now,
+            start_deadline: None,
+            retry_after: now,
+            backoff: Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+            ),
+        }
+    }
+
+    fn scan_interval(&self) -> Duration {
+        (self.p.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
+
+impl Core {
+    /// Whether the loop polls the held socket this turn.
+    pub fn want_listen_poll(&self, now: Instant) -> bool {
+        let Some(od) = &self.od else { return false };
+        if self.shutdown.is_some() {
+            return false;
+        }
+        match self.main {
+            Main::Down => now >= od.retry_after,
+            Main::Up { .. } => od.p.proxy || now >= od.quiet_until,
+            Main::Starting(_) | Main::Stopping { .. } | Main::Backoff { .. } => od.p.proxy,
+        }
+    }
+
+    pub(super) fn od_deadline(&self, now: Instant) -> Option<Instant> {
+        let od = self.od.as_ref()?;
+        let mut d = Vec::new();
+        match self.main {
+            // Past instants are not deadlines: once `retry_after` or `quiet_until` has
+            // passed, the held socket itself is polled and wakes the loop.
+            Main::Down if od.retry_after > now => d.push(od.retry_after),
+            Main::Up { ready: false, .. } => d.extend(od.start_deadline),
+            Main::Up { ready: true, .. } => {
+                d.push(od.last_activity + od.p.idle);
+                if od.pending > 0 {
+                    d.push(now + Duration::from_millis(1));
+                }
+                if !od.p.proxy {
+                    d.push(od.next_scan);
+                    if od.quiet_until > now {
+                        d.push(od.quiet_until);
+                    }
+                }
+            }
+            _ => {}
+        }
+        d.into_iter().min()
+    }
+
+    /// The held socket is readable: a client is waiting.
+    pub(super) fn on_connection(&mut self, pending: usize, now: Instant) {
+        let Some(od) = &mut self.od else { return };
+        od.pending = pending;
+        od.last_activity = now;
+        match self.main {
+            Main::Down => {
+                info!("connection while idle; starting the main process");
+                self.start_main(Why::OnDemand);
+            }
+            _ if !od.p.proxy => od.quiet_until = now + Duration::from_secs(1),
+            Main::Up { ready: true, .. } if od.pending > 0 => self.out.push(Effect::ConnectPending),
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_traffic(&mut self, now: Instant) {
+        if let Some(od) = &mut self.od {
+            od.last_activity = now;
+        }
+    }
+
+    /// A start on demand is under way.
+    pub(super) fn od_started(&mut self, now: Instant) {
+        if let Some(od) = &mut self.od {
+            od.start_deadline = Some(now + od.p.start_timeout);
+        }
+    }
+
+    /// The main process is ready: held clients go through.
+    pub(super) fn od_ready(&mut self, now: Instant) {
+        let Some(od) = &mut self.od else { return };
+        od.start_deadline = None;
+        od.last_activity = now;
+        if od.pending > 0 {
+            self.out.push(Effect::ConnectPending);
+        }
+    }
+
+    /// On demand, an exit is not the container's end: the socket stays held and the next
+    /// connection starts the main process again. Exiting before it was ready is a failed
+    /// start.
+    pub(super) fn od_main_exited(&mut self, exit: Exit, started: Option<Instant>, now: Instant) {
+        let Some(od) = &self.od else { return };
+        let starting = od.start_deadline.is_some();
+        let failed = starting || started.is_some();
+        if starting {
+            self.fail_start(
+                now,
+                "on-demand start failed: the main process exited before it was ready",
+            );
+        } else if started.is_some() {
+            // It ended by itself: clients waiting for it are told at once, and a crash
+            // loop is paced by the backoff.
+            self.fail_start(
+                now,
+                "the main process exited by itself; the next connection starts it again",
+            );
+        }
+        let Some(od) = &self.od else { return };
+        if od.p.proxy {
+            self.out.push(Effect::CloseProxied);
+        }
+        // Clients that arrived while it was stopping for idleness start it again.
+        if !failed && od.pending > 0 {
+            self.start_main(Why::OnDemand);
+        }
+        for seq in std::mem::take(&mut self.stop_waiters) {
+            self.reply(seq, format!("stopped exit={}", exit.code()));
+        }
+    }
+
+    /// A start failed: every waiting client is closed at once (they would otherwise wait
+    /// for a backend that is not coming), and the next try waits for the backoff.
+    pub(super) fn fail_start(&mut self, now: Instant, why: &str) {
+        let Some(od) = &mut self.od else { return };
+        let waiting = std::mem::take(&mut od.pending);
+        let delay = od.backoff.delay(now, now);
+        od.retry_after = now + delay;
+        od.start_deadline = None;
+        error!(waiting, retry_in = ?delay, "{why}");
+        self.out.push(Effect::CloseWaiting);
+    }
+
+    pub(super) fn tick_on_demand(&mut self, now: Instant) {
+        let Some(od) = &mut self.od else { return };
+        match self.main {
+            Main::Up {
+                pid, ready: false, ..
+            } if od.start_deadline.is_some_and(|d| now >= d) => {
+                let t = od.p.start_timeout;
+                self.fail_start(
+                    now,
+                    &format!(
+                        "on-demand start failed: not ready within {}",
+                        humantime::format_duration(t)
+                    ),
+                );
+                self.stop_main(pid, now, false);
+            }
+            Main::Up { ready: true, .. } => {
+                od.start_deadline = None;
+                if od.pending > 0 {
+                    self.out.push(Effect::ConnectPending);
+                } else if !od.p.proxy && now >= od.next_scan {
+                    // The idle decision waits for the scan's answer.
+                    od.next_scan = now + od.scan_interval();
+                    self.out.push(Effect::Scan);
+                } else {
+                    self.check_idle(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stops the main process when it has had no traffic for `idle`.
+    pub(super) fn check_idle(&mut self, now: Instant) {
+        let (
+            Some(od),
+            Main::Up {
+                pid, ready: true, ..
+            },
+        ) = (&self.od, self.main)
+        else {
+            return;
+        };
+        if now.saturating_duration_since(od.last_activity) >= od.p.idle {
+            info!(idle = %humantime::format_duration(od.p.idle), "no traffic; stopping the main process");
+            self.stop_main(pid, now, false);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn od_pending(&self) -> Option<usize> {
+        self.od.as_ref().map(|o| o.pending)
+    }
+}

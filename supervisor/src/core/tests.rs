@@ -1,0 +1,585 @@
+//! Every transition of the core with a fake clock: instants are `t(ms)` after a fixed
+//! start, pids are made up, and the effects are compared whole.
+
+use super::*;
+use proto::control::Command;
+use Signal::*;
+
+const MAIN: i32 = 100;
+const LISTENER: i32 = 200;
+
+fn t0() -> Instant {
+    thread_local!(static T0: Instant = Instant::now());
+    T0.with(|t| *t)
+}
+
+fn t(ms: u64) -> Instant {
+    t0() + Duration::from_millis(ms)
+}
+
+fn pid(n: i32) -> Pid {
+    Pid::from_raw(n)
+}
+
+fn policy(restart: Restart) -> Policy {
+    Policy {
+        service: "svc".into(),
+        restart,
+        stop_signal: SIGTERM,
+        stop_timeout: Duration::from_secs(8),
+        ready: ReadyBy::Start,
+        listener: true,
+        on_demand: None,
+    }
+}
+
+fn on_demand(proxy: bool) -> Policy {
+    Policy {
+        ready: ReadyBy::Probe,
+        on_demand: Some(OdPolicy {
+            idle: Duration::from_secs(60),
+            start_timeout: Duration::from_secs(5),
+            proxy,
+        }),
+        ..policy(Restart::No)
+    }
+}
+
+fn group(n: i32, s: Signal) -> Effect {
+    Effect::Kill(Target::Group(pid(n)), s)
+}
+
+/// A core that has booted: main process `MAIN` and listener `LISTENER` running.
+fn booted(p: Policy) -> Core {
+    let mut c = Core::new(p, t(0));
+    let on_demand = c.od.is_some();
+    let e = c.handle(Event::Boot, t(0));
+    if on_demand {
+        assert_eq!(e, vec![Effect::SpawnListener { next_id: 1 }]);
+    } else {
+        assert_eq!(
+            e,
+            vec![Effect::SpawnMain, Effect::SpawnListener { next_id: 1 }]
+        );
+        assert_eq!(c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0)), vec![]);
+    }
+    assert_eq!(
+        c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(0)),
+        vec![]
+    );
+    c
+}
+
+fn exit_code(c: i32) -> Exit {
+    Exit::Code(c)
+}
+
+#[test]
+fn boot_starts_main_then_listener() {
+    let c = booted(policy(Restart::No));
+    assert_eq!(c.main_pid(), Some(pid(MAIN)));
+    assert_eq!(c.listener_pid(), Some(pid(LISTENER)));
+    assert!(c
+        .status_line(t(3000))
+        .starts_with("svc running pid=100 ready=yes restarts=0 uptime=3s"));
+    assert_eq!(c.finished(false, t(1)), None);
+}
+
+#[test]
+fn each_main_exit_against_each_restart_policy() {
+    for (restart, exit, again) in [
+        (Restart::No, exit_code(0), false),
+        (Restart::No, exit_code(3), false),
+        (Restart::No, Exit::Signal(9), false),
+        (Restart::OnFailure, exit_code(0), false),
+        (Restart::OnFailure, exit_code(3), true),
+        (Restart::OnFailure, Exit::Signal(9), true),
+        (Restart::Always, exit_code(0), true),
+        (Restart::Always, exit_code(3), true),
+        (Restart::Always, Exit::Signal(9), true),
+    ] {
+        let what = format!("{restart:?} {exit:?}");
+        let mut c = booted(policy(restart));
+        let e = c.handle(Event::Exited(pid(MAIN), exit), t(100));
+        // What it left in its group gets TERM, whatever happens next.
+        assert_eq!(
+            e[0],
+            Effect::Kill(Target::Leftovers(pid(MAIN)), SIGTERM),
+            "{what}"
+        );
+        if again {
+            assert_eq!(e.len(), 1, "{what}: {e:?}");
+            assert!(c.status_line(t(100)).contains(" backoff "), "{what}");
+            // The first backoff is 250 ms.
+            assert_eq!(c.next_deadline(t(100)), Some(t(350)), "{what}");
+            assert_eq!(c.handle(Event::Tick, t(349)), vec![], "{what}");
+            assert_eq!(
+                c.handle(Event::Tick, t(350)),
+                vec![Effect::SpawnMain],
+                "{what}"
+            );
+            c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(350));
+            assert!(c.status_line(t(350)).contains("restarts=1"), "{what}");
+        } else {
+            // The container stops: the listener is told, then everything else.
+            assert_eq!(&e[1..], &[group(LISTENER, SIGTERM)], "{what}");
+            assert_eq!(
+                c.handle(Event::Exited(pid(LISTENER), exit_code(0)), t(120)),
+                vec![]
+            );
+            // Once both are down, whatever else is left gets TERM on the next turn.
+            let e = c.handle(Event::Tick, t(120));
+            assert_eq!(e, vec![Effect::Kill(Target::Others, SIGTERM)], "{what}");
+            assert_eq!(c.finished(false, t(130)), None, "{what}: a child is left");
+            assert_eq!(c.finished(true, t(130)), Some(exit.code()), "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_command_that_cannot_run_is_an_exit_with_its_code() {
+    let mut c = Core::new(policy(Restart::No), t(0));
+    c.handle(Event::Boot, t(0));
+    let e = c.handle(Event::MainSpawned(Err(127)), t(0));
+    assert_eq!(e, vec![]);
+    c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(0));
+    // The listener was started after the stop began: it is told at once.
+    c.handle(Event::Exited(pid(LISTENER), exit_code(0)), t(5));
+    assert_eq!(c.finished(true, t(5)), Some(127));
+}
+
+#[test]
+fn signals_are_forwarded_as_tini_does() {
+    let mut c = booted(policy(Restart::No));
+    for s in [
+        SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE, SIGALRM, SIGCONT, SIGURG, SIGPWR,
+    ] {
+        assert_eq!(
+            c.handle(Event::Signal(s), t(1)),
+            vec![group(MAIN, s)],
+            "{s:?}"
+        );
+    }
+    for s in [SIGCHLD, SIGTSTP, SIGTTIN, SIGTTOU] {
+        assert_eq!(c.handle(Event::Signal(s), t(1)), vec![], "{s:?}");
+    }
+}
+
+#[test]
+fn a_stop_that_ends_early() {
+    let mut c = booted(Policy {
+        stop_signal: SIGQUIT,
+        ..policy(Restart::Always)
+    });
+    // TERM becomes the stop signal; the listener gets TERM.
+    let e = c.handle(Event::Signal(SIGTERM), t(10));
+    assert_eq!(e, vec![group(LISTENER, SIGTERM), group(MAIN, SIGQUIT)]);
+    assert_eq!(c.next_deadline(t(10)), Some(t(8010)));
+    // No restart while stopping, whatever the policy.
+    assert_eq!(
+        c.handle(Event::Exited(pid(MAIN), Exit::Signal(3)), t(20)),
+        vec![]
+    );
+    c.handle(Event::Exited(pid(LISTENER), exit_code(0)), t(30));
+    assert_eq!(
+        c.handle(Event::Tick, t(30)),
+        vec![Effect::Kill(Target::Others, SIGTERM)]
+    );
+    assert_eq!(c.finished(true, t(30)), Some(131));
+}
+
+#[test]
+fn a_stop_that_reaches_stop_timeout() {
+    let mut c = booted(policy(Restart::No));
+    c.handle(
+        Event::Hold {
+            id: 4,
+            pgid: 300,
+            action: "backup".into(),
+        },
+        t(5),
+    );
+    c.handle(Event::Signal(SIGINT), t(10));
+    assert_eq!(c.handle(Event::Tick, t(8009)), vec![]);
+    let e = c.handle(Event::Tick, t(8010));
+    assert_eq!(
+        e,
+        vec![
+            group(MAIN, SIGKILL),
+            group(LISTENER, SIGKILL),
+            group(300, SIGKILL),
+            Effect::Kill(Target::Others, SIGKILL),
+        ]
+    );
+    // KILLed once only.
+    assert_eq!(c.handle(Event::Tick, t(8500)), vec![]);
+    c.handle(Event::Exited(pid(MAIN), Exit::Signal(9)), t(8011));
+    let e = c.handle(Event::Exited(pid(LISTENER), Exit::Signal(9)), t(8012));
+    // The held request is answered when the listener is gone.
+    assert!(
+        matches!(&e[0], Effect::Answer { id: 4, line } if line.starts_with("error unavailable request 4 (backup): shutting down")),
+        "{e:?}"
+    );
+    // A process stuck in D state does not keep the container forever.
+    assert_eq!(c.finished(false, t(9000)), None);
+    assert_eq!(c.finished(false, t(8010) + KILL_GRACE), Some(137));
+}
+
+#[test]
+fn leftovers_get_term_then_kill_at_stop_timeout() {
+    let mut c = booted(policy(Restart::Always));
+    c.handle(Event::Exited(pid(MAIN), exit_code(1)), t(0));
+    c.handle(Event::Tick, t(250));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(250));
+    assert_eq!(c.next_deadline(t(300)), Some(t(8000)));
+    let e = c.handle(Event::Tick, t(8000));
+    assert_eq!(e, vec![Effect::Kill(Target::Leftovers(pid(MAIN)), SIGKILL)]);
+    assert_eq!(c.next_deadline(t(8001)), None);
+}
+
+#[test]
+fn a_listener_crash_with_requests_held() {
+    let mut c = booted(policy(Restart::No));
+    for (id, pgid) in [(7, 301), (8, 302)] {
+        c.handle(
+            Event::Hold {
+                id,
+                pgid,
+                action: "a".into(),
+            },
+            t(1),
+        );
+    }
+    // One ends normally: its done line goes to its client.
+    assert_eq!(
+        c.handle(
+            Event::Release {
+                id: 7,
+                reply: "done 7 exit=0 secs=0.1".into()
+            },
+            t(2)
+        ),
+        vec![Effect::Answer {
+            id: 7,
+            line: "done 7 exit=0 secs=0.1".into()
+        }]
+    );
+    let e = c.handle(Event::Exited(pid(LISTENER), Exit::Signal(9)), t(3));
+    assert_eq!(
+        e,
+        vec![
+            Effect::Answer {
+                id: 8,
+                line: "error unavailable request 8 (a): listener crashed (137 (SIGKILL)); the action was stopped".into()
+            },
+            group(302, SIGTERM),
+            Effect::Kill(Target::SessionGroups { sid: pid(LISTENER), except: vec![302] }, SIGTERM),
+        ]
+    );
+    // Restarted after its backoff, numbering on from the last id it used.
+    assert_eq!(c.next_deadline(t(3)), Some(t(103)));
+    assert_eq!(
+        c.handle(Event::Tick, t(103)),
+        vec![Effect::SpawnListener { next_id: 9 }]
+    );
+    // The main process is untouched.
+    assert_eq!(c.main_pid(), Some(pid(MAIN)));
+}
+
+#[test]
+fn a_listener_that_closes_its_channel_is_killed() {
+    let mut c = booted(policy(Restart::No));
+    assert_eq!(
+        c.handle(Event::ControlClosed, t(1)),
+        vec![group(LISTENER, SIGKILL)]
+    );
+    assert!(!c.control_open());
+}
+
+#[test]
+fn built_ins_on_the_main_process() {
+    let mut c = booted(policy(Restart::No));
+    let reply = |seq, text: &str| Effect::Reply {
+        seq,
+        text: text.into(),
+    };
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 1,
+                cmd: Command::Start
+            },
+            t(1)
+        ),
+        vec![reply(1, "running pid=100")]
+    );
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 2,
+                cmd: Command::Reload
+            },
+            t(1)
+        ),
+        vec![group(MAIN, SIGHUP), reply(2, "reloaded pid=100")]
+    );
+    // stop keeps the container up; its reply waits for the exit.
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 3,
+                cmd: Command::Stop
+            },
+            t(1)
+        ),
+        vec![group(MAIN, SIGTERM)]
+    );
+    let e = c.handle(Event::Exited(pid(MAIN), exit_code(0)), t(2));
+    assert_eq!(
+        e,
+        vec![
+            Effect::Kill(Target::Leftovers(pid(MAIN)), SIGTERM),
+            reply(3, "stopped exit=0")
+        ]
+    );
+    assert_eq!(c.finished(true, t(2)), None);
+    assert!(c
+        .status_line(t(2))
+        .starts_with("svc stopped pid=- ready=no"));
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 4,
+                cmd: Command::Reload
+            },
+            t(3)
+        ),
+        vec![reply(
+            4,
+            "error unavailable the main process is not running"
+        )]
+    );
+    // restart from down starts it.
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 5,
+                cmd: Command::Restart
+            },
+            t(3)
+        ),
+        vec![Effect::SpawnMain]
+    );
+    assert_eq!(
+        c.handle(Event::MainSpawned(Ok(pid(101))), t(3)),
+        vec![reply(5, "restarted pid=101")]
+    );
+    // restart while up: stop, then start, then answer.
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 6,
+                cmd: Command::Restart
+            },
+            t(4)
+        ),
+        vec![group(101, SIGTERM)]
+    );
+    let e = c.handle(Event::Exited(pid(101), Exit::Signal(15)), t(5));
+    assert_eq!(
+        e,
+        vec![
+            Effect::Kill(Target::Leftovers(pid(101)), SIGTERM),
+            Effect::SpawnMain
+        ]
+    );
+    assert_eq!(
+        c.handle(Event::MainSpawned(Err(126)), t(5)),
+        vec![reply(6, "error unavailable restart failed with exit 126")]
+    );
+    // status never changes anything.
+    let e = c.handle(
+        Event::Command {
+            seq: 7,
+            cmd: Command::Status,
+        },
+        t(5),
+    );
+    assert_eq!(
+        e,
+        vec![reply(
+            7,
+            "svc stopped pid=- ready=no restarts=1 last_exit=126"
+        )]
+    );
+    // While stopping, built-ins other than status are refused.
+    c.handle(Event::Signal(SIGTERM), t(6));
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 8,
+                cmd: Command::Start
+            },
+            t(6)
+        ),
+        vec![reply(8, "error shutting-down the container is stopping")]
+    );
+}
+
+#[test]
+fn ready_probes_until_they_pass() {
+    let mut c = booted(Policy {
+        ready: ReadyBy::Probe,
+        ..policy(Restart::No)
+    });
+    assert!(c.status_line(t(0)).contains(" starting "));
+    assert_eq!(c.handle(Event::Tick, t(0)), vec![Effect::Probe]);
+    c.handle(Event::ProbeResult(false), t(0));
+    assert_eq!(c.next_deadline(t(0)), Some(t(50)));
+    assert_eq!(c.handle(Event::Tick, t(50)), vec![Effect::Probe]);
+    // An exec probe is a child: its exit decides.
+    c.handle(Event::ProbeStarted(Some(pid(400))), t(50));
+    assert_eq!(c.next_deadline(t(60)), None, "no probe while one runs");
+    c.handle(Event::Exited(pid(400), exit_code(0)), t(70));
+    assert!(
+        c.status_line(t(70)).contains(" running ") && c.status_line(t(70)).contains("ready=yes")
+    );
+    assert_eq!(c.handle(Event::Tick, t(2000)), vec![]);
+}
+
+#[test]
+fn on_demand_cold_start_handoff() {
+    let mut c = booted(on_demand(false));
+    assert_eq!(c.main_pid(), None);
+    assert!(c.status_line(t(0)).starts_with("svc idle pid=-"));
+    assert!(c.want_listen_poll(t(0)));
+    assert_eq!(
+        c.handle(Event::Connection { pending: 0 }, t(10)),
+        vec![Effect::SpawnMain]
+    );
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(10));
+    // Probed every millisecond while a client waits; the start times out at 5 s.
+    assert_eq!(c.handle(Event::Tick, t(10)), vec![Effect::Probe]);
+    assert_eq!(c.handle(Event::ProbeResult(false), t(10)), vec![]);
+    assert_eq!(c.next_deadline(t(10)), Some(t(11)));
+    c.handle(Event::Tick, t(11));
+    c.handle(Event::ProbeResult(true), t(11));
+    assert!(c.status_line(t(11)).contains(" running "));
+    // Handoff: the main process accepts; the socket is polled at most once a second.
+    c.handle(Event::Connection { pending: 0 }, t(20));
+    assert!(!c.want_listen_poll(t(500)));
+    assert!(c.want_listen_poll(t(1020)));
+}
+
+#[test]
+fn on_demand_cold_start_proxy_holds_clients_until_ready() {
+    let mut c = booted(on_demand(true));
+    assert_eq!(
+        c.handle(Event::Connection { pending: 3 }, t(10)),
+        vec![Effect::SpawnMain]
+    );
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(10));
+    assert_eq!(c.handle(Event::Tick, t(10)), vec![Effect::Probe]);
+    // More arrive while it starts: held too, nothing connects before ready.
+    assert_eq!(c.handle(Event::Connection { pending: 5 }, t(10)), vec![]);
+    assert_eq!(
+        c.handle(Event::ProbeResult(true), t(12)),
+        vec![Effect::ConnectPending]
+    );
+    // A full backlog: the rest are tried on the next turn.
+    c.handle(Event::Pending(2), t(12));
+    assert_eq!(c.next_deadline(t(12)), Some(t(13)));
+    assert_eq!(c.handle(Event::Tick, t(13)), vec![Effect::ConnectPending]);
+    c.handle(Event::Pending(0), t(13));
+    assert_eq!(c.od_pending(), Some(0));
+}
+
+#[test]
+fn a_failed_start_closes_the_waiting_clients_and_backs_off() {
+    // Not ready within start_timeout.
+    let mut c = booted(on_demand(true));
+    c.handle(Event::Connection { pending: 2 }, t(0));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0));
+    let e = c.handle(Event::Tick, t(5000));
+    assert_eq!(
+        e[e.len() - 2..],
+        [Effect::CloseWaiting, group(MAIN, SIGTERM)]
+    );
+    let e = c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(5010));
+    assert_eq!(e[1..], [Effect::Relink, Effect::CloseProxied]);
+    // Not started again before the backoff (100 ms), then by the next connection.
+    assert!(!c.want_listen_poll(t(5050)));
+    assert!(c.want_listen_poll(t(5100)));
+    assert_eq!(
+        c.finished(true, t(5100)),
+        None,
+        "on demand, an exit is not the end"
+    );
+
+    // The command cannot run at all.
+    let mut c = booted(on_demand(false));
+    c.handle(Event::Connection { pending: 0 }, t(0));
+    let e = c.handle(Event::MainSpawned(Err(127)), t(0));
+    assert_eq!(e, vec![Effect::CloseWaiting]);
+    assert!(!c.want_listen_poll(t(50)));
+
+    // It exits before it is ready.
+    let mut c = booted(on_demand(false));
+    c.handle(Event::Connection { pending: 0 }, t(0));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0));
+    let e = c.handle(Event::Exited(pid(MAIN), exit_code(1)), t(10));
+    assert_eq!(
+        e,
+        vec![
+            Effect::Kill(Target::Leftovers(pid(MAIN)), SIGTERM),
+            Effect::Relink,
+            Effect::CloseWaiting
+        ]
+    );
+}
+
+#[test]
+fn an_idle_stop_and_the_next_start() {
+    // Proxy: traffic is proxied bytes.
+    let mut c = booted(on_demand(true));
+    c.handle(Event::Connection { pending: 1 }, t(0));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0));
+    c.handle(Event::Tick, t(0));
+    c.handle(Event::ProbeResult(true), t(0));
+    c.handle(Event::Pending(0), t(0));
+    c.handle(Event::Traffic, t(30_000));
+    assert_eq!(c.next_deadline(t(30_000)), Some(t(90_000)));
+    assert_eq!(c.handle(Event::Tick, t(89_999)), vec![]);
+    assert_eq!(c.handle(Event::Tick, t(90_000)), vec![group(MAIN, SIGTERM)]);
+    // A client arriving while it stops starts it again once it has exited.
+    c.handle(Event::Connection { pending: 1 }, t(90_001));
+    let e = c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(90_002));
+    assert_eq!(
+        e,
+        vec![
+            Effect::Kill(Target::Leftovers(pid(MAIN)), SIGTERM),
+            Effect::Relink,
+            Effect::CloseProxied,
+            Effect::SpawnMain
+        ]
+    );
+
+    // Handoff: traffic is what a scan of the kernel's tables finds.
+    let mut c = booted(on_demand(false));
+    c.handle(Event::Connection { pending: 0 }, t(0));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0));
+    c.handle(Event::Tick, t(0));
+    c.handle(Event::ProbeResult(true), t(0));
+    // Scans every idle/4 (capped at 5 s); the stop decision waits for the answer.
+    assert_eq!(c.handle(Event::Tick, t(5000)), vec![Effect::Scan]);
+    assert_eq!(c.handle(Event::Traffic, t(5000)), vec![]);
+    assert_eq!(c.handle(Event::Tick, t(65_000)), vec![Effect::Scan]);
+    assert_eq!(
+        c.handle(Event::Quiet, t(65_000)),
+        vec![group(MAIN, SIGTERM)]
+    );
+    let e = c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(65_010));
+    assert_eq!(e[1..], [Effect::Relink]);
+    assert!(c.status_line(t(65_010)).starts_with("svc idle"));
+    assert!(c.want_listen_poll(t(65_010)));
+}
