@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proto::control::{Command, Msg, Received};
+use proto::control::{Msg, Received};
+use proto::Builtin;
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
@@ -154,7 +155,7 @@ impl Control {
     }
 
     /// Forwards a built-in to the supervisor and waits for its reply text.
-    pub async fn command(&self, cmd: Command, timeout: Duration) -> Result<String, ControlError> {
+    pub async fn command(&self, cmd: Builtin, timeout: Duration) -> Result<String, ControlError> {
         if self.is_broken() {
             return Err(ControlError::Unavailable);
         }

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use proto::control::{Command, Msg};
-use proto::{ErrorCode, Reply, Request, RequestError, BUILTINS, MAX_LINE};
+use proto::control::Msg;
+use proto::{Builtin, By, ErrorCode, Reply, Request, RequestError, MAX_LINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
@@ -300,7 +300,7 @@ impl Server {
         }
         // `ping` and `status` are what health checks send every few seconds: at info they would bury the
         // container log. Every other request is logged with who sent it.
-        let is_ping = req.action == "ping" || req.action == "status";
+        let is_ping = req.builtin().is_some_and(Builtin::is_quiet);
         macro_rules! log_request {
             ($lvl:ident) => {
                 tracing::$lvl!(
@@ -335,15 +335,15 @@ impl Server {
         if self.shutdown.is_cancelled() {
             return Some(shutting_down().to_string());
         }
-        let run_reload = req.action == "reload" && known.has("reload");
-        let command = match req.action.as_str() {
-            "ping" => return Some("pong".into()),
-            "help" => return Some(self.help(&known)),
-            _ if run_reload => None,
-            other => Command::from_str(other),
-        };
-        if let Some(cmd) = command {
-            return Some(self.forward(cmd).await);
+        // A callbacks file may define `CB_reload`: then `reload` is that action.
+        let builtin = req
+            .builtin()
+            .filter(|&b| !(b == Builtin::Reload && known.has("reload")));
+        if let Some(b) = builtin {
+            return Some(match b.by() {
+                By::Listener => self.answer(b, &known),
+                By::Supervisor => self.forward(b).await,
+            });
         }
         let Some(function) = known.function(&req.action) else {
             // Only a built-in we do not forward could get here; answer rather than panic.
@@ -360,14 +360,26 @@ impl Server {
         self.run(stream, req, function).await
     }
 
+    /// A built-in the listener answers itself.
+    fn answer(&self, b: Builtin, known: &Known) -> String {
+        match b {
+            Builtin::Ping => "pong".into(),
+            Builtin::Help => self.help(known),
+            // The table says the supervisor answers the others: never asked here.
+            other => Reply::error(
+                ErrorCode::Unavailable,
+                format!("{other} is not answered here"),
+            )
+            .to_string(),
+        }
+    }
+
     fn help(&self, known: &Known) -> String {
-        let mut lines: Vec<String> = BUILTINS.iter().map(|b| b.to_string()).collect();
+        let mut lines: Vec<String> = Builtin::names().map(str::to_string).collect();
         match known {
-            Known::Actions(m) => lines.extend(
-                m.keys()
-                    .filter(|a| !BUILTINS.contains(&a.as_str()))
-                    .cloned(),
-            ),
+            Known::Actions(m) => {
+                lines.extend(m.keys().filter(|a| Builtin::parse(a).is_none()).cloned())
+            }
             Known::Missing => {}
             Known::Broken(msg) => lines.push(format!(
                 "# callbacks file {} unusable: {msg}",
@@ -378,16 +390,16 @@ impl Server {
     }
 
     /// A built-in answered by the supervisor.
-    async fn forward(&self, cmd: Command) -> String {
+    async fn forward(&self, cmd: Builtin) -> String {
         let timeout = self.cfg.stop_timeout + Duration::from_secs(60);
         let text = match self.control.command(cmd, timeout).await {
             Ok(text) => text,
             Err(e) => {
-                tracing::warn!(command = cmd.as_str(), error = %e, "control command failed");
+                tracing::warn!(command = cmd.name(), error = %e, "control command failed");
                 return Reply::error(ErrorCode::Unavailable, e.to_string()).to_string();
             }
         };
-        if cmd != Command::Status {
+        if cmd != Builtin::Status {
             return text;
         }
         let mut out = text;

@@ -15,9 +15,10 @@
 //!   `error unavailable ...` to every connection it still holds, `TERM`s the held process
 //!   groups (nobody is left to report their outcome, and a new listener must be free to
 //!   run the same action again) and starts a new listener with backoff.
-//! * Built-ins that act on the main process (`start`, `stop`, `restart`, `reload` without a
-//!   `CB_reload`, `status`) are forwarded as [`Msg::Cmd`]; the supervisor answers with
-//!   [`Msg::Reply`] carrying the reply text (one or more lines, no trailing newline).
+//! * Built-ins the supervisor answers ([`By::Supervisor`] in [`Builtin::TABLE`]: `status`,
+//!   `start`, `stop`, `restart`, `reload` without a `CB_reload`) are forwarded as
+//!   [`Msg::Cmd`]; the supervisor answers with [`Msg::Reply`] carrying the text of its
+//!   [`Answer`](crate::builtin::Answer) (one or more lines, no trailing newline).
 //! * To stop the listener, the supervisor sends it `SIGTERM`.
 //!
 //! Messages are short ASCII text: `hold <id> <pgid> <action>`, `release <id> [<reply>]`,
@@ -28,47 +29,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
+use crate::builtin::{Builtin, By};
+
 /// The listener's fd for the listening request socket.
 pub const LISTEN_FD: RawFd = 3;
 /// The listener's fd for its end of the control socketpair.
 pub const CONTROL_FD: RawFd = 4;
 /// Largest control message; replies (the status text) are cut to fit.
 pub const MAX_MSG: usize = 16 * 1024;
-
-/// Commands the listener forwards to the supervisor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    Start,
-    Stop,
-    Restart,
-    Reload,
-    Status,
-}
-
-impl Command {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Command::Start => "start",
-            Command::Stop => "stop",
-            Command::Restart => "restart",
-            Command::Reload => "reload",
-            Command::Status => "status",
-        }
-    }
-
-    #[allow(clippy::should_implement_trait)] // an Option, not a Result: no error to report
-    pub fn from_str(s: &str) -> Option<Command> {
-        [
-            Command::Start,
-            Command::Stop,
-            Command::Restart,
-            Command::Reload,
-            Command::Status,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-    }
-}
 
 /// One control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +46,8 @@ pub enum Msg {
     /// listener -> supervisor: the request `id` is over; write `reply` (the `done` line,
     /// without its newline; empty: nothing) to the client, then let the connection go.
     Release { id: u64, reply: String },
-    /// listener -> supervisor: run a built-in on the main process.
-    Cmd { seq: u64, cmd: Command },
+    /// listener -> supervisor: answer a built-in of [`By::Supervisor`].
+    Cmd { seq: u64, cmd: Builtin },
     /// supervisor -> listener: the answer to `Cmd { seq, .. }`.
     Reply { seq: u64, text: String },
 }
@@ -90,7 +58,7 @@ impl Msg {
             Msg::Hold { id, pgid, action } => format!("hold {id} {pgid} {action}"),
             Msg::Release { id, reply } if reply.is_empty() => format!("release {id}"),
             Msg::Release { id, reply } => format!("release {id} {reply}"),
-            Msg::Cmd { seq, cmd } => format!("cmd {seq} {}", cmd.as_str()),
+            Msg::Cmd { seq, cmd } => format!("cmd {seq} {cmd}"),
             Msg::Reply { seq, text } => format!("reply {seq} {text}"),
         }
     }
@@ -116,7 +84,7 @@ impl Msg {
                 let (seq, cmd) = rest.split_once(' ')?;
                 Some(Msg::Cmd {
                     seq: seq.parse().ok()?,
-                    cmd: Command::from_str(cmd)?,
+                    cmd: Builtin::parse(cmd).filter(|b| b.by() == By::Supervisor)?,
                 })
             }
             "reply" => {
@@ -223,7 +191,7 @@ mod tests {
             },
             Msg::Cmd {
                 seq: 2,
-                cmd: Command::Status,
+                cmd: Builtin::Status,
             },
             Msg::Reply {
                 seq: 2,
@@ -237,6 +205,7 @@ mod tests {
             assert_eq!(Msg::decode(&m.encode()), Some(m));
         }
         assert_eq!(Msg::decode("cmd 1 explode"), None);
+        assert_eq!(Msg::decode("cmd 1 ping"), None, "the listener answers ping");
         assert_eq!(Msg::decode("garbage"), None);
     }
 

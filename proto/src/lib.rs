@@ -1,18 +1,21 @@
 //! The wire formats shared by bosun's three programs.
 //!
 //! * [`request`]: the one request line a client sends to `<service>-request.sock`.
+//! * [`builtin`]: the table of built-ins and the supervisor's answers to them.
 //! * [`reply`]: the reply lines (`accepted`, `done`, `error`) the server sends back.
 //! * [`control`]: the private channel between `supervisor` and its `listener` child.
 //!
 //! Everything here is pure (no I/O) except the two small fd-passing helpers in
 //! [`control`], so it can be unit-tested and fuzzed without processes.
 
+pub mod builtin;
 pub mod control;
 pub mod reply;
 pub mod request;
 
+pub use builtin::{Answer, Builtin, By};
 pub use reply::{ErrorCode, Reply};
-pub use request::{parse_line, Request, RequestError, BUILTINS, MAX_LINE};
+pub use request::{parse_line, Request, RequestError, MAX_LINE};
 
 /// Turns an action name into its bash function: `rotate-logs` -> `CB_rotate_logs`.
 pub fn callback_function(action: &str) -> String {

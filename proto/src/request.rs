@@ -4,15 +4,14 @@
 //! [`parse_line`] checks the bytes and splits tokens; [`Request::resolve`] decides whether
 //! the first token is the user or the action, given a predicate that knows the actions.
 
+use std::fmt;
+
 use thiserror::Error;
+
+use crate::builtin::Builtin;
 
 /// The longest request line accepted, in bytes, not counting the final `\n`.
 pub const MAX_LINE: usize = 4096;
-
-/// Actions answered by bosun itself, without a callback.
-pub const BUILTINS: &[&str] = &[
-    "ping", "help", "status", "start", "stop", "restart", "reload",
-];
 
 /// What is wrong with a request; every variant maps to one `error <code>` reply.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -94,7 +93,7 @@ impl Request {
         tokens: &[&str],
         is_action: impl Fn(&str) -> bool,
     ) -> Result<Request, RequestError> {
-        let known = |t: &str| BUILTINS.contains(&t) || is_action(t);
+        let known = |t: &str| Builtin::parse(t).is_some() || is_action(t);
         let (user, rest) = match tokens {
             [] => return Err(RequestError::Empty),
             [first, ..] if known(first) => (None, tokens),
@@ -116,9 +115,23 @@ impl Request {
         Request::resolve(&parse_line(line)?, is_action)
     }
 
-    /// True for the actions answered without a callback.
-    pub fn is_builtin(&self) -> bool {
-        BUILTINS.contains(&self.action.as_str())
+    /// The built-in this request names, if it names one.
+    pub fn builtin(&self) -> Option<Builtin> {
+        Builtin::parse(&self.action)
+    }
+}
+
+/// The request line, without its `\n`: `[user] action [arg ...]`.
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(u) = &self.user {
+            write!(f, "{u} ")?;
+        }
+        f.write_str(&self.action)?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
     }
 }
 
@@ -144,12 +157,14 @@ mod tests {
         assert_eq!(r.user.as_deref(), Some("forum"));
         assert_eq!(r.action, "nightly-backup");
         assert_eq!(r.args, vec!["db1", "db2"]);
+        assert_eq!(r.to_string(), "forum nightly-backup db1 db2");
+        assert_eq!(Request::parse(r.to_string().as_bytes(), known), Ok(r));
     }
 
     #[test]
     fn builtin_wins_over_user() {
         let r = Request::parse(b"status", known).unwrap();
-        assert!(r.is_builtin());
+        assert_eq!(r.builtin(), Some(Builtin::Status));
         let r = Request::parse(b"forum ping", known).unwrap();
         assert_eq!(r.user.as_deref(), Some("forum"));
         assert_eq!(r.action, "ping");

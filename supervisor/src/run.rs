@@ -306,7 +306,8 @@ impl Supervisor {
                 self.kill(target, sig);
                 None
             }
-            Effect::Reply { seq, text } => {
+            Effect::Reply { seq, answer } => {
+                let text = answer.to_string();
                 if let Some(c) = &self.control {
                     if let Err(e) = control::send(c.as_fd(), &Msg::Reply { seq, text }, None) {
                         warn!(error = %e, "cannot answer the listener");

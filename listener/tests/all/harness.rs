@@ -332,8 +332,8 @@ fn supervise(sock: OwnedFd, seen: Arc<(Mutex<Vec<Seen>>, Condvar)>) {
         match (&msg, fd) {
             (Msg::Cmd { seq, cmd }, _) => {
                 let text = match cmd {
-                    proto::control::Command::Status => "main running pid=42".to_string(),
-                    other => format!("{} ok", other.as_str()),
+                    proto::Builtin::Status => "main running pid=42".to_string(),
+                    other => format!("{other} ok"),
                 };
                 let _ = proto::control::send(sock.as_fd(), &Msg::Reply { seq: *seq, text }, None);
             }

@@ -130,7 +130,7 @@ fn missing_callbacks_file_means_no_actions() {
     let lines = l.request(b"hello\n");
     assert_eq!(lines.len(), 1);
     assert!(lines[0].starts_with("error unknown-action "), "{lines:?}");
-    assert_eq!(l.request(b"help\n").len(), proto::BUILTINS.len());
+    assert_eq!(l.request(b"help\n").len(), proto::Builtin::TABLE.len());
 }
 
 #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use proto::control::Command;
+use proto::{Answer, Builtin as Command, ErrorCode};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
@@ -162,7 +162,7 @@ pub enum Effect {
     /// Answer a forwarded built-in.
     Reply {
         seq: u64,
-        text: String,
+        answer: Answer,
     },
     /// Write `line` (when not empty) to held request `id`'s client, then let it go.
     Answer {
@@ -546,16 +546,20 @@ impl Core {
                 }
                 match why {
                     Why::Run => {}
-                    Why::Command { seq, restart } => self.reply(
-                        seq,
-                        format!(
-                            "{} pid={pid}",
-                            if restart { "restarted" } else { "started" }
-                        ),
-                    ),
+                    Why::Command { seq, restart } => {
+                        let pid = pid.as_raw();
+                        self.reply(
+                            seq,
+                            if restart {
+                                Answer::Restarted { pid }
+                            } else {
+                                Answer::Started { pid }
+                            },
+                        )
+                    }
                     Why::Restart => {
                         for seq in std::mem::take(&mut self.restart_waiters) {
-                            self.reply(seq, format!("restarted pid={pid}"));
+                            self.reply(seq, Answer::Restarted { pid: pid.as_raw() });
                         }
                     }
                     Why::OnDemand => self.od_started(now),
@@ -573,13 +577,19 @@ impl Core {
                     Why::Run => self.after_main_ended(Exit::Code(code), Some(now), now),
                     Why::Command { seq, .. } => self.reply(
                         seq,
-                        format!("error unavailable start failed with exit {code}"),
+                        Answer::error(
+                            ErrorCode::Unavailable,
+                            format!("start failed with exit {code}"),
+                        ),
                     ),
                     Why::Restart => {
                         for seq in std::mem::take(&mut self.restart_waiters) {
                             self.reply(
                                 seq,
-                                format!("error unavailable restart failed with exit {code}"),
+                                Answer::error(
+                                    ErrorCode::Unavailable,
+                                    format!("restart failed with exit {code}"),
+                                ),
                             );
                         }
                     }
@@ -632,7 +642,12 @@ impl Core {
         let Some(_) = started else {
             // A requested stop finished.
             for seq in std::mem::take(&mut self.stop_waiters) {
-                self.reply(seq, format!("stopped exit={}", exit.code()));
+                self.reply(
+                    seq,
+                    Answer::Stopped {
+                        exit: Some(exit.code()),
+                    },
+                );
             }
             return;
         };
@@ -718,26 +733,29 @@ impl Core {
 
     fn on_command(&mut self, seq: u64, cmd: Command, now: Instant) {
         // `status` is what health checks ask every few seconds: keep it out of the log.
-        if cmd == Command::Status {
-            debug!(command = cmd.as_str(), "request");
+        if cmd.is_quiet() {
+            debug!(command = cmd.name(), "request");
         } else {
-            info!(command = cmd.as_str(), "request");
+            info!(command = cmd.name(), "request");
         }
         if self.shutdown.is_some() && cmd != Command::Status {
-            return self.reply(seq, "error shutting-down the container is stopping".into());
+            return self.reply(seq, shutting_down());
         }
         match (cmd, self.main) {
             (Command::Status, _) => {
-                let text = self.status_line(now);
-                self.reply(seq, text)
+                let line = self.status_line(now);
+                self.reply(seq, Answer::Status(line))
             }
-            (Command::Start, Main::Up { pid, .. }) => self.reply(seq, format!("running pid={pid}")),
-            (Command::Start | Command::Restart, Main::Starting(_)) => {
-                self.reply(seq, "error busy starting".into())
+            (Command::Start, Main::Up { pid, .. }) => {
+                self.reply(seq, Answer::Running { pid: pid.as_raw() })
             }
-            (Command::Start, Main::Stopping { pid, .. }) => {
-                self.reply(seq, format!("error busy stopping pid={pid}"))
+            (Command::Start | Command::Restart | Command::Stop, Main::Starting(_)) => {
+                self.reply(seq, Answer::error(ErrorCode::Busy, "starting"))
             }
+            (Command::Start, Main::Stopping { pid, .. }) => self.reply(
+                seq,
+                Answer::error(ErrorCode::Busy, format!("stopping pid={pid}")),
+            ),
             (Command::Start, Main::Down | Main::Backoff { .. }) => self.start_main(Why::Command {
                 seq,
                 restart: false,
@@ -747,10 +765,10 @@ impl Core {
                 self.stop_waiters.push(seq);
             }
             (Command::Stop, Main::Stopping { .. }) => self.stop_waiters.push(seq),
-            (Command::Stop, Main::Starting(_)) => self.reply(seq, "error busy starting".into()),
+
             (Command::Stop, Main::Backoff { .. } | Main::Down) => {
                 self.main = Main::Down;
-                self.reply(seq, "stopped".into())
+                self.reply(seq, Answer::Stopped { exit: None })
             }
             (Command::Restart, Main::Up { pid, .. }) => {
                 self.stop_main(pid, now, true);
@@ -780,13 +798,15 @@ impl Core {
                 Some(pid) => {
                     self.out
                         .push(Effect::Kill(Target::Group(pid), Signal::SIGHUP));
-                    self.reply(seq, format!("reloaded pid={pid}"))
+                    self.reply(seq, Answer::Reloaded { pid: pid.as_raw() })
                 }
                 None => self.reply(
                     seq,
-                    "error unavailable the main process is not running".into(),
+                    Answer::error(ErrorCode::Unavailable, "the main process is not running"),
                 ),
             },
+            // Answered by the listener; never forwarded (the control codec refuses them).
+            (Command::Ping | Command::Help, _) => {}
         }
     }
 
@@ -967,7 +987,7 @@ impl Core {
                 .into_iter()
                 .chain(std::mem::take(&mut self.restart_waiters))
             {
-                self.reply(seq, "error shutting-down the container is stopping".into());
+                self.reply(seq, shutting_down());
             }
         }
         match self.main {
@@ -1009,7 +1029,11 @@ impl Core {
         }
     }
 
-    fn reply(&mut self, seq: u64, text: String) {
-        self.out.push(Effect::Reply { seq, text });
+    fn reply(&mut self, seq: u64, answer: Answer) {
+        self.out.push(Effect::Reply { seq, answer });
     }
+}
+
+fn shutting_down() -> Answer {
+    Answer::error(ErrorCode::ShuttingDown, "the container is stopping")
 }

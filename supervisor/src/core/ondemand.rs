@@ -174,7 +174,12 @@ impl Core {
             self.start_main(Why::OnDemand);
         }
         for seq in std::mem::take(&mut self.stop_waiters) {
-            self.reply(seq, format!("stopped exit={}", exit.code()));
+            self.reply(
+                seq,
+                proto::Answer::Stopped {
+                    exit: Some(exit.code()),
+                },
+            );
         }
     }
 

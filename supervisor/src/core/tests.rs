@@ -2,7 +2,7 @@
 //! start, pids are made up, and the effects are compared whole.
 
 use super::*;
-use proto::control::Command;
+use proto::Builtin as Command;
 use Signal::*;
 
 const MAIN: i32 = 100;
@@ -299,131 +299,74 @@ fn a_listener_that_closes_its_channel_is_killed() {
 #[test]
 fn built_ins_on_the_main_process() {
     let mut c = booted(policy(Restart::No));
-    let reply = |seq, text: &str| Effect::Reply {
-        seq,
-        text: text.into(),
-    };
+    let mut ask = |seq, cmd, ms| shown(c.handle(Event::Command { seq, cmd }, t(ms)));
+    assert_eq!(ask(1, Command::Start, 1), ["reply 1 running pid=100"]);
     assert_eq!(
-        c.handle(
-            Event::Command {
-                seq: 1,
-                cmd: Command::Start
-            },
-            t(1)
-        ),
-        vec![reply(1, "running pid=100")]
-    );
-    assert_eq!(
-        c.handle(
-            Event::Command {
-                seq: 2,
-                cmd: Command::Reload
-            },
-            t(1)
-        ),
-        vec![group(MAIN, SIGHUP), reply(2, "reloaded pid=100")]
+        ask(2, Command::Reload, 1),
+        ["kill 100 SIGHUP", "reply 2 reloaded pid=100"]
     );
     // stop keeps the container up; its reply waits for the exit.
-    assert_eq!(
-        c.handle(
-            Event::Command {
-                seq: 3,
-                cmd: Command::Stop
-            },
-            t(1)
-        ),
-        vec![group(MAIN, SIGTERM)]
-    );
+    assert_eq!(ask(3, Command::Stop, 1), ["kill 100 SIGTERM"]);
     let e = c.handle(Event::Exited(pid(MAIN), exit_code(0)), t(2));
     assert_eq!(
-        e,
-        vec![
-            Effect::Kill(Target::Leftovers(pid(MAIN)), SIGTERM),
-            reply(3, "stopped exit=0")
-        ]
+        shown(e),
+        ["leftovers 100 SIGTERM", "reply 3 stopped exit=0"]
     );
     assert_eq!(c.finished(true, t(2)), None);
     assert!(c
         .status_line(t(2))
         .starts_with("svc stopped pid=- ready=no"));
+    let mut ask = |seq, cmd, ms| shown(c.handle(Event::Command { seq, cmd }, t(ms)));
     assert_eq!(
-        c.handle(
-            Event::Command {
-                seq: 4,
-                cmd: Command::Reload
-            },
-            t(3)
-        ),
-        vec![reply(
-            4,
-            "error unavailable the main process is not running"
-        )]
+        ask(4, Command::Reload, 3),
+        ["reply 4 error unavailable the main process is not running"]
     );
     // restart from down starts it.
-    assert_eq!(
-        c.handle(
-            Event::Command {
-                seq: 5,
-                cmd: Command::Restart
-            },
-            t(3)
-        ),
-        vec![Effect::SpawnMain]
-    );
-    assert_eq!(
-        c.handle(Event::MainSpawned(Ok(pid(101))), t(3)),
-        vec![reply(5, "restarted pid=101")]
-    );
+    assert_eq!(ask(5, Command::Restart, 3), ["spawn main"]);
+    let e = c.handle(Event::MainSpawned(Ok(pid(101))), t(3));
+    assert_eq!(shown(e), ["reply 5 restarted pid=101"]);
     // restart while up: stop, then start, then answer.
-    assert_eq!(
-        c.handle(
-            Event::Command {
-                seq: 6,
-                cmd: Command::Restart
-            },
-            t(4)
-        ),
-        vec![group(101, SIGTERM)]
-    );
+    let mut ask = |seq, cmd, ms| shown(c.handle(Event::Command { seq, cmd }, t(ms)));
+    assert_eq!(ask(6, Command::Restart, 4), ["kill 101 SIGTERM"]);
     let e = c.handle(Event::Exited(pid(101), Exit::Signal(15)), t(5));
+    assert_eq!(shown(e), ["leftovers 101 SIGTERM", "spawn main"]);
+    let e = c.handle(Event::MainSpawned(Err(126)), t(5));
     assert_eq!(
-        e,
-        vec![
-            Effect::Kill(Target::Leftovers(pid(101)), SIGTERM),
-            Effect::SpawnMain
-        ]
-    );
-    assert_eq!(
-        c.handle(Event::MainSpawned(Err(126)), t(5)),
-        vec![reply(6, "error unavailable restart failed with exit 126")]
+        shown(e),
+        ["reply 6 error unavailable restart failed with exit 126"]
     );
     // status never changes anything.
-    let e = c.handle(
-        Event::Command {
-            seq: 7,
-            cmd: Command::Status,
-        },
-        t(5),
-    );
+    let mut ask = |seq, cmd, ms| shown(c.handle(Event::Command { seq, cmd }, t(ms)));
     assert_eq!(
-        e,
-        vec![reply(
-            7,
-            "svc stopped pid=- ready=no restarts=1 last_exit=126"
-        )]
+        ask(7, Command::Status, 5),
+        ["reply 7 svc stopped pid=- ready=no restarts=1 last_exit=126"]
     );
     // While stopping, built-ins other than status are refused.
     c.handle(Event::Signal(SIGTERM), t(6));
-    assert_eq!(
-        c.handle(
-            Event::Command {
-                seq: 8,
-                cmd: Command::Start
-            },
-            t(6)
-        ),
-        vec![reply(8, "error shutting-down the container is stopping")]
+    let e = c.handle(
+        Event::Command {
+            seq: 8,
+            cmd: Command::Start,
+        },
+        t(6),
     );
+    assert_eq!(
+        shown(e),
+        ["reply 8 error shutting-down the container is stopping"]
+    );
+}
+
+/// Effects as short text, replies as the text the client reads.
+fn shown(e: Vec<Effect>) -> Vec<String> {
+    e.into_iter()
+        .map(|e| match e {
+            Effect::Reply { seq, answer } => format!("reply {seq} {answer}"),
+            Effect::Kill(Target::Group(p), s) => format!("kill {p} {s:?}"),
+            Effect::Kill(Target::Leftovers(p), s) => format!("leftovers {p} {s:?}"),
+            Effect::SpawnMain => "spawn main".into(),
+            other => format!("{other:?}"),
+        })
+        .collect()
 }
 
 #[test]

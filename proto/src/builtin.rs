@@ -1,0 +1,170 @@
+//! The built-ins: one table of the requests bosun answers itself, and their replies as
+//! values.
+//!
+//! A built-in is one row of [`Builtin::TABLE`] (its name and who answers it) and one
+//! handler: the listener's for [`By::Listener`], the supervisor core's for
+//! [`By::Supervisor`] (the listener forwards those over the control channel). Replies of
+//! the supervisor's built-ins are [`Answer`] values; their text is made in one place,
+//! [`Answer`]'s `Display`, and is what the client reads.
+
+use std::fmt;
+
+use crate::reply::{ErrorCode, Reply};
+
+/// A request answered without a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Ping,
+    Help,
+    Status,
+    Start,
+    Stop,
+    Restart,
+    Reload,
+}
+
+/// Who answers a built-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The listener, from what it knows (the actions, the liveness of the socket).
+    Listener,
+    /// The supervisor, which owns the main process: forwarded over the control channel.
+    Supervisor,
+}
+
+impl Builtin {
+    /// Every built-in: its name on the wire and who answers it, in `help`'s order.
+    pub const TABLE: [(Builtin, &'static str, By); 7] = [
+        (Builtin::Ping, "ping", By::Listener),
+        (Builtin::Help, "help", By::Listener),
+        (Builtin::Status, "status", By::Supervisor),
+        (Builtin::Start, "start", By::Supervisor),
+        (Builtin::Stop, "stop", By::Supervisor),
+        (Builtin::Restart, "restart", By::Supervisor),
+        (Builtin::Reload, "reload", By::Supervisor),
+    ];
+
+    fn row(self) -> &'static (Builtin, &'static str, By) {
+        Builtin::TABLE
+            .iter()
+            .find(|r| r.0 == self)
+            .unwrap_or(&Builtin::TABLE[0])
+    }
+
+    pub fn name(self) -> &'static str {
+        self.row().1
+    }
+
+    pub fn by(self) -> By {
+        self.row().2
+    }
+
+    /// The built-in named `name`, if any.
+    pub fn parse(name: &str) -> Option<Builtin> {
+        Builtin::TABLE.iter().find(|r| r.1 == name).map(|r| r.0)
+    }
+
+    /// The names, in `help`'s order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Builtin::TABLE.iter().map(|r| r.1)
+    }
+
+    /// Health checks ask these every few seconds: they are logged at debug, not info.
+    pub fn is_quiet(self) -> bool {
+        matches!(self, Builtin::Ping | Builtin::Status)
+    }
+}
+
+impl fmt::Display for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The reply to a built-in the supervisor answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// `status`: the state line (`<service> <state> pid=.. ready=.. restarts=..`).
+    Status(String),
+    /// `start` when it already runs.
+    Running {
+        pid: i32,
+    },
+    Started {
+        pid: i32,
+    },
+    Restarted {
+        pid: i32,
+    },
+    Reloaded {
+        pid: i32,
+    },
+    /// `stop`: with the exit code when a running process was stopped.
+    Stopped {
+        exit: Option<i32>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl Answer {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Answer {
+        Answer::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Status(line) => f.write_str(line),
+            Answer::Running { pid } => write!(f, "running pid={pid}"),
+            Answer::Started { pid } => write!(f, "started pid={pid}"),
+            Answer::Restarted { pid } => write!(f, "restarted pid={pid}"),
+            Answer::Reloaded { pid } => write!(f, "reloaded pid={pid}"),
+            Answer::Stopped { exit: None } => f.write_str("stopped"),
+            Answer::Stopped { exit: Some(c) } => write!(f, "stopped exit={c}"),
+            Answer::Error { code, message } => {
+                write!(f, "{}", Reply::error(*code, message.clone()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_table() {
+        for (b, name, by) in Builtin::TABLE {
+            assert_eq!(Builtin::parse(name), Some(b));
+            assert_eq!(b.name(), name);
+            assert_eq!(b.by(), by);
+            assert_eq!(b.to_string(), name);
+        }
+        assert_eq!(Builtin::parse("rotate-logs"), None);
+        assert_eq!(
+            Builtin::names().collect::<Vec<_>>(),
+            ["ping", "help", "status", "start", "stop", "restart", "reload"]
+        );
+    }
+
+    #[test]
+    fn answers() {
+        assert_eq!(Answer::Started { pid: 7 }.to_string(), "started pid=7");
+        assert_eq!(Answer::Stopped { exit: None }.to_string(), "stopped");
+        assert_eq!(
+            Answer::Stopped { exit: Some(143) }.to_string(),
+            "stopped exit=143"
+        );
+        assert_eq!(
+            Answer::error(ErrorCode::Busy, "starting").to_string(),
+            "error busy starting"
+        );
+    }
+}
