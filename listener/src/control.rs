@@ -16,7 +16,7 @@ use proto::control::{Msg, Received};
 use proto::Builtin;
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Why a control exchange failed.
 #[derive(Debug, Error)]
@@ -39,6 +39,8 @@ pub struct Control {
     pending: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     seq: AtomicU64,
     broken: AtomicBool,
+    /// Clients the supervisor passes on (`conn`), to the server's accept loop.
+    handed: Mutex<Option<mpsc::UnboundedSender<OwnedFd>>>,
 }
 
 impl Control {
@@ -51,9 +53,18 @@ impl Control {
         Ok(Arc::new(Control {
             broken: AtomicBool::new(fd.is_none()),
             fd,
-            pending: Mutex::new(HashMap::new()),
+                        pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(1),
+            handed: Mutex::new(None),
         }))
+    }
+
+    /// The clients the supervisor passes on: it answers `ping` and `status` itself while
+    /// no listener runs, and hands every other client over with its line unread.
+    pub fn handed(&self) -> mpsc::UnboundedReceiver<OwnedFd> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.handed.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     /// True once the supervisor's end is gone.
@@ -101,6 +112,12 @@ impl Control {
                             let _ = tx.send(text);
                         }
                         None => tracing::debug!(seq, "reply nobody waits for"),
+                    }
+                }
+                                Ok(Received::Msg(Msg::Conn, Some(fd))) => {
+                    let tx = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(tx) = tx.as_ref() {
+                        let _ = tx.send(fd);
                     }
                 }
                 Ok(Received::Msg(m, _)) => {

@@ -87,6 +87,7 @@ pub async fn serve(
         idle: Notify::new(),
         shutdown: CancellationToken::new(),
     });
+        let handed = control.handed();
     tokio::spawn(control.read_loop());
     // Discover at once, so a broken callbacks file is in the log at start.
     server.callbacks.known().await;
@@ -96,7 +97,7 @@ pub async fn serve(
         max_actions = server.cfg.max_actions,
         "listening"
     );
-    let acceptor = tokio::spawn(accept_loop(listener, server.clone()));
+        let acceptor = tokio::spawn(accept_loop(listener, handed, server.clone()));
     shutdown.await;
     let running = lock(&server.state).active;
     tracing::info!(running, "shutting down");
@@ -106,11 +107,23 @@ pub async fn serve(
     tracing::info!("stopped");
 }
 
-async fn accept_loop(listener: UnixListener, server: Arc<Server>) {
+/// Serves the clients accepted on the request socket and those the supervisor passes on.
+async fn accept_loop(
+    listener: UnixListener,
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<std::os::fd::OwnedFd>,
+    server: Arc<Server>,
+) {
     let conns = Arc::new(Conns::default());
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
+        let got = tokio::select! {
+            a = listener.accept() => a.map(|(s, _)| s),
+            Some(fd) = handed.recv() => {
+                let std = std::os::unix::net::UnixStream::from(fd);
+                std.set_nonblocking(true).and_then(|()| UnixStream::from_std(std))
+            }
+        };
+        match got {
+            Ok(stream) => {
                 conns.opened();
                 let conns = conns.clone();
                 let server = server.clone();

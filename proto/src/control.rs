@@ -19,10 +19,13 @@
 //!   `start`, `stop`, `restart`, `reload` without a `CB_reload`) are forwarded as
 //!   [`Msg::Cmd`]; the supervisor answers with [`Msg::Reply`] carrying the text of its
 //!   [`Answer`](crate::builtin::Answer) (one or more lines, no trailing newline).
+//! * While no listener runs, the supervisor answers `ping` and `status` on the request
+//!   socket itself; a client with any other request is passed to the listener, started
+//!   for it, as [`Msg::Conn`] with the connection attached and its line unread.
 //! * To stop the listener, the supervisor sends it `SIGTERM`.
 //!
 //! Messages are short ASCII text: `hold <id> <pgid> <action>`, `release <id> [<reply>]`,
-//! `cmd <seq> <command>`, `reply <seq> <text>`.
+//! `cmd <seq> <command>`, `reply <seq> <text>`, `conn`.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -48,8 +51,11 @@ pub enum Msg {
     Release { id: u64, reply: String },
     /// listener -> supervisor: answer a built-in of [`By::Supervisor`].
     Cmd { seq: u64, cmd: Builtin },
-    /// supervisor -> listener: the answer to `Cmd { seq, .. }`.
+        /// supervisor -> listener: the answer to `Cmd { seq, .. }`.
     Reply { seq: u64, text: String },
+    /// supervisor -> listener, with a client's connection attached, its request line
+    /// still unread: serve it as if accepted on the request socket.
+    Conn,
 }
 
 impl Msg {
@@ -59,11 +65,15 @@ impl Msg {
             Msg::Release { id, reply } if reply.is_empty() => format!("release {id}"),
             Msg::Release { id, reply } => format!("release {id} {reply}"),
             Msg::Cmd { seq, cmd } => format!("cmd {seq} {cmd}"),
-            Msg::Reply { seq, text } => format!("reply {seq} {text}"),
+                        Msg::Reply { seq, text } => format!("reply {seq} {text}"),
+            Msg::Conn => "conn".into(),
         }
     }
 
-    pub fn decode(text: &str) -> Option<Msg> {
+        pub fn decode(text: &str) -> Option<Msg> {
+        if text == "conn" {
+            return Some(Msg::Conn);
+        }
         let (head, rest) = text.split_once(' ')?;
         match head {
             "hold" => {
@@ -197,10 +207,11 @@ mod tests {
                 seq: 2,
                 text: "main running pid=7\naction x".into(),
             },
-            Msg::Reply {
+                        Msg::Reply {
                 seq: 3,
                 text: String::new(),
             },
+            Msg::Conn,
         ] {
             assert_eq!(Msg::decode(&m.encode()), Some(m));
         }

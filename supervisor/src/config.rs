@@ -42,7 +42,8 @@ struct FileSettings {
     max_actions: Option<u32>,
     action_timeout: Option<String>,
     action_timeouts: Option<BTreeMap<String, String>>,
-    read_timeout: Option<String>,
+        read_timeout: Option<String>,
+    listener_start: Option<String>,
     on_demand: Option<OnDemandFile>,
 }
 
@@ -74,7 +75,8 @@ const KEYS: &[&str] = &[
     "max_actions",
     "action_timeout",
     "action_timeouts",
-    "read_timeout",
+        "read_timeout",
+    "listener_start",
     "on_demand",
 ];
 const ON_DEMAND_KEYS: &[&str] = &["listen", "idle", "backend", "start_timeout"];
@@ -85,6 +87,18 @@ pub enum Restart {
     No,
     OnFailure,
     Always,
+}
+
+/// When the listener is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerStart {
+    /// Never (`BOSUN_LISTENER=off`): nothing but the supervisor answers the socket.
+    Off,
+    /// At boot, for the container's whole life.
+    Boot,
+    /// At the first request the supervisor does not answer itself (it answers `ping` and
+    /// `status`), then for the container's life; after a crash, at the next such request.
+    Request,
 }
 
 /// How readiness of the main process is probed.
@@ -138,8 +152,10 @@ pub struct Settings {
     pub socket_mode: u32,
     pub socket_gid: Option<Gid>,
     pub on_demand: Option<OnDemand>,
-    /// The listener binary, or `None` when `BOSUN_LISTENER=off`.
+        /// The listener binary, or `None` when `BOSUN_LISTENER=off`.
     pub listener: Option<PathBuf>,
+    /// `listener_start`: `request` (default) or `boot`.
+    pub listener_start: ListenerStart,
     /// Settings only the listener reads, passed to it as `BOSUN_*` variables.
     pub listener_env: Vec<(String, String)>,
 }
@@ -445,6 +461,18 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigErrors> {
         _ => ready,
     };
 
+        let listener_start = match get("listener_start", file.listener_start.clone()) {
+        None => ListenerStart::Request,
+        Some((s, _)) if s == "request" => ListenerStart::Request,
+        Some((s, _)) if s == "boot" => ListenerStart::Boot,
+        Some((s, origin)) => {
+            errs.push(format!(
+                "{origin}: {s:?} is not when to start the listener (request, boot)"
+            ));
+            ListenerStart::Request
+        }
+    };
+
     let listener = match (src.env)("BOSUN_LISTENER") {
         Some(v) if v == "off" => None,
         Some(v) => Some(PathBuf::from(v)),
@@ -479,7 +507,8 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigErrors> {
         socket_mode,
         socket_gid,
         on_demand,
-        listener,
+                listener,
+        listener_start,
         listener_env,
     })
 }

@@ -9,7 +9,7 @@
 //! here blocks but `poll`: every socket it reads or accepts on is polled first or
 //! non-blocking, so a TERM is always read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -51,6 +51,19 @@ pub fn signal_fd() -> nix::Result<SignalFd> {
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
+/// Clients read at once while no listener runs, at most.
+const MAX_ASKING: usize = 64;
+/// How long a client may take to send its line before it is passed to the listener
+/// anyway (which applies the real `read_timeout`).
+const ASK_TIME: Duration = Duration::from_secs(1);
+
+/// A client on the request socket while no listener runs: its line is peeked at, not
+/// read, so that it can still be passed to the listener whole.
+struct Asking {
+    fd: OwnedFd,
+    since: Instant,
+}
+
 /// On demand: the held socket and what only I/O can know of it.
 struct OnDemandIo {
     held: ondemand::Held,
@@ -71,8 +84,14 @@ pub struct Supervisor {
     socket: BoundSocket,
     /// The listener's end of the control channel, while it runs.
     control: Option<OwnedFd>,
-    /// Held requests' connections, by request id.
+        /// Held requests' connections, by request id.
     conns: HashMap<u64, OwnedFd>,
+    /// Clients the supervisor looks at while no listener runs, by a number of its own.
+    asking: BTreeMap<u64, Asking>,
+    next_conn: u64,
+    /// Whether `ping` and `status` may be answered without the listener: not with an
+    /// allow-list, which only the listener applies.
+    answer_here: bool,
     od: Option<OnDemandIo>,
     /// `ready = "notify"`: where the main process says `READY=1`.
     notify: Option<std::os::unix::net::UnixDatagram>,
@@ -120,6 +139,12 @@ impl Supervisor {
                 last_bytes: 0,
             }
         });
+                        let answer_here = !s
+            .listener_env
+            .iter()
+            .any(|(k, v)| k.starts_with("BOSUN_ALLOW_") && !v.trim().is_empty());
+        // Accepted on by the supervisor itself while no listener runs: never block on it.
+        set_nonblocking(socket.fd.as_fd(), true);
         Supervisor {
             core: Core::new(Policy::from_settings(&s), now),
             s,
@@ -127,7 +152,10 @@ impl Supervisor {
             pid1,
             socket,
             control: None,
-            conns: HashMap::new(),
+                        conns: HashMap::new(),
+            asking: BTreeMap::new(),
+            next_conn: 1,
+                        answer_here,
             od,
             notify: None,
             trim_at: Some(now + Duration::from_secs(2)),
@@ -185,8 +213,13 @@ impl Supervisor {
     /// Polls until something happens or the next deadline, and hands what woke it to the
     /// core. Returns whether SIGCHLD came (children to reap).
     fn wait(&mut self, sigfd: &SignalFd) -> bool {
-        let now = Instant::now();
-        let timeout = match self.core.next_deadline(now) {
+                let now = Instant::now();
+        let ask_deadline = self.asking.values().map(|a| a.since + ASK_TIME).min();
+        let deadline = [self.core.next_deadline(now), ask_deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(d) => PollTimeout::try_from(
                 d.saturating_duration_since(now)
@@ -217,7 +250,19 @@ impl Supervisor {
                 .and_then(|o| o.proxy.as_ref())
                 .map(|(_, p)| p.as_fd()),
         );
-        let notify_at = push(&mut fds, self.notify.as_ref().map(|n| n.as_fd()));
+                let notify_at = push(&mut fds, self.notify.as_ref().map(|n| n.as_fd()));
+        let request_at = push(
+            &mut fds,
+            Some(self.socket.fd.as_fd())
+                .filter(|_| self.core.want_request_poll() && self.asking.len() < MAX_ASKING),
+        );
+        let first_asking = fds.len();
+        for a in self.asking.values() {
+            fds.push(PollFd::new(
+                a.fd.as_fd(),
+                PollFlags::POLLIN | pollrdhup(),
+            ));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -229,14 +274,36 @@ impl Supervisor {
             i.and_then(|i| fds[i].revents())
                 .is_some_and(|r| !r.is_empty())
         };
-        let (sig, held, ctl, proxy, notify) = (
+                let (sig, held, ctl, proxy, notify) = (
             ready(Some(0)),
             ready(held_at),
             ready(control_at),
             ready(proxy_at),
             ready(notify_at),
         );
+        let request = ready(request_at);
+        let asked: Vec<(u64, bool)> = self
+            .asking
+            .keys()
+            .zip(&fds[first_asking..])
+            .filter_map(|(&conn, p)| {
+                let r = p.revents().unwrap_or(PollFlags::empty());
+                (!r.is_empty()).then(|| {
+                    (
+                        conn,
+                        r.intersects(pollrdhup() | PollFlags::POLLHUP),
+                    )
+                })
+            })
+            .collect();
         drop(fds);
+        for (conn, hup) in asked {
+            self.look_at(conn, hup);
+        }
+        self.ask_timeouts(Instant::now());
+        if request {
+            self.accept_asking();
+        }
         if proxy {
             if let Some((_, p)) = self.od.as_mut().and_then(|o| o.proxy.as_mut()) {
                 p.run_ready();
@@ -353,6 +420,31 @@ impl Supervisor {
                     Err(e) => {
                         error!(path = %od.held.addr.key(), error = %e, "cannot restore the socket's name")
                     }
+                }
+                None
+            }
+                        Effect::Respond { conn, line } => {
+                if let Some(a) = self.asking.remove(&conn) {
+                    respond(&a.fd, &line);
+                }
+                None
+            }
+            Effect::HandOn { conn } => {
+                let a = self.asking.remove(&conn)?;
+                let sent = self
+                    .control
+                    .as_ref()
+                    .map(|c| control::send(c.as_fd(), &Msg::Conn, Some(a.fd.as_fd())));
+                if !matches!(sent, Some(Ok(()))) {
+                    warn!(error = ?sent, "cannot pass a client to the listener");
+                    respond(
+                        &a.fd,
+                        &proto::Answer::error(
+                            proto::ErrorCode::Unavailable,
+                            "the listener is not reachable",
+                        )
+                        .to_string(),
+                    );
                 }
                 None
             }
@@ -538,6 +630,73 @@ impl Supervisor {
         }
     }
 
+        // ----- the request socket while no listener runs ---------------------------------
+
+    fn accept_asking(&mut self) {
+        let room = MAX_ASKING.saturating_sub(self.asking.len());
+        let now = Instant::now();
+        for fd in accept_ready(self.socket.fd.as_fd()).into_iter().take(room) {
+            let conn = self.next_conn;
+            self.next_conn += 1;
+            self.asking.insert(conn, Asking { fd, since: now });
+            // A line may be there already.
+            self.look_at(conn, false);
+        }
+    }
+
+    /// Peeks at a client's request line; once it is whole (or the client has stopped
+    /// sending), tells the core what it asks.
+    fn look_at(&mut self, conn: u64, hup: bool) {
+        let Some(a) = self.asking.get(&conn) else {
+            return;
+        };
+        let mut buf = [0u8; proto::MAX_LINE + 2];
+        let n = match nix::sys::socket::recv(
+            a.fd.as_raw_fd(),
+            &mut buf,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(0) => {
+                // Gone before a word.
+                self.asking.remove(&conn);
+                return;
+            }
+            Ok(n) => n,
+            Err(Errno::EAGAIN | Errno::EINTR) => return,
+            Err(_) => {
+                self.asking.remove(&conn);
+                return;
+            }
+        };
+        let line = match buf[..n].iter().position(|&b| b == b'\n') {
+            Some(end) => &buf[..end],
+            None if hup || n > proto::MAX_LINE => &buf[..n],
+            None => return,
+        };
+        let builtin = self.answer_here.then(|| ask_of(line)).flatten();
+        self.handle(Event::Asked { conn, builtin }, Instant::now());
+    }
+
+    /// A client slow to send its line goes to the listener, which applies the real read
+    /// timeout.
+    fn ask_timeouts(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .asking
+            .iter()
+            .filter(|(_, a)| now >= a.since + ASK_TIME)
+            .map(|(&c, _)| c)
+            .collect();
+        for conn in late {
+            self.handle(
+                Event::Asked {
+                    conn,
+                    builtin: None,
+                },
+                now,
+            );
+        }
+    }
+
     // ----- on demand ----------------------------------------------------------------
 
     /// The held socket is readable: in proxy mode the supervisor accepts the clients
@@ -585,6 +744,28 @@ impl Supervisor {
         od.pending = waiting;
         od.pending.len()
     }
+}
+
+/// The built-in a request line asks for when it is one the supervisor answers while no
+/// listener runs: exactly `ping` or `status`.
+fn ask_of(line: &[u8]) -> Option<proto::Builtin> {
+    match proto::parse_line(line).ok()?.as_slice() {
+        [one] => proto::Builtin::parse(one).filter(|b| b.is_quiet()),
+        _ => None,
+    }
+}
+
+/// Answers a client the supervisor looked at: its request is read (so that closing does
+/// not reset the connection under the reply), the line written, the connection closed.
+fn respond(conn: &OwnedFd, line: &str) {
+    let mut buf = [0u8; proto::MAX_LINE + 2];
+    let _ = nix::sys::socket::recv(conn.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT);
+    answer(conn, line);
+}
+
+/// `POLLRDHUP`: the peer has shut down its writing side (its request is complete).
+fn pollrdhup() -> PollFlags {
+    PollFlags::from_bits_retain(libc::POLLRDHUP as libc::c_short)
 }
 
 /// Adds `fd` to the poll set; returns its index.

@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use proto::{Answer, Builtin as Command, ErrorCode};
+use proto::{Answer, Builtin, Builtin as Command, ErrorCode};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
+pub use crate::config::ListenerStart;
 use crate::config::{Restart, Settings};
 use crate::signals::{forwarded, Exit};
 
@@ -54,8 +55,8 @@ pub struct Policy {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub ready: ReadyBy,
-    /// Whether a listener is run (`BOSUN_LISTENER=off` turns it off).
-    pub listener: bool,
+        /// When the listener is started, if at all.
+    pub listener: ListenerStart,
     pub on_demand: Option<OdPolicy>,
 }
 
@@ -72,7 +73,10 @@ impl Policy {
                 Some(Ready::Notify) => ReadyBy::Notify,
                 Some(_) => ReadyBy::Probe,
             },
-            listener: s.listener.is_some(),
+                        listener: match (&s.listener, s.listener_start) {
+                (None, _) => ListenerStart::Off,
+                (Some(_), start) => start,
+            },
             on_demand: s.on_demand.as_ref().map(|o| OdPolicy {
                 idle: o.idle,
                 start_timeout: o.start_timeout,
@@ -131,8 +135,12 @@ pub enum Event {
     Pending(usize),
     /// On demand: traffic was seen (proxied bytes, or the answer to [`Effect::Scan`]).
     Traffic,
-    /// On demand, handoff mode: the answer to [`Effect::Scan`] when nothing new was seen.
+        /// On demand, handoff mode: the answer to [`Effect::Scan`] when nothing new was seen.
     Quiet,
+    /// While no listener runs: a client on the request socket (`conn`, numbered by the
+    /// loop) sent a request line that is exactly this built-in (`ping`, `status`), or
+    /// something else (`None`), which goes to the listener.
+    Asked { conn: u64, builtin: Option<Builtin> },
 }
 
 /// Who a signal goes to.
@@ -177,9 +185,13 @@ pub enum Effect {
     CloseProxied,
     /// On demand: put the held socket's public name back (php-fpm unlinks it on exit).
     Relink,
-    /// On demand, handoff mode: look for new connections in the kernel's socket table;
+        /// On demand, handoff mode: look for new connections in the kernel's socket table;
     /// answered with [`Event::Traffic`] or [`Event::Quiet`].
     Scan,
+    /// Answer client `conn` (of [`Event::Asked`]) with `line`, then close it.
+    Respond { conn: u64, line: String },
+    /// Pass client `conn`, its request unread, to the listener.
+    HandOn { conn: u64 },
 }
 
 /// The main process's state.
@@ -222,6 +234,8 @@ enum Why {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Listener {
     Off,
+    /// Not started yet: the supervisor watches the request socket itself.
+    Idle,
     Starting,
     Up {
         pid: Pid,
@@ -270,7 +284,9 @@ pub struct Core {
     held: BTreeMap<u64, Held>,
     next_id: u64,
     stop_waiters: Vec<u64>,
-    restart_waiters: Vec<u64>,
+        restart_waiters: Vec<u64>,
+    /// Clients waiting for the listener to start, to be handed on to it.
+    waiting: Vec<u64>,
     leftovers: Option<Leftovers>,
     /// Set once the container is going down: the stop deadline.
     shutdown: Option<Instant>,
@@ -282,10 +298,10 @@ pub struct Core {
 
 impl Core {
     pub fn new(p: Policy, now: Instant) -> Core {
-        let listener = if p.listener {
-            Listener::Backoff { until: now }
-        } else {
-            Listener::Off
+                let listener = match p.listener {
+            ListenerStart::Off => Listener::Off,
+            ListenerStart::Boot => Listener::Backoff { until: now },
+            ListenerStart::Request => Listener::Idle,
         };
         let od = p.on_demand.clone().map(|o| ondemand::Od::new(o, now));
         Core {
@@ -308,7 +324,8 @@ impl Core {
             held: BTreeMap::new(),
             next_id: 1,
             stop_waiters: Vec::new(),
-            restart_waiters: Vec::new(),
+                        restart_waiters: Vec::new(),
+            waiting: Vec::new(),
             leftovers: None,
             shutdown: None,
             others_signalled: false,
@@ -348,7 +365,8 @@ impl Core {
                 }
             }
             Event::Traffic => self.on_traffic(now),
-            Event::Quiet => self.check_idle(now),
+                        Event::Quiet => self.check_idle(now),
+            Event::Asked { conn, builtin } => self.on_asked(conn, builtin, now),
         }
         std::mem::take(&mut self.out)
     }
@@ -368,6 +386,11 @@ impl Core {
             Listener::Up { pid, .. } => Some(pid),
             _ => None,
         }
+    }
+
+        /// Whether the loop watches the request socket itself (no listener runs yet).
+    pub fn want_request_poll(&self) -> bool {
+        self.listener == Listener::Idle && self.shutdown.is_none()
     }
 
     /// Whether the listener's control channel is still read.
@@ -407,8 +430,9 @@ impl Core {
     /// (`no_children`), or the grace after the final KILL has passed.
     pub fn finished(&self, no_children: bool, now: Instant) -> Option<i32> {
         let deadline = self.shutdown?;
-        let down = matches!(self.main, Main::Down)
+                let down = matches!(self.main, Main::Down)
             && !matches!(self.listener, Listener::Up { .. } | Listener::Starting);
+        let down = down && self.waiting.is_empty();
         (down && (no_children || now >= deadline + KILL_GRACE))
             .then(|| self.last_exit.map_or(0, Exit::code))
     }
@@ -675,8 +699,11 @@ impl Core {
             return;
         }
         self.listener = match r {
-            Some(pid) => {
+                        Some(pid) => {
                 info!(child = "listener", pid = pid.as_raw(), "spawned");
+                for conn in std::mem::take(&mut self.waiting) {
+                    self.out.push(Effect::HandOn { conn });
+                }
                 Listener::Up {
                     pid,
                     started: now,
@@ -853,12 +880,14 @@ impl Core {
                 }
             }
         }
-        if let Listener::Backoff { until } = self.listener {
+                if let Listener::Backoff { until } = self.listener {
             if now >= until && self.shutdown.is_none() {
-                self.listener = Listener::Starting;
-                self.out.push(Effect::SpawnListener {
-                    next_id: self.next_id,
-                });
+                if self.p.listener == ListenerStart::Request && self.waiting.is_empty() {
+                    // Started again by the next request that needs it.
+                    self.listener = Listener::Idle;
+                } else {
+                    self.start_listener();
+                }
             }
         }
         if self.probe.pid.is_none() && self.probe.next.is_some_and(|n| now >= n) {
@@ -941,6 +970,52 @@ impl Core {
 
     // ----- actions ------------------------------------------------------------------
 
+        fn start_listener(&mut self) {
+        self.listener = Listener::Starting;
+        self.out.push(Effect::SpawnListener {
+            next_id: self.next_id,
+        });
+    }
+
+    /// A request while no listener runs: `ping` and `status` are answered here, anything
+    /// else waits for the listener, started for it.
+    fn on_asked(&mut self, conn: u64, builtin: Option<Builtin>, now: Instant) {
+        let line = |a: Answer| a.to_string();
+        if self.shutdown.is_some() {
+            let line = line(shutting_down());
+            return self.out.push(Effect::Respond { conn, line });
+        }
+        match builtin {
+            Some(Builtin::Ping) => {
+                debug!(command = "ping", "request");
+                self.out.push(Effect::Respond {
+                    conn,
+                    line: "pong".into(),
+                })
+            }
+            Some(Builtin::Status) => {
+                debug!(command = "status", "request");
+                let line = self.status_line(now);
+                self.out.push(Effect::Respond { conn, line })
+            }
+            _ => match self.listener {
+                Listener::Up { control: true, .. } => self.out.push(Effect::HandOn { conn }),
+                Listener::Idle => {
+                    self.waiting.push(conn);
+                    self.start_listener();
+                }
+                Listener::Starting | Listener::Backoff { .. } => self.waiting.push(conn),
+                Listener::Off | Listener::Gone | Listener::Up { control: false, .. } => {
+                    let line = line(Answer::error(
+                        ErrorCode::Unavailable,
+                        "no listener is running",
+                    ));
+                    self.out.push(Effect::Respond { conn, line })
+                }
+            },
+        }
+    }
+
     fn start_main(&mut self, why: Why) {
         self.main = Main::Starting(why);
         self.out.push(Effect::SpawnMain);
@@ -978,10 +1053,14 @@ impl Core {
                 Listener::Up { pid, .. } => self
                     .out
                     .push(Effect::Kill(Target::Group(pid), Signal::SIGTERM)),
-                // A spawn under way is TERMed when its pid comes back.
+                                // A spawn under way is TERMed when its pid comes back.
                 Listener::Starting => {}
                 Listener::Off => {}
                 _ => self.listener = Listener::Gone,
+            }
+            for conn in std::mem::take(&mut self.waiting) {
+                let line = shutting_down().to_string();
+                self.out.push(Effect::Respond { conn, line });
             }
             for seq in std::mem::take(&mut self.stop_waiters)
                 .into_iter()

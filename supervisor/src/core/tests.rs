@@ -28,7 +28,7 @@ fn policy(restart: Restart) -> Policy {
         stop_signal: SIGTERM,
         stop_timeout: Duration::from_secs(8),
         ready: ReadyBy::Start,
-        listener: true,
+        listener: ListenerStart::Boot,
         on_demand: None,
     }
 }
