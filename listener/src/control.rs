@@ -53,7 +53,7 @@ impl Control {
         Ok(Arc::new(Control {
             broken: AtomicBool::new(fd.is_none()),
             fd,
-                        pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(1),
             handed: Mutex::new(None),
         }))
@@ -114,7 +114,7 @@ impl Control {
                         None => tracing::debug!(seq, "reply nobody waits for"),
                     }
                 }
-                                Ok(Received::Msg(Msg::Conn, Some(fd))) => {
+                Ok(Received::Msg(Msg::Conn, Some(fd))) => {
                     let tx = self.handed.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(tx) = tx.as_ref() {
                         let _ = tx.send(fd);

@@ -87,7 +87,7 @@ pub async fn serve(
         idle: Notify::new(),
         shutdown: CancellationToken::new(),
     });
-        let handed = control.handed();
+    let handed = control.handed();
     tokio::spawn(control.read_loop());
     // Discover at once, so a broken callbacks file is in the log at start.
     server.callbacks.known().await;
@@ -97,7 +97,7 @@ pub async fn serve(
         max_actions = server.cfg.max_actions,
         "listening"
     );
-        let acceptor = tokio::spawn(accept_loop(listener, handed, server.clone()));
+    let acceptor = tokio::spawn(accept_loop(listener, handed, server.clone()));
     shutdown.await;
     let running = lock(&server.state).active;
     tracing::info!(running, "shutting down");

@@ -51,7 +51,7 @@ pub enum Msg {
     Release { id: u64, reply: String },
     /// listener -> supervisor: answer a built-in of [`By::Supervisor`].
     Cmd { seq: u64, cmd: Builtin },
-        /// supervisor -> listener: the answer to `Cmd { seq, .. }`.
+    /// supervisor -> listener: the answer to `Cmd { seq, .. }`.
     Reply { seq: u64, text: String },
     /// supervisor -> listener, with a client's connection attached, its request line
     /// still unread: serve it as if accepted on the request socket.
@@ -65,12 +65,12 @@ impl Msg {
             Msg::Release { id, reply } if reply.is_empty() => format!("release {id}"),
             Msg::Release { id, reply } => format!("release {id} {reply}"),
             Msg::Cmd { seq, cmd } => format!("cmd {seq} {cmd}"),
-                        Msg::Reply { seq, text } => format!("reply {seq} {text}"),
+            Msg::Reply { seq, text } => format!("reply {seq} {text}"),
             Msg::Conn => "conn".into(),
         }
     }
 
-        pub fn decode(text: &str) -> Option<Msg> {
+    pub fn decode(text: &str) -> Option<Msg> {
         if text == "conn" {
             return Some(Msg::Conn);
         }
@@ -207,7 +207,7 @@ mod tests {
                 seq: 2,
                 text: "main running pid=7\naction x".into(),
             },
-                        Msg::Reply {
+            Msg::Reply {
                 seq: 3,
                 text: String::new(),
             },

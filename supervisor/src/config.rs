@@ -42,7 +42,7 @@ struct FileSettings {
     max_actions: Option<u32>,
     action_timeout: Option<String>,
     action_timeouts: Option<BTreeMap<String, String>>,
-        read_timeout: Option<String>,
+    read_timeout: Option<String>,
     listener_start: Option<String>,
     on_demand: Option<OnDemandFile>,
 }
@@ -75,7 +75,7 @@ const KEYS: &[&str] = &[
     "max_actions",
     "action_timeout",
     "action_timeouts",
-        "read_timeout",
+    "read_timeout",
     "listener_start",
     "on_demand",
 ];
@@ -152,7 +152,7 @@ pub struct Settings {
     pub socket_mode: u32,
     pub socket_gid: Option<Gid>,
     pub on_demand: Option<OnDemand>,
-        /// The listener binary, or `None` when `BOSUN_LISTENER=off`.
+    /// The listener binary, or `None` when `BOSUN_LISTENER=off`.
     pub listener: Option<PathBuf>,
     /// `listener_start`: `request` (default) or `boot`.
     pub listener_start: ListenerStart,
@@ -461,7 +461,7 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigErrors> {
         _ => ready,
     };
 
-        let listener_start = match get("listener_start", file.listener_start.clone()) {
+    let listener_start = match get("listener_start", file.listener_start.clone()) {
         None => ListenerStart::Request,
         Some((s, _)) if s == "request" => ListenerStart::Request,
         Some((s, _)) if s == "boot" => ListenerStart::Boot,
@@ -507,7 +507,7 @@ pub fn load(src: &Sources<'_>) -> Result<Settings, ConfigErrors> {
         socket_mode,
         socket_gid,
         on_demand,
-                listener,
+        listener,
         listener_start,
         listener_env,
     })

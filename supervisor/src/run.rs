@@ -84,7 +84,7 @@ pub struct Supervisor {
     socket: BoundSocket,
     /// The listener's end of the control channel, while it runs.
     control: Option<OwnedFd>,
-        /// Held requests' connections, by request id.
+    /// Held requests' connections, by request id.
     conns: HashMap<u64, OwnedFd>,
     /// Clients the supervisor looks at while no listener runs, by a number of its own.
     asking: BTreeMap<u64, Asking>,
@@ -139,7 +139,7 @@ impl Supervisor {
                 last_bytes: 0,
             }
         });
-                        let answer_here = !s
+        let answer_here = !s
             .listener_env
             .iter()
             .any(|(k, v)| k.starts_with("BOSUN_ALLOW_") && !v.trim().is_empty());
@@ -152,10 +152,10 @@ impl Supervisor {
             pid1,
             socket,
             control: None,
-                        conns: HashMap::new(),
+            conns: HashMap::new(),
             asking: BTreeMap::new(),
             next_conn: 1,
-                        answer_here,
+            answer_here,
             od,
             notify: None,
             trim_at: Some(now + Duration::from_secs(2)),
@@ -213,87 +213,81 @@ impl Supervisor {
     /// Polls until something happens or the next deadline, and hands what woke it to the
     /// core. Returns whether SIGCHLD came (children to reap).
     fn wait(&mut self, sigfd: &SignalFd) -> bool {
-                let now = Instant::now();
+        let now = Instant::now();
         let ask_deadline = self.asking.values().map(|a| a.since + ASK_TIME).min();
         let deadline = [self.core.next_deadline(now), ask_deadline]
             .into_iter()
             .flatten()
             .min();
         let timeout = match deadline {
-            None => PollTimeout::NONE,
-            Some(d) => PollTimeout::try_from(
-                d.saturating_duration_since(now)
-                    .as_millis()
-                    .clamp(1, 60_000) as i32,
-            )
-            .unwrap_or(PollTimeout::MAX),
+            None => -1,
+            Some(d) => d
+                .saturating_duration_since(now)
+                .as_millis()
+                .clamp(1, 60_000) as i32,
         };
-        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-        let held_at = push(
-            &mut fds,
+        let mut fds = PollSet::default();
+        let sig_at = fds.push(Some(sigfd.as_fd()), libc::POLLIN);
+        let held_at = fds.push(
             self.od
                 .as_ref()
                 .filter(|_| self.core.want_listen_poll(now))
                 .map(|o| o.held.fd.as_fd()),
+            libc::POLLIN,
         );
-        let control_at = push(
-            &mut fds,
+        let control_at = fds.push(
             self.control
                 .as_ref()
                 .filter(|_| self.core.control_open())
                 .map(|c| c.as_fd()),
+            libc::POLLIN,
         );
-        let proxy_at = push(
-            &mut fds,
+        let proxy_at = fds.push(
             self.od
                 .as_ref()
                 .and_then(|o| o.proxy.as_ref())
                 .map(|(_, p)| p.as_fd()),
+            libc::POLLIN,
         );
-                let notify_at = push(&mut fds, self.notify.as_ref().map(|n| n.as_fd()));
-        let request_at = push(
-            &mut fds,
+        let notify_at = fds.push(self.notify.as_ref().map(|n| n.as_fd()), libc::POLLIN);
+        let request_at = fds.push(
             Some(self.socket.fd.as_fd())
                 .filter(|_| self.core.want_request_poll() && self.asking.len() < MAX_ASKING),
+            libc::POLLIN,
         );
-        let first_asking = fds.len();
-        for a in self.asking.values() {
-            fds.push(PollFd::new(
-                a.fd.as_fd(),
-                PollFlags::POLLIN | pollrdhup(),
-            ));
-        }
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => {
+        let asking: Vec<(u64, Option<usize>)> = self
+            .asking
+            .iter()
+            .map(|(&conn, a)| {
+                (
+                    conn,
+                    fds.push(Some(a.fd.as_fd()), libc::POLLIN | libc::POLLRDHUP),
+                )
+            })
+            .collect();
+        if let Err(e) = fds.poll(timeout) {
+            if e != Errno::EINTR {
                 error!(error = %e, "poll failed");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let ready = |i: Option<usize>| {
-            i.and_then(|i| fds[i].revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-                let (sig, held, ctl, proxy, notify) = (
-            ready(Some(0)),
+        let ready = |i: Option<usize>| fds.revents(i) != 0;
+        let (sig, held, ctl, proxy, notify) = (
+            ready(sig_at),
             ready(held_at),
             ready(control_at),
             ready(proxy_at),
             ready(notify_at),
         );
         let request = ready(request_at);
-        let asked: Vec<(u64, bool)> = self
-            .asking
-            .keys()
-            .zip(&fds[first_asking..])
-            .filter_map(|(&conn, p)| {
-                let r = p.revents().unwrap_or(PollFlags::empty());
-                (!r.is_empty()).then(|| {
-                    (
-                        conn,
-                        r.intersects(pollrdhup() | PollFlags::POLLHUP),
-                    )
-                })
+        let asked: Vec<(u64, bool)> = asking
+            .into_iter()
+            .filter(|&(_, i)| ready(i))
+            .map(|(conn, i)| {
+                (
+                    conn,
+                    fds.revents(i) & (libc::POLLRDHUP | libc::POLLHUP) != 0,
+                )
             })
             .collect();
         drop(fds);
@@ -423,7 +417,7 @@ impl Supervisor {
                 }
                 None
             }
-                        Effect::Respond { conn, line } => {
+            Effect::Respond { conn, line } => {
                 if let Some(a) = self.asking.remove(&conn) {
                     respond(&a.fd, &line);
                 }
@@ -630,7 +624,7 @@ impl Supervisor {
         }
     }
 
-        // ----- the request socket while no listener runs ---------------------------------
+    // ----- the request socket while no listener runs ---------------------------------
 
     fn accept_asking(&mut self) {
         let room = MAX_ASKING.saturating_sub(self.asking.len());
@@ -763,17 +757,44 @@ fn respond(conn: &OwnedFd, line: &str) {
     answer(conn, line);
 }
 
-/// `POLLRDHUP`: the peer has shut down its writing side (its request is complete).
-fn pollrdhup() -> PollFlags {
-    PollFlags::from_bits_retain(libc::POLLRDHUP as libc::c_short)
+/// The file descriptors one turn of the loop waits on. (Raw `poll(2)`: nix's `PollFlags`
+/// has no `POLLRDHUP`, and drops the whole `revents` when that bit is set.)
+#[derive(Default)]
+struct PollSet<'a> {
+    fds: Vec<libc::pollfd>,
+    _borrowed: std::marker::PhantomData<BorrowedFd<'a>>,
 }
 
-/// Adds `fd` to the poll set; returns its index.
-fn push<'a>(fds: &mut Vec<PollFd<'a>>, fd: Option<BorrowedFd<'a>>) -> Option<usize> {
-    fd.map(|fd| {
-        fds.push(PollFd::new(fd, PollFlags::POLLIN));
-        fds.len() - 1
-    })
+impl<'a> PollSet<'a> {
+    /// Adds `fd` (when there is one) waiting for `events`; returns its index.
+    fn push(&mut self, fd: Option<BorrowedFd<'a>>, events: libc::c_short) -> Option<usize> {
+        let fd = fd?;
+        self.fds.push(libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        });
+        Some(self.fds.len() - 1)
+    }
+
+    /// Waits up to `timeout_ms` (-1: no limit) for any of them.
+    fn poll(&mut self, timeout_ms: i32) -> nix::Result<()> {
+        // SAFETY: `fds` is a valid array of `len` pollfd structs for the whole call; the
+        // descriptors are borrowed for 'a, so none is closed while we wait.
+        let n = unsafe {
+            libc::poll(
+                self.fds.as_mut_ptr(),
+                self.fds.len() as libc::nfds_t,
+                timeout_ms,
+            )
+        };
+        Errno::result(n).map(drop)
+    }
+
+    /// What happened on the descriptor at `i` (0 for none).
+    fn revents(&self, i: Option<usize>) -> libc::c_short {
+        i.and_then(|i| self.fds.get(i)).map_or(0, |p| p.revents)
+    }
 }
 
 /// Writes `line` (when not empty) to a client, then lets the connection go. A client gone

@@ -418,3 +418,56 @@ fn a_crashed_listener_leaves_no_action_behind() {
     );
     assert_eq!(s.request("ping"), vec!["pong"]);
 }
+
+/// The supervisor's children named `listener`.
+fn listeners(s: &Sup) -> usize {
+    let sup = s.pid();
+    std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "listener")
+        })
+        .count()
+}
+
+#[test]
+fn no_listener_runs_before_the_first_request_that_needs_one() {
+    for mode in MODES {
+        let s = with_listener(mode).cmd(&["sleep", "1000"]).start();
+        s.wait_socket();
+        // ping and status, whole lines or cut short by the client, answered by the
+        // supervisor itself.
+        for _ in 0..5 {
+            assert_eq!(socat(&s.socket(), "ping\n"), "pong\n");
+            assert_eq!(socat(&s.socket(), "ping"), "pong\n");
+            let st = socat(&s.socket(), "status\n");
+            assert!(st.starts_with("t running pid="), "{st}");
+        }
+        assert_eq!(listeners(&s), 0, "{}", s.stderr());
+        // A client that connects and says nothing yet does not start it either.
+        let idle = UnixStream::connect(s.socket()).unwrap();
+        assert_eq!(socat(&s.socket(), "ping\n"), "pong\n");
+        assert_eq!(listeners(&s), 0);
+        drop(idle);
+        // An action starts it, and gets its reply through it.
+        let out = socat(&s.socket(), "hello a b\n");
+        assert!(out.starts_with("accepted 1 hello\ndone 1 exit=0"), "{out}");
+        assert_eq!(listeners(&s), 1);
+        assert_eq!(socat(&s.socket(), "ping\n"), "pong\n");
+    }
+}
+
+#[test]
+fn listener_start_boot_starts_it_at_once() {
+    for mode in MODES {
+        let s = with_listener(mode)
+            .env("BOSUN_LISTENER_START", "boot")
+            .cmd(&["sleep", "1000"])
+            .start();
+        s.wait_socket();
+        wait_until(Duration::from_secs(10), "a listener", || {
+            (listeners(&s) == 1).then_some(())
+        });
+    }
+}

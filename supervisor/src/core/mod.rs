@@ -55,7 +55,7 @@ pub struct Policy {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub ready: ReadyBy,
-        /// When the listener is started, if at all.
+    /// When the listener is started, if at all.
     pub listener: ListenerStart,
     pub on_demand: Option<OdPolicy>,
 }
@@ -73,7 +73,7 @@ impl Policy {
                 Some(Ready::Notify) => ReadyBy::Notify,
                 Some(_) => ReadyBy::Probe,
             },
-                        listener: match (&s.listener, s.listener_start) {
+            listener: match (&s.listener, s.listener_start) {
                 (None, _) => ListenerStart::Off,
                 (Some(_), start) => start,
             },
@@ -135,12 +135,15 @@ pub enum Event {
     Pending(usize),
     /// On demand: traffic was seen (proxied bytes, or the answer to [`Effect::Scan`]).
     Traffic,
-        /// On demand, handoff mode: the answer to [`Effect::Scan`] when nothing new was seen.
+    /// On demand, handoff mode: the answer to [`Effect::Scan`] when nothing new was seen.
     Quiet,
     /// While no listener runs: a client on the request socket (`conn`, numbered by the
     /// loop) sent a request line that is exactly this built-in (`ping`, `status`), or
     /// something else (`None`), which goes to the listener.
-    Asked { conn: u64, builtin: Option<Builtin> },
+    Asked {
+        conn: u64,
+        builtin: Option<Builtin>,
+    },
 }
 
 /// Who a signal goes to.
@@ -185,13 +188,18 @@ pub enum Effect {
     CloseProxied,
     /// On demand: put the held socket's public name back (php-fpm unlinks it on exit).
     Relink,
-        /// On demand, handoff mode: look for new connections in the kernel's socket table;
+    /// On demand, handoff mode: look for new connections in the kernel's socket table;
     /// answered with [`Event::Traffic`] or [`Event::Quiet`].
     Scan,
     /// Answer client `conn` (of [`Event::Asked`]) with `line`, then close it.
-    Respond { conn: u64, line: String },
+    Respond {
+        conn: u64,
+        line: String,
+    },
     /// Pass client `conn`, its request unread, to the listener.
-    HandOn { conn: u64 },
+    HandOn {
+        conn: u64,
+    },
 }
 
 /// The main process's state.
@@ -284,7 +292,7 @@ pub struct Core {
     held: BTreeMap<u64, Held>,
     next_id: u64,
     stop_waiters: Vec<u64>,
-        restart_waiters: Vec<u64>,
+    restart_waiters: Vec<u64>,
     /// Clients waiting for the listener to start, to be handed on to it.
     waiting: Vec<u64>,
     leftovers: Option<Leftovers>,
@@ -298,7 +306,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(p: Policy, now: Instant) -> Core {
-                let listener = match p.listener {
+        let listener = match p.listener {
             ListenerStart::Off => Listener::Off,
             ListenerStart::Boot => Listener::Backoff { until: now },
             ListenerStart::Request => Listener::Idle,
@@ -324,7 +332,7 @@ impl Core {
             held: BTreeMap::new(),
             next_id: 1,
             stop_waiters: Vec::new(),
-                        restart_waiters: Vec::new(),
+            restart_waiters: Vec::new(),
             waiting: Vec::new(),
             leftovers: None,
             shutdown: None,
@@ -365,7 +373,7 @@ impl Core {
                 }
             }
             Event::Traffic => self.on_traffic(now),
-                        Event::Quiet => self.check_idle(now),
+            Event::Quiet => self.check_idle(now),
             Event::Asked { conn, builtin } => self.on_asked(conn, builtin, now),
         }
         std::mem::take(&mut self.out)
@@ -388,7 +396,7 @@ impl Core {
         }
     }
 
-        /// Whether the loop watches the request socket itself (no listener runs yet).
+    /// Whether the loop watches the request socket itself (no listener runs yet).
     pub fn want_request_poll(&self) -> bool {
         self.listener == Listener::Idle && self.shutdown.is_none()
     }
@@ -430,7 +438,7 @@ impl Core {
     /// (`no_children`), or the grace after the final KILL has passed.
     pub fn finished(&self, no_children: bool, now: Instant) -> Option<i32> {
         let deadline = self.shutdown?;
-                let down = matches!(self.main, Main::Down)
+        let down = matches!(self.main, Main::Down)
             && !matches!(self.listener, Listener::Up { .. } | Listener::Starting);
         let down = down && self.waiting.is_empty();
         (down && (no_children || now >= deadline + KILL_GRACE))
@@ -699,7 +707,7 @@ impl Core {
             return;
         }
         self.listener = match r {
-                        Some(pid) => {
+            Some(pid) => {
                 info!(child = "listener", pid = pid.as_raw(), "spawned");
                 for conn in std::mem::take(&mut self.waiting) {
                     self.out.push(Effect::HandOn { conn });
@@ -880,7 +888,7 @@ impl Core {
                 }
             }
         }
-                if let Listener::Backoff { until } = self.listener {
+        if let Listener::Backoff { until } = self.listener {
             if now >= until && self.shutdown.is_none() {
                 if self.p.listener == ListenerStart::Request && self.waiting.is_empty() {
                     // Started again by the next request that needs it.
@@ -970,7 +978,7 @@ impl Core {
 
     // ----- actions ------------------------------------------------------------------
 
-        fn start_listener(&mut self) {
+    fn start_listener(&mut self) {
         self.listener = Listener::Starting;
         self.out.push(Effect::SpawnListener {
             next_id: self.next_id,
@@ -1053,7 +1061,7 @@ impl Core {
                 Listener::Up { pid, .. } => self
                     .out
                     .push(Effect::Kill(Target::Group(pid), Signal::SIGTERM)),
-                                // A spawn under way is TERMed when its pid comes back.
+                // A spawn under way is TERMed when its pid comes back.
                 Listener::Starting => {}
                 Listener::Off => {}
                 _ => self.listener = Listener::Gone,

@@ -526,3 +526,130 @@ fn an_idle_stop_and_the_next_start() {
     assert!(c.status_line(t(65_010)).starts_with("svc idle"));
     assert!(c.want_listen_poll(t(65_010)));
 }
+
+/// `listener_start = request`: boots with the main process alone.
+fn lazy() -> Core {
+    let mut c = Core::new(
+        Policy {
+            listener: ListenerStart::Request,
+            ..policy(Restart::No)
+        },
+        t(0),
+    );
+    assert_eq!(c.handle(Event::Boot, t(0)), vec![Effect::SpawnMain]);
+    assert_eq!(c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0)), vec![]);
+    assert!(c.want_request_poll());
+    c
+}
+
+fn asked(conn: u64, builtin: Option<Command>) -> Event {
+    Event::Asked { conn, builtin }
+}
+
+#[test]
+fn a_lazy_listener_answers_ping_and_status_itself() {
+    let mut c = lazy();
+    assert_eq!(
+        c.handle(asked(1, Some(Command::Ping)), t(1)),
+        vec![Effect::Respond {
+            conn: 1,
+            line: "pong".into()
+        }]
+    );
+    let e = c.handle(asked(2, Some(Command::Status)), t(2));
+    assert_eq!(
+        e,
+        vec![Effect::Respond {
+            conn: 2,
+            line: c.status_line(t(2))
+        }]
+    );
+    assert!(c.listener_pid().is_none());
+}
+
+#[test]
+fn a_lazy_listener_starts_on_the_first_other_request_and_takes_every_waiting_client() {
+    let mut c = lazy();
+    assert_eq!(
+        c.handle(asked(1, None), t(1)),
+        vec![Effect::SpawnListener { next_id: 1 }]
+    );
+    assert!(!c.want_request_poll());
+    // A second client while it starts waits too; no second spawn.
+    assert_eq!(c.handle(asked(2, None), t(2)), vec![]);
+    assert_eq!(
+        c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(3)),
+        vec![Effect::HandOn { conn: 1 }, Effect::HandOn { conn: 2 }]
+    );
+    // From now on the listener's own socket accept does the work.
+    assert_eq!(c.listener_pid(), Some(pid(LISTENER)));
+}
+
+#[test]
+fn a_lazy_listener_that_crashes_waits_for_the_next_request() {
+    let mut c = lazy();
+    c.handle(asked(1, None), t(1));
+    c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(1));
+    let e = c.handle(Event::Exited(pid(LISTENER), Exit::Signal(9)), t(2));
+    assert!(e.contains(&Effect::Kill(
+        Target::SessionGroups {
+            sid: pid(LISTENER),
+            except: vec![]
+        },
+        SIGTERM
+    )));
+    // After its backoff it is not started again until someone asks.
+    let end = c.next_deadline(t(2)).expect("a backoff deadline");
+    assert_eq!(c.handle(Event::Tick, end), vec![]);
+    assert!(c.want_request_poll());
+    assert_eq!(
+        c.handle(asked(3, None), end),
+        vec![Effect::SpawnListener { next_id: 1 }]
+    );
+}
+
+#[test]
+fn a_client_asking_during_the_backoff_restarts_the_listener_when_it_ends() {
+    let mut c = lazy();
+    c.handle(asked(1, None), t(1));
+    c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(1));
+    c.handle(Event::Exited(pid(LISTENER), Exit::Signal(9)), t(2));
+    assert_eq!(c.handle(asked(2, None), t(3)), vec![]);
+    let end = c.next_deadline(t(3)).expect("a backoff deadline");
+    assert_eq!(
+        c.handle(Event::Tick, end),
+        vec![Effect::SpawnListener { next_id: 1 }]
+    );
+    assert_eq!(
+        c.handle(Event::ListenerSpawned(Some(pid(LISTENER + 1))), end),
+        vec![Effect::HandOn { conn: 2 }]
+    );
+}
+
+#[test]
+fn clients_waiting_for_a_lazy_listener_are_told_when_the_container_stops() {
+    let mut c = lazy();
+    c.handle(asked(1, None), t(1));
+    let e = c.handle(Event::Signal(SIGTERM), t(2));
+    assert!(
+        e.contains(&Effect::Respond {
+            conn: 1,
+            line: "error shutting-down the container is stopping".into()
+        }),
+        "{e:?}"
+    );
+    assert!(e.contains(&group(MAIN, SIGTERM)), "{e:?}");
+    // A spawn under way is TERMed when its pid comes back.
+    assert_eq!(
+        c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(3)),
+        vec![group(LISTENER, SIGTERM)]
+    );
+    // Late askers get the same answer.
+    assert_eq!(
+        c.handle(asked(2, Some(Command::Ping)), t(4)),
+        vec![Effect::Respond {
+            conn: 2,
+            line: "error shutting-down the container is stopping".into()
+        }]
+    );
+}
