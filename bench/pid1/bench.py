@@ -615,6 +615,460 @@ def main_stop(mode, ready):
     os.execvp("sleep", ["sleep", "infinity"])
 
 
+# ------------------------------------------------ footprint (issue 11)
+#
+# `bench.py --footprint`: anonymous memory and Pss of bosun's supervisor (+ listener) and
+# of its peers while idle, and `INIT -- /bin/true`, for any number of bosun builds
+# ("variants") side by side with tini, tini-static, dumb-init and catatonit in one run.
+
+FP_PEERS = [("tini", "tini", "tini"), ("tini-static", "tini", "tini-static"),
+            ("dumb-init", "dumb-init", "dumb-init"), ("catatonit", "catatonit", "catatonit")]
+# the supervisor gives its start-up text pages back ~2 s after start (supervisor/src/trim.rs):
+# samples are taken after that, or they measure pages it is about to drop
+SETTLE_S = 3.5
+
+
+def rollup(pid):
+    """{Rss, Pss, Anonymous, Pss_Anon, Pss_File, ...} kB from /proc/PID/smaps_rollup."""
+    out = {}
+    for line in (read(f"/proc/{pid}/smaps_rollup", "") or "").splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 2 and f[0].endswith(":"):
+            try:
+                out[f[0][:-1]] = int(f[1])
+            except ValueError:
+                pass
+    return out
+
+
+def anon_breakdown(pid):
+    """Where a process's anonymous memory is: [(kind, mapping, perms, size kB, anon kB)]
+    from /proc/PID/smaps, only mappings with anonymous pages. Kinds: heap, stack (main
+    thread), RELRO (a file's r--p pages written by the loader's relocations, then made
+    read-only: .data.rel.ro, GOT), .data (a file's rw-p pages, written), .bss (the unnamed
+    mapping right after a file's rw-p), thread stack (unnamed after a ---p guard), unnamed
+    (mmap'd allocations: large malloc chunks, thread arenas, TLS)."""
+    maps, cur = [], None
+    for line in (read(f"/proc/{pid}/smaps", "") or "").splitlines():
+        f = line.split()
+        if f and "-" in f[0] and not f[0].endswith(":"):
+            a, b = (int(x, 16) for x in f[0].split("-"))
+            cur = {"start": a, "end": b, "perms": f[1],
+                   "name": f[5] if len(f) > 5 else "", "anon": 0}
+            maps.append(cur)
+        elif f and f[0] == "Anonymous:" and cur is not None:
+            cur["anon"] = int(f[1])
+    out = []
+    for i, m in enumerate(maps):
+        if not m["anon"]:
+            continue
+        prev = maps[i - 1] if i else None
+        name = m["name"]
+        adj = prev is not None and prev["end"] == m["start"]
+        if name == "[heap]":
+            kind = "heap"
+        elif name == "[stack]":
+            kind = "stack"
+        elif name.startswith("["):
+            kind = name
+        elif name:
+            kind = "RELRO" if m["perms"].startswith("r--") else (
+                ".data" if m["perms"].startswith("rw") else "text (written)")
+        elif adj and prev["name"] and not prev["name"].startswith("["):
+            kind = ".bss"
+            name = os.path.basename(prev["name"]) + " (bss)"
+        elif adj and prev["perms"].startswith("---"):
+            kind = "thread stack"
+        else:
+            kind = "unnamed"
+        out.append((kind, os.path.basename(name) if name else "", m["perms"],
+                    (m["end"] - m["start"]) // 1024, m["anon"]))
+    return out
+
+
+def request(sock, line, deadline_s=15):
+    """Sends one request line on the unix socket, reads until `done`/`error`/EOF."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(deadline_s)
+    got = b""
+    try:
+        s.connect(sock)
+        s.sendall(line.encode() + b"\n")
+        end = now() + deadline_s
+        while now() < end:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+            if any(x.startswith((b"done", b"error", b"pong")) for x in got.splitlines()):
+                break
+    except OSError as e:
+        return f"error: {e}"
+    finally:
+        s.close()
+    return got.decode(errors="replace").strip()
+
+
+class Variant(Peer):
+    """A bosun build: a directory holding `supervisor` and `listener`, plus variables."""
+
+    def __init__(self, label, bindir, env):
+        super().__init__(label, "bosun", os.path.join(bindir, "supervisor"))
+        self.bindir = bindir
+        self.env_extra = dict(env)
+
+    def env(self, work):
+        e = super().env(work)
+        e["BOSUN_CALLBACKS"] = os.path.join(HERE, "callbacks.sh")
+        e["BOSUN_SETUP"] = ""
+        e.update(self.env_extra)
+        return e
+
+
+def parse_variants(spec):
+    """`LABEL=DIR[:VAR=VAL,...]`, several separated by `;` or newlines."""
+    out = []
+    for item in spec.replace("\n", ";").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        label, _, rest = item.partition("=")
+        d, _, env = rest.partition(":")
+        kv = {}
+        for pair in env.split(","):
+            if pair.strip():
+                k, _, v = pair.partition("=")
+                kv[k.strip()] = v
+        out.append(Variant(label.strip(), os.path.abspath(d.strip()), kv))
+    return out
+
+
+def default_variants():
+    """BOSUN_BIN_DIR (default target/release), lazy and `listener_start = boot`, then the
+    builds of build.sh that exist: static-pie, static, baseline."""
+    repo = os.path.dirname(os.path.dirname(HERE))
+    triple = "x86_64-unknown-linux-gnu"
+    try:
+        triple = subprocess.run(["rustc", "-vV"], capture_output=True, text=True,
+                                timeout=30).stdout.split("host: ")[1].split()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        pass
+    d = os.environ.get("BOSUN_BIN_DIR") or os.path.join(repo, "target", "release")
+    out = [Variant("bosun", d, {}),
+           Variant("bosun, listener_start=boot", d, {"BOSUN_LISTENER_START": "boot"})]
+    for label, sub in (("bosun static-pie", f"target/static-pie/{triple}/release"),
+                       ("bosun static (no PIE)", f"target/static/{triple}/release"),
+                       ("baseline 3519c83", "target/baseline/release")):
+        if os.path.isfile(os.path.join(repo, sub, "supervisor")):
+            out.append(Variant(label, os.path.join(repo, sub), {}))
+    return out
+
+
+def fp_sample(init):
+    """(per-process rollups, sum) for the init's own processes (bosun: supervisor and
+    listener; a peer: PID 1 alone)."""
+    procs = [init.pid]
+    if init.peer.kind == "bosun":
+        procs += [q for q in tree(init.pid)
+                  if q != init.pid and comm(q) == "listener"]
+    per = {}
+    for q in procs:
+        per[comm(q)] = rollup(q)
+    tot = {k: sum(r.get(k, 0) for r in per.values()) for k in ("Anonymous", "Pss", "Rss")}
+    return per, tot
+
+
+def footprint_round(bench, inits, settle):
+    """One round: every init started at once as PID 1 supervising `sleep infinity`; memory
+    sampled `settle` s after boot; then (bosun) one action request, sampled `settle` s after
+    its `done`. Returns {name: {"boot": ..., "request": ...}}."""
+    live, res = [], {}
+    try:
+        for peer in inits:
+            p = bench.start(peer, ["sleep", "infinity"], "fp")
+            p.peer, p.t0 = peer, now()
+            live.append(p)
+        for p in live:
+            if not wait_for(lambda: any(comm(q) == "sleep" for q in tree(p.pid)), 15):
+                res[p.peer.name] = {"error": "sleep never started: " + (
+                    read(os.path.join(p.work, "init.log"), "") or "")[-300:]}
+        time.sleep(max(0.0, max(p.t0 for p in live) + settle - now()))
+        for p in live:
+            if p.peer.name in res:
+                continue
+            per, tot = fp_sample(p)
+            r = res[p.peer.name] = {"boot": tot, "boot_per": per,
+                                    "boot_procs": sorted(per)}
+            if p.peer.name == "bosun":
+                r["breakdown"] = {c: anon_breakdown(q) for c, q in
+                                  [(comm(q), q) for q in [p.pid]]}
+        t_req = None
+        for p in live:
+            if p.peer.kind != "bosun" or p.peer.name not in res or "error" in res[p.peer.name]:
+                continue
+            sock = os.path.join(p.work, "run", "bench-request.sock")
+            wait_for(lambda: os.path.exists(sock), 5)
+            ans = request(sock, "noop")
+            res[p.peer.name]["answer"] = ans
+            t_req = now()
+        if t_req is not None:
+            time.sleep(settle)
+            for p in live:
+                r = res.get(p.peer.name) or {}
+                if p.peer.kind != "bosun" or "boot" not in r:
+                    continue
+                per, tot = fp_sample(p)
+                r.update(request=tot, request_per=per, request_procs=sorted(per))
+                if p.peer.name == "bosun":
+                    r["breakdown_request"] = {
+                        comm(q): anon_breakdown(q) for q in tree(p.pid)
+                        if comm(q) in ("supervisor", "listener")}
+    finally:
+        for p in live:
+            p.kill()
+    return res
+
+
+def fp_median(rounds, name, state, key):
+    xs = [r[name][state][key] for r in rounds
+          if name in r and state in r[name] and key in r[name][state]]
+    return (med(xs), len(xs)) if xs else (None, 0)
+
+
+def fp_table(rounds, names, true_ms, kinds):
+    tini = {k: fp_median(rounds, "tini", "boot", k)[0] for k in ("Anonymous", "Pss")}
+    tt = {m: true_ms.get(m + "tini") for m in ("", "pid1:")}
+
+    def cell(v, base, fmt="{:.0f}"):
+        if v is None:
+            return "-"
+        return fmt.format(v) + (f" ({v / base:.2f}x)" if base else "")
+
+    hdr = ["init", "anonymous kB, booted (idle)", "anonymous kB, after a request",
+           "Pss kB, booted", "Pss kB, after a request", "supervisor alone: Pss / anonymous kB",
+           "`-- /bin/true` ms, as PID 1", "`-- /bin/true` ms, not PID 1"]
+    lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    for n in names:
+        row = [n]
+        for state in ("boot", "request"):
+            v, _ = fp_median(rounds, n, state, "Anonymous")
+            row.append(cell(v, tini["Anonymous"]) if kinds[n] == "bosun" or state == "boot"
+                       else "(same)")
+        for state in ("boot", "request"):
+            v, _ = fp_median(rounds, n, state, "Pss")
+            row.append(cell(v, tini["Pss"]) if kinds[n] == "bosun" or state == "boot"
+                       else "(same)")
+        if kinds[n] == "bosun":
+            sp = med([r[n]["boot_per"]["supervisor"]["Pss"] for r in rounds
+                      if n in r and "boot_per" in r[n] and "supervisor" in r[n]["boot_per"]])
+            sa = med([r[n]["boot_per"]["supervisor"]["Anonymous"] for r in rounds
+                      if n in r and "boot_per" in r[n] and "supervisor" in r[n]["boot_per"]])
+            row.append(f"{sp:.0f} / {sa:.0f}" if sp is not None else "-")
+        else:
+            row.append("-")
+        row.append(cell(true_ms.get("pid1:" + n), tt["pid1:"], "{:.2f}"))
+        row.append(cell(true_ms.get(n), tt[""], "{:.2f}"))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def fp_breakdown_text(rounds):
+    last = next((r["bosun"] for r in reversed(rounds)
+                 if "bosun" in r and "breakdown" in r["bosun"]), None)
+    if not last:
+        return ""
+    out = []
+    for title, bd in (("booted, supervisor", last.get("breakdown") or {}),
+                      ("after a request", last.get("breakdown_request") or {})):
+        for proc, rows in bd.items():
+            if title.startswith("booted") is False and proc == "supervisor":
+                label = "supervisor, after a request"
+            elif title.startswith("booted"):
+                label = "supervisor, booted"
+            else:
+                label = f"{proc}, after a request"
+            agg = {}
+            for kind, _, _, _, anon in rows:
+                agg[kind] = agg.get(kind, 0) + anon
+            tot = sum(agg.values())
+            out.append(f"- **{label}** ({tot} kB): " + ", ".join(
+                f"{k} {v}" for k, v in sorted(agg.items(), key=lambda kv: -kv[1])))
+            out.append("  - " + "; ".join(
+                f"{name or '-'} {perms} {size} kB → {anon} ({kind})"
+                for kind, name, perms, size, anon in rows))
+    return "\n".join(out)
+
+
+def replace_section(path, tag, text):
+    """Puts text between `<!-- tag -->` and `<!-- /tag -->` in path, keeping the rest."""
+    old = read(path, "") or ""
+    a, b = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+    block = f"{a}\n{text.rstrip()}\n{b}\n"
+    if a in old and b in old:
+        new = old[:old.index(a)] + block + old[old.index(b) + len(b):].lstrip("\n")
+    else:
+        new = block + ("\n" + old if old else "")
+    with open(path, "w") as f:
+        f.write(new)
+
+
+def main_footprint(argv):
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--footprint", action="store_true")
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--json", default=os.path.join(HERE, "footprint.json"))
+    ap.add_argument("--rounds", type=int, default=7, help="memory rounds (medians over them)")
+    ap.add_argument("--true-rounds", type=int, default=4)
+    ap.add_argument("--true-runs", type=int, default=50)
+    ap.add_argument("--settle", type=float, default=SETTLE_S)
+    ap.add_argument("--command", default="bench/pid1/run.sh --footprint")
+    a = ap.parse_args(argv)
+    atexit.register(cleanup)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    if os.geteuid() != 0:
+        log("bench/pid1 needs root (PID namespaces, /proc of every process)")
+        return 2
+    spec = os.environ.get("BOSUN_VARIANTS", "").strip()
+    variants = parse_variants(spec) if spec else default_variants()
+    peers = [Peer(n, k, shutil.which(e) or e) for n, k, e in FP_PEERS]
+    inits, skipped = [], {}
+    for p in variants + peers:
+        why = preflight(p, a.tmp)
+        if why:
+            log(f"skip {p.name}: {why}")
+            skipped[p.name] = why
+        else:
+            inits.append(p)
+    names = [p.name for p in inits]
+    kinds = {p.name: p.kind for p in inits}
+    bench = Bench(a.tmp)
+    t_start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    load0 = os.getloadavg()
+
+    log(f"== memory: {a.rounds} rounds, all inits at once, sampled {a.settle} s after boot "
+        "and after one request")
+    rounds = []
+    for i in range(a.rounds):
+        r = footprint_round(bench, inits, a.settle)
+        rounds.append(r)
+        log(f"  round {i + 1}: " + "; ".join(
+            f"{n}: anon {v.get('boot', {}).get('Anonymous')}"
+            f"/{v.get('request', {}).get('Anonymous')} pss {v.get('boot', {}).get('Pss')}"
+            f"/{v.get('request', {}).get('Pss')}" + (f" {v['error']}" if "error" in v else "")
+            for n, v in r.items()))
+    answers = {n: rounds[-1].get(n, {}).get("answer") for n in names if kinds[n] == "bosun"}
+
+    log("== `INIT -- /bin/true`, as PID 1 and not (hyperfine -N)")
+    uns = ["unshare", "--pid", "--fork", "--mount-proc"]
+    cmds = {"/bin/true alone": (["/bin/true"], dict(os.environ)),
+            "pid1:/bin/true alone": (uns + ["/bin/true"], dict(os.environ))}
+    for p in inits:
+        w = bench.work("true-" + p.kind)
+        t = p.true_argv(w)
+        t1 = [p.exe] + t[2:] if t[:2] == [p.exe, "-s"] else t
+        cmds[p.name] = (t, p.env(w))
+        cmds["pid1:" + p.name] = (uns + t1, p.env(w))
+    timed = time_true(cmds, a.true_rounds, a.true_runs, a.tmp)
+    true_ms, true_cpu = {}, {}
+    for k, v in timed.items():
+        if v and v["times"]:
+            true_ms[k] = med(v["times"]) * 1000
+            true_cpu[k] = statistics.mean(v["cpu"]) * 1000
+            log(f"  {k}: median {true_ms[k]:.3f} ms, cpu {true_cpu[k]:.2f} ms, "
+                f"n={len(v['times'])}")
+    load1 = os.getloadavg()
+
+    table = fp_table(rounds, names, true_ms, kinds)
+    print(table)
+    tini_anon = fp_median(rounds, "tini", "boot", "Anonymous")[0]
+    goals = []
+    if "bosun" in names and tini_anon:
+        for state, what in (("boot", "booted, no listener"),
+                            ("request", "after a request, with its listener")):
+            v = fp_median(rounds, "bosun", state, "Anonymous")[0]
+            if v is not None:
+                goals.append((v <= 2 * tini_anon, f"anonymous ≤ 2x tini's ({what}): {v:.0f} kB "
+                              f"vs {tini_anon:.0f} kB = {v / tini_anon:.2f}x"))
+        sp = med([r["bosun"]["boot_per"]["supervisor"]["Pss"] for r in rounds
+                  if "bosun" in r and "boot_per" in r["bosun"]])
+        if sp is not None:
+            goals.append((sp <= 700, f"supervisor Pss ≤ 700 kB: {sp:.0f} kB"))
+        for m, what in (("pid1:", "as PID 1"), ("", "not PID 1")):
+            b, t = true_ms.get(m + "bosun"), true_ms.get(m + "tini")
+            if b and t:
+                goals.append((b <= 1.2 * t, f"`-- /bin/true` ≤ 1.2x tini ({what}): "
+                              f"{b:.2f} ms vs {t:.2f} ms = {b / t:.2f}x"))
+    gtext = "\n".join(f"- [{'x' if ok else ' '}] {t}" for ok, t in goals)
+    print(gtext)
+    cpu = "?"
+    for line in (read("/proc/cpuinfo", "") or "").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    var_lines = "\n".join(
+        f"- {p.name}: `{getattr(p, 'orig_exe', p.exe)}` (built "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(os.path.getmtime(getattr(p, 'orig_exe', p.exe))))}, "
+        f"supervisor {os.path.getsize(p.exe) // 1024} kB, listener "
+        f"{os.path.getsize(os.path.join(os.path.dirname(p.exe), 'listener')) // 1024} kB)"
+        + (f", env {' '.join(f'{k}={v}' for k, v in p.env_extra.items())}" if p.env_extra else "")
+        for p in inits if p.kind == "bosun")
+    skip_text = "".join(f"\nSkipped: {n}: {w}." for n, w in skipped.items())
+    alone = true_ms.get("pid1:/bin/true alone")
+    text = f"""## Footprint (issue 11): anonymous memory, Pss, `-- /bin/true`
+
+Date: {t_start} (load average {load0[0]:.2f} at start, {load1[0]:.2f} at the end).
+Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, {platform.machine()}.
+Command (from the repo root, as root): `{a.command}`
+
+{table}
+
+Medians: memory over {len(rounds)} rounds, `-- /bin/true` over {a.true_rounds}x{a.true_runs}
+runs each. Ratios are to tini. `unshare --pid --fork --mount-proc /bin/true` alone:
+{fmt_ms(alone)} ms (it is in every "as PID 1" figure).
+
+Goals:
+
+{gtext}
+
+Variants measured:
+{var_lines}{skip_text}
+
+Where the supervisor's anonymous memory goes (variant `bosun`, last round, `/proc/PID/smaps`
+mappings with `Anonymous:` pages, kB; name perms size → anonymous (kind)):
+
+{fp_breakdown_text(rounds)}
+
+How it is measured (`bench.py --footprint`):
+- Every init runs as PID 1 of its own PID+mount namespace (as `unshare --pid --fork
+  --mount-proc`), supervising `sleep infinity`, from a private copy of its binaries (so no
+  other process shares their file pages: Pss counts them as in a container). In each round
+  all inits start at once; memory is read {a.settle} s after boot (the supervisor gives its
+  start-up text back ~2 s after start, `supervisor/src/trim.rs`), then bosun gets one action
+  request (`noop`, a `CB_noop` in `callbacks.sh`; the first request that needs the listener)
+  and is read again {a.settle} s after the `done`. The last round's answer: {answers.get('bosun')!r}.
+- **anonymous** = `Anonymous:` of `/proc/PID/smaps_rollup`, summed over the supervisor and
+  its listener (when one runs): pages no other container can share. **Pss** likewise.
+  Peers are one process; their "after a request" equals booted.
+- **`-- /bin/true`**: `hyperfine -N`, rounds interleaved across the inits; "as PID 1" is
+  `unshare --pid --fork --mount-proc INIT -- /bin/true`; "not PID 1" is `INIT -- /bin/true`
+  (tini with `-s`, a subreaper as bosun and catatonit become).
+"""
+    replace_section(a.out, "footprint", text)
+    with open(a.json, "w") as f:
+        json.dump({"date": t_start, "command": a.command, "rounds": rounds,
+                   "true_ms": true_ms, "true_cpu_ms": true_cpu, "skipped": skipped,
+                   "variants": {p.name: {"dir": os.path.dirname(getattr(p, "orig_exe", p.exe)),
+                                         "env": p.env_extra}
+                                for p in inits if p.kind == "bosun"}},
+                  f, indent=1, default=str)
+    log(f"wrote {a.out} and {a.json}")
+    return 0
+
+
 # ------------------------------------------------ report
 
 
@@ -1007,4 +1461,6 @@ if __name__ == "__main__":
         sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "stopmain":
         main_stop(sys.argv[2], sys.argv[3])
+    if "--footprint" in sys.argv[1:]:
+        sys.exit(main_footprint(sys.argv[1:]))
     sys.exit(main_bench(sys.argv[1:]))

@@ -2,6 +2,7 @@
 # bench/pid1: bosun's supervisor side by side with real init peers, in one run.
 #
 #   bench/pid1/run.sh [--install] [bench.py options...]
+#   bench/pid1/run.sh [--build] --footprint [--rounds N] [--true-rounds N] [--true-runs N]
 #
 # Measures, for bosun's supervisor, tini, tini-static, dumb-init, catatonit, s6-svscan,
 # runsvdir, supervisord and horust: memory (VmRSS, Pss) while supervising `sleep infinity`,
@@ -17,11 +18,28 @@
 #   BENCH_TIMEOUT     seconds for the whole run (default 3600)
 # bench.py options: --only NAME,... --orphans N --orphan-runs N --true-rounds N
 #   --true-runs N --out FILE
+#
+# --footprint (issue 11): only the footprint, for several bosun builds side by side with
+# tini, tini-static, dumb-init and catatonit: anonymous memory and Pss of the supervisor (+
+# listener) just booted (no listener yet: listener_start = request) and after one request,
+# and `-- /bin/true`; medians, ratios to tini; writes the footprint section of RESULTS.md
+# and footprint.json. Which builds:
+#   BOSUN_VARIANTS  "LABEL=DIR[:VAR=VAL,...];..." (DIR holds supervisor and listener; the
+#                   variables are set for that variant), e.g.
+#                   "bosun=target/release;boot=target/release:BOSUN_LISTENER_START=boot"
+#   BOSUN_BIN_DIR   when BOSUN_VARIANTS is unset: this build (default target/release) as
+#                   "bosun" and with BOSUN_LISTENER_START=boot, plus every build of
+#                   build.sh found under target/ (static-pie, static, baseline)
+# --build first runs build.sh (all four variants; minutes each on 2 cores).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
+if [[ "${1:-}" == "--build" ]]; then
+    shift
+    "$here/build.sh" >/dev/null || exit 2
+fi
 if [[ "${1:-}" == "--install" ]]; then
     shift
     export DEBIAN_FRONTEND=noninteractive
