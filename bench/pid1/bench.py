@@ -801,28 +801,36 @@ def footprint_round(bench, inits, settle):
             r = res[p.peer.name] = {"boot": tot, "boot_per": per,
                                     "boot_procs": sorted(per)}
             if p.peer.name == "bosun":
-                r["breakdown"] = {c: anon_breakdown(q) for c, q in
-                                  [(comm(q), q) for q in [p.pid]]}
-        t_req = None
-        for p in live:
-            if p.peer.kind != "bosun" or p.peer.name not in res or "error" in res[p.peer.name]:
-                continue
-            sock = os.path.join(p.work, "run", "bench-request.sock")
-            wait_for(lambda: os.path.exists(sock), 5)
-            ans = request(sock, "noop")
-            res[p.peer.name]["answer"] = ans
-            t_req = now()
-        if t_req is not None:
+                r["breakdown_boot"] = {comm(p.pid): anon_breakdown(p.pid)}
+                r["pss_maps_boot"] = {comm(p.pid): pss_by_mapping(p.pid)}
+        # ping: answered by the supervisor itself while no listener runs; it wakes the
+        # loop (the first wake after 2 s gives the start-up text back); then one action,
+        # the first request that needs the listener
+        for state, line in (("ping", "ping"), ("request", "noop")):
+            asked = False
+            for p in live:
+                r = res.get(p.peer.name) or {}
+                if p.peer.kind != "bosun" or "boot" not in r:
+                    continue
+                sock = os.path.join(p.work, "run", "bench-request.sock")
+                wait_for(lambda: os.path.exists(sock), 5)
+                r["answer_" + state] = request(sock, line)
+                asked = True
+            if not asked:
+                break
             time.sleep(settle)
             for p in live:
                 r = res.get(p.peer.name) or {}
                 if p.peer.kind != "bosun" or "boot" not in r:
                     continue
                 per, tot = fp_sample(p)
-                r.update(request=tot, request_per=per, request_procs=sorted(per))
+                r.update({state: tot, state + "_per": per, state + "_procs": sorted(per)})
                 if p.peer.name == "bosun":
-                    r["breakdown_request"] = {
+                    r["breakdown_" + state] = {
                         comm(q): anon_breakdown(q) for q in tree(p.pid)
+                        if comm(q) in ("supervisor", "listener")}
+                    r["pss_maps_" + state] = {
+                        comm(q): pss_by_mapping(q) for q in tree(p.pid)
                         if comm(q) in ("supervisor", "listener")}
     finally:
         for p in live:
@@ -836,6 +844,9 @@ def fp_median(rounds, name, state, key):
     return (med(xs), len(xs)) if xs else (None, 0)
 
 
+STATES = (("boot", "booted"), ("ping", "after a `ping`"), ("request", "after an action"))
+
+
 def fp_table(rounds, names, true_ms, kinds):
     tini = {k: fp_median(rounds, "tini", "boot", k)[0] for k in ("Anonymous", "Pss")}
     tt = {m: true_ms.get(m + "tini") for m in ("", "pid1:")}
@@ -845,26 +856,28 @@ def fp_table(rounds, names, true_ms, kinds):
             return "-"
         return fmt.format(v) + (f" ({v / base:.2f}x)" if base else "")
 
-    hdr = ["init", "anonymous kB, booted (idle)", "anonymous kB, after a request",
-           "Pss kB, booted", "Pss kB, after a request", "supervisor alone: Pss / anonymous kB",
-           "`-- /bin/true` ms, as PID 1", "`-- /bin/true` ms, not PID 1"]
+    hdr = ["init", "listener running"]
+    hdr += [f"anonymous kB, {t}" for _, t in STATES]
+    hdr += [f"Pss kB, {t}" for _, t in STATES]
+    hdr += ["supervisor alone: Pss kB, booted / after a `ping`",
+            "`-- /bin/true` ms, as PID 1", "`-- /bin/true` ms, not PID 1"]
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for n in names:
-        row = [n]
-        for state in ("boot", "request"):
-            v, _ = fp_median(rounds, n, state, "Anonymous")
-            row.append(cell(v, tini["Anonymous"]) if kinds[n] == "bosun" or state == "boot"
-                       else "(same)")
-        for state in ("boot", "request"):
-            v, _ = fp_median(rounds, n, state, "Pss")
-            row.append(cell(v, tini["Pss"]) if kinds[n] == "bosun" or state == "boot"
-                       else "(same)")
-        if kinds[n] == "bosun":
-            sp = med([r[n]["boot_per"]["supervisor"]["Pss"] for r in rounds
-                      if n in r and "boot_per" in r[n] and "supervisor" in r[n]["boot_per"]])
-            sa = med([r[n]["boot_per"]["supervisor"]["Anonymous"] for r in rounds
-                      if n in r and "boot_per" in r[n] and "supervisor" in r[n]["boot_per"]])
-            row.append(f"{sp:.0f} / {sa:.0f}" if sp is not None else "-")
+        bosun = kinds[n] == "bosun"
+        last = next((r[n] for r in reversed(rounds) if n in r), {})
+        row = [n, " / ".join("yes" if "listener" in last.get(st + "_procs", []) else "no"
+                             for st, _ in STATES) if bosun else "-"]
+        for key in ("Anonymous", "Pss"):
+            for st, _ in STATES:
+                if bosun or st == "boot":
+                    row.append(cell(fp_median(rounds, n, st, key)[0], tini[key]))
+                else:
+                    row.append("(same)")
+        if bosun:
+            sp = [med([r[n][st + "_per"]["supervisor"]["Pss"] for r in rounds
+                       if n in r and "supervisor" in r[n].get(st + "_per", {})])
+                  for st in ("boot", "ping")]
+            row.append(" / ".join("-" if v is None else f"{v:.0f}" for v in sp))
         else:
             row.append("-")
         row.append(cell(true_ms.get("pid1:" + n), tt["pid1:"], "{:.2f}"))
@@ -875,28 +888,25 @@ def fp_table(rounds, names, true_ms, kinds):
 
 def fp_breakdown_text(rounds):
     last = next((r["bosun"] for r in reversed(rounds)
-                 if "bosun" in r and "breakdown" in r["bosun"]), None)
+                 if "bosun" in r and "breakdown_boot" in r["bosun"]), None)
     if not last:
         return ""
     out = []
-    for title, bd in (("booted, supervisor", last.get("breakdown") or {}),
-                      ("after a request", last.get("breakdown_request") or {})):
-        for proc, rows in bd.items():
-            if title.startswith("booted") is False and proc == "supervisor":
-                label = "supervisor, after a request"
-            elif title.startswith("booted"):
-                label = "supervisor, booted"
-            else:
-                label = f"{proc}, after a request"
+    for st, title in STATES:
+        for proc, rows in (last.get("breakdown_" + st) or {}).items():
             agg = {}
             for kind, _, _, _, anon in rows:
                 agg[kind] = agg.get(kind, 0) + anon
             tot = sum(agg.values())
-            out.append(f"- **{label}** ({tot} kB): " + ", ".join(
+            out.append(f"- **{proc}, {title}** (anonymous {tot} kB): " + ", ".join(
                 f"{k} {v}" for k, v in sorted(agg.items(), key=lambda kv: -kv[1])))
-            out.append("  - " + "; ".join(
+            out.append("  - by mapping: " + "; ".join(
                 f"{name or '-'} {perms} {size} kB → {anon} ({kind})"
                 for kind, name, perms, size, anon in rows))
+            maps = (last.get("pss_maps_" + st) or {}).get(proc) or {}
+            items = sorted(maps.items(), key=lambda kv: -kv[1][0])
+            out.append(f"  - Pss / Rss by mapping (Pss {sum(v[0] for v in maps.values())}): "
+                       + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in items if v[1] > 0))
     return "\n".join(out)
 
 
@@ -960,7 +970,7 @@ def main_footprint(argv):
             f"/{v.get('request', {}).get('Anonymous')} pss {v.get('boot', {}).get('Pss')}"
             f"/{v.get('request', {}).get('Pss')}" + (f" {v['error']}" if "error" in v else "")
             for n, v in r.items()))
-    answers = {n: rounds[-1].get(n, {}).get("answer") for n in names if kinds[n] == "bosun"}
+    answers = {st: rounds[-1].get("bosun", {}).get("answer_" + st) for st in ("ping", "request")}
 
     log("== `INIT -- /bin/true`, as PID 1 and not (hyperfine -N)")
     uns = ["unshare", "--pid", "--fork", "--mount-proc"]
@@ -987,16 +997,17 @@ def main_footprint(argv):
     tini_anon = fp_median(rounds, "tini", "boot", "Anonymous")[0]
     goals = []
     if "bosun" in names and tini_anon:
-        for state, what in (("boot", "booted, no listener"),
-                            ("request", "after a request, with its listener")):
-            v = fp_median(rounds, "bosun", state, "Anonymous")[0]
+        for st, what in STATES:
+            v = fp_median(rounds, "bosun", st, "Anonymous")[0]
             if v is not None:
-                goals.append((v <= 2 * tini_anon, f"anonymous ≤ 2x tini's ({what}): {v:.0f} kB "
-                              f"vs {tini_anon:.0f} kB = {v / tini_anon:.2f}x"))
-        sp = med([r["bosun"]["boot_per"]["supervisor"]["Pss"] for r in rounds
-                  if "bosun" in r and "boot_per" in r["bosun"]])
-        if sp is not None:
-            goals.append((sp <= 700, f"supervisor Pss ≤ 700 kB: {sp:.0f} kB"))
+                procs = "+".join(rounds[-1].get("bosun", {}).get(st + "_procs", []))
+                goals.append((v <= 2 * tini_anon, f"anonymous ≤ 2x tini's ({what}, {procs}): "
+                              f"{v:.0f} kB vs {tini_anon:.0f} kB = {v / tini_anon:.2f}x"))
+        for st, what in STATES[:2]:
+            sp = med([r["bosun"][st + "_per"]["supervisor"]["Pss"] for r in rounds
+                      if "bosun" in r and st + "_per" in r["bosun"]])
+            if sp is not None:
+                goals.append((sp <= 700, f"supervisor Pss ≤ 700 kB ({what}): {sp:.0f} kB"))
         for m, what in (("pid1:", "as PID 1"), ("", "not PID 1")):
             b, t = true_ms.get(m + "bosun"), true_ms.get(m + "tini")
             if b and t:
@@ -1046,13 +1057,18 @@ How it is measured (`bench.py --footprint`):
 - Every init runs as PID 1 of its own PID+mount namespace (as `unshare --pid --fork
   --mount-proc`), supervising `sleep infinity`, from a private copy of its binaries (so no
   other process shares their file pages: Pss counts them as in a container). In each round
-  all inits start at once; memory is read {a.settle} s after boot (the supervisor gives its
-  start-up text back ~2 s after start, `supervisor/src/trim.rs`), then bosun gets one action
-  request (`noop`, a `CB_noop` in `callbacks.sh`; the first request that needs the listener)
-  and is read again {a.settle} s after the `done`. The last round's answer: {answers.get('bosun')!r}.
+  all inits start at once; memory is read {a.settle} s after boot ("booted"). Then bosun gets
+  a `ping` (which the supervisor answers itself while no listener runs), read again
+  {a.settle} s later ("after a `ping`"), then one action request (`noop`, a `CB_noop` in
+  `callbacks.sh`: the first request that needs the listener), read again {a.settle} s after
+  its `done` ("after an action"). The supervisor gives its start-up text pages back at the
+  first wake-up of its loop at least 2 s after start (`supervisor/src/trim.rs`): with no
+  event (booted, idle) that wake-up never comes, so "booted" is still untrimmed and the
+  `ping` is what trims it. Last round's answers: ping {answers.get('ping')!r}, action
+  {answers.get('request')!r}.
 - **anonymous** = `Anonymous:` of `/proc/PID/smaps_rollup`, summed over the supervisor and
   its listener (when one runs): pages no other container can share. **Pss** likewise.
-  Peers are one process; their "after a request" equals booted.
+  Peers are one process and get no requests: one figure.
 - **`-- /bin/true`**: `hyperfine -N`, rounds interleaved across the inits; "as PID 1" is
   `unshare --pid --fork --mount-proc INIT -- /bin/true`; "not PID 1" is `INIT -- /bin/true`
   (tini with `-s`, a subreaper as bosun and catatonit become).
@@ -1390,8 +1406,7 @@ def main_bench(argv):
     for p in peers:
         if not results[p.name].get("skip"):
             vers[p.name] = getattr(p, "orig_exe", p.exe)
-    with open(a.out, "w") as f:
-        f.write(f"""# bench/pid1: bosun's supervisor vs init peers
+    full = (f"""## Full run: bosun's supervisor vs init peers
 
 Date: {t_start} (load average {load0[0]:.2f} at start, {load1[0]:.2f} at the end; other
 work was running on the machine).
@@ -1449,6 +1464,7 @@ with its listener, tini, dumb-init, catatonit, horust) run from a private copy i
 directory, so that no other process on the machine shares their file pages and Pss counts
 them as a container would.
 """)
+    replace_section(a.out, "full", full)
     with open(os.path.join(os.path.dirname(os.path.abspath(a.out)), "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
     log(f"wrote {a.out}")
