@@ -946,7 +946,11 @@ def main_footprint(argv):
         log("bench/pid1 needs root (PID namespaces, /proc of every process)")
         return 2
     spec = os.environ.get("BOSUN_VARIANTS", "").strip()
-    variants = parse_variants(spec) if spec else default_variants()
+    # "+..." adds to the default set instead of replacing it
+    if spec.startswith("+"):
+        variants = default_variants() + parse_variants(spec[1:])
+    else:
+        variants = parse_variants(spec) if spec else default_variants()
     peers = [Peer(n, k, shutil.which(e) or e) for n, k, e in FP_PEERS]
     inits, skipped = [], {}
     for p in variants + peers:

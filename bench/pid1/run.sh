@@ -27,6 +27,7 @@
 #   BOSUN_VARIANTS  "LABEL=DIR[:VAR=VAL,...];..." (DIR holds supervisor and listener; the
 #                   variables are set for that variant), e.g.
 #                   "bosun=target/release;boot=target/release:BOSUN_LISTENER_START=boot"
+#                   (labels cannot hold `=`); a leading `+` adds to the default set
 #   BOSUN_BIN_DIR   when BOSUN_VARIANTS is unset: this build (default target/release) as
 #                   "bosun" and with BOSUN_LISTENER_START=boot, plus every build of
 #                   build.sh found under target/ (static-pie, static, baseline)
