@@ -30,8 +30,9 @@
 #                   (labels cannot hold `=`); a leading `+` adds to the default set
 #   BOSUN_BIN_DIR   when BOSUN_VARIANTS is unset: this build (default target/release) as
 #                   "bosun" and with BOSUN_LISTENER_START=boot, plus every build of
-#                   build.sh found under target/ (static-pie, static, baseline)
-# --build first runs build.sh (all four variants; minutes each on 2 cores).
+#                   build.sh found under target/ (static-pie, static, baseline,
+#                   idle-trim, trim-rodata)
+# --build first runs build.sh (every variant it knows; a minute or two each on 2 cores).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
