@@ -746,7 +746,8 @@ def parse_variants(spec):
 
 def default_variants():
     """BOSUN_BIN_DIR (default target/release), lazy and `listener_start = boot`, then the
-    builds of build.sh that exist: static-pie, static, baseline, idle-trim, trim-rodata."""
+    builds of build.sh that exist: static-pie, static, baseline, idle-trim, trim-rodata,
+    static-trim."""
     repo = os.path.dirname(os.path.dirname(HERE))
     triple = "x86_64-unknown-linux-gnu"
     try:
@@ -761,7 +762,8 @@ def default_variants():
                        ("bosun static (no PIE)", f"target/static/{triple}/release"),
                        ("baseline 3519c83", "target/baseline/release"),
                        ("idle-trim (patch)", "target/idle-trim/release"),
-                       ("idle-trim + trim-rodata (patches)", "target/trim-rodata/release")):
+                       ("idle-trim + trim-rodata (patches)", "target/trim-rodata/release"),
+                       ("static (no PIE) + both patches", f"target/static-trim/{triple}/release")):
         if os.path.isfile(os.path.join(repo, sub, "supervisor")):
             out.append(Variant(label, os.path.join(repo, sub), {}))
     return out

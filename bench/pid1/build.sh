@@ -13,6 +13,7 @@
 #               when nothing happens)                                 -> target/idle-trim/release
 #   trim-rodata HEAD + idle-trim + patches/trim-rodata.patch (the trim drops the read-only
 #               data before the text as well)                         -> target/trim-rodata/release
+#   static-trim static (no PIE) + both patches                        -> target/static-trim/<triple>/release
 # The patched ones are experiments for levers not in the code yet; a patch that no longer
 # applies (the change landed) is reported and its variant left out.
 #
@@ -28,7 +29,7 @@ repo=$(cd "$here/../.." && pwd)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 base_rev=${BASELINE_REV:-3519c83}
 jobs=${CARGO_BUILD_JOBS:-2}
-[[ $# -gt 0 ]] || set -- dynamic static-pie static baseline idle-trim trim-rodata
+[[ $# -gt 0 ]] || set -- dynamic static-pie static baseline idle-trim trim-rodata static-trim
 
 build() { # label dir cargo-args...
     local label=$1 dir=$2
@@ -42,9 +43,12 @@ build() { # label dir cargo-args...
     fi
 }
 
-in_worktree() { # label rev patch... : build rev (+ patches) in a temporary worktree
-    local label=$1 rev=$2 wt p
-    shift 2
+in_worktree() { # label rev "extra cargo args" patch... : rev (+ patches) in a temporary worktree
+    local label=$1 rev=$2 wt p dir=$repo/target/$1/release
+    local -a extra
+    read -ra extra <<<"$3"
+    shift 3
+    [[ ${#extra[@]} -gt 0 ]] && dir=$repo/target/$label/$triple/release
     wt=$(mktemp -u "${TMPDIR:-/tmp}/bosun-$label.XXXXXX")
     if ! git worktree add -q --detach "$wt" "$rev" >&2; then
         echo "build: $label: git worktree add $wt $rev failed" >&2
@@ -57,7 +61,7 @@ in_worktree() { # label rev patch... : build rev (+ patches) in a temporary work
             return
         fi
     done
-    (cd "$wt" && build "$label" "$repo/target/$label/release" --target-dir "$repo/target/$label")
+    (cd "$wt" && build "$label" "$dir" --target-dir "$repo/target/$label" "${extra[@]}")
     git worktree remove --force "$wt" >&2 || echo "build: could not remove $wt" >&2
 }
 
@@ -73,9 +77,12 @@ for v in "$@"; do
         RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
             build static "$repo/target/static/$triple/release" \
             --target "$triple" --target-dir "$repo/target/static" ;;
-    baseline) in_worktree baseline "$base_rev" ;;
-    idle-trim) in_worktree idle-trim HEAD idle-trim.patch ;;
-    trim-rodata) in_worktree trim-rodata HEAD idle-trim.patch trim-rodata.patch ;;
-    *) echo "build: unknown variant $v (dynamic, static-pie, static, baseline, idle-trim, trim-rodata)" >&2 ;;
+    baseline) in_worktree baseline "$base_rev" "" ;;
+    idle-trim) in_worktree idle-trim HEAD "" idle-trim.patch ;;
+    trim-rodata) in_worktree trim-rodata HEAD "" idle-trim.patch trim-rodata.patch ;;
+    static-trim)
+        RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+            in_worktree static-trim HEAD "--target $triple" idle-trim.patch trim-rodata.patch ;;
+    *) echo "build: unknown variant $v (dynamic, static-pie, static, baseline, idle-trim, trim-rodata, static-trim)" >&2 ;;
     esac
 done
