@@ -916,6 +916,26 @@ def fp_breakdown_text(rounds):
     return "\n".join(out)
 
 
+ROLLUP_KEYS = ("Rss", "Pss", "Pss_Anon", "Pss_File", "Anonymous")
+
+
+def slim_rounds(rounds):
+    """rounds for the json: the main smaps_rollup fields, breakdowns of the last round only."""
+    out = []
+    for i, r in enumerate(rounds):
+        o = {}
+        for name, v in r.items():
+            v = dict(v)
+            for k in list(v):
+                if k.endswith("_per"):
+                    v[k] = {c: {f: x.get(f) for f in ROLLUP_KEYS} for c, x in v[k].items()}
+                elif k.startswith(("breakdown_", "pss_maps_")) and i != len(rounds) - 1:
+                    del v[k]
+            o[name] = v
+        out.append(o)
+    return out
+
+
 def replace_section(path, tag, text):
     """Puts text between `<!-- tag -->` and `<!-- /tag -->` in path, keeping the rest."""
     old = read(path, "") or ""
@@ -1089,7 +1109,7 @@ How it is measured (`bench.py --footprint`):
 """
     replace_section(a.out, "footprint", text)
     with open(a.json, "w") as f:
-        json.dump({"date": t_start, "command": a.command, "rounds": rounds,
+        json.dump({"date": t_start, "command": a.command, "rounds": slim_rounds(rounds),
                    "true_ms": true_ms, "true_cpu_ms": true_cpu, "skipped": skipped,
                    "variants": {p.name: {"dir": os.path.dirname(getattr(p, "orig_exe", p.exe)),
                                          "env": p.env_extra}
