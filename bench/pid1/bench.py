@@ -746,7 +746,8 @@ def parse_variants(spec):
 
 def default_variants():
     """BOSUN_BIN_DIR (default target/release), lazy and `listener_start = boot`, then the
-    builds of build.sh that exist: static-pie, static, baseline."""
+    builds of build.sh that exist: static-pie, static, baseline, idle-trim, trim-rodata,
+    static-trim."""
     repo = os.path.dirname(os.path.dirname(HERE))
     triple = "x86_64-unknown-linux-gnu"
     try:
@@ -759,7 +760,10 @@ def default_variants():
            Variant("bosun, listener_start=boot", d, {"BOSUN_LISTENER_START": "boot"})]
     for label, sub in (("bosun static-pie", f"target/static-pie/{triple}/release"),
                        ("bosun static (no PIE)", f"target/static/{triple}/release"),
-                       ("baseline 3519c83", "target/baseline/release")):
+                       ("baseline 3519c83", "target/baseline/release"),
+                       ("idle-trim (patch)", "target/idle-trim/release"),
+                       ("idle-trim + trim-rodata (patches)", "target/trim-rodata/release"),
+                       ("static (no PIE) + both patches", f"target/static-trim/{triple}/release")):
         if os.path.isfile(os.path.join(repo, sub, "supervisor")):
             out.append(Variant(label, os.path.join(repo, sub), {}))
     return out
@@ -910,6 +914,26 @@ def fp_breakdown_text(rounds):
             out.append(f"  - Pss / Rss by mapping (Pss {sum(v[0] for v in maps.values())}): "
                        + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in items if v[1] > 0))
     return "\n".join(out)
+
+
+ROLLUP_KEYS = ("Rss", "Pss", "Pss_Anon", "Pss_File", "Anonymous")
+
+
+def slim_rounds(rounds):
+    """rounds for the json: the main smaps_rollup fields, breakdowns of the last round only."""
+    out = []
+    for i, r in enumerate(rounds):
+        o = {}
+        for name, v in r.items():
+            v = dict(v)
+            for k in list(v):
+                if k.endswith("_per"):
+                    v[k] = {c: {f: x.get(f) for f in ROLLUP_KEYS} for c, x in v[k].items()}
+                elif k.startswith(("breakdown_", "pss_maps_")) and i != len(rounds) - 1:
+                    del v[k]
+            o[name] = v
+        out.append(o)
+    return out
 
 
 def replace_section(path, tag, text):
@@ -1085,7 +1109,7 @@ How it is measured (`bench.py --footprint`):
 """
     replace_section(a.out, "footprint", text)
     with open(a.json, "w") as f:
-        json.dump({"date": t_start, "command": a.command, "rounds": rounds,
+        json.dump({"date": t_start, "command": a.command, "rounds": slim_rounds(rounds),
                    "true_ms": true_ms, "true_cpu_ms": true_cpu, "skipped": skipped,
                    "variants": {p.name: {"dir": os.path.dirname(getattr(p, "orig_exe", p.exe)),
                                          "env": p.env_extra}

@@ -2,13 +2,20 @@
 # bench/pid1/build.sh: release builds of the supervisor and listener, one per variant, each
 # in its own target directory, for `run.sh --footprint` to measure side by side.
 #
-#   bench/pid1/build.sh [VARIANT...]     (default: dynamic static-pie static baseline)
+#   bench/pid1/build.sh [VARIANT...]     (default: all below)
 #
 #   dynamic     `cargo build --release`                               -> target/release
 #   static-pie  + RUSTFLAGS="-C target-feature=+crt-static"           -> target/static-pie/<triple>/release
 #   static      + "-C relocation-model=static" (static, not PIE)      -> target/static/<triple>/release
 #   baseline    commit $BASELINE_REV (default 3519c83, before the lazy listener and the
 #               supervisor-core work) built in a temporary worktree  -> target/baseline/release
+#   idle-trim   HEAD + patches/idle-trim.patch (the loop wakes for the start-up trim even
+#               when nothing happens)                                 -> target/idle-trim/release
+#   trim-rodata HEAD + idle-trim + patches/trim-rodata.patch (the trim drops the read-only
+#               data before the text as well)                         -> target/trim-rodata/release
+#   static-trim static (no PIE) + both patches                        -> target/static-trim/<triple>/release
+# The patched ones are experiments for levers not in the code yet; a patch that no longer
+# applies (the change landed) is reported and its variant left out.
 #
 # Static builds pass --target explicitly so that RUSTFLAGS do not reach build scripts and
 # proc macros (which cannot be linked with +crt-static). Only the two binaries a container
@@ -22,7 +29,7 @@ repo=$(cd "$here/../.." && pwd)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 base_rev=${BASELINE_REV:-3519c83}
 jobs=${CARGO_BUILD_JOBS:-2}
-[[ $# -gt 0 ]] || set -- dynamic static-pie static baseline
+[[ $# -gt 0 ]] || set -- dynamic static-pie static baseline idle-trim trim-rodata static-trim
 
 build() { # label dir cargo-args...
     local label=$1 dir=$2
@@ -34,6 +41,28 @@ build() { # label dir cargo-args...
     else
         echo "build: $label failed" >&2
     fi
+}
+
+in_worktree() { # label rev "extra cargo args" patch... : rev (+ patches) in a temporary worktree
+    local label=$1 rev=$2 wt p dir=$repo/target/$1/release
+    local -a extra
+    read -ra extra <<<"$3"
+    shift 3
+    [[ ${#extra[@]} -gt 0 ]] && dir=$repo/target/$label/$triple/release
+    wt=$(mktemp -u "${TMPDIR:-/tmp}/bosun-$label.XXXXXX")
+    if ! git worktree add -q --detach "$wt" "$rev" >&2; then
+        echo "build: $label: git worktree add $wt $rev failed" >&2
+        return
+    fi
+    for p in "$@"; do
+        if ! git -C "$wt" apply "$here/patches/$p" >&2; then
+            echo "build: $label: patches/$p does not apply to $rev; left out" >&2
+            git worktree remove --force "$wt" >&2
+            return
+        fi
+    done
+    (cd "$wt" && build "$label" "$dir" --target-dir "$repo/target/$label" "${extra[@]}")
+    git worktree remove --force "$wt" >&2 || echo "build: could not remove $wt" >&2
 }
 
 cd "$repo" || exit 2
@@ -48,15 +77,12 @@ for v in "$@"; do
         RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
             build static "$repo/target/static/$triple/release" \
             --target "$triple" --target-dir "$repo/target/static" ;;
-    baseline)
-        wt=$(mktemp -u "${TMPDIR:-/tmp}/bosun-base.XXXXXX")
-        if git worktree add -q --detach "$wt" "$base_rev" >&2; then
-            (cd "$wt" && build baseline "$repo/target/baseline/release" \
-                --target-dir "$repo/target/baseline")
-            git worktree remove --force "$wt" >&2 || echo "build: could not remove $wt" >&2
-        else
-            echo "build: baseline: git worktree add $wt $base_rev failed" >&2
-        fi ;;
-    *) echo "build: unknown variant $v (dynamic, static-pie, static, baseline)" >&2 ;;
+    baseline) in_worktree baseline "$base_rev" "" ;;
+    idle-trim) in_worktree idle-trim HEAD "" idle-trim.patch ;;
+    trim-rodata) in_worktree trim-rodata HEAD "" idle-trim.patch trim-rodata.patch ;;
+    static-trim)
+        RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+            in_worktree static-trim HEAD "--target $triple" idle-trim.patch trim-rodata.patch ;;
+    *) echo "build: unknown variant $v (dynamic, static-pie, static, baseline, idle-trim, trim-rodata, static-trim)" >&2 ;;
     esac
 done

@@ -30,15 +30,18 @@
 #                   (labels cannot hold `=`); a leading `+` adds to the default set
 #   BOSUN_BIN_DIR   when BOSUN_VARIANTS is unset: this build (default target/release) as
 #                   "bosun" and with BOSUN_LISTENER_START=boot, plus every build of
-#                   build.sh found under target/ (static-pie, static, baseline)
-# --build first runs build.sh (all four variants; minutes each on 2 cores).
+#                   build.sh found under target/ (static-pie, static, baseline,
+#                   idle-trim, trim-rodata, static-trim)
+# --build first runs build.sh (every variant it knows; a minute or two each on 2 cores).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
+built=
 if [[ "${1:-}" == "--build" ]]; then
     shift
+    built="--build "
     "$here/build.sh" >/dev/null || exit 2
 fi
 if [[ "${1:-}" == "--install" ]]; then
@@ -90,7 +93,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-cmd="bench/pid1/run.sh${*:+ $*}"
+cmd="${BOSUN_VARIANTS:+BOSUN_VARIANTS='$BOSUN_VARIANTS' }${BOSUN_BIN_DIR:+BOSUN_BIN_DIR=$BOSUN_BIN_DIR }bench/pid1/run.sh $built$*"
+cmd=${cmd% }
 cd "$repo"
 # the driver runs in the background so that the traps above fire at once
 # (a watchdog on the whole run: the driver's own waits all have deadlines too)
