@@ -6,9 +6,16 @@
 //! counts in the process's RSS and PSS forever. `MADV_DONTNEED` on the text mapping drops
 //! those page-table entries (the file pages stay in the page cache); the loop's own code
 //! faults back in on its next use. Nothing is lost: text is read-only and file-backed.
+//! The loop calls this a few seconds after start and again a few seconds after each burst
+//! of activity (a request, a restart), so an idle container keeps only what idling uses.
 
-/// Drops this process's mapped executable text pages.
+/// Drops this process's mapped executable text and read-only data pages, and gives the
+/// heap's free pages back (`malloc_trim`).
 pub fn release_startup_text() {
+    // SAFETY: malloc_trim only returns free memory of glibc's heap to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
     };
@@ -22,7 +29,11 @@ pub fn release_startup_text() {
             continue;
         };
         let path = line.split_whitespace().nth(5).unwrap_or("");
-        if perms != "r-xp" || path != exe {
+        // the text, and the read-only data before it (offset 0: headers, .rodata,
+        // .eh_frame, relocations); never the RELRO segment, whose pages the loader wrote
+        let offset = line.split_whitespace().nth(2).unwrap_or("");
+        let rodata = perms == "r--p" && offset.bytes().all(|c| c == b'0');
+        if !(perms == "r-xp" || rodata) || path != exe {
             continue;
         }
         let Some((a, b)) = range.split_once('-') else {
