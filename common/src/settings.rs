@@ -581,7 +581,7 @@ impl Loader<'_, '_> {
         let setup = match self.get("setup") {
             Some(r) if !r.text.is_empty() => {
                 if role == Role::Supervisor && !Path::new(&r.text).is_file() {
-                    let msg = format!("setup script {} does not exist", r.text);
+                    let msg = format!("setup script {:?} does not exist", r.text);
                     self.bad(&r.origin, msg);
                 }
                 Some(PathBuf::from(r.text))
@@ -923,7 +923,11 @@ mod file {
             if !KEYS.contains(&key) {
                 cx.bad(
                     k.span(),
-                    format!("unknown key `{key}` (known keys: {})", KEYS.join(", ")),
+                    format!(
+                        "unknown key `{}` (known keys: {})",
+                        key.escape_debug(),
+                        KEYS.join(", ")
+                    ),
                 );
                 continue;
             }
@@ -950,7 +954,8 @@ mod file {
                             cx.bad(
                                 k.span(),
                                 format!(
-                                    "unknown key `on_demand.{sub}` (known: {})",
+                                    "unknown key `on_demand.{}` (known: {})",
+                                    sub.escape_debug(),
                                     ON_DEMAND_KEYS.join(", ")
                                 ),
                             );
@@ -974,7 +979,7 @@ mod file {
                                 v.span(),
                                 format!(
                                     "action_timeouts.{}: expected a duration string like \"5m\"",
-                                    k.get_ref()
+                                    k.get_ref().escape_debug()
                                 ),
                             ),
                         }
@@ -1337,6 +1342,37 @@ mod tests {
             assert!(!errs.is_empty());
             for e in &errs {
                 assert!(e.starts_with("s.toml:"), "{e}");
+            }
+            // Every error is one line, whatever the keys hold.
+            let errs = check_text(
+                "s.toml",
+                "\"a\\nb\" = 1\n[on_demand]\n\"c\\nd\" = 2\n[action_timeouts]\n\"e\\nf\" = 3\n",
+            );
+            assert_eq!(errs.len(), 3, "{errs:?}");
+            for e in &errs {
+                assert!(e.starts_with("s.toml:") && !e.contains('\n'), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn the_fuzz_corpus_gives_one_line_errors_and_no_panic() {
+            // What the fuzz target checks, over its stored corpus, in every test run.
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/service_toml");
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                let Ok(text) = std::str::from_utf8(&bytes) else {
+                    continue;
+                };
+                for err in check_text("service.toml", text) {
+                    assert!(
+                        err.starts_with("service.toml") && !err.contains('\n'),
+                        "{:?}: {err:?}",
+                        e.path()
+                    );
+                }
             }
         }
 
