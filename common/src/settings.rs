@@ -12,8 +12,9 @@
 //! Values are typed once here (addresses, probes, signals, durations) so that the code
 //! that uses them never parses text.
 //!
-//! The file is read only with the `toml` feature (the supervisor's); the listener reads
-//! the environment alone.
+//! The file is read only with the `toml` feature (the supervisor's), by
+//! [`ServiceFile::read`], which the listener never calls: it reads the environment alone,
+//! so its binary holds no TOML parser even when a workspace build turns the feature on.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -392,8 +393,8 @@ pub enum Role {
 /// Where settings come from; the environment is passed in so tests need not mutate the
 /// process environment.
 pub struct Sources<'a> {
-    /// `service.toml` (a missing file is no error). Read only with the `toml` feature.
-    pub config_path: Option<PathBuf>,
+    /// `service.toml` as read ([`ServiceFile::read`]); `ServiceFile::default()` for none.
+    pub file: ServiceFile,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// argv after `--` (wins over `exec` in the file).
     pub exec: Vec<OsString>,
@@ -437,36 +438,41 @@ struct Raw {
     origin: String,
 }
 
-/// What `service.toml` said, as text in the same form as the environment's.
+/// What `service.toml` said, as text in the same form as the environment's, and what is
+/// wrong with the file itself (syntax, unknown keys, types), reported with the values'
+/// problems by [`Settings::load`].
 #[derive(Debug, Default)]
-struct FileValues {
+pub struct ServiceFile {
     /// Label of the file for messages.
     label: Option<String>,
     /// By key (`on_demand_listen` for `on_demand.listen`).
     values: BTreeMap<String, Raw>,
     exec: Option<Vec<String>>,
+    problems: Vec<String>,
 }
 
 impl Settings {
     /// Reads `service.toml` (if present, with the `toml` feature) and the environment, and
     /// validates everything; returns every problem at once.
     pub fn load(src: &Sources<'_>) -> Result<Settings, Problems> {
-        let mut errs = Vec::new();
-        let file = read_file(src.config_path.as_deref(), &mut errs);
-        Loader {
+        let mut errs = src.file.problems.clone();
+        let settings = Loader {
             src,
-            file,
+            file: &src.file,
             errs: &mut errs,
         }
-        .load()
-        .filter(|_| errs.is_empty())
-        .ok_or(Problems(errs))
+        .load();
+        if errs.is_empty() {
+            Ok(settings)
+        } else {
+            Err(Problems(errs))
+        }
     }
 }
 
 struct Loader<'a, 'b> {
     src: &'a Sources<'a>,
-    file: FileValues,
+    file: &'a ServiceFile,
     errs: &'b mut Vec<String>,
 }
 
@@ -526,7 +532,7 @@ impl Loader<'_, '_> {
         }
     }
 
-    fn load(mut self) -> Option<Settings> {
+    fn load(mut self) -> Settings {
         let role = self.src.role;
         let service = match self.get("service") {
             Some(r) if crate::name::is_valid(&r.text) => r.text,
@@ -674,7 +680,7 @@ impl Loader<'_, '_> {
             }
         }
 
-        Some(Settings {
+        Settings {
             service,
             exec,
             run_dir,
@@ -699,7 +705,7 @@ impl Loader<'_, '_> {
             on_demand,
             listener,
             listener_start,
-        })
+        }
     }
 }
 
@@ -825,33 +831,33 @@ fn check_command(cmd: &OsStr, path: Option<&str>) -> Result<(), String> {
     }
 }
 
-#[cfg(not(feature = "toml"))]
-fn read_file(_: Option<&Path>, _: &mut Vec<String>) -> FileValues {
-    FileValues::default()
-}
-
-/// Reads and checks the file; a missing file is no error (everything can come from the
-/// environment), anything else wrong with it is.
 #[cfg(feature = "toml")]
-fn read_file(path: Option<&Path>, errs: &mut Vec<String>) -> FileValues {
-    let Some(path) = path else {
-        return FileValues::default();
-    };
-    let label = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return FileValues {
+impl ServiceFile {
+    /// Reads and checks the file; a missing file is no error (everything can come from
+    /// the environment), anything else wrong with it is.
+    pub fn read(path: &Path) -> ServiceFile {
+        let label = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => ServiceFile::parse(&label, &text),
+            Err(e) => ServiceFile {
+                problems: if e.kind() == std::io::ErrorKind::NotFound {
+                    Vec::new()
+                } else {
+                    vec![format!("{label}: cannot read: {e}")]
+                },
                 label: Some(label),
-                ..FileValues::default()
-            }
+                ..ServiceFile::default()
+            },
         }
-        Err(e) => {
-            errs.push(format!("{label}: cannot read: {e}"));
-            return FileValues::default();
-        }
-    };
-    file::parse(&label, &text, errs)
+    }
+
+    /// Checks the text of a `service.toml` named `label` in messages.
+    pub fn parse(label: &str, text: &str) -> ServiceFile {
+        let mut problems = Vec::new();
+        let mut f = file::parse(label, text, &mut problems);
+        f.problems = problems;
+        f
+    }
 }
 
 /// Checks the text of a `service.toml`, reporting every problem of the file itself
@@ -859,9 +865,7 @@ fn read_file(path: Option<&Path>, errs: &mut Vec<String>) -> FileValues {
 /// later, after the environment's overrides. Public for the fuzz target.
 #[cfg(feature = "toml")]
 pub fn check_text(label: &str, text: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    file::parse(label, text, &mut errs);
-    errs
+    ServiceFile::parse(label, text).problems
 }
 
 /// `service.toml` read with spans, keys checked one by one: the serde way stops at the
@@ -872,7 +876,7 @@ mod file {
 
     use toml::de::{DeTable, DeValue};
 
-    use super::{FileValues, Raw, KEYS, ON_DEMAND_KEYS};
+    use super::{Raw, ServiceFile, KEYS, ON_DEMAND_KEYS};
 
     struct Ctx<'a> {
         label: &'a str,
@@ -904,10 +908,10 @@ mod file {
         (line, col)
     }
 
-    pub(super) fn parse(label: &str, text: &str, errs: &mut Vec<String>) -> FileValues {
-        let mut out = FileValues {
+    pub(super) fn parse(label: &str, text: &str, errs: &mut Vec<String>) -> ServiceFile {
+        let mut out = ServiceFile {
             label: Some(label.to_string()),
-            ..FileValues::default()
+            ..ServiceFile::default()
         };
         let (table, syntax) = DeTable::parse_recoverable(text);
         let mut cx = Ctx { label, text, errs };
@@ -1007,7 +1011,7 @@ mod file {
         out
     }
 
-    fn insert(out: &mut FileValues, cx: &Ctx<'_>, key: &str, text: String, span: Range<usize>) {
+    fn insert(out: &mut ServiceFile, cx: &Ctx<'_>, key: &str, text: String, span: Range<usize>) {
         let origin = format!("{}: {key}", cx.at(span));
         out.values.insert(key.to_string(), Raw { text, origin });
     }
@@ -1057,7 +1061,7 @@ mod tests {
     fn load_env(pairs: &[(&str, &str)], role: Role) -> Result<Settings, Problems> {
         let env = env_of(pairs);
         Settings::load(&Sources {
-            config_path: None,
+            file: ServiceFile::default(),
             env: &env,
             exec: Vec::new(),
             role,
@@ -1276,7 +1280,7 @@ mod tests {
             f.write_all(toml.as_bytes()).unwrap();
             let env = env_of(env);
             Settings::load(&Sources {
-                config_path: Some(f.path().to_path_buf()),
+                file: ServiceFile::read(f.path()),
                 env: &env,
                 exec: exec.iter().map(OsString::from).collect(),
                 role: Role::Supervisor,

@@ -49,7 +49,7 @@ impl Config {
     /// Reads the settings through `get` (normally `std::env::var`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let loaded = Settings::load(&Sources {
-            config_path: None,
+            file: Default::default(),
             env: &get,
             exec: Vec::new(),
             role: Role::Listener,

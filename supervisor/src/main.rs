@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use supervisor::config::{self, Role, Settings, Sources};
+use supervisor::config::{self, Role, ServiceFile, Settings, Sources};
 use supervisor::{run, socket, spawn, EXIT_SETUP};
 
 /// bosun's PID 1: runs the service's main process, reaps zombies, forwards signals, owns
@@ -54,8 +54,8 @@ fn main() -> ExitCode {
     let env = |k: &str| std::env::var(k).ok();
     let status = matches!(cli.command, Some(Cmd::Status));
     let sources = Sources {
-        config_path: Some(
-            std::env::var_os("BOSUN_CONFIG")
+        file: ServiceFile::read(
+            &std::env::var_os("BOSUN_CONFIG")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG)),
         ),
