@@ -21,17 +21,19 @@ WORKDIR /src
 # artifacts, so the real sources are always compiled, whatever their timestamps.
 COPY Cargo.toml Cargo.lock ./
 COPY proto/Cargo.toml proto/
+COPY common/Cargo.toml common/
 COPY supervisor/Cargo.toml supervisor/
 COPY listener/Cargo.toml listener/
 COPY scheduler/Cargo.toml scheduler/
-RUN for c in proto supervisor listener scheduler; do \
+RUN for c in proto common supervisor listener scheduler; do \
         mkdir -p "$c/src" "$c/tests"; : > "$c/src/lib.rs"; echo 'fn main() {}' > "$c/src/main.rs"; \
     done \
  && : > supervisor/tests/all.rs \
  && cargo build --release --locked -p supervisor -p listener -p scheduler \
- && cargo clean --release -p proto -p supervisor -p listener -p scheduler \
- && rm -rf proto/src supervisor/src supervisor/tests listener/src scheduler/src
+ && cargo clean --release -p proto -p common -p supervisor -p listener -p scheduler \
+ && rm -rf proto/src common/src supervisor/src supervisor/tests listener/src scheduler/src
 COPY proto/ proto/
+COPY common/ common/
 COPY supervisor/ supervisor/
 COPY listener/ listener/
 COPY scheduler/ scheduler/

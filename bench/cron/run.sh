@@ -127,7 +127,7 @@ import datetime, re, sys
 log, a, b = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 ts = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 for line in open(log):
-    m = re.match(r"(\S+)\s+INFO request .* due=(\S+)", line)
+    m = re.match(r"(\S+)\s+INFO (?:\S+: )?request .* due=(\S+)", line)
     if m and a <= ts(m.group(1)) <= b:
         print("%.3f" % ((ts(m.group(1)) - ts(m.group(2))) * 1000))
 PY

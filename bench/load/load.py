@@ -381,7 +381,7 @@ def check_log(path, accepted):
             if m:
                 out[(m.group(1), int(m.group(2)))] += 1
                 continue
-            if 'spawned child="listener"' in line:
+            if 'spawned child=listener' in line:
                 spawned_listener += 1
             m = RE_LOG_DONE.search(line)
             if m:

@@ -149,7 +149,7 @@ async fn discover(path: &Path, service: &str) -> Known {
             }
             return Known::Broken(format!(
                 "sourcing it took longer than {}",
-                humantime::format_duration(DISCOVERY_TIMEOUT)
+                common::duration::show(DISCOVERY_TIMEOUT)
             ));
         }
     };

@@ -9,27 +9,27 @@
 //! * [`server`]: the socket protocol, built-ins, busy/too-many/allow-list, shutdown.
 //! * [`runner`]: one action's process group, output relay, timeout.
 //! * [`control`]: the channel to the supervisor (hold/release, forwarded built-ins).
-//! * [`log`]: one event a line on stderr, text or JSON (`BOSUN_LOG`, `BOSUN_LOG_FORMAT`).
+//!
+//! Its log is `common::log`'s, as the supervisor's and the scheduler's.
 //!
 //! [`main`] is the whole program; `src/main.rs` only calls it.
 
 pub mod callbacks;
 pub mod config;
 pub mod control;
-pub mod log;
 pub mod runner;
 pub mod server;
 
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 
-use config::{Config, LogFormat};
+use config::Config;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::stat::{fstat, SFlag};
 use proto::control::{CONTROL_FD, LISTEN_FD};
 
 /// Exit code for bad settings or a missing socket (the supervisor should not retry fast).
-pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_CONFIG: u8 = common::exit::LISTENER_CONFIG;
 
 /// Runs the listener: reads the environment, takes fds 3 and 4, serves until SIGTERM or
 /// SIGINT, and returns 0 once every running action has reported `done`.
@@ -41,10 +41,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = init_logging(&cfg) {
-        eprintln!("listener: cannot set up logging: {e}");
-        return ExitCode::FAILURE;
-    }
+    common::log::init(cfg.log_filter(), cfg.log_format);
     raise_fd_limit();
     let listen = match take_socket(LISTEN_FD) {
         Ok(fd) => fd,
@@ -139,8 +136,4 @@ fn raise_fd_limit() {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
         }
     }
-}
-
-fn init_logging(cfg: &Config) -> Result<(), String> {
-    log::init(&cfg.log_filter, cfg.log_format == LogFormat::Json)
 }

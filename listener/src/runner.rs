@@ -125,7 +125,7 @@ impl Running {
                     tracing::warn!(
                         action = %self.spec.action,
                         id = self.spec.id,
-                        timeout = %humantime::format_duration(self.spec.timeout),
+                        timeout = %common::duration::show(self.spec.timeout),
                         "timed out, sending TERM"
                     );
                     self.spec.kill_grace
@@ -187,10 +187,7 @@ impl Running {
 
 /// Exit code in the shell's convention: the code, or 128+N for death by signal N.
 pub fn exit_code(st: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    st.code()
-        .or_else(|| st.signal().map(|s| 128 + s))
-        .unwrap_or(255)
+    common::exit::Exit::from(st).code()
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.
@@ -198,8 +195,8 @@ pub fn kill_group(pgid: i32, sig: Signal) {
     if pgid <= 1 {
         return;
     }
-    match nix::sys::signal::killpg(Pid::from_raw(pgid), sig) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+    match common::signal::signal_group(Pid::from_raw(pgid), sig) {
+        Ok(()) => {}
         Err(e) => tracing::warn!(pgid, signal = %sig, error = %e, "cannot signal process group"),
     }
 }

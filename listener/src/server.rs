@@ -245,7 +245,7 @@ impl Server {
             Line::TimedOut => {
                 let msg = format!(
                     "timed out after {} waiting for the request line",
-                    humantime::format_duration(self.cfg.read_timeout)
+                    common::duration::show(self.cfg.read_timeout)
                 );
                 tracing::warn!(uid = peer.uid, pid = peer.pid, error = %msg, "bad request");
                 let reply = Reply::error(ErrorCode::BadRequest, msg);
@@ -305,7 +305,8 @@ impl Server {
                     ErrorCode::BadRequest,
                     format!(
                         "user {user:?} is not a valid name (letters, digits, '.', '_', '-', \
-                         not starting with '.' or '-', at most {MAX_USER} bytes)"
+                         not starting with '.' or '-', at most {} bytes)",
+                        common::name::MAX
                     ),
                 )
                 .to_string(),
@@ -578,19 +579,12 @@ impl Server {
     }
 }
 
-/// Longest user (site, tenant) name accepted.
-const MAX_USER: usize = 64;
-
 /// A user name is handed to callbacks that build paths and command lines from it
 /// (`/srv/$BOSUN_USER`, `mysqldump "$BOSUN_USER"`), so it is held to a plain name: no `/`,
-/// no `..`, no leading `-` that a command would read as an option.
+/// no `..`, no leading `-` that a command would read as an option (`common::name`'s rule,
+/// the same as for service and action names).
 fn valid_user(u: &str) -> bool {
-    u.len() <= MAX_USER
-        && u.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    common::name::is_valid(u)
 }
 
 fn shutting_down() -> Reply {

@@ -240,25 +240,27 @@ fn next_expr(expr: &str, tz: Option<&str>, from: DateTime<Utc>, count: usize) ->
     0
 }
 
-fn init_logging() {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BOSUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false);
-    let json = std::env::var("BOSUN_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = if json {
-        registry.with(fmt.json().flatten_event(true)).try_init()
-    } else {
-        registry.with(fmt).try_init()
-    };
+/// The daemon's log, by the same rules as the supervisor's and the listener's: a bad
+/// `BOSUN_LOG` or `BOSUN_LOG_FORMAT` is a usage error, one line each.
+fn init_logging() -> Result<(), u8> {
+    match common::log::from_lookup(|k| std::env::var(k).ok()) {
+        Ok((filter, format)) => {
+            common::log::init(filter, format);
+            Ok(())
+        }
+        Err(errs) => {
+            for e in errs {
+                eprintln!("scheduler: {e}");
+            }
+            Err(EXIT_USAGE)
+        }
+    }
 }
 
 fn run_daemon(file: PathBuf) -> u8 {
-    init_logging();
+    if let Err(code) = init_logging() {
+        return code;
+    }
     let config = match daemon::Config::from_env(file) {
         Ok(c) => c,
         Err(e) => {

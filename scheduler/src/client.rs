@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use proto::{ErrorCode, Reply};
 
 /// Bad command line (sysexits `EX_USAGE`).
-pub const EXIT_USAGE: u8 = 64;
+pub const EXIT_USAGE: u8 = common::exit::USAGE;
 /// The service answered `error ...` (sysexits `EX_DATAERR`).
-pub const EXIT_ERROR_REPLY: u8 = 65;
+pub const EXIT_ERROR_REPLY: u8 = common::exit::ERROR_REPLY;
 /// The socket is absent or refuses, or the service went away (sysexits `EX_UNAVAILABLE`).
-pub const EXIT_UNAVAILABLE: u8 = 69;
+pub const EXIT_UNAVAILABLE: u8 = common::exit::UNAVAILABLE;
 
 /// The longest reply line read; longer lines are cut (a reply is short text).
 const MAX_REPLY_LINE: u64 = 64 * 1024;
@@ -47,13 +47,7 @@ pub enum UsageError {
 impl SendRequest {
     /// The request line, without its `\n`, after checking every token.
     pub fn line(&self) -> Result<String, UsageError> {
-        let ok_service = !self.service.is_empty()
-            && !self.service.starts_with(['.', '-'])
-            && self
-                .service
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !ok_service {
+        if !common::name::is_valid(&self.service) {
             return Err(UsageError::BadService(self.service.clone()));
         }
         let mut tokens = Vec::new();

@@ -54,11 +54,10 @@ pub struct Config {
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{var}={value:?} is not a duration (examples: 90s, 5m, 24h): {source}")]
+    #[error("{var}: {source}")]
     BadDuration {
         var: &'static str,
-        value: String,
-        source: humantime::DurationError,
+        source: common::duration::DurationError,
     },
     #[error("reading {}: {source}", path.display())]
     Read {
@@ -87,11 +86,8 @@ impl Config {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let duration = |k: &'static str, default: Duration| match var(k) {
             None => Ok(default),
-            Some(v) => humantime::parse_duration(&v).map_err(|source| DaemonError::BadDuration {
-                var: k,
-                value: v,
-                source,
-            }),
+            Some(v) => common::duration::parse(&v)
+                .map_err(|source| DaemonError::BadDuration { var: k, source }),
         };
         Ok(Config {
             file,

@@ -338,10 +338,7 @@ fn parse_setting(
 
 /// A service names a socket file: `<service>-request.sock`.
 fn check_service(s: &str) -> Result<(), String> {
-    let ok = !s.starts_with(['.', '-'])
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+    if common::name::is_valid(s) {
         Ok(())
     } else {
         Err(format!(

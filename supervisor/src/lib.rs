@@ -5,12 +5,12 @@
 //! (settings), [`socket`] (the request socket's life), [`spawn`] (starting children),
 //! [`reap`] (the only waiter), [`procfs`] (what is read in /proc), [`ondemand`] and
 //! [`proxy`] (the held socket's I/O), [`ready`] (probes), [`status`] (the health-check
-//! client), [`signals`] (names, forwarding, exit codes), [`backoff`], [`log`].
+//! client), [`signals`] (names, forwarding, exit codes),, [`backoff`]. Its log is
+//! `common::log`'s, as the listener's and the scheduler's.
 
 pub mod backoff;
 pub mod config;
 pub mod core;
-pub mod log;
 pub mod ondemand;
 pub mod procfs;
 pub mod proxy;
@@ -26,4 +26,4 @@ pub mod trim;
 /// Exit code for bosun's own setup errors (bad settings, socket taken), distinct from
 /// 126/127 (main command cannot run) and from any code the main process is likely to use.
 /// Docker uses 125 the same way for its own errors.
-pub const EXIT_SETUP: i32 = 125;
+pub const EXIT_SETUP: i32 = common::exit::SETUP as i32;

@@ -1,11 +1,12 @@
 //! `supervisor`: see the library crate. This file only reads the command line.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use supervisor::config::{self, Sources};
+use supervisor::config::{self, Role, ServiceFile, Settings, Sources};
 use supervisor::{run, socket, spawn, EXIT_SETUP};
 
 /// bosun's PID 1: runs the service's main process, reaps zombies, forwards signals, owns
@@ -23,9 +24,10 @@ struct Cli {
     run_as: Option<String>,
     #[arg(long, hide = true, requires = "exec_as")]
     listen_pid: bool,
-    /// The main process and its arguments (instead of `exec` in service.toml).
-    #[arg(last = true)]
-    exec: Vec<String>,
+    /// The main process and its arguments (instead of `exec` in service.toml). Any bytes,
+    /// not only UTF-8: they are passed on as they came.
+    #[arg(last = true, value_parser = clap::value_parser!(OsString))]
+    exec: Vec<OsString>,
 }
 
 #[derive(Subcommand)]
@@ -39,35 +41,46 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                common::exit::USAGE
+            } else {
+                0
+            });
         }
     };
     if cli.exec_as {
         return exec_as(cli.run_as.as_deref(), cli.listen_pid, &cli.exec);
     }
     let env = |k: &str| std::env::var(k).ok();
+    let status = matches!(cli.command, Some(Cmd::Status));
     let sources = Sources {
-        config_path: std::env::var_os("BOSUN_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG)),
+        file: ServiceFile::read(
+            &std::env::var_os("BOSUN_CONFIG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG)),
+        ),
         env: &env,
         exec: cli.exec,
-        for_status: matches!(cli.command, Some(Cmd::Status)),
+        role: if status {
+            Role::Status
+        } else {
+            Role::Supervisor
+        },
     };
-    let settings = match config::load(&sources) {
+    let settings = match Settings::load(&sources) {
         Ok(s) => s,
         Err(errs) => {
             for e in &errs.0 {
                 eprintln!("supervisor: {e}");
             }
-            return ExitCode::from(errs.exit_code() as u8);
+            return ExitCode::from(errs.exit_code());
         }
     };
-    if matches!(cli.command, Some(Cmd::Status)) {
+    if status {
         let code = supervisor::status::run(&settings.socket_path(), Duration::from_secs(5));
         return ExitCode::from(code as u8);
     }
-    supervisor::log::init(settings.log_format);
+    common::log::init(settings.log_filter(), settings.log_format);
     // Signals are blocked before anything else exists, so every child and thread
     // inherits a known mask (children reset it).
     let sigfd = match run::signal_fd() {
@@ -91,21 +104,14 @@ fn main() -> ExitCode {
     };
     let held = match &settings.on_demand {
         None => None,
-        Some(od) => {
-            let bound = supervisor::ondemand::Addr::parse(&od.listen)
-                .map_err(|e| format!("on_demand.listen: {e}"))
-                .and_then(|a| {
-                    supervisor::ondemand::Held::bind(&a, None).map_err(|e| e.to_string())
-                });
-            match bound {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    eprintln!("supervisor: {e}");
-                    sock.remove();
-                    return ExitCode::from(EXIT_SETUP as u8);
-                }
+        Some(od) => match supervisor::ondemand::Held::bind(&od.listen, None) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("supervisor: {e}");
+                sock.remove();
+                return ExitCode::from(EXIT_SETUP as u8);
             }
-        }
+        },
     };
     let code = run::Supervisor::new(settings, sock, held).run(sigfd);
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -113,11 +119,11 @@ fn main() -> ExitCode {
 
 /// `supervisor --exec-as [--run-as UID:GID] [--listen-pid] -- CMD...`: drop privileges,
 /// set `LISTEN_PID` to this pid (which CMD keeps across exec), then become CMD.
-fn exec_as(run_as: Option<&str>, listen_pid: bool, argv: &[String]) -> ExitCode {
+fn exec_as(run_as: Option<&str>, listen_pid: bool, argv: &[OsString]) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let Some((cmd, args)) = argv.split_first() else {
         eprintln!("supervisor: --exec-as needs a command after --");
-        return ExitCode::from(64);
+        return ExitCode::from(common::exit::USAGE);
     };
     let mut command = std::process::Command::new(cmd);
     command.args(args);
@@ -138,10 +144,10 @@ fn exec_as(run_as: Option<&str>, listen_pid: bool, argv: &[String]) -> ExitCode 
         }
     }
     let e = command.exec();
-    eprintln!("supervisor: cannot run {cmd}: {e}");
+    eprintln!("supervisor: cannot run {}: {e}", cmd.to_string_lossy());
     ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
-        127
+        common::exit::NOT_FOUND
     } else {
-        126
+        common::exit::NOT_EXECUTABLE
     })
 }

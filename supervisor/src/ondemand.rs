@@ -32,32 +32,8 @@ use nix::unistd::Gid;
 
 use crate::socket::{bind_unix, BoundSocket, SocketError};
 
-/// Where the held socket listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Addr {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-}
-
-impl Addr {
-    /// `/path` (or any text with a `/`) is a unix socket; `HOST:PORT` is TCP.
-    pub fn parse(s: &str) -> Result<Addr, String> {
-        if s.contains('/') {
-            return Ok(Addr::Unix(PathBuf::from(s)));
-        }
-        s.parse::<SocketAddr>().map(Addr::Tcp).map_err(|_| {
-            format!("{s:?} is neither a socket path nor an IP:PORT like 127.0.0.1:9000")
-        })
-    }
-
-    /// The text php-fpm's `FPM_SOCKETS` and systemd's `LISTEN_FDNAMES` use.
-    pub fn key(&self) -> String {
-        match self {
-            Addr::Unix(p) => p.display().to_string(),
-            Addr::Tcp(a) => a.to_string(),
-        }
-    }
-}
+/// Where the held socket listens, or the backend: validated with the settings.
+pub use crate::config::Addr;
 
 /// The held listening socket.
 #[derive(Debug)]
@@ -229,19 +205,6 @@ pub fn tcp_connections(table: &str, port: u16) -> HashSet<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(
-            Addr::parse("/run/php/forum.sock"),
-            Ok(Addr::Unix("/run/php/forum.sock".into()))
-        );
-        assert_eq!(
-            Addr::parse("127.0.0.1:9000").unwrap().key(),
-            "127.0.0.1:9000"
-        );
-        assert!(Addr::parse("localhost").is_err());
-    }
 
     #[test]
     fn kernel_tables() {

@@ -12,8 +12,9 @@ use crate::config::Ready;
 pub fn check_connect(r: &Ready) -> Option<bool> {
     match r {
         Ready::Socket(p) => Some(UnixStream::connect(p).is_ok()),
-        Ready::Tcp(addr) => Some(
-            addr.to_socket_addrs()
+        Ready::Tcp { host, port } => Some(
+            (host.as_str(), *port)
+                .to_socket_addrs()
                 .ok()
                 .and_then(|mut a| a.next())
                 .is_some_and(|a| {
@@ -57,7 +58,11 @@ mod tests {
     #[test]
     fn tcp_probe() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let r = Ready::Tcp(l.local_addr().unwrap().to_string());
+        let a = l.local_addr().unwrap();
+        let r = Ready::Tcp {
+            host: a.ip().to_string(),
+            port: a.port(),
+        };
         assert_eq!(check_connect(&r), Some(true));
         drop(l);
         assert_eq!(check_connect(&r), Some(false));

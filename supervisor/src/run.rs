@@ -112,11 +112,7 @@ impl Supervisor {
         let self_exe =
             std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/sbin/supervisor"));
         let now = Instant::now();
-        let backend = s
-            .on_demand
-            .as_ref()
-            .and_then(|o| o.backend.as_deref())
-            .and_then(|b| Addr::parse(b).ok());
+        let backend = s.on_demand.as_ref().and_then(|o| o.backend.clone());
         let od = held.map(|held| {
             let proxy = backend.map(|addr| {
                 // Only the supervisor accepts on it in proxy mode.
@@ -139,10 +135,7 @@ impl Supervisor {
                 last_bytes: 0,
             }
         });
-        let answer_here = !s
-            .listener_env
-            .iter()
-            .any(|(k, v)| k.starts_with("BOSUN_ALLOW_") && !v.trim().is_empty());
+        let answer_here = !s.has_allow_list();
         // Accepted on by the supervisor itself while no listener runs: never block on it.
         set_nonblocking(socket.fd.as_fd(), true);
         Supervisor {
@@ -469,7 +462,7 @@ impl Supervisor {
         };
         match spawn::spawn_main(&self.s, &self.self_exe, handoff) {
             Ok(pid) => {
-                info!(child = "main", pid = pid.as_raw(), cmd = %self.s.exec.join(" "), "spawned");
+                info!(child = "main", pid = pid.as_raw(), cmd = %shown(&self.s.exec), "spawned");
                 Ok(pid)
             }
             Err(e) => {
@@ -477,7 +470,7 @@ impl Supervisor {
                     std::io::ErrorKind::NotFound => 127,
                     _ => 126,
                 };
-                error!(child = "main", cmd = %self.s.exec.join(" "), error = %e, code, "cannot start");
+                error!(child = "main", cmd = %shown(&self.s.exec), error = %e, code, "cannot start");
                 Err(code)
             }
         }
@@ -499,7 +492,7 @@ impl Supervisor {
             }
         };
         set_nonblocking(ours.as_fd(), true);
-        let mut env = self.s.listener_env.clone();
+        let mut env = self.s.to_env();
         env.push(("BOSUN_NEXT_ID".into(), next_id.to_string()));
         match spawn::spawn_listener(&exe, self.socket.fd.as_fd(), theirs.as_fd(), &env) {
             Ok(pid) => {
@@ -532,7 +525,9 @@ impl Supervisor {
 
     fn kill(&self, target: Target, sig: Signal) {
         match target {
-            Target::Group(pid) => signal_group(pid, sig),
+            Target::Group(pid) => {
+                let _ = common::signal::signal_group(pid, sig);
+            }
             Target::Leftovers(pgid) => {
                 if killpg(pgid, sig).is_ok() {
                     warn!(
@@ -810,12 +805,12 @@ fn answer(conn: &OwnedFd, line: &str) {
     let _ = nix::sys::socket::shutdown(conn.as_raw_fd(), nix::sys::socket::Shutdown::Write);
 }
 
-/// Signals a process group, falling back to the process alone when it has no group of its
-/// own yet (between fork and setpgid). `ESRCH` means it is already gone: fine.
-fn signal_group(pid: Pid, sig: Signal) {
-    if killpg(pid, sig) == Err(Errno::ESRCH) {
-        let _ = kill(pid, sig);
-    }
+/// An argv as one line for the log (bytes that are not UTF-8 shown as U+FFFD).
+fn shown(argv: &[std::ffi::OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) {

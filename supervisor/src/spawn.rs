@@ -6,6 +6,7 @@
 //! through a signalfd, and a mask survives `exec`) and its own process group, so signals
 //! can be sent to a whole tree with `killpg`.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -40,21 +41,21 @@ pub struct Handoff<'a> {
 /// runs as root) by exec'ing `supervisor --exec-as`, which is also what sets `LISTEN_PID`
 /// to the final pid for socket handoff: `exec` keeps the pid, so it is the main process's.
 pub fn spawn_main(s: &Settings, self_exe: &Path, handoff: Option<Handoff<'_>>) -> io::Result<Pid> {
-    let mut argv: Vec<String> = Vec::new();
+    let mut argv: Vec<OsString> = Vec::new();
     if let Some(setup) = &s.setup {
         argv.extend([
             "bash".into(),
             "-c".into(),
             SETUP_WRAPPER.into(),
-            setup.display().to_string(),
+            setup.into(),
         ]);
     }
     // Drop privileges in the child itself unless a setup script must run as root first.
     let mut drop_here = s.run_as.clone();
     if handoff.is_some() || (s.setup.is_some() && drop_here.is_some()) {
-        argv.extend([self_exe.display().to_string(), "--exec-as".into()]);
+        argv.extend([self_exe.into(), "--exec-as".into()]);
         if let Some(r) = drop_here.take() {
-            argv.extend(["--run-as".into(), format!("{}:{}", r.uid, r.gid)]);
+            argv.extend(["--run-as".into(), format!("{}:{}", r.uid, r.gid).into()]);
         }
         if handoff.is_some() {
             argv.push("--listen-pid".into());

@@ -1,5 +1,7 @@
 //! Bad settings: one clear line each, a non-zero exit, and nothing started.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
@@ -82,7 +84,7 @@ fn bad_duration() {
     b.file("service.toml", "stop_timeout = \"8 fortnights\"\n");
     refused(
         b,
-        "service.toml: stop_timeout: \"8 fortnights\" is not a duration",
+        "service.toml:1:16: stop_timeout: \"8 fortnights\" is not a duration",
         125,
     );
 }
@@ -162,4 +164,104 @@ fn socket_mode_and_group() {
         "no group named",
         125,
     );
+}
+
+#[test]
+fn a_backend_host_name_is_refused_naming_the_variable() {
+    // It used to be dropped silently, leaving proxy mode without a backend.
+    let b = sup(Mode::Subreaper);
+    let listen = b.dir().join("public.sock");
+    refused(
+        b.env("BOSUN_ON_DEMAND_LISTEN", listen.to_str().unwrap())
+            .env("BOSUN_ON_DEMAND_BACKEND", "localhost:9000"),
+        "BOSUN_ON_DEMAND_BACKEND: \"localhost:9000\" is neither a socket path",
+        125,
+    );
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_ON_DEMAND_LISTEN", "localhost:8080"),
+        "BOSUN_ON_DEMAND_LISTEN: \"localhost:8080\"",
+        125,
+    );
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_READY", "tcp:db"),
+        "BOSUN_READY: \"tcp:db\" is not a ready probe",
+        125,
+    );
+}
+
+#[test]
+fn four_mistakes_in_service_toml_are_four_lines() {
+    let b = sup(Mode::Subreaper);
+    b.file(
+        "service.toml",
+        "stop_timeuot = \"8s\"\nrestart = \"sometimes\"\nready = \"tcp:db\"\n[on_demand]\nlisten = \"/run/x.sock\"\nbackend = \"localhost:9000\"\n",
+    );
+    let toml = b.dir().join("service.toml");
+    let (st, out, err) = b
+        .cmd(&["sh", "-c", "touch \"$T/main-ran\""])
+        .run(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(125), "{err}");
+    assert!(out.is_empty());
+    let t = toml.display();
+    let expected = [
+        format!("supervisor: {t}:1:1: unknown key `stop_timeuot`"),
+        format!("supervisor: {t}:2:11: restart: \"sometimes\" is not a restart policy"),
+        format!("supervisor: {t}:3:9: ready: \"tcp:db\" is not a ready probe"),
+        format!("supervisor: {t}:6:11: on_demand.backend: \"localhost:9000\" is neither"),
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    for want in &expected {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want.as_str())),
+            "expected a line starting {want:?} in:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn bad_log_settings_are_errors() {
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_LOG", "loud=yes"),
+        "BOSUN_LOG: \"loud=yes\" is not a level",
+        125,
+    );
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_LOG_FORMAT", "xml"),
+        "BOSUN_LOG_FORMAT: \"xml\" is not a log format (text, json)",
+        125,
+    );
+}
+
+#[test]
+fn argv_bytes_reach_the_main_process_intact() {
+    // Not UTF-8: tini passes such bytes on, and so must the supervisor (clap used to
+    // refuse them with 64). Through the plain spawn and through the setup script's shell.
+    let arg: &[u8] = b"a\xffb\xfe c\x01";
+    for (mode, setup) in [
+        (Mode::Subreaper, false),
+        (Mode::Pid1, false),
+        (Mode::Subreaper, true),
+    ] {
+        let b = sup(mode);
+        let out_file = b.dir().join("argv");
+        let mut c = b.command();
+        if setup {
+            let s = b.file("setup.sh", "true\n");
+            c.env("BOSUN_SETUP", s);
+        }
+        let out = c
+            .arg("--")
+            .args(["sh", "-c", "printf %s \"$1\" > \"$T/argv\"", "sh"])
+            .arg(OsStr::from_bytes(arg))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode:?} setup={setup}: {err}");
+        assert_eq!(
+            std::fs::read(&out_file).unwrap(),
+            arg,
+            "{mode:?} setup={setup}"
+        );
+    }
 }

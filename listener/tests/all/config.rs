@@ -25,8 +25,43 @@ fn bad_settings_exit_2_with_one_line_each() {
     assert_eq!(code, 2, "{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
-    assert!(lines[0].contains("BOSUN_READ_TIMEOUT=\"soon\""), "{err}");
-    assert!(lines[1].contains("BOSUN_MAX_ACTIONS=\"lots\""), "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("BOSUN_READ_TIMEOUT: \"soon\" is not a duration")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("BOSUN_MAX_ACTIONS: \"lots\" is not a whole number")),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_log_settings_are_errors() {
+    // The same rule as the supervisor's and the scheduler's: one line each, no fallback.
+    let (code, err) = run(&[
+        ("BOSUN_SERVICE", "x"),
+        ("BOSUN_LOG", "loud=yes"),
+        ("BOSUN_LOG_FORMAT", "xml"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("BOSUN_LOG: \"loud=yes\" is not a level")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("BOSUN_LOG_FORMAT: \"xml\" is not a log format")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -177,14 +177,6 @@ fn json_log_lines() {
 }
 
 #[test]
-fn bad_log_filter_is_a_warning_not_a_crash() {
-    // BOSUN_LOG is shared with the supervisor, which ignores a bad one: so does the listener.
-    let l = Listener::start(Opts::default().env("BOSUN_LOG", "loud=yes")).ready();
-    l.log.wait_for("bad setting BOSUN_LOG");
-    assert_eq!(l.request(b"ping\n"), ["pong"]);
-}
-
-#[test]
 fn callbacks_file_failing_to_source_is_unavailable() {
     // `source` returning non-zero would stop every action (`source ... && CB_x`): say so.
     let cbs = "CB_hello() { echo hello; }\n[ -e /nonexistent-bosun ] && echo never\n";

@@ -218,3 +218,28 @@ fn send_exit_codes() {
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert_eq!(send(&["stale", "x"]).status.code(), Some(69));
 }
+
+#[test]
+fn bad_log_settings_exit_64_with_one_line_each() {
+    // The same rule as the supervisor's (125) and the listener's (2): an error, no fallback.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schedule.cron");
+    std::fs::write(&file, "@daily web rotate-logs\n").unwrap();
+    let o = bin()
+        .arg(&file)
+        .env("BOSUN_LOG", "loud=yes")
+        .env("BOSUN_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(64), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "scheduler: BOSUN_LOG: \"loud=yes\" is not a level (trace, debug, info, warn, error, off) or TARGET=LEVEL",
+            "scheduler: BOSUN_LOG_FORMAT: \"xml\" is not a log format (text, json)",
+        ],
+        "{err}"
+    );
+}

@@ -695,7 +695,7 @@ impl Core {
         };
         if again {
             let delay = self.main_backoff.delay(started.unwrap_or(now), now);
-            info!(child = "main", delay = %humantime::format_duration(delay), "restarting after backoff");
+            info!(child = "main", delay = %common::duration::show(delay), "restarting after backoff");
             self.main = Main::Backoff { until: now + delay };
         } else {
             self.begin_shutdown(now, None);
@@ -739,7 +739,7 @@ impl Core {
             return;
         }
         let delay = self.listener_backoff.delay(started, now);
-        error!(child = "listener", %exit, held = self.held.len(), delay = %humantime::format_duration(delay), "crashed; restarting");
+        error!(child = "listener", %exit, held = self.held.len(), delay = %common::duration::show(delay), "crashed; restarting");
         let except: Vec<i32> = self.held.values().map(|h| h.pgid).collect();
         self.answer_held(&format!(
             "listener crashed ({exit}); the action was stopped"

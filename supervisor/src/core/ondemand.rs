@@ -206,7 +206,7 @@ impl Core {
                     now,
                     &format!(
                         "on-demand start failed: not ready within {}",
-                        humantime::format_duration(t)
+                        common::duration::show(t)
                     ),
                 );
                 self.stop_main(pid, now, false);
@@ -239,7 +239,7 @@ impl Core {
             return;
         };
         if now.saturating_duration_since(od.last_activity) >= od.p.idle {
-            info!(idle = %humantime::format_duration(od.p.idle), "no traffic; stopping the main process");
+            info!(idle = %common::duration::show(od.p.idle), "no traffic; stopping the main process");
             self.stop_main(pid, now, false);
         }
     }

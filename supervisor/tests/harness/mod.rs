@@ -408,11 +408,11 @@ pub fn status_cmd(s: &Sup) -> (i32, String) {
 /// The running listener's pid as this process sees it (its logged pid is the inner one in a
 /// PID namespace).
 pub fn listener_pid(s: &Sup) -> i32 {
-    let text = s.wait_stderr("spawned child=\"listener\"", Duration::from_secs(10));
+    let text = s.wait_stderr("spawned child=listener", Duration::from_secs(10));
     let line = text
         .lines()
         .rev()
-        .find(|l| l.contains("spawned child=\"listener\""))
+        .find(|l| l.contains("spawned child=listener"))
         .unwrap();
     outer_pid(s, pid_of(line).parse().unwrap())
 }

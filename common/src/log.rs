@@ -1,12 +1,15 @@
-//! A minimal `tracing` subscriber: one event a line on stderr, text or JSON.
+//! The one logger of the three programs: a minimal `tracing` subscriber, one event a line
+//! on stderr, text or JSON.
 //!
-//! Why not tracing-subscriber: the listener runs in every container and is measured for
-//! PSS; tracing-subscriber's fmt + env-filter + json layers doubled the binary (1.1 MB vs
-//! 0.6 MB), and the text pages a process touches are most of its PSS. The listener uses no
-//! spans, so events are all it has to format.
+//! Why not tracing-subscriber: the supervisor and the listener run in every container and
+//! are measured for PSS; tracing-subscriber's fmt + env-filter + json layers doubled a
+//! binary (1.1 MB vs 0.6 MB), and the text pages a process touches are most of its PSS.
+//! bosun uses no spans, so events are all there is to format.
 //!
 //! `BOSUN_LOG` takes the simple directives of tracing's env-filter: a default level and/or
-//! `target=level` items, comma separated (`info`, `warn,listener::runner=debug`).
+//! `target=level` items, comma separated (`info`, `warn,listener::runner=debug`);
+//! `BOSUN_LOG_FORMAT` is `text` or `json`. A value that does not parse is an error for
+//! all three programs (see [`init`]), never silently replaced.
 //! Text lines look like tracing-subscriber's: `2026-11-22T00:09:56.589034Z  INFO
 //! listener::server: request uid=0 action=ping`; values with blanks, quotes or `=` are
 //! quoted, so a line always splits back into fields. JSON lines are flat objects:
@@ -27,6 +30,32 @@ use tracing::{Event, Metadata, Subscriber};
 #[error("{0:?} is not a level (trace, debug, info, warn, error, off) or TARGET=LEVEL")]
 pub struct FilterError(pub String);
 
+/// Log line format (`BOSUN_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`.
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format (text, json)")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// Which events are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -45,6 +74,16 @@ fn level(s: &str) -> Option<LevelFilter> {
         "off" => LevelFilter::OFF,
         _ => return None,
     })
+}
+
+impl Default for Filter {
+    /// `info` for everything.
+    fn default() -> Filter {
+        Filter {
+            default: LevelFilter::INFO,
+            targets: Vec::new(),
+        }
+    }
 }
 
 impl Filter {
@@ -184,19 +223,40 @@ impl Subscriber for LineLogger {
     fn exit(&self, _: &Id) {}
 }
 
-/// Installs the logger for the whole process. A filter that does not parse falls back to
-/// `info` and is reported as the first log line.
-pub fn init(spec: &str, json: bool) -> Result<(), String> {
-    let (filter, bad) = match Filter::parse(spec) {
-        Ok(f) => (f, None),
-        Err(e) => (Filter::parse("info").map_err(|e| e.to_string())?, Some(e)),
+/// Installs the logger for the whole process. The filter has been parsed already (a bad
+/// one is a setting error of the program, reported before anything starts).
+pub fn init(filter: Filter, format: LogFormat) {
+    // Only fails when a logger is installed already (a second call): keep that one.
+    let _ =
+        tracing::subscriber::set_global_default(LineLogger::new(filter, format == LogFormat::Json));
+}
+
+/// Reads `BOSUN_LOG` and `BOSUN_LOG_FORMAT` through `get` (unset or empty: `info`,
+/// `text`). Every bad one is reported, one line each, as `VAR: problem`.
+pub fn from_lookup(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<(Filter, LogFormat), Vec<String>> {
+    let val = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+    let mut errs = Vec::new();
+    let filter = match val("BOSUN_LOG") {
+        None => Filter::default(),
+        Some(v) => Filter::parse(&v).unwrap_or_else(|e| {
+            errs.push(format!("BOSUN_LOG: {e}"));
+            Filter::default()
+        }),
     };
-    tracing::subscriber::set_global_default(LineLogger::new(filter, json))
-        .map_err(|e| e.to_string())?;
-    if let Some(e) = bad {
-        tracing::warn!(error = %e, "bad setting BOSUN_LOG, using info");
+    let format = match val("BOSUN_LOG_FORMAT") {
+        None => LogFormat::Text,
+        Some(v) => LogFormat::parse(&v).unwrap_or_else(|e| {
+            errs.push(format!("BOSUN_LOG_FORMAT: {e}"));
+            LogFormat::Text
+        }),
+    };
+    if errs.is_empty() {
+        Ok((filter, format))
+    } else {
+        Err(errs)
     }
-    Ok(())
 }
 
 struct Fields {
@@ -351,6 +411,37 @@ mod tests {
         assert_eq!(Filter::parse("").unwrap().default, LevelFilter::INFO);
     }
 
+    #[test]
+    fn settings_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let (f, fmt) = from_lookup(env(&[])).unwrap();
+        assert_eq!((f, fmt), (Filter::default(), LogFormat::Text));
+        let (_, fmt) =
+            from_lookup(env(&[("BOSUN_LOG", "debug"), ("BOSUN_LOG_FORMAT", "json")])).unwrap();
+        assert_eq!(fmt, LogFormat::Json);
+        let errs = from_lookup(env(&[
+            ("BOSUN_LOG", "loud=yes"),
+            ("BOSUN_LOG_FORMAT", "xml"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("BOSUN_LOG: \"loud=yes\" is not a level"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("BOSUN_LOG_FORMAT: \"xml\" is not a log format"),
+            "{errs:?}"
+        );
+    }
+
     #[derive(Clone, Default)]
     struct Buf(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
@@ -394,7 +485,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "1970-01-01T00:00:00.000000Z  INFO listener::log::tests: request uid=0 action=ping error=\"timed out\\nafter 5s\" ok=true\n"
+                "1970-01-01T00:00:00.000000Z  INFO common::log::tests: request uid=0 action=ping error=\"timed out\\nafter 5s\" ok=true\n"
             ]
         );
     }
@@ -407,7 +498,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "{\"timestamp\":\"1970-01-01T00:00:00.000000Z\",\"level\":\"WARN\",\"target\":\"listener::log::tests\",\"message\":\"done\",\"id\":7,\"user\":\"a \\\"b\\\"\"}\n"
+                "{\"timestamp\":\"1970-01-01T00:00:00.000000Z\",\"level\":\"WARN\",\"target\":\"common::log::tests\",\"message\":\"done\",\"id\":7,\"user\":\"a \\\"b\\\"\"}\n"
             ]
         );
     }

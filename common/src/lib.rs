@@ -1,0 +1,17 @@
+//! What the three programs (supervisor, listener, scheduler) share, once: so that they
+//! log alike, read durations and names by the same rules, agree on exit codes, and the
+//! supervisor and the listener read one settings type.
+//!
+//! * [`log`]: the small `tracing` subscriber, one event a line, text or JSON.
+//! * [`duration`]: `30s`, `5m`, `1h30m` or a bare number of seconds.
+//! * [`name`]: the rule for service, action and user names.
+//! * [`exit`]: exit codes, and the 128+N rule for a death by signal N.
+//! * [`signal`]: signal names and process-group signalling.
+//! * [`settings`]: `service.toml` and the `BOSUN_*` variables, validated all at once.
+
+pub mod duration;
+pub mod exit;
+pub mod log;
+pub mod name;
+pub mod settings;
+pub mod signal;
