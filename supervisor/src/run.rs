@@ -95,8 +95,9 @@ pub struct Supervisor {
     od: Option<OnDemandIo>,
     /// `ready = "notify"`: where the main process says `READY=1`.
     notify: Option<std::os::unix::net::UnixDatagram>,
-    /// When start-up code pages are given back (see `trim`): not at once, so that a
-    /// short-lived container does not pay page faults for it.
+    /// When code pages and free heap are given back (see `trim`): [`crate::trim::AFTER`] after
+    /// start and after a burst of activity, so a short-lived container does not pay the
+    /// page faults and an idle one keeps only what idling uses.
     trim_at: Option<Instant>,
 }
 
@@ -151,7 +152,7 @@ impl Supervisor {
             answer_here,
             od,
             notify: None,
-            trim_at: Some(now + Duration::from_secs(2)),
+            trim_at: Some(now + crate::trim::AFTER),
         }
     }
 
@@ -208,7 +209,7 @@ impl Supervisor {
     fn wait(&mut self, sigfd: &SignalFd) -> bool {
         let now = Instant::now();
         let ask_deadline = self.asking.values().map(|a| a.since + ASK_TIME).min();
-        let deadline = [self.core.next_deadline(now), ask_deadline]
+        let deadline = [self.core.next_deadline(now), ask_deadline, self.trim_at]
             .into_iter()
             .flatten()
             .min();
@@ -273,6 +274,10 @@ impl Supervisor {
             ready(notify_at),
         );
         let request = ready(request_at);
+        // Activity faults code back in: give it back once things are quiet again.
+        if (sig || held || ctl || proxy || notify || request) && self.trim_at.is_none() {
+            self.trim_at = Some(Instant::now() + crate::trim::AFTER);
+        }
         let asked: Vec<(u64, bool)> = asking
             .into_iter()
             .filter(|&(_, i)| ready(i))

@@ -9,6 +9,9 @@
 //! The loop calls this a few seconds after start and again a few seconds after each burst
 //! of activity (a request, a restart), so an idle container keeps only what idling uses.
 
+/// How long after start, and after the last activity, the pages are given back.
+pub const AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Drops this process's mapped executable text and read-only data pages, and gives the
 /// heap's free pages back (`malloc_trim`).
 pub fn release_startup_text() {
