@@ -746,8 +746,7 @@ def parse_variants(spec):
 
 def default_variants():
     """BOSUN_BIN_DIR (default target/release), lazy and `listener_start = boot`, then the
-    builds of build.sh that exist: static-pie, static, baseline, idle-trim, trim-rodata,
-    static-trim."""
+    builds of build.sh that exist: static-pie, static, baseline."""
     repo = os.path.dirname(os.path.dirname(HERE))
     triple = "x86_64-unknown-linux-gnu"
     try:
@@ -760,10 +759,7 @@ def default_variants():
            Variant("bosun, listener_start=boot", d, {"BOSUN_LISTENER_START": "boot"})]
     for label, sub in (("bosun static-pie", f"target/static-pie/{triple}/release"),
                        ("bosun static (no PIE)", f"target/static/{triple}/release"),
-                       ("baseline 3519c83", "target/baseline/release"),
-                       ("idle-trim (patch)", "target/idle-trim/release"),
-                       ("idle-trim + trim-rodata (patches)", "target/trim-rodata/release"),
-                       ("static (no PIE) + both patches", f"target/static-trim/{triple}/release")):
+                       ("baseline 3519c83", "target/baseline/release")):
         if os.path.isfile(os.path.join(repo, sub, "supervisor")):
             out.append(Variant(label, os.path.join(repo, sub), {}))
     return out

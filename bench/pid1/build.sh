@@ -9,13 +9,8 @@
 #   static      + "-C relocation-model=static" (static, not PIE)      -> target/static/<triple>/release
 #   baseline    commit $BASELINE_REV (default 3519c83, before the lazy listener and the
 #               supervisor-core work) built in a temporary worktree  -> target/baseline/release
-#   idle-trim   HEAD + patches/idle-trim.patch (the loop wakes for the start-up trim even
-#               when nothing happens)                                 -> target/idle-trim/release
-#   trim-rodata HEAD + idle-trim + patches/trim-rodata.patch (the trim drops the read-only
-#               data before the text as well)                         -> target/trim-rodata/release
-#   static-trim static (no PIE) + both patches                        -> target/static-trim/<triple>/release
-# The patched ones are experiments for levers not in the code yet; a patch that no longer
-# applies (the change landed) is reported and its variant left out.
+# A variant may also be HEAD or a commit with patches from patches/ applied, built the same
+# way as the baseline (in_worktree): the way to measure a lever before it lands.
 #
 # Static builds pass --target explicitly so that RUSTFLAGS do not reach build scripts and
 # proc macros (which cannot be linked with +crt-static). Only the two binaries a container
@@ -29,7 +24,7 @@ repo=$(cd "$here/../.." && pwd)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 base_rev=${BASELINE_REV:-3519c83}
 jobs=${CARGO_BUILD_JOBS:-2}
-[[ $# -gt 0 ]] || set -- dynamic static-pie static baseline idle-trim trim-rodata static-trim
+[[ $# -gt 0 ]] || set -- dynamic static-pie static baseline
 
 build() { # label dir cargo-args...
     local label=$1 dir=$2
@@ -78,11 +73,6 @@ for v in "$@"; do
             build static "$repo/target/static/$triple/release" \
             --target "$triple" --target-dir "$repo/target/static" ;;
     baseline) in_worktree baseline "$base_rev" "" ;;
-    idle-trim) in_worktree idle-trim HEAD "" idle-trim.patch ;;
-    trim-rodata) in_worktree trim-rodata HEAD "" idle-trim.patch trim-rodata.patch ;;
-    static-trim)
-        RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-            in_worktree static-trim HEAD "--target $triple" idle-trim.patch trim-rodata.patch ;;
-    *) echo "build: unknown variant $v (dynamic, static-pie, static, baseline, idle-trim, trim-rodata, static-trim)" >&2 ;;
+    *) echo "build: unknown variant $v (dynamic, static-pie, static, baseline)" >&2 ;;
     esac
 done

@@ -30,8 +30,7 @@
 #                   (labels cannot hold `=`); a leading `+` adds to the default set
 #   BOSUN_BIN_DIR   when BOSUN_VARIANTS is unset: this build (default target/release) as
 #                   "bosun" and with BOSUN_LISTENER_START=boot, plus every build of
-#                   build.sh found under target/ (static-pie, static, baseline,
-#                   idle-trim, trim-rodata, static-trim)
+#                   build.sh found under target/ (static-pie, static, baseline)
 # --build first runs build.sh (every variant it knows; a minute or two each on 2 cores).
 set -euo pipefail
 
