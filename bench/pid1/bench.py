@@ -756,7 +756,8 @@ def default_variants():
         pass
     d = os.environ.get("BOSUN_BIN_DIR") or os.path.join(repo, "target", "release")
     out = [Variant("bosun", d, {}),
-           Variant("bosun, listener_start=boot", d, {"BOSUN_LISTENER_START": "boot"})]
+           Variant("bosun, listener_start=boot", d, {"BOSUN_LISTENER_START": "boot"}),
+           Variant("bosun, listener_idle 1s", d, {"BOSUN_LISTENER_IDLE": "1s"})]
     for label, sub in (("bosun static-pie", f"target/static-pie/{triple}/release"),
                        ("bosun static (no PIE)", f"target/static/{triple}/release"),
                        ("baseline 3519c83", "target/baseline/release")):

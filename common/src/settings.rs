@@ -62,6 +62,7 @@ pub const KEYS: &[&str] = &[
     "read_timeout",
     "kill_grace",
     "listener_start",
+    "listener_idle",
     "on_demand",
 ];
 /// The keys of the `[on_demand]` table (`BOSUN_ON_DEMAND_<KEY>`).
@@ -93,7 +94,8 @@ pub enum ListenerStart {
     /// At boot, for the container's whole life.
     Boot,
     /// At the first request the supervisor does not answer itself (it answers `ping` and
-    /// `status`), then for the container's life; after a crash, at the next such request.
+    /// `status`), until it has been idle for `listener_idle`; after a crash or an idle
+    /// exit, at the next such request.
     Request,
 }
 
@@ -265,6 +267,10 @@ pub struct Settings {
     pub listener: Option<PathBuf>,
     /// `listener_start`: `request` (default) or `boot`.
     pub listener_start: ListenerStart,
+    /// `listener_idle`: with `listener_start = request`, a listener with no connection and
+    /// no action for this long exits, to be started again by the next request; `None`
+    /// (`0`, or `listener_start = boot`): it stays.
+    pub listener_idle: Option<Duration>,
 }
 
 impl Settings {
@@ -359,6 +365,7 @@ impl Settings {
             ("READ_TIMEOUT", d(self.read_timeout)),
             ("KILL_GRACE", d(self.kill_grace)),
             ("LISTENER_START", self.listener_start.as_str().into()),
+            ("LISTENER_IDLE", self.listener_idle.map_or("0".into(), d)),
         ];
         match &self.on_demand {
             None => env.push(("ON_DEMAND_LISTEN", String::new())),
@@ -644,6 +651,8 @@ impl Loader<'_, '_> {
                 "{s:?} is not when to start the listener (request, boot)"
             )),
         });
+        let listener_idle = Some(self.duration("listener_idle", Duration::from_secs(600)))
+            .filter(|d| !d.is_zero() && listener_start == ListenerStart::Request);
 
         // Every on-demand value is checked, also without `listen`; an empty
         // BOSUN_ON_DEMAND_LISTEN turns on-demand start off for this container.
@@ -705,6 +714,7 @@ impl Loader<'_, '_> {
             on_demand,
             listener,
             listener_start,
+            listener_idle,
         }
     }
 }

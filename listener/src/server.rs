@@ -47,6 +47,8 @@ struct State {
     running: BTreeMap<String, RunInfo>,
     /// Actions whose `done` has not been sent yet (shutdown waits for 0).
     active: usize,
+    /// When the last connection or action ended (`listener_idle` counts from there).
+    last_busy: Option<Instant>,
 }
 
 /// Shared by every connection task.
@@ -97,8 +99,23 @@ pub async fn serve(
         max_actions = server.cfg.max_actions,
         "listening"
     );
-    let acceptor = tokio::spawn(accept_loop(listener, handed, server.clone()));
-    shutdown.await;
+    let mut acceptor = tokio::spawn(accept_loop(listener, handed, server.clone()));
+    tokio::select! {
+        () = shutdown => {}
+        _ = &mut acceptor => {
+            // Idle: nothing runs and nothing is connected; clients from now on wait in
+            // the socket's backlog for the supervisor, which starts a listener again.
+            tracing::info!(
+                idle = %common::duration::show(server.cfg.listener_idle.unwrap_or_default()),
+                "idle; exiting"
+            );
+            let next_id = server.next_id.load(Ordering::Relaxed);
+            if let Err(e) = server.control.send(&Msg::Idle { next_id }, None).await {
+                tracing::warn!(error = %e, "cannot tell the supervisor");
+            }
+            return;
+        }
+    }
     let running = lock(&server.state).active;
     tracing::info!(running, "shutting down");
     server.shutdown.cancel();
@@ -108,14 +125,39 @@ pub async fn serve(
 }
 
 /// Serves the clients accepted on the request socket and those the supervisor passes on.
+/// Returns once nothing has been connected or running for `listener_idle`.
 async fn accept_loop(
     listener: UnixListener,
     mut handed: tokio::sync::mpsc::UnboundedReceiver<std::os::fd::OwnedFd>,
     server: Arc<Server>,
 ) {
     let conns = Arc::new(Conns::default());
+    let started = Instant::now();
     loop {
+        let quiet = async {
+            let Some(idle) = server.cfg.listener_idle else {
+                return std::future::pending::<bool>().await;
+            };
+            let (busy, last) = {
+                let st = lock(&server.state);
+                (st.active > 0, st.last_busy.unwrap_or(started))
+            };
+            let busy = busy || conns.live.load(Ordering::Relaxed) > 0;
+            // While busy, look again after `idle`; the end of the work sets `last_busy`.
+            let at = if busy { Instant::now() } else { last } + idle;
+            tokio::time::sleep_until(at.into()).await;
+            let st = lock(&server.state);
+            st.active == 0
+                && conns.live.load(Ordering::Relaxed) == 0
+                && st.last_busy.unwrap_or(started).elapsed() >= idle
+        };
         let got = tokio::select! {
+            quiet = quiet => {
+                if quiet {
+                    return;
+                }
+                continue;
+            }
             a = listener.accept() => a.map(|(s, _)| s),
             Some(fd) = handed.recv() => {
                 let std = std::os::unix::net::UnixStream::from(fd);
@@ -128,7 +170,8 @@ async fn accept_loop(
                 let conns = conns.clone();
                 let server = server.clone();
                 tokio::spawn(async move {
-                    server.handle(stream).await;
+                    server.clone().handle(stream).await;
+                    lock(&server.state).last_busy = Some(Instant::now());
                     conns.closed();
                 });
             }
@@ -573,6 +616,7 @@ impl Server {
     fn finished(&self) {
         let mut st = lock(&self.state);
         st.active = st.active.saturating_sub(1);
+        st.last_busy = Some(Instant::now());
         if st.active == 0 {
             self.idle.notify_waiters();
         }

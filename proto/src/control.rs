@@ -23,9 +23,12 @@
 //!   socket itself; a client with any other request is passed to the listener, started
 //!   for it, as [`Msg::Conn`] with the connection attached and its line unread.
 //! * To stop the listener, the supervisor sends it `SIGTERM`.
+//! * A listener with nothing to do for `listener_idle` stops accepting, sends
+//!   [`Msg::Idle`] and exits 0; the supervisor goes back to answering `ping` and `status`
+//!   itself and starts a listener again for the next request that needs one.
 //!
 //! Messages are short ASCII text: `hold <id> <pgid> <action>`, `release <id> [<reply>]`,
-//! `cmd <seq> <command>`, `reply <seq> <text>`, `conn`.
+//! `cmd <seq> <command>`, `reply <seq> <text>`, `conn`, `idle <next_id>`.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -56,6 +59,10 @@ pub enum Msg {
     /// supervisor -> listener, with a client's connection attached, its request line
     /// still unread: serve it as if accepted on the request socket.
     Conn,
+    /// listener -> supervisor: nothing has happened for `listener_idle`; it has stopped
+    /// accepting and exits 0 next. The next request that needs a listener starts one,
+    /// numbering requests from `next_id`.
+    Idle { next_id: u64 },
 }
 
 impl Msg {
@@ -67,6 +74,7 @@ impl Msg {
             Msg::Cmd { seq, cmd } => format!("cmd {seq} {cmd}"),
             Msg::Reply { seq, text } => format!("reply {seq} {text}"),
             Msg::Conn => "conn".into(),
+            Msg::Idle { next_id } => format!("idle {next_id}"),
         }
     }
 
@@ -97,6 +105,9 @@ impl Msg {
                     cmd: Builtin::parse(cmd).filter(|b| b.by() == By::Supervisor)?,
                 })
             }
+            "idle" => Some(Msg::Idle {
+                next_id: rest.parse().ok()?,
+            }),
             "reply" => {
                 let (seq, text) = rest.split_once(' ').unwrap_or((rest, ""));
                 Some(Msg::Reply {
@@ -212,6 +223,7 @@ mod tests {
                 text: String::new(),
             },
             Msg::Conn,
+            Msg::Idle { next_id: 12 },
         ] {
             assert_eq!(Msg::decode(&m.encode()), Some(m));
         }

@@ -617,6 +617,7 @@ impl Supervisor {
             }
             (Msg::Release { id, reply }, _) => Some(Event::Release { id, reply }),
             (Msg::Cmd { seq, cmd }, _) => Some(Event::Command { seq, cmd }),
+            (Msg::Idle { next_id }, _) => Some(Event::ListenerIdle { next_id }),
             (m, _) => {
                 warn!(msg = ?m, "unexpected control message");
                 None

@@ -471,3 +471,28 @@ fn listener_start_boot_starts_it_at_once() {
         });
     }
 }
+
+#[test]
+fn an_idle_listener_exits_and_the_next_request_starts_another() {
+    for mode in MODES {
+        let s = with_listener(mode)
+            .env("BOSUN_LISTENER_IDLE", "1s")
+            .cmd(&["sleep", "1000"])
+            .start();
+        s.wait_socket();
+        let out = socat(&s.socket(), "hello a\n");
+        assert!(out.starts_with("accepted 1 hello\ndone 1 exit=0"), "{out}");
+        assert_eq!(listeners(&s), 1);
+        wait_until(Duration::from_secs(10), "the idle listener to exit", || {
+            (listeners(&s) == 0).then_some(())
+        });
+        s.wait_stderr("exited, idle", Duration::from_secs(10));
+        // Not a crash: nothing about one in the log, and the supervisor answers at once.
+        assert!(!s.stderr().contains("crashed"), "{}", s.stderr());
+        assert_eq!(socat(&s.socket(), "ping\n"), "pong\n");
+        // The next action starts a new one, and ids go on.
+        let out = socat(&s.socket(), "hello b\n");
+        assert!(out.starts_with("accepted 2 hello\ndone 2 exit=0"), "{out}");
+        assert_eq!(listeners(&s), 1);
+    }
+}

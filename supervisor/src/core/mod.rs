@@ -126,6 +126,11 @@ pub enum Event {
     },
     /// The listener closed its control channel.
     ControlClosed,
+    /// The listener has been idle for `listener_idle`, stopped accepting and exits next;
+    /// it had numbered requests up to `next_id`.
+    ListenerIdle {
+        next_id: u64,
+    },
     /// On demand: the held socket is readable; `pending` clients are accepted and waiting
     /// (proxy mode; always 0 in handoff mode, where they wait in the kernel's backlog).
     Connection {
@@ -250,6 +255,8 @@ enum Listener {
         started: Instant,
         /// False once the listener closed its end (it is exiting).
         control: bool,
+        /// It said it is idle and exits next (`listener_idle`).
+        idle: bool,
     },
     Backoff {
         until: Instant,
@@ -366,6 +373,12 @@ impl Core {
             }
             Event::Command { seq, cmd } => self.on_command(seq, cmd, now),
             Event::ControlClosed => self.on_control_closed(),
+            Event::ListenerIdle { next_id } => {
+                if let Listener::Up { idle, .. } = &mut self.listener {
+                    *idle = true;
+                    self.next_id = self.next_id.max(next_id);
+                }
+            }
             Event::Connection { pending } => self.on_connection(pending, now),
             Event::Pending(n) => {
                 if let Some(od) = &mut self.od {
@@ -716,6 +729,7 @@ impl Core {
                     pid,
                     started: now,
                     control: true,
+                    idle: false,
                 }
             }
             None => {
@@ -738,6 +752,18 @@ impl Core {
             self.answer_held("shutting down");
             return;
         }
+        let said_idle = matches!(self.listener, Listener::Up { idle: true, .. });
+        if said_idle && exit.success() && self.held.is_empty() {
+            info!(
+                child = "listener",
+                "exited, idle; the next request starts it again"
+            );
+            self.listener = Listener::Idle;
+            if !self.waiting.is_empty() {
+                self.start_listener();
+            }
+            return;
+        }
         let delay = self.listener_backoff.delay(started, now);
         error!(child = "listener", %exit, held = self.held.len(), delay = %common::duration::show(delay), "crashed; restarting");
         let except: Vec<i32> = self.held.values().map(|h| h.pgid).collect();
@@ -754,9 +780,12 @@ impl Core {
     }
 
     fn on_control_closed(&mut self) {
-        if let Listener::Up { pid, control, .. } = &mut self.listener {
+        if let Listener::Up {
+            pid, control, idle, ..
+        } = &mut self.listener
+        {
             *control = false;
-            if self.shutdown.is_none() {
+            if self.shutdown.is_none() && !*idle {
                 // A listener that closed its control channel cannot work.
                 warn!(child = "listener", "closed its control channel; killing it");
                 let pid = *pid;
@@ -1007,13 +1036,25 @@ impl Core {
                 self.out.push(Effect::Respond { conn, line })
             }
             _ => match self.listener {
-                Listener::Up { control: true, .. } => self.out.push(Effect::HandOn { conn }),
+                Listener::Up {
+                    control: true,
+                    idle: false,
+                    ..
+                } => self.out.push(Effect::HandOn { conn }),
+                // Exiting idle: started again for this client once it is gone.
+                Listener::Up { idle: true, .. } => self.waiting.push(conn),
                 Listener::Idle => {
                     self.waiting.push(conn);
                     self.start_listener();
                 }
                 Listener::Starting | Listener::Backoff { .. } => self.waiting.push(conn),
-                Listener::Off | Listener::Gone | Listener::Up { control: false, .. } => {
+                Listener::Off
+                | Listener::Gone
+                | Listener::Up {
+                    control: false,
+                    idle: false,
+                    ..
+                } => {
                     let line = line(Answer::error(
                         ErrorCode::Unavailable,
                         "no listener is running",

@@ -653,3 +653,56 @@ fn clients_waiting_for_a_lazy_listener_are_told_when_the_container_stops() {
         }]
     );
 }
+
+#[test]
+fn an_idle_listener_exits_and_the_next_request_starts_one_at_once() {
+    let mut c = lazy();
+    c.handle(asked(1, None), t(1));
+    c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(1));
+    assert_eq!(
+        c.handle(Event::ListenerIdle { next_id: 5 }, t(60_000)),
+        vec![]
+    );
+    // Its control channel closing is not a fault, and its clean exit is not a crash: no
+    // kill, no backoff, nothing stopped.
+    assert_eq!(c.handle(Event::ControlClosed, t(60_001)), vec![]);
+    assert_eq!(
+        c.handle(Event::Exited(pid(LISTENER), exit_code(0)), t(60_002)),
+        vec![]
+    );
+    assert!(c.want_request_poll());
+    assert!(c.listener_pid().is_none());
+    assert_eq!(
+        c.handle(asked(2, Some(Command::Ping)), t(60_003)),
+        vec![Effect::Respond {
+            conn: 2,
+            line: "pong".into()
+        }]
+    );
+    // Request ids go on from where the idle listener stopped.
+    assert_eq!(
+        c.handle(asked(3, None), t(60_004)),
+        vec![Effect::SpawnListener { next_id: 5 }]
+    );
+}
+
+#[test]
+fn a_listener_that_said_idle_but_fails_is_a_crash() {
+    let mut c = lazy();
+    c.handle(asked(1, None), t(1));
+    c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(1));
+    c.handle(Event::ListenerIdle { next_id: 1 }, t(2));
+    // A client the supervisor sees meanwhile waits for the next listener.
+    assert_eq!(c.handle(asked(2, None), t(3)), vec![]);
+    let e = c.handle(Event::Exited(pid(LISTENER), Exit::Signal(9)), t(4));
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Effect::Kill(Target::SessionGroups { .. }, _))),
+        "{e:?}"
+    );
+    let end = c.next_deadline(t(4)).expect("a backoff deadline");
+    assert_eq!(
+        c.handle(Event::Tick, end),
+        vec![Effect::SpawnListener { next_id: 1 }]
+    );
+}
