@@ -695,9 +695,8 @@ fn check_command(cmd: &str) -> Result<(), String> {
     let candidates: Vec<PathBuf> = if cmd.contains('/') {
         vec![PathBuf::from(cmd)]
     } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(cmd)).collect())
-            .unwrap_or_default()
+        let path = crate::spawn::search_path();
+        std::env::split_paths(&path).map(|d| d.join(cmd)).collect()
     };
     let found = candidates.iter().find(|p| p.is_file());
     match found {
