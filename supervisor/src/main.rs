@@ -143,6 +143,9 @@ fn exec_as(run_as: Option<&str>, listen_pid: bool, argv: &[OsString]) -> ExitCod
             return ExitCode::from(EXIT_SETUP as u8);
         }
     }
+    // The signal state the supervisor was started with, not std's SIGPIPE reset.
+    // SAFETY: restore_inherited makes only async-signal-safe calls.
+    unsafe { command.pre_exec(spawn::restore_inherited) };
     let e = command.exec();
     eprintln!("supervisor: cannot run {}: {e}", cmd.to_string_lossy());
     ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {

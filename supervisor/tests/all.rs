@@ -11,6 +11,7 @@ mod exit_codes;
 mod faults;
 mod lifecycle;
 mod ondemand;
+mod parity;
 mod privilege;
 mod proxy_mode;
 mod reaping;

@@ -146,10 +146,17 @@ impl Builder {
     }
 
     pub fn start(self) -> Sup {
+        self.start_with(|_| {})
+    }
+
+    /// Starts it after `adjust` has had its say on the command (its environment, its stdin,
+    /// what runs between fork and exec).
+    pub fn start_with(self, adjust: impl FnOnce(&mut Command)) -> Sup {
         let mut c = self.command();
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        adjust(&mut c);
         let mut child = c.spawn().expect("spawn supervisor");
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
@@ -261,6 +268,13 @@ impl Sup {
             std::fs::read_to_string(&p)
                 .ok()
                 .filter(|t| t.contains(needle))
+        })
+    }
+
+    pub fn wait_stdout(&self, needle: &str, deadline: Duration) -> String {
+        wait_until(deadline, &format!("{needle:?} on stdout"), || {
+            let o = self.stdout();
+            o.contains(needle).then_some(o)
         })
     }
 
