@@ -415,22 +415,6 @@ fn odd_arguments_pass_through() {
     }
 }
 
-/// tini passes any bytes on, not only UTF-8.
-#[test]
-#[ignore = "argv as bytes is part of the command-line rewrite (main.rs, config.rs)"]
-fn non_utf8_arguments_pass_through() {
-    for mode in MODES {
-        let mut s = sup(mode)
-            .cmd(&["sh", "-c", r#"printf %s "$1" | od -An -tx1"#, "sh"])
-            .start_with(|c| {
-                c.arg(OsStr::from_bytes(b"a\xffb"));
-            });
-        let st = s.wait(T10);
-        assert_eq!(st.code(), Some(0), "{mode:?}: {}", s.stderr());
-        assert_eq!(s.wait_stdout("\n", T10).trim(), "61 ff 62", "{mode:?}");
-    }
-}
-
 /// An environment that is not UTF-8 is passed on untouched.
 #[test]
 fn odd_environment_passes_through() {
