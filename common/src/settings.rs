@@ -35,6 +35,9 @@ pub const DEFAULT_CONFIG: &str = "/usr/local/conf/service.toml";
 pub const DEFAULT_SETUP: &str = "/usr/local/bin/docker-entry-setup.sh";
 /// The personality's callbacks.
 pub const DEFAULT_CALLBACKS: &str = "/usr/local/bin/docker-callbacks.sh";
+/// Where the run journal is kept unless `state_dir` says otherwise (DESIGN.md section 7).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/bosun";
+
 /// The search path of the main command when `PATH` is unset (DESIGN.md section 4).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -43,6 +46,7 @@ pub const KEYS: &[&str] = &[
     "service",
     "exec",
     "run_dir",
+    "state_dir",
     "setup",
     "callbacks",
     "stop_signal",
@@ -236,6 +240,8 @@ pub struct Settings {
     /// argv of the main process, as bytes (not only UTF-8).
     pub exec: Vec<OsString>,
     pub run_dir: PathBuf,
+    /// Where the run journal lives (`<state_dir>/<service>.journal`).
+    pub state_dir: PathBuf,
     pub setup: Option<PathBuf>,
     pub callbacks: PathBuf,
     pub stop_signal: Signal,
@@ -323,6 +329,7 @@ impl Settings {
         let mut env: Vec<(&str, String)> = vec![
             ("SERVICE", self.service.clone()),
             ("RUN_DIR", self.run_dir.display().to_string()),
+            ("STATE_DIR", self.state_dir.display().to_string()),
             (
                 "SETUP",
                 self.setup
@@ -591,6 +598,9 @@ impl Loader<'_, '_> {
         }
 
         let run_dir = self.parsed("run_dir", PathBuf::from("/run"), |s| Ok(PathBuf::from(s)));
+        let state_dir = self.parsed("state_dir", PathBuf::from(DEFAULT_STATE_DIR), |s| {
+            Ok(PathBuf::from(s))
+        });
         let setup = match self.get("setup") {
             Some(r) if !r.text.is_empty() => {
                 if role == Role::Supervisor && !Path::new(&r.text).is_file() {
@@ -693,6 +703,7 @@ impl Loader<'_, '_> {
             service,
             exec,
             run_dir,
+            state_dir,
             setup,
             callbacks,
             stop_signal,

@@ -40,6 +40,24 @@ pub struct Spec {
     pub timeout: Duration,
     /// Between TERM and KILL when the timeout expires.
     pub kill_grace: Duration,
+    /// Also gets every output line (the journal keeps the last ones).
+    pub sink: Option<LineSink>,
+}
+
+/// Where output lines go besides the container log.
+#[derive(Clone)]
+pub struct LineSink(std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>);
+
+impl LineSink {
+    pub fn new(f: impl Fn(&[u8]) + Send + Sync + 'static) -> LineSink {
+        LineSink(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineSink")
+    }
 }
 
 /// How an action ended.
@@ -89,10 +107,10 @@ pub fn spawn(spec: Spec) -> std::io::Result<Running> {
     let prefix = format!("[{}#{}] ", spec.action, spec.id);
     let mut pumps = Vec::with_capacity(2);
     if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(relay(out, prefix.clone())));
+        pumps.push(tokio::spawn(relay(out, prefix.clone(), spec.sink.clone())));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(relay(err, prefix)));
+        pumps.push(tokio::spawn(relay(err, prefix, spec.sink.clone())));
     }
     Ok(Running {
         spec,
@@ -201,8 +219,15 @@ pub fn kill_group(pgid: i32, sig: Signal) {
     }
 }
 
-/// Copies `from` to stderr line by line with `prefix` in front of each line.
-async fn relay(mut from: impl AsyncRead + Unpin, prefix: String) {
+/// Copies `from` to stderr line by line with `prefix` in front of each line, and each line
+/// to `sink`.
+async fn relay(mut from: impl AsyncRead + Unpin, prefix: String, sink: Option<LineSink>) {
+    let emit = |prefix: &str, line: &[u8]| {
+        emit(prefix, line);
+        if let Some(s) = &sink {
+            (s.0)(line);
+        }
+    };
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -7,7 +7,7 @@
 //! (same action twice -> `busy`, full table -> `too-many`) before anything is spawned, and a
 //! counter of live actions lets shutdown wait for their `done` lines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use proto::control::Msg;
-use proto::{Builtin, By, ErrorCode, Reply, Request, RequestError, MAX_LINE};
+use proto::{Builtin, By, ErrorCode, Query, Reply, Request, RequestError, MAX_LINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
@@ -24,7 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::callbacks::{Callbacks, Known};
 use crate::config::Config;
 use crate::control::Control;
-use crate::runner::{self, Spec};
+use crate::runner::{self, LineSink, Spec};
+use journal::{End, Journal, Run, Start};
+
+/// At most this many runs in a `history` reply (DESIGN.md section 7).
+const HISTORY_LINES: usize = 100;
 
 /// How long a reply write may take before the client is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +53,8 @@ struct State {
     active: usize,
     /// When the last connection or action ended (`listener_idle` counts from there).
     last_busy: Option<Instant>,
+    /// Keys of keyed runs started here whose end is not in the journal yet.
+    keys: HashMap<String, u64>,
 }
 
 /// Shared by every connection task.
@@ -58,6 +64,10 @@ pub struct Server {
     callbacks: Callbacks,
     control: Arc<Control>,
     state: Mutex<State>,
+    /// The run journal (history, log, keys); locked after `state` when both are.
+    journal: Arc<Mutex<Journal>>,
+    /// Told whenever a run's end is in the journal (keyed requests wait for it).
+    ended: Notify,
     idle: Notify,
     shutdown: CancellationToken,
     next_id: AtomicU64,
@@ -80,9 +90,17 @@ pub async fn serve(
     cfg: Config,
     shutdown: impl Future<Output = ()>,
 ) {
+    let (journal, warnings) = Journal::open(&cfg.state_dir, &cfg.service);
+    for w in warnings {
+        tracing::warn!(dir = %cfg.state_dir.display(), "journal: {w}");
+    }
+    // Ids are never reused: neither the supervisor's count nor the journal's.
+    let next_id = cfg.next_id.max(journal.next_id());
     let server = Arc::new(Server {
         callbacks: Callbacks::new(cfg.callbacks.clone(), cfg.service.clone()),
-        next_id: AtomicU64::new(cfg.next_id),
+        next_id: AtomicU64::new(next_id),
+        journal: Arc::new(Mutex::new(journal)),
+        ended: Notify::new(),
         cfg,
         control: control.clone(),
         state: Mutex::new(State::default()),
@@ -95,7 +113,7 @@ pub async fn serve(
     server.callbacks.known().await;
     tracing::info!(
         service = %server.cfg.service,
-        next_id = server.cfg.next_id,
+        next_id,
         max_actions = server.cfg.max_actions,
         "listening"
     );
@@ -398,7 +416,7 @@ impl Server {
             .filter(|&b| !(b == Builtin::Reload && known.has("reload")));
         if let Some(b) = builtin {
             return Some(match b.by() {
-                By::Listener => self.answer(b, &known),
+                By::Listener => self.answer(b, &req, &known),
                 By::Supervisor => self.forward(b).await,
             });
         }
@@ -414,20 +432,122 @@ impl Server {
         };
         let function = function.to_string();
         drop(known);
-        self.run(stream, req, function).await
+        self.run(stream, peer, req, function).await
     }
 
     /// A built-in the listener answers itself.
-    fn answer(&self, b: Builtin, known: &Known) -> String {
+    fn answer(&self, b: Builtin, req: &Request, known: &Known) -> String {
         match b {
             Builtin::Ping => "pong".into(),
             Builtin::Help => self.help(known),
+            Builtin::History | Builtin::Log => self.query(req),
             // The table says the supervisor answers the others: never asked here.
             other => Reply::error(
                 ErrorCode::Unavailable,
                 format!("{other} is not answered here"),
             )
             .to_string(),
+        }
+    }
+
+    /// `history [ACTION]` (newest first, one run a line) and `log ID` (the run's output
+    /// lines, oldest first).
+    fn query(&self, req: &Request) -> String {
+        let q = match req.query() {
+            Some(Ok(q)) => q,
+            Some(Err(e)) => return Reply::error(e.code(), e.to_string()).to_string(),
+            None => return String::new(),
+        };
+        let j = self.journal();
+        match q {
+            Query::History(action) => j
+                .history(action.as_deref(), HISTORY_LINES)
+                .iter()
+                .map(|r| r.history_line())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Query::Log(id) => match j.get(id) {
+                None => Reply::error(ErrorCode::NotFound, format!("no run {id} in the journal"))
+                    .to_string(),
+                Some(run) => run
+                    .lines
+                    .iter()
+                    .map(|l| String::from_utf8_lossy(l))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            },
+        }
+    }
+
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a journal write off the runtime's thread (it fsyncs).
+    async fn journal_write(
+        &self,
+        what: &'static str,
+        id: u64,
+        write: impl FnOnce(&mut Journal) -> std::io::Result<()> + Send + 'static,
+    ) {
+        let j = self.journal.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+            write(&mut j)
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(id, error = %e, "journal: cannot record the {what}"),
+            Err(e) => tracing::error!(id, error = %e, "journal: cannot record the {what}"),
+        }
+    }
+
+    /// A keyed request whose key has been seen: the first run's replies, never a second
+    /// run. `None`: the key is new.
+    async fn replay(&self, stream: &mut UnixStream, key: &str) -> Option<String> {
+        let id = {
+            let st = lock(&self.state);
+            match st.keys.get(key) {
+                Some(&id) => id,
+                None => self.journal().by_key(key)?.id,
+            }
+        };
+        let mut accepted = false;
+        loop {
+            let ended = self.ended.notified();
+            let run = self.journal().get(id).cloned();
+            let Some(run) = run else {
+                // Started here, its start not recorded (the write failed): wait for its end.
+                ended.await;
+                continue;
+            };
+            if run.lost {
+                tracing::warn!(id, key, "keyed request: its run was lost; not run again");
+                return Some(
+                    Reply::error(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "run {id} of key {key} was lost (the container stopped while it ran); \
+                             it is not run again"
+                        ),
+                    )
+                    .to_string(),
+                );
+            }
+            if !accepted {
+                tracing::info!(id, key, action = %run.action, "keyed request: already run");
+                let line = Reply::Accepted {
+                    id,
+                    action: run.action.clone(),
+                };
+                let _ = write_line(stream, &line.to_string()).await;
+                accepted = true;
+            }
+            if let Some(end) = run.end {
+                return Some(done_of(&run, end).to_string());
+            }
+            ended.await;
         }
     }
 
@@ -476,9 +596,28 @@ impl Server {
     }
 
     /// Runs an action for this connection: `accepted`, then `done` when it ends.
-    async fn run(&self, stream: &mut UnixStream, req: Request, function: String) -> Option<String> {
+    async fn run(
+        &self,
+        stream: &mut UnixStream,
+        peer: Peer,
+        req: Request,
+        function: String,
+    ) -> Option<String> {
+        if let Some(key) = &req.key {
+            if let Some(text) = self.replay(stream, key).await {
+                return Some(text);
+            }
+        }
         let id = {
             let mut st = lock(&self.state);
+            // Checked again under the lock that reserves: two requests with one new key at
+            // once, the second follows the first.
+            if let Some(key) = &req.key {
+                if st.keys.contains_key(key) || self.journal().by_key(key).is_some() {
+                    drop(st);
+                    return self.replay(stream, key).await;
+                }
+            }
             if let Some(r) = st.running.get(&req.action) {
                 return Some(
                     Reply::error(
@@ -510,9 +649,29 @@ impl Server {
                 },
             );
             st.active += 1;
+            if let Some(key) = &req.key {
+                st.keys.insert(key.clone(), id);
+            }
             id
         };
         let action = req.action.clone();
+        // Recorded, durably, before the action runs: a key is known before its run starts.
+        let start = Start {
+            id,
+            action: action.clone(),
+            user: req.user.clone(),
+            key: req.key.clone(),
+            uid: peer.uid,
+            start_ms: unix_ms(),
+        };
+        self.journal_write("start", id, move |j| j.start(start)).await;
+        let sink = {
+            let j = self.journal.clone();
+            LineSink::new(move |line: &[u8]| {
+                j.lock().unwrap_or_else(|e| e.into_inner()).output(id, line)
+            })
+        };
+        let key = req.key.clone();
         let spec = Spec {
             id,
             action: action.clone(),
@@ -523,11 +682,13 @@ impl Server {
             service: self.cfg.service.clone(),
             timeout: self.cfg.timeout_of(&action),
             kill_grace: self.cfg.kill_grace,
+            sink: Some(sink),
         };
         let running = match runner::spawn(spec) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(action = %action, id, error = %e, "cannot start the action");
+                self.record_end(id, key.as_deref(), 127, 0.0).await;
                 self.release_slot(&action, id);
                 self.finished();
                 return Some(
@@ -559,6 +720,9 @@ impl Server {
 
         let outcome = running
             .finish(self.shutdown.clone(), self.cfg.stop_timeout)
+            .await;
+        // In the journal before anyone is told `done`, so `history` and a repeated key see it.
+        self.record_end(id, key.as_deref(), outcome.exit, outcome.secs)
             .await;
         // Free the action before saying done, so a client that reacts to `done` at once
         // is not told `busy`.
@@ -606,6 +770,20 @@ impl Server {
         None
     }
 
+    /// Records a run's end, then lets requests waiting on its key go.
+    async fn record_end(&self, id: u64, key: Option<&str>, exit: i32, secs: f64) {
+        let end = End {
+            end_ms: unix_ms(),
+            exit,
+            secs,
+        };
+        self.journal_write("end", id, move |j| j.end(id, end)).await;
+        if let Some(key) = key {
+            lock(&self.state).keys.remove(key);
+        }
+        self.ended.notify_waiters();
+    }
+
     fn release_slot(&self, action: &str, id: u64) {
         let mut st = lock(&self.state);
         if st.running.get(action).is_some_and(|r| r.id == id) {
@@ -629,6 +807,22 @@ impl Server {
 /// the same as for service and action names).
 fn valid_user(u: &str) -> bool {
     common::name::is_valid(u)
+}
+
+/// The `done` line of a run that has ended.
+fn done_of(run: &Run, end: End) -> Reply {
+    Reply::Done {
+        id: run.id,
+        exit: end.exit,
+        secs: end.secs,
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn shutting_down() -> Reply {
@@ -699,8 +893,11 @@ async fn write_line(stream: &mut UnixStream, text: &str) -> std::io::Result<()> 
 
 /// Writes the final reply and closes our side.
 async fn answer(stream: &mut UnixStream, text: &str) {
-    if let Err(e) = write_line(stream, text).await {
-        tracing::debug!(error = %e, "reply not delivered");
+    // An empty text (no runs in `history`, no output in `log`) is no line at all.
+    if !text.is_empty() {
+        if let Err(e) = write_line(stream, text).await {
+            tracing::debug!(error = %e, "reply not delivered");
+        }
     }
     let _ = stream.shutdown().await;
 }

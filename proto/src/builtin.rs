@@ -21,12 +21,15 @@ pub enum Builtin {
     Stop,
     Restart,
     Reload,
+    History,
+    Log,
 }
 
 /// Who answers a built-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum By {
-    /// The listener, from what it knows (the actions, the liveness of the socket).
+    /// The listener, from what it knows (the actions, the liveness of the socket, the
+    /// run journal).
     Listener,
     /// The supervisor, which owns the main process: forwarded over the control channel.
     Supervisor,
@@ -34,7 +37,7 @@ pub enum By {
 
 impl Builtin {
     /// Every built-in: its name on the wire and who answers it, in `help`'s order.
-    pub const TABLE: [(Builtin, &'static str, By); 7] = [
+    pub const TABLE: [(Builtin, &'static str, By); 9] = [
         (Builtin::Ping, "ping", By::Listener),
         (Builtin::Help, "help", By::Listener),
         (Builtin::Status, "status", By::Supervisor),
@@ -42,6 +45,8 @@ impl Builtin {
         (Builtin::Stop, "stop", By::Supervisor),
         (Builtin::Restart, "restart", By::Supervisor),
         (Builtin::Reload, "reload", By::Supervisor),
+        (Builtin::History, "history", By::Listener),
+        (Builtin::Log, "log", By::Listener),
     ];
 
     fn row(self) -> &'static (Builtin, &'static str, By) {
@@ -150,7 +155,7 @@ mod tests {
         assert_eq!(Builtin::parse("rotate-logs"), None);
         assert_eq!(
             Builtin::names().collect::<Vec<_>>(),
-            ["ping", "help", "status", "start", "stop", "restart", "reload"]
+            ["ping", "help", "status", "start", "stop", "restart", "reload", "history", "log"]
         );
     }
 

@@ -15,7 +15,7 @@ pub mod request;
 
 pub use builtin::{Answer, Builtin, By};
 pub use reply::{ErrorCode, Reply};
-pub use request::{parse_line, Request, RequestError, MAX_LINE};
+pub use request::{parse_line, valid_key, Query, Request, RequestError, MAX_KEY, MAX_LINE};
 
 /// Turns an action name into its bash function: `rotate-logs` -> `CB_rotate_logs`.
 pub fn callback_function(action: &str) -> String {

@@ -3,6 +3,9 @@
 //! Parsing is split in two so the pure part needs no knowledge of the callbacks file:
 //! [`parse_line`] checks the bytes and splits tokens; [`Request::resolve`] decides whether
 //! the first token is the user or the action, given a predicate that knows the actions.
+//!
+//! A line may begin with a key, `@KEY` (DESIGN.md section 2, keyed requests): the same key
+//! never runs twice. The key is checked here ([`valid_key`]), remembered by the journal.
 
 use std::fmt;
 
@@ -30,6 +33,32 @@ pub enum RequestError {
     UnknownAction(String),
     #[error("user {0:?} given but no action follows")]
     MissingAction(String),
+    #[error("bad key {0:?}: 1-{MAX_KEY} characters of A-Z a-z 0-9 . _ : -")]
+    BadKey(String),
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    #[error("{0:?} is not a run id")]
+    BadId(String),
+}
+
+/// What `history` and `log` ask the journal for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// `history [ACTION]`.
+    History(Option<String>),
+    /// `log ID`.
+    Log(u64),
+}
+
+/// The longest key of a keyed request (`@KEY`), in characters.
+pub const MAX_KEY: usize = 64;
+
+/// Whether `key` (without its `@`) is a key: 1-64 characters of `A-Z a-z 0-9 . _ : -`.
+pub fn valid_key(key: &str) -> bool {
+    (1..=MAX_KEY).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 impl RequestError {
@@ -80,6 +109,8 @@ pub fn parse_line(line: &[u8]) -> Result<Vec<&str>, RequestError> {
 /// A request whose action is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// `@KEY`, without the `@`: run at most once for this key.
+    pub key: Option<String>,
     pub user: Option<String>,
     pub action: String,
     pub args: Vec<String>,
@@ -93,6 +124,16 @@ impl Request {
         tokens: &[&str],
         is_action: impl Fn(&str) -> bool,
     ) -> Result<Request, RequestError> {
+        let (key, tokens) = match tokens {
+            [first, rest @ ..] if first.starts_with('@') => {
+                let key = &first[1..];
+                if !valid_key(key) {
+                    return Err(RequestError::BadKey(key.to_string()));
+                }
+                (Some(key.to_string()), rest)
+            }
+            _ => (None, tokens),
+        };
         let known = |t: &str| Builtin::parse(t).is_some() || is_action(t);
         let (user, rest) = match tokens {
             [] => return Err(RequestError::Empty),
@@ -104,6 +145,7 @@ impl Request {
             }
         };
         Ok(Request {
+            key,
             user,
             action: rest[0].to_string(),
             args: rest[1..].iter().map(|s| s.to_string()).collect(),
@@ -115,15 +157,38 @@ impl Request {
         Request::resolve(&parse_line(line)?, is_action)
     }
 
+    /// `history [ACTION]` and `log ID`: their arguments, checked; `None` for any other
+    /// request.
+    pub fn query(&self) -> Option<Result<Query, RequestError>> {
+        match self.builtin()? {
+            Builtin::History => Some(match self.args.as_slice() {
+                [] => Ok(Query::History(None)),
+                [a] => Ok(Query::History(Some(a.clone()))),
+                _ => Err(RequestError::Usage("history [ACTION]")),
+            }),
+            Builtin::Log => Some(match self.args.as_slice() {
+                [id] => id
+                    .parse()
+                    .map(Query::Log)
+                    .map_err(|_| RequestError::BadId(id.clone())),
+                _ => Err(RequestError::Usage("log ID")),
+            }),
+            _ => None,
+        }
+    }
+
     /// The built-in this request names, if it names one.
     pub fn builtin(&self) -> Option<Builtin> {
         Builtin::parse(&self.action)
     }
 }
 
-/// The request line, without its `\n`: `[user] action [arg ...]`.
+/// The request line, without its `\n`: `[@key] [user] action [arg ...]`.
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(k) = &self.key {
+            write!(f, "@{k} ")?;
+        }
         if let Some(u) = &self.user {
             write!(f, "{u} ")?;
         }
@@ -208,6 +273,53 @@ mod tests {
             Request::parse(&max, known),
             Err(RequestError::UnknownAction(_))
         ));
+    }
+
+    #[test]
+    fn keys() {
+        let r = Request::parse(b"@nightly:1764821100 forum nightly-backup db1", known).unwrap();
+        assert_eq!(r.key.as_deref(), Some("nightly:1764821100"));
+        assert_eq!(r.user.as_deref(), Some("forum"));
+        assert_eq!(r.action, "nightly-backup");
+        assert_eq!(r.args, vec!["db1"]);
+        assert_eq!(r.to_string(), "@nightly:1764821100 forum nightly-backup db1");
+        assert_eq!(Request::parse(r.to_string().as_bytes(), known), Ok(r));
+        let r = Request::parse(b"@k rotate-logs", known).unwrap();
+        assert_eq!((r.key.as_deref(), r.user), (Some("k"), None));
+        assert!(valid_key(&"a".repeat(MAX_KEY)));
+        for bad in ["@", "@a/b", "@caf\u{e9}", &format!("@{}", "a".repeat(MAX_KEY + 1))] {
+            let line = format!("{bad} rotate-logs");
+            assert!(
+                matches!(Request::parse(line.as_bytes(), known), Err(RequestError::BadKey(_))),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            RequestError::BadKey("x y".into()).code().as_str(),
+            "bad-request"
+        );
+        // A key alone is no request.
+        assert_eq!(Request::parse(b"@k", known), Err(RequestError::Empty));
+    }
+
+    #[test]
+    fn queries() {
+        let q = |l: &str| Request::parse(l.as_bytes(), known).unwrap().query();
+        assert_eq!(q("history"), Some(Ok(Query::History(None))));
+        assert_eq!(
+            q("history rotate-logs"),
+            Some(Ok(Query::History(Some("rotate-logs".into()))))
+        );
+        assert_eq!(q("log 42"), Some(Ok(Query::Log(42))));
+        assert_eq!(q("log x"), Some(Err(RequestError::BadId("x".into()))));
+        assert_eq!(q("log"), Some(Err(RequestError::Usage("log ID"))));
+        assert_eq!(q("log 1 2"), Some(Err(RequestError::Usage("log ID"))));
+        assert_eq!(
+            q("history a b"),
+            Some(Err(RequestError::Usage("history [ACTION]")))
+        );
+        assert_eq!(q("ping"), None);
+        assert_eq!(RequestError::BadId("x".into()).code().as_str(), "bad-request");
     }
 
     #[test]

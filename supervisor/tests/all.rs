@@ -9,6 +9,7 @@ mod harness;
 mod bad_input;
 mod exit_codes;
 mod faults;
+mod journal;
 mod lifecycle;
 mod ondemand;
 mod parity;

@@ -174,6 +174,7 @@ impl Listener {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BOSUN_SERVICE", "test")
+            .env("BOSUN_STATE_DIR", dir.path().join("state"))
             .env("BOSUN_CALLBACKS", &callbacks)
             .env("BOSUN_READ_TIMEOUT", "2s")
             .env("BOSUN_STOP_TIMEOUT", "3s")

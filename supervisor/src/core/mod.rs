@@ -870,7 +870,7 @@ impl Core {
                 ),
             },
             // Answered by the listener; never forwarded (the control codec refuses them).
-            (Command::Ping | Command::Help, _) => {}
+            (Command::Ping | Command::Help | Command::History | Command::Log, _) => {}
         }
     }
 

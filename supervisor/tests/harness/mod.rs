@@ -130,6 +130,7 @@ impl Builder {
         c.env_remove("BOSUN_LOG")
             .env("BOSUN_SERVICE", "t")
             .env("BOSUN_RUN_DIR", self.dir.path().join("run"))
+            .env("BOSUN_STATE_DIR", self.dir.path().join("state"))
             .env("BOSUN_CONFIG", self.dir.path().join("service.toml"))
             .env("BOSUN_SETUP", "")
             .env("BOSUN_CALLBACKS", self.dir.path().join("callbacks.sh"))
