@@ -276,16 +276,15 @@ impl Journal {
 
     /// Records the end (with the run's last lines), fsync'd; then drops the oldest runs of
     /// its action beyond the bound, and rewrites the file when it has doubled since it was
-    /// last written whole. An unknown id, or a run that has already ended, records nothing.
+    /// last written whole. An unknown id, or a run that has ended or is lost, records nothing.
     pub fn end(&mut self, id: u64, end: End) -> io::Result<()> {
         let Some(run) = self.runs.get_mut(&id) else {
             return Ok(());
         };
-        if run.end.is_some() {
+        if !run.is_running() {
             return Ok(());
         }
         run.end = Some(end);
-        run.lost = false;
         let rec = Record::End {
             id,
             end_ms: end.end_ms,
