@@ -117,6 +117,17 @@ pub struct Journal {
     opts: Options,
 }
 
+/// What reading the file found.
+#[derive(Debug, Default)]
+struct Loaded {
+    /// Its length.
+    len: u64,
+    /// The bytes of the records of the runs that are kept.
+    live: u64,
+    /// It should be written anew: it had damage, a torn end, or runs that are now lost.
+    dirty: bool,
+}
+
 /// The file behind a persistent journal.
 #[derive(Debug)]
 struct Store {
@@ -155,15 +166,18 @@ impl Journal {
             warnings.push(memory_only("cannot create its directory", e));
             return (j, warnings);
         }
-        let (bytes, created) = match fs::read(&path) {
-            Ok(b) => (b, false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), true),
+        let (loaded, created) = match File::open(&path) {
+            Ok(f) => (j.load(io::BufReader::new(f), &path, &mut warnings), false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Ok(Loaded::default()), true),
+            Err(e) => (Err(e), false),
+        };
+        let Loaded { len, live, dirty } = match loaded {
+            Ok(l) => l,
             Err(e) => {
                 warnings.push(memory_only("cannot read it", e));
-                return (j, warnings);
+                return (Journal::in_memory_with(j.opts), warnings);
             }
         };
-        let dirty = j.load(&bytes, &path, &mut warnings);
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -176,13 +190,15 @@ impl Journal {
                 return (j, warnings);
             }
         };
-        let len = bytes.len() as u64;
+        // Bounded by what is kept, not by what the file holds: reopening never raises it.
+        let compact_at = live.saturating_mul(2).max(j.opts.compact_min_bytes);
+        let dirty = dirty || len > compact_at;
         j.store = Some(Store {
             dir: dir.to_path_buf(),
             path,
             file,
             len,
-            compact_at: len.saturating_mul(2).max(j.opts.compact_min_bytes),
+            compact_at,
         });
         let settled = if dirty {
             j.rewrite()
@@ -333,29 +349,43 @@ impl Journal {
         }
     }
 
-    /// Reads the file's records into memory; true when the file should be rewritten (it had
-    /// damage, a torn end, runs that are now lost, or runs beyond the bounds).
-    fn load(&mut self, bytes: &[u8], path: &Path, warnings: &mut Vec<String>) -> bool {
+    /// Reads the file's records into memory, one line at a time.
+    fn load(
+        &mut self,
+        mut r: impl io::BufRead,
+        path: &Path,
+        warnings: &mut Vec<String>,
+    ) -> io::Result<Loaded> {
         let mut damaged = 0usize;
         let mut dirty = false;
-        let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
-        while let Some((n, line)) = lines.next() {
-            let last = lines.peek().is_none();
-            if last && line.is_empty() {
-                break; // the file ended with a newline, as it should
+        let mut len = 0u64;
+        // the bytes of each run's records, to know how much of the file is still kept
+        let mut sizes: HashMap<u64, u64> = HashMap::new();
+        let mut line = Vec::with_capacity(256);
+        for n in 1.. {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                break;
             }
-            match record::decode(line) {
+            len += line.len() as u64;
+            let last = line.last() != Some(&b'\n');
+            if !last {
+                line.pop();
+            }
+            match record::decode(&line) {
                 Ok(rec) => {
                     // A last record missing only its newline is whole: keep it, rewrite.
                     dirty |= last;
+                    if let Some(id) = rec.run_id() {
+                        *sizes.entry(id).or_default() += line.len() as u64 + 1;
+                    }
                     self.apply(rec);
                 }
                 Err(_) if last => {
                     dirty = true;
                     warnings.push(format!(
-                        "journal {}: line {}: torn last record skipped ({} bytes)",
+                        "journal {}: line {n}: torn last record skipped ({} bytes)",
                         path.display(),
-                        n + 1,
                         line.len()
                     ));
                 }
@@ -368,9 +398,8 @@ impl Journal {
                             Damage::Syntax => "not a record",
                         };
                         warnings.push(format!(
-                            "journal {}: line {}: damaged record skipped ({why})",
-                            path.display(),
-                            n + 1
+                            "journal {}: line {n}: damaged record skipped ({why})",
+                            path.display()
                         ));
                     }
                 }
@@ -391,9 +420,10 @@ impl Journal {
         }
         let actions: Vec<String> = self.by_action.keys().cloned().collect();
         for a in actions {
-            dirty |= self.prune(&a) > 0;
+            self.prune(&a);
         }
-        dirty
+        let live = self.runs.keys().filter_map(|id| sizes.get(id)).sum::<u64>();
+        Ok(Loaded { len, live, dirty })
     }
 
     fn apply(&mut self, rec: Record) {
@@ -536,10 +566,27 @@ impl Journal {
         let Some(st) = &mut self.store else {
             return Ok(());
         };
-        let mut buf = Vec::new();
-        record::encode(&Record::NextId(self.next_id), &mut buf);
+        let mut tmp_name = st.path.clone().into_os_string();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(64 * 1024, f);
+        let mut buf = Vec::with_capacity(1024);
+        let mut len = 0u64;
+        let mut put = |rec: &Record, w: &mut io::BufWriter<File>| {
+            buf.clear();
+            record::encode(rec, &mut buf);
+            len += buf.len() as u64;
+            w.write_all(&buf)
+        };
+        put(&Record::NextId(self.next_id), &mut w)?;
         for run in self.runs.values() {
-            record::encode(
+            put(
                 &Record::Start {
                     id: run.id,
                     start_ms: run.start_ms,
@@ -548,10 +595,10 @@ impl Journal {
                     user: run.user.clone(),
                     key: run.key.clone(),
                 },
-                &mut buf,
-            );
+                &mut w,
+            )?;
             if let Some(end) = run.end {
-                record::encode(
+                put(
                     &Record::End {
                         id: run.id,
                         end_ms: end.end_ms,
@@ -559,22 +606,13 @@ impl Journal {
                         secs: end.secs,
                         lines: run.lines.clone(),
                     },
-                    &mut buf,
-                );
+                    &mut w,
+                )?;
             } else if run.lost {
-                record::encode(&Record::Lost(run.id), &mut buf);
+                put(&Record::Lost(run.id), &mut w)?;
             }
         }
-        let mut tmp_name = st.path.clone().into_os_string();
-        tmp_name.push(".tmp");
-        let tmp = PathBuf::from(tmp_name);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&buf)?;
+        let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
         if self.opts.fsync {
             f.sync_all()?;
         }
@@ -584,7 +622,7 @@ impl Journal {
             sync_dir(&st.dir)?;
         }
         st.file = OpenOptions::new().append(true).open(&st.path)?;
-        st.len = buf.len() as u64;
+        st.len = len;
         st.compact_at = st.len.saturating_mul(2).max(self.opts.compact_min_bytes);
         Ok(())
     }

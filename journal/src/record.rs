@@ -35,6 +35,16 @@ pub(crate) enum Record {
     Lost(u64),
 }
 
+impl Record {
+    /// The run it is about (`None` for the id high-water mark).
+    pub(crate) fn run_id(&self) -> Option<u64> {
+        match self {
+            Record::NextId(_) => None,
+            Record::Start { id, .. } | Record::End { id, .. } | Record::Lost(id) => Some(*id),
+        }
+    }
+}
+
 /// CRC-32 (IEEE 802.3, the zlib/`cksum -o 3` one), table-driven; the table is built at
 /// compile time.
 pub(crate) fn crc32(data: &[u8]) -> u32 {

@@ -515,3 +515,30 @@ proptest! {
         prop_assert_eq!(&j.get(1).unwrap().lines, &lines);
     }
 }
+
+/// Reopening often, with few runs in between, must not let the file outgrow its bound (the
+/// bound comes from what is kept, not from the file's length at open).
+#[test]
+fn reopening_often_stays_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        runs_per_action: 10,
+        compact_min_bytes: 0,
+        ..fast()
+    };
+    let mut id = 0;
+    let mut max = 0;
+    for _ in 0..100 {
+        let (mut j, w) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+        assert!(w.is_empty(), "{w:?}");
+        for _ in 0..15 {
+            id += 1;
+            j.start(start(id, ["a", "b"][id as usize % 2], None))
+                .unwrap();
+            j.end(id, end(id, 0)).unwrap();
+        }
+        max = max.max(fs::metadata(file(tmp.path())).unwrap().len());
+    }
+    // 20 runs kept, ~140 bytes each: twice that plus a run, never the ~200 KiB of all runs
+    assert!(max < 8 * 1024, "{max}");
+}
