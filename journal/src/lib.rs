@@ -139,6 +139,8 @@ struct Store {
     len: u64,
     /// Rewrite when `len` passes this.
     compact_at: u64,
+    /// A failed append may have left part of a record that could not be cut off.
+    torn: bool,
 }
 
 impl Journal {
@@ -199,6 +201,7 @@ impl Journal {
             file,
             len,
             compact_at,
+            torn: false,
         });
         let settled = if dirty {
             j.rewrite()
@@ -314,6 +317,10 @@ impl Journal {
         written?;
         match &self.store {
             Some(st) if st.len > st.compact_at => self.rewrite().map_err(|e| {
+                // not again at every end: when the file has doubled once more
+                if let Some(st) = &mut self.store {
+                    st.compact_at = st.len.saturating_mul(2);
+                }
                 io::Error::new(
                     e.kind(),
                     format!("the end was recorded, compacting failed: {e}"),
@@ -541,6 +548,12 @@ impl Journal {
             return Ok(());
         };
         let mut buf = Vec::with_capacity(128);
+        if st.torn {
+            // An earlier failed append could not be cut off: end its line, so that this
+            // record reads on a line of its own.
+            st.len = st.file.metadata()?.len();
+            buf.push(b'\n');
+        }
         record::encode(rec, &mut buf);
         let fsync = self.opts.fsync;
         let written =
@@ -550,10 +563,11 @@ impl Journal {
         match written {
             Ok(()) => {
                 st.len += buf.len() as u64;
+                st.torn = false;
                 Ok(())
             }
             Err(e) => {
-                let _ = st.file.set_len(st.len);
+                st.torn = st.file.set_len(st.len).is_err();
                 Err(e)
             }
         }
@@ -617,13 +631,16 @@ impl Journal {
             f.sync_all()?;
         }
         drop(f);
+        // opened before the rename, so that appends never go to the replaced file
+        let appender = OpenOptions::new().append(true).open(&tmp)?;
         fs::rename(&tmp, &st.path)?;
+        st.file = appender;
+        st.torn = false;
+        st.len = len;
+        st.compact_at = st.len.saturating_mul(2).max(self.opts.compact_min_bytes);
         if self.opts.fsync {
             sync_dir(&st.dir)?;
         }
-        st.file = OpenOptions::new().append(true).open(&st.path)?;
-        st.len = len;
-        st.compact_at = st.len.saturating_mul(2).max(self.opts.compact_min_bytes);
         Ok(())
     }
 }
