@@ -22,7 +22,7 @@ mod time;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,10 @@ pub const RUNS_PER_ACTION: usize = 100;
 /// An output line longer than this is cut to it in the journal (the container log keeps it
 /// whole), so a run's lines stay bounded in bytes too.
 pub const MAX_LINE_BYTES: usize = 4096;
+
+/// No record is longer (100 lines of `MAX_LINE_BYTES`, each byte escaped as `\xHH`, and
+/// room to spare): a longer line is skipped unread, so a damaged file cannot exhaust memory.
+const MAX_RECORD_BYTES: usize = 4 << 20;
 
 /// Damaged records told one by one at open; more are told as a count.
 const WARN_EACH: usize = 3;
@@ -169,7 +173,13 @@ impl Journal {
             return (j, warnings);
         }
         let (loaded, created) = match File::open(&path) {
-            Ok(f) => (j.load(io::BufReader::new(f), &path, &mut warnings), false),
+            Ok(f) => match f.metadata() {
+                Ok(m) if m.is_file() => {
+                    (j.load(io::BufReader::new(f), &path, &mut warnings), false)
+                }
+                Ok(_) => (Err(io::Error::other("not a regular file")), false),
+                Err(e) => (Err(e), false),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => (Ok(Loaded::default()), true),
             Err(e) => (Err(e), false),
         };
@@ -371,15 +381,27 @@ impl Journal {
         let mut line = Vec::with_capacity(256);
         for n in 1.. {
             line.clear();
-            if r.read_until(b'\n', &mut line)? == 0 {
+            let read = (&mut r)
+                .take(MAX_RECORD_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)?;
+            if read == 0 {
                 break;
             }
-            len += line.len() as u64;
-            let last = line.last() != Some(&b'\n');
-            if !last {
-                line.pop();
-            }
-            match record::decode(&line) {
+            len += read as u64;
+            let mut last = line.last() != Some(&b'\n');
+            let decoded = if last && line.len() > MAX_RECORD_BYTES {
+                // no record is this long: skip to the end of the line, whatever it holds
+                let (skipped, newline) = skip_line(&mut r)?;
+                len += skipped;
+                last = !newline;
+                Err(Damage::Syntax)
+            } else {
+                if !last {
+                    line.pop();
+                }
+                record::decode(&line)
+            };
+            match decoded {
                 Ok(rec) => {
                     // A last record missing only its newline is whole: keep it, rewrite.
                     dirty |= last;
@@ -642,6 +664,24 @@ impl Journal {
             sync_dir(&st.dir)?;
         }
         Ok(())
+    }
+}
+
+/// Consumes `r` up to and with the next newline: (bytes consumed, whether a newline ended it).
+fn skip_line(r: &mut impl io::BufRead) -> io::Result<(u64, bool)> {
+    let mut n = 0u64;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((n, false));
+        }
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            r.consume(i + 1);
+            return Ok((n + i as u64 + 1, true));
+        }
+        let l = buf.len();
+        n += l as u64;
+        r.consume(l);
     }
 }
 

@@ -542,3 +542,38 @@ fn reopening_often_stays_bounded() {
     // 20 runs kept, ~140 bytes each: twice that plus a run, never the ~200 KiB of all runs
     assert!(max < 8 * 1024, "{max}");
 }
+
+#[test]
+fn an_overlong_line_is_skipped_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(three_runs(tmp.path()));
+    let mut bytes = fs::read(file(tmp.path())).unwrap();
+    let keep = bytes.clone();
+    bytes.extend(std::iter::repeat_n(b'a', 5 << 20));
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&keep); // the same records again: harmless
+    fs::write(file(tmp.path()), &bytes).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("damaged record skipped"), "{w:?}");
+    assert_eq!(j.history(None, 10).len(), 3);
+    drop(j);
+    // and as a torn last line
+    let mut bytes = keep.clone();
+    bytes.extend(std::iter::repeat_n(b'a', 5 << 20));
+    fs::write(file(tmp.path()), &bytes).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("torn last record skipped"), "{w:?}");
+    assert_eq!(j.history(None, 10).len(), 3);
+}
+
+#[test]
+fn a_journal_that_is_not_a_file_gives_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", file(tmp.path())).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("not a regular file"), "{w:?}");
+    assert!(!j.is_persistent());
+}
