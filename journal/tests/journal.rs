@@ -577,3 +577,49 @@ fn a_journal_that_is_not_a_file_gives_memory() {
     assert!(w[0].contains("not a regular file"), "{w:?}");
     assert!(!j.is_persistent());
 }
+
+/// The API the listener is written against, with its exact types: a rename here breaks it.
+#[test]
+fn api_as_agreed() {
+    let _: fn(&Path, &str) -> (Journal, Vec<String>) = Journal::open;
+    let _: fn() -> Journal = Journal::in_memory;
+    let _: fn(&Journal) -> bool = Journal::is_persistent;
+    let _: fn(&Journal) -> u64 = Journal::next_id;
+    let _: fn(&mut Journal, Start) -> std::io::Result<()> = Journal::start;
+    let _: fn(&mut Journal, u64, &[u8]) = Journal::output;
+    let _: fn(&mut Journal, u64, End) -> std::io::Result<()> = Journal::end;
+    let _: for<'a> fn(&'a Journal, u64) -> Option<&'a Run> = Journal::get;
+    let _: for<'a> fn(&'a Journal, &str) -> Option<&'a Run> = Journal::by_key;
+    let _: for<'a> fn(&'a Journal, Option<&str>, usize) -> Vec<&'a Run> = Journal::history;
+    let _: fn(&Run) -> String = Run::history_line;
+    let _: fn(i64) -> String = journal::rfc3339;
+    let _: (usize, usize) = (LINES_PER_RUN, RUNS_PER_ACTION);
+    fn send<T: Send>() {}
+    send::<Journal>();
+    let run = Run {
+        id: 1,
+        action: "a".into(),
+        user: None,
+        key: None,
+        uid: 0,
+        start_ms: 0,
+        end: Some(End {
+            end_ms: 0,
+            exit: 0,
+            secs: 0.0,
+        }),
+        lost: false,
+        lines: vec![],
+    };
+    let _ = (run.clone() == run, format!("{run:?}"));
+    let e = run.end.unwrap();
+    let _ = (e == e, format!("{e:?}"));
+    let _ = Start {
+        id: 1,
+        action: String::new(),
+        user: None,
+        key: None,
+        uid: 0,
+        start_ms: 0,
+    };
+}
