@@ -186,8 +186,9 @@ impl Journal {
         let Loaded { len, live, dirty } = match loaded {
             Ok(l) => l,
             Err(e) => {
+                // what was read before the error is kept: its ids are not handed out again
                 warnings.push(memory_only("cannot read it", e));
-                return (Journal::in_memory_with(j.opts), warnings);
+                return (j, warnings);
             }
         };
         let file = OpenOptions::new()
