@@ -1,0 +1,718 @@
+//! The run journal (DESIGN.md section 7): every action run of a container, who asked, when,
+//! how it ended and its last output lines, kept across restarts in
+//! `<state_dir>/<service>.journal`, bounded, and the memory of keyed requests (section 2).
+//!
+//! Shape: everything the built-ins read (`history`, `log`, keys) is held in memory, at most
+//! [`RUNS_PER_ACTION`] ended runs of each action (and [`Options::max_runs`] in all), so reads
+//! never touch the disk. The file is append-only, one checksummed record a line (see
+//! `record.rs`), written in two places only: a start is fsync'd before [`Journal::start`]
+//! returns, because a key must be on disk before its action runs (exactly once, also across a
+//! crash); an end, with the run's last lines, is fsync'd too. Output lines cost no I/O: they
+//! go to an in-memory ring and are written once, with the end. So a container killed at any
+//! instant loses at most the output of the runs in progress, which show as `lost` afterwards.
+//! When the file has doubled since it was last written whole, it is rewritten from memory
+//! (temp file, fsync, rename, fsync of the directory), so it stays within about twice what is
+//! kept. bench/journal/README.md has the measurements that chose this over SQLite and redb.
+//!
+//! Nothing here is a reason not to start: an unusable directory gives a journal in memory,
+//! damaged or torn records are skipped, and each is one warning line for the caller to log.
+
+mod record;
+mod time;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use record::{Damage, Record};
+pub use time::rfc3339;
+
+/// Output lines kept per run: the last ones, as they went to the container log.
+pub const LINES_PER_RUN: usize = 100;
+/// Ended runs kept per action: the newest ones.
+pub const RUNS_PER_ACTION: usize = 100;
+/// An output line longer than this is cut to it in the journal (the container log keeps it
+/// whole), so a run's lines stay bounded in bytes too.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// No record is longer (100 lines of `MAX_LINE_BYTES`, each byte escaped as `\xHH`, and
+/// room to spare): a longer line is skipped unread, so a damaged file cannot exhaust memory.
+const MAX_RECORD_BYTES: usize = 4 << 20;
+
+/// Damaged records told one by one at open; more are told as a count.
+const WARN_EACH: usize = 3;
+
+/// One run of an action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: u64,
+    pub action: String,
+    pub user: Option<String>,
+    pub key: Option<String>,
+    /// The asking peer's uid.
+    pub uid: u32,
+    /// Unix milliseconds.
+    pub start_ms: i64,
+    /// `None`: running, or lost (see `lost`).
+    pub end: Option<End>,
+    /// It had started and never ended, and its journal was reopened (the container or the
+    /// listener died meanwhile).
+    pub lost: bool,
+    /// The last output lines (stdout and stderr, as they went to the log, without the
+    /// `[action#id] ` prefix), oldest first, at most [`LINES_PER_RUN`].
+    pub lines: Vec<Vec<u8>>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct End {
+    /// Unix milliseconds.
+    pub end_ms: i64,
+    pub exit: i32,
+    pub secs: f64,
+}
+
+/// What [`Journal::start`] records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    pub id: u64,
+    pub action: String,
+    pub user: Option<String>,
+    pub key: Option<String>,
+    pub uid: u32,
+    pub start_ms: i64,
+}
+
+/// Bounds and durability; [`Options::default`] is what [`Journal::open`] uses. Tests and
+/// benchmarks change them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Ended runs kept per action.
+    pub runs_per_action: usize,
+    /// Ended runs kept in all (oldest dropped first), whatever the number of actions.
+    pub max_runs: usize,
+    /// The file is never rewritten below this size.
+    pub compact_min_bytes: u64,
+    /// fdatasync after each start and end record. Off only for tests and benchmarks.
+    pub fsync: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            runs_per_action: RUNS_PER_ACTION,
+            max_runs: 10_000,
+            compact_min_bytes: 256 * 1024,
+            fsync: true,
+        }
+    }
+}
+
+/// The journal of one service; see the module header.
+#[derive(Debug)]
+pub struct Journal {
+    runs: BTreeMap<u64, Run>,
+    keys: HashMap<String, u64>,
+    by_action: HashMap<String, BTreeSet<u64>>,
+    next_id: u64,
+    store: Option<Store>,
+    opts: Options,
+}
+
+/// What reading the file found.
+#[derive(Debug, Default)]
+struct Loaded {
+    /// Its length.
+    len: u64,
+    /// The bytes of the records of the runs that are kept.
+    live: u64,
+    /// It should be written anew: it had damage, a torn end, or runs that are now lost.
+    dirty: bool,
+}
+
+/// The file behind a persistent journal.
+#[derive(Debug)]
+struct Store {
+    dir: PathBuf,
+    path: PathBuf,
+    /// Opened for appending.
+    file: File,
+    /// Bytes of whole records in the file: a failed append is cut back to it.
+    len: u64,
+    /// Rewrite when `len` passes this.
+    compact_at: u64,
+    /// A failed append may have left part of a record that could not be cut off.
+    torn: bool,
+}
+
+impl Journal {
+    /// Opens (creating the directory and file as needed) `<dir>/<service>.journal`. Never
+    /// fails: an unwritable or unreadable dir gives an in-memory journal and one warning;
+    /// damaged or torn records are skipped with one warning each (at most a few, then a
+    /// count). Runs that were started and never ended become `lost` (and that is recorded,
+    /// so they stay lost).
+    pub fn open(dir: &Path, service: &str) -> (Journal, Vec<String>) {
+        Journal::open_with(dir, service, Options::default())
+    }
+
+    /// [`Journal::open`] with other bounds.
+    pub fn open_with(dir: &Path, service: &str, opts: Options) -> (Journal, Vec<String>) {
+        let mut j = Journal::in_memory_with(opts);
+        let mut warnings = Vec::new();
+        let path = dir.join(format!("{service}.journal"));
+        let memory_only = |what: &str, e: io::Error| {
+            format!(
+                "journal {}: {what}: {e}; keeping the journal in memory only",
+                path.display()
+            )
+        };
+        if let Err(e) = fs::create_dir_all(dir) {
+            warnings.push(memory_only("cannot create its directory", e));
+            return (j, warnings);
+        }
+        let (loaded, created) = match File::open(&path) {
+            Ok(f) => match f.metadata() {
+                Ok(m) if m.is_file() => {
+                    (j.load(io::BufReader::new(f), &path, &mut warnings), false)
+                }
+                Ok(_) => (Err(io::Error::other("not a regular file")), false),
+                Err(e) => (Err(e), false),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Ok(Loaded::default()), true),
+            Err(e) => (Err(e), false),
+        };
+        let Loaded { len, live, dirty } = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                // what was read before the error is kept: its ids are not handed out again
+                warnings.push(memory_only("cannot read it", e));
+                return (j, warnings);
+            }
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path);
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                warnings.push(memory_only("cannot open it for writing", e));
+                return (j, warnings);
+            }
+        };
+        // Bounded by what is kept, not by what the file holds: reopening never raises it.
+        let compact_at = live.saturating_mul(2).max(j.opts.compact_min_bytes);
+        let dirty = dirty || len > compact_at;
+        j.store = Some(Store {
+            dir: dir.to_path_buf(),
+            path,
+            file,
+            len,
+            compact_at,
+            torn: false,
+        });
+        let settled = if dirty {
+            j.rewrite()
+        } else if created && j.opts.fsync {
+            sync_dir(dir)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = settled {
+            let st = j.store.take().expect("just set");
+            warnings.push(format!(
+                "journal {}: cannot write it: {e}; keeping the journal in memory only",
+                st.path.display()
+            ));
+        }
+        (j, warnings)
+    }
+
+    /// A journal that is never written: what an unusable state dir gives.
+    pub fn in_memory() -> Journal {
+        Journal::in_memory_with(Options::default())
+    }
+
+    fn in_memory_with(opts: Options) -> Journal {
+        Journal {
+            runs: BTreeMap::new(),
+            keys: HashMap::new(),
+            by_action: HashMap::new(),
+            next_id: 1,
+            store: None,
+            opts,
+        }
+    }
+
+    /// Whether it has a file behind it.
+    pub fn is_persistent(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The file behind it, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.store.as_ref().map(|s| s.path.as_path())
+    }
+
+    /// Larger than every id ever recorded (ids are never reused across restarts).
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Records a start; durable (fsync) before it returns Ok, because the key must be known
+    /// before the action runs (exactly once). An error means the write failed: the run is
+    /// kept in memory all the same, and the caller logs and goes on.
+    pub fn start(&mut self, s: Start) -> io::Result<()> {
+        let rec = Record::Start {
+            id: s.id,
+            start_ms: s.start_ms,
+            uid: s.uid,
+            action: s.action.clone(),
+            user: s.user.clone(),
+            key: s.key.clone(),
+        };
+        self.insert(Run {
+            id: s.id,
+            action: s.action,
+            user: s.user,
+            key: s.key,
+            uid: s.uid,
+            start_ms: s.start_ms,
+            end: None,
+            lost: false,
+            lines: Vec::new(),
+        });
+        self.append(&rec)
+    }
+
+    /// Appends an output line of a running run to its in-memory ring (the last
+    /// [`LINES_PER_RUN`] are kept); no I/O. Lines of unknown or ended runs are ignored.
+    pub fn output(&mut self, id: u64, line: &[u8]) {
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        if run.end.is_some() || run.lost {
+            return;
+        }
+        if run.lines.len() >= LINES_PER_RUN {
+            run.lines.remove(0);
+        }
+        run.lines
+            .push(line[..line.len().min(MAX_LINE_BYTES)].to_vec());
+    }
+
+    /// Records the end (with the run's last lines), fsync'd; then drops the oldest runs of
+    /// its action beyond the bound, and rewrites the file when it has doubled since it was
+    /// last written whole. An unknown id, or a run that has ended or is lost, records nothing.
+    pub fn end(&mut self, id: u64, end: End) -> io::Result<()> {
+        let Some(run) = self.runs.get_mut(&id) else {
+            return Ok(());
+        };
+        if !run.is_running() {
+            return Ok(());
+        }
+        run.end = Some(end);
+        let rec = Record::End {
+            id,
+            end_ms: end.end_ms,
+            exit: end.exit,
+            secs: end.secs,
+            lines: run.lines.clone(),
+        };
+        let action = run.action.clone();
+        let written = self.append(&rec);
+        self.prune(&action);
+        written?;
+        match &self.store {
+            Some(st) if st.len > st.compact_at => self.rewrite().map_err(|e| {
+                // not again at every end: when the file has doubled once more
+                if let Some(st) = &mut self.store {
+                    st.compact_at = st.len.saturating_mul(2);
+                }
+                io::Error::new(
+                    e.kind(),
+                    format!("the end was recorded, compacting failed: {e}"),
+                )
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The run with this id, if it is still kept.
+    pub fn get(&self, id: u64) -> Option<&Run> {
+        self.runs.get(&id)
+    }
+
+    /// The run that was started with this key, if it is still kept.
+    pub fn by_key(&self, key: &str) -> Option<&Run> {
+        self.keys.get(key).and_then(|id| self.runs.get(id))
+    }
+
+    /// Newest first, at most `limit`, optionally only one action.
+    pub fn history(&self, action: Option<&str>, limit: usize) -> Vec<&Run> {
+        match action {
+            None => self.runs.values().rev().take(limit).collect(),
+            Some(a) => match self.by_action.get(a) {
+                None => Vec::new(),
+                Some(ids) => ids
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .filter_map(|id| self.runs.get(id))
+                    .collect(),
+            },
+        }
+    }
+
+    /// Reads the file's records into memory, one line at a time.
+    fn load(
+        &mut self,
+        mut r: impl io::BufRead,
+        path: &Path,
+        warnings: &mut Vec<String>,
+    ) -> io::Result<Loaded> {
+        let mut damaged = 0usize;
+        let mut dirty = false;
+        let mut len = 0u64;
+        // the bytes of each run's records, to know how much of the file is still kept
+        let mut sizes: HashMap<u64, u64> = HashMap::new();
+        let mut line = Vec::with_capacity(256);
+        for n in 1.. {
+            line.clear();
+            let read = (&mut r)
+                .take(MAX_RECORD_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)?;
+            if read == 0 {
+                break;
+            }
+            len += read as u64;
+            let mut last = line.last() != Some(&b'\n');
+            let decoded = if last && line.len() > MAX_RECORD_BYTES {
+                // no record is this long: skip to the end of the line, whatever it holds
+                let (skipped, newline) = skip_line(&mut r)?;
+                len += skipped;
+                last = !newline;
+                Err(Damage::Syntax)
+            } else {
+                if !last {
+                    line.pop();
+                }
+                record::decode(&line)
+            };
+            match decoded {
+                Ok(rec) => {
+                    // A last record missing only its newline is whole: keep it, rewrite.
+                    dirty |= last;
+                    if let Some(id) = rec.run_id() {
+                        *sizes.entry(id).or_default() += line.len() as u64 + 1;
+                    }
+                    self.apply(rec);
+                }
+                Err(_) if last => {
+                    dirty = true;
+                    warnings.push(format!(
+                        "journal {}: line {n}: torn last record skipped ({} bytes)",
+                        path.display(),
+                        line.len()
+                    ));
+                }
+                Err(why) => {
+                    dirty = true;
+                    damaged += 1;
+                    if damaged <= WARN_EACH {
+                        let why = match why {
+                            Damage::Checksum => "checksum mismatch",
+                            Damage::Syntax => "not a record",
+                        };
+                        warnings.push(format!(
+                            "journal {}: line {n}: damaged record skipped ({why})",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+        if damaged > WARN_EACH {
+            warnings.push(format!(
+                "journal {}: {} more damaged records skipped",
+                path.display(),
+                damaged - WARN_EACH
+            ));
+        }
+        for run in self.runs.values_mut() {
+            if run.end.is_none() && !run.lost {
+                run.lost = true;
+                dirty = true;
+            }
+        }
+        let actions: Vec<String> = self.by_action.keys().cloned().collect();
+        for a in actions {
+            self.prune(&a);
+        }
+        let live = self.runs.keys().filter_map(|id| sizes.get(id)).sum::<u64>();
+        Ok(Loaded { len, live, dirty })
+    }
+
+    fn apply(&mut self, rec: Record) {
+        match rec {
+            Record::NextId(n) => self.next_id = self.next_id.max(n),
+            Record::Start {
+                id,
+                start_ms,
+                uid,
+                action,
+                user,
+                key,
+            } => self.insert(Run {
+                id,
+                action,
+                user,
+                key,
+                uid,
+                start_ms,
+                end: None,
+                lost: false,
+                lines: Vec::new(),
+            }),
+            Record::End {
+                id,
+                end_ms,
+                exit,
+                secs,
+                mut lines,
+            } => {
+                self.next_id = self.next_id.max(id.saturating_add(1));
+                if let Some(run) = self.runs.get_mut(&id) {
+                    let cut = lines.len().saturating_sub(LINES_PER_RUN);
+                    lines.drain(..cut);
+                    run.end = Some(End { end_ms, exit, secs });
+                    run.lost = false;
+                    run.lines = lines;
+                }
+            }
+            Record::Lost(id) => {
+                self.next_id = self.next_id.max(id.saturating_add(1));
+                if let Some(run) = self.runs.get_mut(&id) {
+                    if run.end.is_none() {
+                        run.lost = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, run: Run) {
+        self.next_id = self.next_id.max(run.id.saturating_add(1));
+        self.remove(run.id);
+        if let Some(k) = &run.key {
+            self.keys.insert(k.clone(), run.id);
+        }
+        self.by_action
+            .entry(run.action.clone())
+            .or_default()
+            .insert(run.id);
+        self.runs.insert(run.id, run);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(run) = self.runs.remove(&id) else {
+            return;
+        };
+        if let Some(k) = &run.key {
+            if self.keys.get(k) == Some(&id) {
+                self.keys.remove(k);
+            }
+        }
+        if let Some(ids) = self.by_action.get_mut(&run.action) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_action.remove(&run.action);
+            }
+        }
+    }
+
+    /// Drops the oldest ended runs of `action` beyond `runs_per_action`, then the oldest
+    /// ended runs of any action beyond `max_runs`; running runs always stay. Returns how many
+    /// were dropped.
+    fn prune(&mut self, action: &str) -> usize {
+        let ended: Vec<u64> = self
+            .by_action
+            .get(action)
+            .into_iter()
+            .flatten()
+            .filter(|id| self.runs.get(id).is_some_and(|r| r.end.is_some() || r.lost))
+            .copied()
+            .collect();
+        let excess = ended.len().saturating_sub(self.opts.runs_per_action);
+        for &id in &ended[..excess] {
+            self.remove(id);
+        }
+        let mut dropped = excess;
+        while self.runs.len() > self.opts.max_runs {
+            let oldest = self
+                .runs
+                .values()
+                .find(|r| r.end.is_some() || r.lost)
+                .map(|r| r.id);
+            let Some(id) = oldest else { break };
+            self.remove(id);
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Appends one record, fsync'd; a failed append is cut back off the file, so the next
+    /// record starts on a line of its own.
+    fn append(&mut self, rec: &Record) -> io::Result<()> {
+        let Some(st) = &mut self.store else {
+            return Ok(());
+        };
+        let mut buf = Vec::with_capacity(128);
+        if st.torn {
+            // An earlier failed append could not be cut off: end its line, so that this
+            // record reads on a line of its own.
+            st.len = st.file.metadata()?.len();
+            buf.push(b'\n');
+        }
+        record::encode(rec, &mut buf);
+        let fsync = self.opts.fsync;
+        let written =
+            st.file
+                .write_all(&buf)
+                .and_then(|()| if fsync { st.file.sync_data() } else { Ok(()) });
+        match written {
+            Ok(()) => {
+                st.len += buf.len() as u64;
+                st.torn = false;
+                Ok(())
+            }
+            Err(e) => {
+                st.torn = st.file.set_len(st.len).is_err();
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the whole file anew from memory: the id high-water mark, then each kept run
+    /// (its start, and its end or its loss). Atomic: a temp file, fsync'd, renamed over the
+    /// journal, then the directory fsync'd.
+    fn rewrite(&mut self) -> io::Result<()> {
+        let Some(st) = &mut self.store else {
+            return Ok(());
+        };
+        let mut tmp_name = st.path.clone().into_os_string();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(64 * 1024, f);
+        let mut buf = Vec::with_capacity(1024);
+        let mut len = 0u64;
+        let mut put = |rec: &Record, w: &mut io::BufWriter<File>| {
+            buf.clear();
+            record::encode(rec, &mut buf);
+            len += buf.len() as u64;
+            w.write_all(&buf)
+        };
+        put(&Record::NextId(self.next_id), &mut w)?;
+        for run in self.runs.values() {
+            put(
+                &Record::Start {
+                    id: run.id,
+                    start_ms: run.start_ms,
+                    uid: run.uid,
+                    action: run.action.clone(),
+                    user: run.user.clone(),
+                    key: run.key.clone(),
+                },
+                &mut w,
+            )?;
+            if let Some(end) = run.end {
+                put(
+                    &Record::End {
+                        id: run.id,
+                        end_ms: end.end_ms,
+                        exit: end.exit,
+                        secs: end.secs,
+                        lines: run.lines.clone(),
+                    },
+                    &mut w,
+                )?;
+            } else if run.lost {
+                put(&Record::Lost(run.id), &mut w)?;
+            }
+        }
+        let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+        if self.opts.fsync {
+            f.sync_all()?;
+        }
+        drop(f);
+        // opened before the rename, so that appends never go to the replaced file
+        let appender = OpenOptions::new().append(true).open(&tmp)?;
+        fs::rename(&tmp, &st.path)?;
+        st.file = appender;
+        st.torn = false;
+        st.len = len;
+        st.compact_at = st.len.saturating_mul(2).max(self.opts.compact_min_bytes);
+        if self.opts.fsync {
+            sync_dir(&st.dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Consumes `r` up to and with the next newline: (bytes consumed, whether a newline ended it).
+fn skip_line(r: &mut impl io::BufRead) -> io::Result<(u64, bool)> {
+    let mut n = 0u64;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((n, false));
+        }
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            r.consume(i + 1);
+            return Ok((n + i as u64 + 1, true));
+        }
+        let l = buf.len();
+        n += l as u64;
+        r.consume(l);
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Run {
+    /// Neither ended nor lost.
+    pub fn is_running(&self) -> bool {
+        self.end.is_none() && !self.lost
+    }
+
+    /// DESIGN.md section 7:
+    /// `<id> <start RFC3339> <action> user=<user>|- exit=<code>|running|lost secs=<secs>|- by=<uid>`
+    /// (RFC 3339 in UTC with `Z`, second precision; secs with 3 decimals like the `done`
+    /// line's).
+    pub fn history_line(&self) -> String {
+        let (exit, secs) = match (self.end, self.lost) {
+            (Some(e), _) => (e.exit.to_string(), format!("{:.3}", e.secs)),
+            (None, true) => ("lost".to_string(), "-".to_string()),
+            (None, false) => ("running".to_string(), "-".to_string()),
+        };
+        format!(
+            "{} {} {} user={} exit={exit} secs={secs} by={}",
+            self.id,
+            rfc3339(self.start_ms),
+            self.action,
+            self.user.as_deref().unwrap_or("-"),
+            self.uid
+        )
+    }
+}

@@ -1,0 +1,625 @@
+//! The journal against real files: reopen, loss, damage, bounds.
+
+use std::fs;
+use std::path::Path;
+
+use journal::{End, Journal, Options, Run, Start, LINES_PER_RUN, RUNS_PER_ACTION};
+use proptest::prelude::*;
+
+fn start(id: u64, action: &str, key: Option<&str>) -> Start {
+    Start {
+        id,
+        action: action.into(),
+        user: Some("forum".into()),
+        key: key.map(Into::into),
+        uid: 1000,
+        start_ms: 1_796_428_080_000 + id as i64 * 1000,
+    }
+}
+
+fn end(id: u64, exit: i32) -> End {
+    End {
+        end_ms: 1_796_428_080_000 + id as i64 * 1000 + 500,
+        exit,
+        secs: 0.5,
+    }
+}
+
+fn fast() -> Options {
+    Options {
+        fsync: false,
+        ..Options::default()
+    }
+}
+
+fn open(dir: &Path) -> (Journal, Vec<String>) {
+    Journal::open(dir, "mysql")
+}
+
+fn file(dir: &Path) -> std::path::PathBuf {
+    dir.join("mysql.journal")
+}
+
+/// One finished run (id 1, keyed), one lost (id 2), one finished with odd output (id 3).
+fn three_runs(dir: &Path) -> Journal {
+    let (mut j, w) = open(dir);
+    assert!(w.is_empty(), "{w:?}");
+    assert!(j.is_persistent());
+    j.start(start(1, "nightly-backup", Some("nightly:1")))
+        .unwrap();
+    j.output(1, b"dumping");
+    j.output(1, b"done");
+    j.end(1, end(1, 0)).unwrap();
+    j.start(start(2, "rotate-logs", None)).unwrap();
+    j.output(2, b"not kept: never ended");
+    j.start(start(3, "nightly-backup", Some("nightly:2")))
+        .unwrap();
+    j.output(3, b"back\\slash \xff\xfe tab\there\r");
+    j.output(3, b"");
+    j.end(3, end(3, 2)).unwrap();
+    j
+}
+
+#[test]
+fn round_trip_across_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = three_runs(tmp.path());
+    let r1 = before.get(1).unwrap().clone();
+    let r3 = before.get(3).unwrap().clone();
+    drop(before);
+    let (j, w) = open(tmp.path());
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(j.get(1), Some(&r1));
+    assert_eq!(j.get(3), Some(&r3));
+    assert_eq!(r1.lines, vec![b"dumping".to_vec(), b"done".to_vec()]);
+    assert_eq!(
+        r3.lines,
+        vec![b"back\\slash \xff\xfe tab\there\r".to_vec(), Vec::new()]
+    );
+    assert_eq!(r3.end, Some(end(3, 2)));
+    assert_eq!(j.by_key("nightly:1").map(|r| r.id), Some(1));
+    assert_eq!(j.by_key("nightly:2").map(|r| r.id), Some(3));
+    assert!(j.by_key("nightly:3").is_none());
+}
+
+#[test]
+fn unended_run_is_lost_and_stays_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(three_runs(tmp.path()));
+    for _ in 0..3 {
+        let (mut j, w) = open(tmp.path());
+        assert!(w.is_empty(), "{w:?}");
+        let r2 = j.get(2).unwrap();
+        assert!(r2.lost && r2.end.is_none() && !r2.is_running());
+        assert!(r2.lines.is_empty());
+        assert!(r2.history_line().contains(" exit=lost secs=- "));
+        // an end for a lost run changes nothing
+        j.end(2, end(2, 0)).unwrap();
+        j.output(2, b"late");
+        assert!(j.get(2).unwrap().lost);
+    }
+    // the loss is on disk, not only inferred
+    let text = fs::read_to_string(file(tmp.path())).unwrap();
+    assert!(text.lines().any(|l| l.ends_with(" L 2")), "{text}");
+}
+
+#[test]
+fn ids_never_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = three_runs(tmp.path());
+    assert_eq!(j.next_id(), 4);
+    drop(j);
+    let (mut j, _) = open(tmp.path());
+    assert_eq!(j.next_id(), 4);
+    j.start(start(9, "x", None)).unwrap();
+    assert_eq!(j.next_id(), 10);
+    drop(j);
+    let (j, _) = open(tmp.path());
+    assert_eq!(j.next_id(), 10);
+    assert_eq!(Journal::in_memory().next_id(), 1);
+}
+
+#[test]
+fn ids_never_reused_after_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        runs_per_action: 2,
+        compact_min_bytes: 0,
+        ..fast()
+    };
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+    for id in 1..=50 {
+        j.start(start(id, "a", None)).unwrap();
+        j.end(id, end(id, 0)).unwrap();
+    }
+    assert_eq!(j.next_id(), 51);
+    drop(j);
+    let (j, w) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(j.next_id(), 51);
+    assert_eq!(j.history(None, 100).len(), 2);
+    drop(j);
+    // the file was rewritten with the high-water mark first: even with the newest run's
+    // records gone (a hand edit), its id is not handed out again
+    let text = fs::read_to_string(file(tmp.path())).unwrap();
+    assert!(text.lines().next().unwrap().ends_with(" N 51"), "{text}");
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.contains(" S 50 ") && !l.contains(" E 50 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(file(tmp.path()), kept).unwrap();
+    let (mut j, w) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+    assert!(w.is_empty(), "{w:?}");
+    assert!(j.get(50).is_none());
+    assert_eq!(j.next_id(), 51);
+    j.start(start(51, "a", None)).unwrap();
+    assert_eq!(j.next_id(), 52);
+    drop(j);
+    let (j, _) = Journal::open_with(tmp.path(), "mysql", opts);
+    assert_eq!(j.next_id(), 52);
+}
+
+fn cut_file(path: &Path, len: usize) {
+    let bytes = fs::read(path).unwrap();
+    fs::write(path, &bytes[..len]).unwrap();
+}
+
+#[test]
+fn torn_last_record_at_every_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(three_runs(tmp.path()));
+    // make the state settled (run 2 recorded lost), then append one more run's start
+    let (mut j, _) = open(tmp.path());
+    let before: Vec<Run> = j.history(None, 100).into_iter().cloned().collect();
+    let base = fs::metadata(file(tmp.path())).unwrap().len() as usize;
+    j.start(start(7, "nightly-backup", Some("k7"))).unwrap();
+    drop(j);
+    let whole = fs::read(file(tmp.path())).unwrap();
+    assert_eq!(whole.last(), Some(&b'\n'));
+    for cut in base..whole.len() {
+        fs::write(file(tmp.path()), &whole[..cut]).unwrap();
+        let (j, w) = open(tmp.path());
+        let after: Vec<Run> = j.history(None, 100).into_iter().cloned().collect();
+        if cut == base {
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(after, before);
+        } else if cut == whole.len() - 1 {
+            // only the newline is missing: the record is whole and kept
+            assert!(w.is_empty(), "{w:?}");
+            assert!(j.get(7).unwrap().lost);
+        } else {
+            assert_eq!(w.len(), 1, "cut {cut}: {w:?}");
+            assert!(w[0].contains("torn last record skipped"), "{w:?}");
+            assert_eq!(after, before, "cut {cut}");
+            assert!(j.by_key("k7").is_none());
+        }
+        assert!(j.next_id() >= 4);
+        drop(j);
+        // the file is whole again: a second open warns of nothing
+        let (_, w) = open(tmp.path());
+        assert!(w.is_empty(), "cut {cut}, second open: {w:?}");
+    }
+    cut_file(&file(tmp.path()), 0);
+    let (j, w) = open(tmp.path());
+    assert!(w.is_empty() && j.history(None, 10).is_empty());
+}
+
+#[test]
+fn damaged_middle_record_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(three_runs(tmp.path()));
+    let (j, _) = open(tmp.path());
+    let before: Vec<Run> = j.history(None, 100).into_iter().cloned().collect();
+    drop(j);
+    let whole = fs::read(file(tmp.path())).unwrap();
+    let text = String::from_utf8(whole.clone()).unwrap();
+    // the record of run 2's start: flipping any byte of it loses run 2 only
+    let line_start = text.find(" S 2 ").unwrap() - 8;
+    let line_end = line_start + text[line_start..].find('\n').unwrap();
+    for at in line_start..line_end {
+        let mut bytes = whole.clone();
+        bytes[at] ^= 0x01;
+        fs::write(file(tmp.path()), &bytes).unwrap();
+        let (j, w) = open(tmp.path());
+        assert_eq!(w.len(), 1, "byte {at}: {w:?}");
+        assert!(w[0].contains("damaged record skipped"), "{w:?}");
+        let after: Vec<Run> = j.history(None, 100).into_iter().cloned().collect();
+        let expected: Vec<Run> = before.iter().filter(|r| r.id != 2).cloned().collect();
+        assert_eq!(after, expected, "byte {at}");
+        drop(j);
+        let (_, w) = open(tmp.path());
+        assert!(w.is_empty(), "second open: {w:?}");
+    }
+}
+
+#[test]
+fn many_damaged_records_are_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", fast());
+    for id in 1..=10 {
+        j.start(start(id, "a", None)).unwrap();
+        j.end(id, end(id, 0)).unwrap();
+    }
+    drop(j);
+    let text = fs::read_to_string(file(tmp.path())).unwrap();
+    let bad: String = text
+        .lines()
+        .map(|l| {
+            if l.contains(" E ") {
+                format!("{l}x\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    fs::write(file(tmp.path()), bad).unwrap();
+    let (j, w) = Journal::open_with(tmp.path(), "mysql", fast());
+    assert_eq!(w.len(), 4, "{w:?}");
+    assert!(w[3].contains("7 more damaged records skipped"), "{w:?}");
+    assert!(j.history(None, 100).iter().all(|r| r.lost));
+}
+
+#[test]
+fn unwritable_dir_gives_memory_and_one_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("file");
+    fs::write(&not_a_dir, "x").unwrap();
+    let (mut j, w) = open(&not_a_dir.join("state"));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("in memory only"), "{w:?}");
+    assert!(!j.is_persistent());
+    j.start(start(1, "a", Some("k"))).unwrap();
+    j.output(1, b"line");
+    j.end(1, end(1, 0)).unwrap();
+    assert_eq!(j.by_key("k").unwrap().lines, vec![b"line".to_vec()]);
+    // a journal path that is a directory: unreadable
+    fs::create_dir(tmp.path().join("mysql.journal")).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(!j.is_persistent());
+}
+
+#[test]
+fn history_order_limit_filter_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", fast());
+    for id in 1..=6 {
+        let action = if id % 2 == 0 { "even" } else { "odd" };
+        j.start(start(id, action, None)).unwrap();
+        if id != 6 {
+            j.end(id, end(id, id as i32 - 1)).unwrap();
+        }
+    }
+    let ids = |v: Vec<&Run>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(j.history(None, 100)), vec![6, 5, 4, 3, 2, 1]);
+    assert_eq!(ids(j.history(None, 2)), vec![6, 5]);
+    assert_eq!(ids(j.history(Some("even"), 100)), vec![6, 4, 2]);
+    assert_eq!(ids(j.history(Some("odd"), 1)), vec![5]);
+    assert!(j.history(Some("none"), 100).is_empty());
+    assert_eq!(
+        j.get(5).unwrap().history_line(),
+        "5 2026-12-04T23:48:05Z odd user=forum exit=4 secs=0.500 by=1000"
+    );
+    assert_eq!(
+        j.get(6).unwrap().history_line(),
+        "6 2026-12-04T23:48:06Z even user=forum exit=running secs=- by=1000"
+    );
+    let mut s = start(7, "odd", None);
+    s.user = None;
+    s.uid = 0;
+    j.start(s).unwrap();
+    j.end(
+        7,
+        End {
+            end_ms: 0,
+            exit: 137,
+            secs: 12.3456,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        j.get(7).unwrap().history_line(),
+        "7 2026-12-04T23:48:07Z odd user=- exit=137 secs=12.346 by=0"
+    );
+}
+
+#[test]
+fn output_keeps_the_last_lines() {
+    let mut j = Journal::in_memory();
+    j.start(start(1, "a", None)).unwrap();
+    for i in 0..LINES_PER_RUN + 50 {
+        j.output(1, format!("line {i}").as_bytes());
+    }
+    j.output(1, &vec![b'x'; journal::MAX_LINE_BYTES + 10]);
+    j.end(1, end(1, 0)).unwrap();
+    j.output(1, b"after the end");
+    let r = j.get(1).unwrap();
+    assert_eq!(r.lines.len(), LINES_PER_RUN);
+    assert_eq!(r.lines[0], b"line 51");
+    assert_eq!(r.lines[LINES_PER_RUN - 1].len(), journal::MAX_LINE_BYTES);
+}
+
+#[test]
+fn compaction_keeps_last_runs_of_each_action_and_their_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        compact_min_bytes: 4096,
+        ..fast()
+    };
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+    let mut id = 0;
+    // a long-running run that must survive every compaction
+    j.start(start(1_000_000, "slow", Some("slow-key"))).unwrap();
+    for round in 0..3 * RUNS_PER_ACTION {
+        for action in ["a", "b", "c"] {
+            if action == "c" && round % 10 != 0 {
+                continue;
+            }
+            id += 1;
+            j.start(start(id, action, Some(&format!("k{id}")))).unwrap();
+            j.output(id, format!("out {id}").as_bytes());
+            j.end(id, end(id, 0)).unwrap();
+        }
+    }
+    let check = |j: &Journal| {
+        for action in ["a", "b"] {
+            let h = j.history(Some(action), 1000);
+            assert_eq!(h.len(), RUNS_PER_ACTION, "{action}");
+            for r in &h {
+                let key = format!("k{}", r.id);
+                assert_eq!(j.by_key(&key).map(|r| r.id), Some(r.id));
+                assert_eq!(r.lines, vec![format!("out {}", r.id).into_bytes()]);
+            }
+        }
+        assert_eq!(j.history(Some("c"), 1000).len(), 30);
+        assert!(j.get(1_000_000).is_some());
+        assert_eq!(j.by_key("slow-key").map(|r| r.id), Some(1_000_000));
+        assert!(j.by_key("k1").is_none(), "dropped with its run");
+    };
+    check(&j);
+    let mem: Vec<Run> = j.history(None, 1000).into_iter().cloned().collect();
+    drop(j);
+    let (j, w) = Journal::open_with(tmp.path(), "mysql", opts);
+    assert!(w.is_empty(), "{w:?}");
+    check(&j);
+    assert!(j.get(1_000_000).unwrap().lost);
+    let disk: Vec<Run> = j.history(None, 1000).into_iter().cloned().collect();
+    let mut expected = mem;
+    expected[0].lost = true;
+    assert_eq!(disk, expected);
+}
+
+#[test]
+fn reopen_after_compaction_matches_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        compact_min_bytes: 2048,
+        runs_per_action: 10,
+        ..fast()
+    };
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+    for id in 1..=500 {
+        j.start(start(
+            id,
+            ["a", "b"][id as usize % 2],
+            Some(&format!("k{id}")),
+        ))
+        .unwrap();
+        j.output(id, b"x");
+        j.end(id, end(id, 0)).unwrap();
+    }
+    let mem: Vec<Run> = j.history(None, 1000).into_iter().cloned().collect();
+    drop(j);
+    let (j, w) = Journal::open_with(tmp.path(), "mysql", opts);
+    assert!(w.is_empty(), "{w:?}");
+    let disk: Vec<Run> = j.history(None, 1000).into_iter().cloned().collect();
+    assert_eq!(disk, mem);
+    assert_eq!(disk.len(), 20);
+    assert_eq!(j.next_id(), 501);
+}
+
+#[test]
+fn a_hundred_thousand_runs_stay_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", fast());
+    let mut max = 0;
+    for id in 1..=100_000u64 {
+        let action = ["nightly-backup", "rotate-logs", "vacuum"][id as usize % 3];
+        j.start(start(id, action, Some(&format!("fire:{id}"))))
+            .unwrap();
+        j.output(id, b"a line of output, as a backup would print it");
+        j.end(id, end(id, 0)).unwrap();
+        if id % 1000 == 0 {
+            max = max.max(fs::metadata(file(tmp.path())).unwrap().len());
+        }
+    }
+    assert_eq!(j.history(None, usize::MAX).len(), 3 * RUNS_PER_ACTION);
+    // kept: 300 runs of ~200 bytes; the file stays under twice that or the floor, with slack
+    assert!(max <= 2 * Options::default().compact_min_bytes, "{max}");
+    drop(j);
+    let (j, w) = Journal::open_with(tmp.path(), "mysql", fast());
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(j.next_id(), 100_001);
+    assert_eq!(j.history(Some("vacuum"), 1)[0].id, 99_998);
+}
+
+#[test]
+fn total_is_bounded_across_actions() {
+    let opts = Options {
+        max_runs: 50,
+        ..fast()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", opts);
+    for id in 1..=200 {
+        j.start(start(id, &format!("action{id}"), None)).unwrap();
+        j.end(id, end(id, 0)).unwrap();
+    }
+    let h = j.history(None, 1000);
+    assert_eq!(h.len(), 50);
+    assert_eq!(h.last().unwrap().id, 151);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Whatever the file holds, open neither panics nor fails, and the journal works after.
+    #[test]
+    fn open_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(file(tmp.path()), &bytes).unwrap();
+        let (mut j, _) = Journal::open_with(tmp.path(), "mysql", fast());
+        let id = j.next_id();
+        j.start(start(id, "a", None)).unwrap();
+        j.end(id, end(id, 0)).unwrap();
+        drop(j);
+        let (j, w) = Journal::open_with(tmp.path(), "mysql", fast());
+        prop_assert!(w.is_empty(), "{:?}", w);
+        prop_assert!(j.get(id).is_some_and(|r| r.end.is_some()));
+    }
+
+    /// Records that look almost right: valid records with bytes flipped and lines cut.
+    #[test]
+    fn open_survives_mangled_records(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8), cut in any::<prop::sample::Index>()) {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(three_runs(tmp.path()));
+        let mut bytes = fs::read(file(tmp.path())).unwrap();
+        for (at, b) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        let n = cut.index(bytes.len() + 1);
+        bytes.truncate(n);
+        fs::write(file(tmp.path()), &bytes).unwrap();
+        let (j, _) = open(tmp.path());
+        prop_assert!(j.next_id() >= 1);
+        drop(j);
+        let (_, w) = open(tmp.path());
+        prop_assert!(w.is_empty(), "{:?}", w);
+    }
+
+    /// Output lines of any bytes come back as they went in.
+    #[test]
+    fn any_output_round_trips(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..20)) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(tmp.path(), "mysql", fast());
+        j.start(start(1, "a", None)).unwrap();
+        for l in &lines {
+            j.output(1, l);
+        }
+        j.end(1, end(1, 0)).unwrap();
+        drop(j);
+        let (j, w) = Journal::open_with(tmp.path(), "mysql", fast());
+        prop_assert!(w.is_empty());
+        prop_assert_eq!(&j.get(1).unwrap().lines, &lines);
+    }
+}
+
+/// Reopening often, with few runs in between, must not let the file outgrow its bound (the
+/// bound comes from what is kept, not from the file's length at open).
+#[test]
+fn reopening_often_stays_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        runs_per_action: 10,
+        compact_min_bytes: 0,
+        ..fast()
+    };
+    let mut id = 0;
+    let mut max = 0;
+    for _ in 0..100 {
+        let (mut j, w) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+        assert!(w.is_empty(), "{w:?}");
+        for _ in 0..15 {
+            id += 1;
+            j.start(start(id, ["a", "b"][id as usize % 2], None))
+                .unwrap();
+            j.end(id, end(id, 0)).unwrap();
+        }
+        max = max.max(fs::metadata(file(tmp.path())).unwrap().len());
+    }
+    // 20 runs kept, ~140 bytes each: twice that plus a run, never the ~200 KiB of all runs
+    assert!(max < 8 * 1024, "{max}");
+}
+
+#[test]
+fn an_overlong_line_is_skipped_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(three_runs(tmp.path()));
+    let mut bytes = fs::read(file(tmp.path())).unwrap();
+    let keep = bytes.clone();
+    bytes.extend(std::iter::repeat_n(b'a', 5 << 20));
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&keep); // the same records again: harmless
+    fs::write(file(tmp.path()), &bytes).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("damaged record skipped"), "{w:?}");
+    assert_eq!(j.history(None, 10).len(), 3);
+    drop(j);
+    // and as a torn last line
+    let mut bytes = keep.clone();
+    bytes.extend(std::iter::repeat_n(b'a', 5 << 20));
+    fs::write(file(tmp.path()), &bytes).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("torn last record skipped"), "{w:?}");
+    assert_eq!(j.history(None, 10).len(), 3);
+}
+
+#[test]
+fn a_journal_that_is_not_a_file_gives_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", file(tmp.path())).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("not a regular file"), "{w:?}");
+    assert!(!j.is_persistent());
+}
+
+/// The API the listener is written against, with its exact types: a rename here breaks it.
+#[test]
+fn api_as_agreed() {
+    let _: fn(&Path, &str) -> (Journal, Vec<String>) = Journal::open;
+    let _: fn() -> Journal = Journal::in_memory;
+    let _: fn(&Journal) -> bool = Journal::is_persistent;
+    let _: fn(&Journal) -> u64 = Journal::next_id;
+    let _: fn(&mut Journal, Start) -> std::io::Result<()> = Journal::start;
+    let _: fn(&mut Journal, u64, &[u8]) = Journal::output;
+    let _: fn(&mut Journal, u64, End) -> std::io::Result<()> = Journal::end;
+    let _: for<'a> fn(&'a Journal, u64) -> Option<&'a Run> = Journal::get;
+    let _: for<'a> fn(&'a Journal, &str) -> Option<&'a Run> = Journal::by_key;
+    let _: for<'a> fn(&'a Journal, Option<&str>, usize) -> Vec<&'a Run> = Journal::history;
+    let _: fn(&Run) -> String = Run::history_line;
+    let _: fn(i64) -> String = journal::rfc3339;
+    let _: (usize, usize) = (LINES_PER_RUN, RUNS_PER_ACTION);
+    fn send<T: Send>() {}
+    send::<Journal>();
+    let run = Run {
+        id: 1,
+        action: "a".into(),
+        user: None,
+        key: None,
+        uid: 0,
+        start_ms: 0,
+        end: Some(End {
+            end_ms: 0,
+            exit: 0,
+            secs: 0.0,
+        }),
+        lost: false,
+        lines: vec![],
+    };
+    let _ = (run.clone() == run, format!("{run:?}"));
+    let e = run.end.unwrap();
+    let _ = (e == e, format!("{e:?}"));
+    let _ = Start {
+        id: 1,
+        action: String::new(),
+        user: None,
+        key: None,
+        uid: 0,
+        start_ms: 0,
+    };
+}
