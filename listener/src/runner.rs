@@ -46,7 +46,9 @@ pub struct Spec {
 
 /// Where output lines go besides the container log.
 #[derive(Clone)]
-pub struct LineSink(std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>);
+pub struct LineSink(std::sync::Arc<SinkFn>);
+
+type SinkFn = dyn Fn(&[u8]) + Send + Sync;
 
 impl LineSink {
     pub fn new(f: impl Fn(&[u8]) + Send + Sync + 'static) -> LineSink {

@@ -612,47 +612,52 @@ impl Server {
             let mut st = lock(&self.state);
             // Checked again under the lock that reserves: two requests with one new key at
             // once, the second follows the first.
-            if let Some(key) = &req.key {
-                if st.keys.contains_key(key) || self.journal().by_key(key).is_some() {
-                    drop(st);
-                    return self.replay(stream, key).await;
+            let seen = req.key.as_ref().filter(|key| {
+                st.keys.contains_key(key.as_str()) || self.journal().by_key(key).is_some()
+            });
+            if let Some(key) = seen {
+                Err(key.clone())
+            } else {
+                if let Some(r) = st.running.get(&req.action) {
+                    return Some(
+                        Reply::error(
+                            ErrorCode::Busy,
+                            format!("{} is running as {}", req.action, r.id),
+                        )
+                        .to_string(),
+                    );
                 }
-            }
-            if let Some(r) = st.running.get(&req.action) {
-                return Some(
-                    Reply::error(
-                        ErrorCode::Busy,
-                        format!("{} is running as {}", req.action, r.id),
-                    )
-                    .to_string(),
+                if st.running.len() >= self.cfg.max_actions {
+                    return Some(
+                        Reply::error(
+                            ErrorCode::TooMany,
+                            format!(
+                                "{} actions are running, the most allowed (BOSUN_MAX_ACTIONS)",
+                                st.running.len()
+                            ),
+                        )
+                        .to_string(),
+                    );
+                }
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                st.running.insert(
+                    req.action.clone(),
+                    RunInfo {
+                        id,
+                        user: req.user.clone(),
+                        started: Instant::now(),
+                    },
                 );
+                st.active += 1;
+                if let Some(key) = &req.key {
+                    st.keys.insert(key.clone(), id);
+                }
+                Ok(id)
             }
-            if st.running.len() >= self.cfg.max_actions {
-                return Some(
-                    Reply::error(
-                        ErrorCode::TooMany,
-                        format!(
-                            "{} actions are running, the most allowed (BOSUN_MAX_ACTIONS)",
-                            st.running.len()
-                        ),
-                    )
-                    .to_string(),
-                );
-            }
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            st.running.insert(
-                req.action.clone(),
-                RunInfo {
-                    id,
-                    user: req.user.clone(),
-                    started: Instant::now(),
-                },
-            );
-            st.active += 1;
-            if let Some(key) = &req.key {
-                st.keys.insert(key.clone(), id);
-            }
-            id
+        };
+        let id = match id {
+            Ok(id) => id,
+            Err(key) => return self.replay(stream, &key).await,
         };
         let action = req.action.clone();
         // Recorded, durably, before the action runs: a key is known before its run starts.
@@ -664,7 +669,8 @@ impl Server {
             uid: peer.uid,
             start_ms: unix_ms(),
         };
-        self.journal_write("start", id, move |j| j.start(start)).await;
+        self.journal_write("start", id, move |j| j.start(start))
+            .await;
         let sink = {
             let j = self.journal.clone();
             LineSink::new(move |line: &[u8]| {

@@ -14,10 +14,12 @@ pub enum ErrorCode {
     TooMany,
     ShuttingDown,
     Unavailable,
+    /// `log <id>` of a run the journal does not have.
+    NotFound,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::Busy,
@@ -25,6 +27,7 @@ impl ErrorCode {
         ErrorCode::TooMany,
         ErrorCode::ShuttingDown,
         ErrorCode::Unavailable,
+        ErrorCode::NotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl ErrorCode {
             ErrorCode::TooMany => "too-many",
             ErrorCode::ShuttingDown => "shutting-down",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotFound => "not-found",
         }
     }
 

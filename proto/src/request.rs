@@ -282,15 +282,26 @@ mod tests {
         assert_eq!(r.user.as_deref(), Some("forum"));
         assert_eq!(r.action, "nightly-backup");
         assert_eq!(r.args, vec!["db1"]);
-        assert_eq!(r.to_string(), "@nightly:1764821100 forum nightly-backup db1");
+        assert_eq!(
+            r.to_string(),
+            "@nightly:1764821100 forum nightly-backup db1"
+        );
         assert_eq!(Request::parse(r.to_string().as_bytes(), known), Ok(r));
         let r = Request::parse(b"@k rotate-logs", known).unwrap();
         assert_eq!((r.key.as_deref(), r.user), (Some("k"), None));
         assert!(valid_key(&"a".repeat(MAX_KEY)));
-        for bad in ["@", "@a/b", "@caf\u{e9}", &format!("@{}", "a".repeat(MAX_KEY + 1))] {
+        for bad in [
+            "@",
+            "@a/b",
+            "@caf\u{e9}",
+            &format!("@{}", "a".repeat(MAX_KEY + 1)),
+        ] {
             let line = format!("{bad} rotate-logs");
             assert!(
-                matches!(Request::parse(line.as_bytes(), known), Err(RequestError::BadKey(_))),
+                matches!(
+                    Request::parse(line.as_bytes(), known),
+                    Err(RequestError::BadKey(_))
+                ),
                 "{line}"
             );
         }
@@ -319,7 +330,10 @@ mod tests {
             Some(Err(RequestError::Usage("history [ACTION]")))
         );
         assert_eq!(q("ping"), None);
-        assert_eq!(RequestError::BadId("x".into()).code().as_str(), "bad-request");
+        assert_eq!(
+            RequestError::BadId("x".into()).code().as_str(),
+            "bad-request"
+        );
     }
 
     #[test]

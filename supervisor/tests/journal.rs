@@ -154,12 +154,20 @@ fn a_keyed_request_runs_once_also_after_a_restart() {
 
     let s = container(Mode::Pid1, state.path());
     assert_eq!(s.request("@nightly:1764821100 count"), first);
-    assert_eq!(count_lines(state.path()), 2, "not run again after a restart");
+    assert_eq!(
+        count_lines(state.path()),
+        2,
+        "not run again after a restart"
+    );
     let other = s.request("@nightly:1764907500 count");
     assert_eq!(other[0], "accepted 3 count");
     assert_eq!(count_lines(state.path()), 3);
     // A key of the wrong shape is refused.
-    for bad in ["@ count", "@a/b count", &format!("@{} count", "k".repeat(65))] {
+    for bad in [
+        "@ count",
+        "@a/b count",
+        &format!("@{} count", "k".repeat(65)),
+    ] {
         let r = s.request(bad);
         assert!(r[0].starts_with("error bad-request "), "{bad}: {r:?}");
     }
