@@ -59,6 +59,10 @@ enum Command {
     },
     /// Send one request to <run_dir>/<SERVICE>-request.sock and print the replies.
     Send {
+        /// Key the request (`@KEY`): the service runs a key once, and a repeat gets the
+        /// first run's replies (1-64 of A-Z a-z 0-9 . _ : -).
+        #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
+        key: Option<String>,
         /// The user (site or tenant) the action runs for.
         #[arg(long, value_name = "U")]
         user: Option<String>,
@@ -137,6 +141,7 @@ fn dispatch(cli: Cli) -> u8 {
             }
         }
         Some(Command::Send {
+            key,
             user,
             no_wait,
             service,
@@ -144,6 +149,7 @@ fn dispatch(cli: Cli) -> u8 {
             args,
         }) => {
             let req = SendRequest {
+                key,
                 user,
                 service,
                 action,

@@ -35,6 +35,32 @@ fn reboot_line_is_delivered_and_logged() {
     assert_eq!(d.stop(), 0);
 }
 
+/// Expected: every fire is keyed `@<16 hex>:<unix seconds>`; a connection lost after
+/// `accepted` is asked again with the same key (which runs nothing new in the service and
+/// brings the first run's `done`), and the run ends `done`.
+#[test]
+fn fires_are_keyed_and_a_lost_connection_is_asked_again_with_the_same_key() {
+    let (dir, file, run_dir) = setup("@reboot forum mysql nightly-backup\n");
+    let p = peer(dir.path(), "mysql", Answer::DropAfterAccepted(1));
+    let mut d = Daemon::start(&file, &[("BOSUN_RUN_DIR", &run_dir)]);
+    assert_eq!(recv(&p.requests, SHORT), "forum nightly-backup");
+    assert_eq!(recv(&p.requests, SHORT), "forum nightly-backup");
+    d.wait_for(&["done", "id=2", "exit=0"], SHORT);
+    let keys = p.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], keys[1]);
+    let (hash, secs) = keys[0].split_once(':').unwrap();
+    assert!(
+        hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{hash}"
+    );
+    let secs: i64 = secs.parse().unwrap();
+    assert!((Utc::now().timestamp() - secs).abs() < 60, "{secs}");
+    let line = d.wait_for(&["request", "reason=reboot"], SHORT);
+    assert!(line.contains(&format!("key={}", keys[0])), "{line}");
+    assert_eq!(d.stop(), 0);
+}
+
 #[test]
 fn edit_by_rename_reloads_and_bad_edit_is_refused() {
     let (_dir, file, run_dir) = setup("0 0 * * * svc a\n");
