@@ -486,7 +486,6 @@ fn note(
 
 /// Logs and records a fire the clock jumped past by more than the catch-up window.
 fn missed_by_clock(shared: &Shared, e: &Entry, due: DateTime<Utc>) {
-    warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), "missed: the clock jumped past it by more than the catch-up window");
     note(
         shared,
         &Job::new(0, e, due),
@@ -495,6 +494,7 @@ fn missed_by_clock(shared: &Shared, e: &Entry, due: DateTime<Utc>) {
         None,
         None,
     );
+    warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), "missed: the clock jumped past it by more than the catch-up window");
     shared.record(&e.key(), due);
 }
 
@@ -518,8 +518,8 @@ fn fire(
     };
     if !fresh {
         let job = Job::new(0, e, due);
-        warn!(line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
         note(shared, &job, RunResult::Skipped, None, None, None);
+        warn!(line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
         return;
     }
     let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
@@ -564,12 +564,13 @@ async fn deliver(shared: &Shared, job: &Job, record: Option<(String, DateTime<Ut
         };
         let waited = started.elapsed();
         if waited >= shared.retry_window {
+            // Recorded before it is logged: whoever sees the log line finds the record.
             if accepted.is_some() {
-                warn!(run, service = %service, request = %request, id = accepted, error = %why, waited_secs = waited.as_secs(), "failed: no done from the service within the retry window");
                 note(shared, job, RunResult::Failed, None, None, accepted);
+                warn!(run, service = %service, request = %request, id = accepted, error = %why, waited_secs = waited.as_secs(), "failed: no done from the service within the retry window");
             } else {
-                warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
                 note(shared, job, RunResult::Missed, None, None, None);
+                warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
             }
             handled();
             return;
@@ -634,8 +635,8 @@ async fn attempt(
             None => break,
             Some(Ok(line)) => line,
             Some(Err(err)) => {
-                warn!(run, service = %service, id, error = %err, "failed: reading the reply");
                 note(shared, job, RunResult::Failed, None, None, id);
+                warn!(run, service = %service, id, error = %err, "failed: reading the reply");
                 handled();
                 return Attempt::Over;
             }
@@ -660,30 +661,33 @@ async fn attempt(
         match reply {
             Reply::Accepted { id: i, action } => {
                 id = Some(i);
-                info!(run, service = %service, id = i, action = %action, "accepted");
                 if *accepted != Some(i) {
                     *accepted = Some(i);
                     note(shared, job, RunResult::Running, None, None, id);
                 }
+                info!(run, service = %service, id = i, action = %action, "accepted");
             }
             Reply::Done { id: i, exit, secs } => {
                 let result = if exit == 0 {
-                    info!(run, service = %service, id = i, exit, secs, "done");
                     RunResult::Ok
                 } else {
-                    warn!(run, service = %service, id = i, exit, secs, "done: action failed");
                     RunResult::Failed
                 };
                 note(shared, job, result, Some(exit), Some(secs), Some(i));
+                if exit == 0 {
+                    info!(run, service = %service, id = i, exit, secs, "done");
+                } else {
+                    warn!(run, service = %service, id = i, exit, secs, "done: action failed");
+                }
                 return Attempt::Over;
             }
             Reply::Error { code, message } => {
                 if id.is_some() {
-                    warn!(run, service = %service, request = %request, id, code = %code, message = %message, "failed: error after accepted");
                     note(shared, job, RunResult::Failed, None, None, id);
+                    warn!(run, service = %service, request = %request, id, code = %code, detail = %message, "failed: error after accepted");
                 } else {
-                    warn!(run, service = %service, request = %request, code = %code, message = %message, "refused");
                     note(shared, job, RunResult::Refused, None, None, None);
+                    warn!(run, service = %service, request = %request, code = %code, detail = %message, "refused");
                 }
                 return Attempt::Over;
             }

@@ -7,7 +7,7 @@
 //! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
 //! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
 //! of runs missed while the scheduler was down) and [`record`] (every run of every line, for
-//! `scheduler status`). [`cli`] is the command line.
+//! `scheduler status`), which [`status`] reads. [`cli`] is the command line.
 
 pub mod cli;
 pub mod client;
@@ -18,4 +18,5 @@ pub mod planner;
 pub mod record;
 pub mod schedule;
 pub mod state;
+pub mod status;
 pub mod timer;

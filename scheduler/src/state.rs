@@ -43,9 +43,16 @@ pub fn line_hash(line_key: &str) -> String {
 /// The key of one fire of a line (DESIGN.md section 2, "Keyed requests"): the line's hash
 /// and the fire time in Unix seconds, `0123456789abcdef:1764821100` (27 characters of the
 /// allowed set). A retry of the fire, and a re-send after a restart or a catch-up of the
-/// same fire time, carry the same key, so the service runs it once.
+/// same fire time, carry the same key, so the service runs it once. Cron fires fall on whole
+/// minutes; an `@reboot` fire is the scheduler's start instant, which is kept to the
+/// millisecond (`...:1764821100123`) so that two starts within one second each run it.
 pub fn fire_key(line_key: &str, due: DateTime<Utc>) -> String {
-    format!("{}:{}", line_hash(line_key), due.timestamp())
+    let at = if due.timestamp_subsec_millis() == 0 {
+        due.timestamp()
+    } else {
+        due.timestamp_millis()
+    };
+    format!("{}:{at}", line_hash(line_key))
 }
 
 impl StateStore {
@@ -120,6 +127,8 @@ mod tests {
         assert!(k.ends_with(":1764821100"), "{k}");
         assert_eq!(k.len(), 27);
         assert_ne!(k, fire_key("UTC 5 4 * * * forum mysql other", t));
+        let reboot = t + chrono::Duration::milliseconds(123);
+        assert!(fire_key("k", reboot).ends_with(":1764821100123"));
         assert_ne!(
             k,
             fire_key(
