@@ -682,6 +682,9 @@ async fn attempt(
                 return Attempt::Over;
             }
             Reply::Error { code, message } => {
+                // After an `accepted` (on this connection or an earlier one) the action ran:
+                // an error now is about its end, not a refusal.
+                let id = id.or(*accepted);
                 if id.is_some() {
                     note(shared, job, RunResult::Failed, None, None, id);
                     warn!(run, service = %service, request = %request, id, code = %code, detail = %message, "failed: error after accepted");
