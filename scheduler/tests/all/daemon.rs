@@ -151,6 +151,26 @@ fn catch_up_runs_once_then_overlap_is_skipped() {
         MINUTE,
     );
     assert!(p.requests.try_recv().is_err(), "a second request was sent");
+    // The record: the caught-up run still running, the next fire skipped.
+    let o = crate::support::bin()
+        .arg("status")
+        .arg(&file)
+        .arg("--json")
+        .env("BOSUN_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{json}");
+    assert!(
+        json.contains("\"result\":\"skipped\",\"exit\":null,\"next\""),
+        "{json}"
+    );
+    let runs = json.split("\"runs\":").nth(1).unwrap();
+    assert!(
+        runs.contains("\"result\":\"running\",\"exit\":null,\"secs\":null,\"id\":1}"),
+        "{json}"
+    );
+    assert!(runs.contains("\"result\":\"skipped\""), "{json}");
     // The fire was recorded.
     assert!(
         store.last(&schedule.entries[0].key()).unwrap() > Utc::now() - chrono::Duration::minutes(2)
