@@ -1,5 +1,5 @@
 //! The command line, exactly as DESIGN.md section 3 gives it: `scheduler [FILE]`,
-//! `check`, `next` (file or `--expr`), `send`. Usage errors exit 64 with one line, not
+//! `check`, `next` (file or `--expr`), `status`, `send`. Usage errors exit 64 with one line, not
 //! clap's 2 and a screenful; `--help` and `--version` exit 0.
 
 use std::io::Write;
@@ -57,8 +57,21 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 5)]
         count: usize,
     },
+    /// Every schedule line with its last run and next fire, from the record in
+    /// $BOSUN_STATE_DIR: exit 1 when a line's last run failed, was missed or refused.
+    Status {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// One JSON document for scripts, with each line's recent runs.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send one request to <run_dir>/<SERVICE>-request.sock and print the replies.
     Send {
+        /// Key the request (`@KEY`): the service runs a key once, and a repeat gets the
+        /// first run's replies (1-64 of A-Z a-z 0-9 . _ : -).
+        #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
+        key: Option<String>,
         /// The user (site or tenant) the action runs for.
         #[arg(long, value_name = "U")]
         user: Option<String>,
@@ -136,7 +149,9 @@ fn dispatch(cli: Cli) -> u8 {
                 None => next_file(&file.unwrap_or_else(default), from, count),
             }
         }
+        Some(Command::Status { file, json }) => status(&file.unwrap_or_else(default), json),
         Some(Command::Send {
+            key,
             user,
             no_wait,
             service,
@@ -144,6 +159,7 @@ fn dispatch(cli: Cli) -> u8 {
             args,
         }) => {
             let req = SendRequest {
+                key,
                 user,
                 service,
                 action,
@@ -181,6 +197,29 @@ fn check(path: &Path) -> u8 {
             1
         }
     }
+}
+
+fn status(path: &Path, json: bool) -> u8 {
+    let Some(state_dir) = std::env::var_os("BOSUN_STATE_DIR").filter(|v| !v.is_empty()) else {
+        eprintln!("scheduler status: BOSUN_STATE_DIR is not set: the record of runs lives there (set it as for the daemon)");
+        return EXIT_USAGE;
+    };
+    let schedule = match read_schedule(path) {
+        Ok(s) => s,
+        Err(text) => {
+            eprintln!("{text}");
+            return 1;
+        }
+    };
+    crate::status::status(
+        &path.display().to_string(),
+        &schedule,
+        Path::new(&state_dir),
+        Utc::now(),
+        json,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
 }
 
 fn instant(t: DateTime<Utc>, zone: Tz) -> String {

@@ -23,6 +23,8 @@ const MAX_REPLY_LINE: u64 = 64 * 1024;
 /// What `send` sends.
 #[derive(Debug, Clone)]
 pub struct SendRequest {
+    /// The request's key (`--key`, without its `@`): the service runs a key once.
+    pub key: Option<String>,
     pub user: Option<String>,
     pub service: String,
     pub action: String,
@@ -40,6 +42,8 @@ pub enum UsageError {
     BadToken { what: &'static str, token: String },
     #[error("service {0:?} is not a valid name: use letters, digits, '.', '_' and '-'")]
     BadService(String),
+    #[error("key {0:?} is not valid: use 1 to 64 of A-Z a-z 0-9 . _ : -")]
+    BadKey(String),
     #[error("request is {0} bytes; at most {max} fit in one request", max = proto::MAX_LINE)]
     TooLong(usize),
 }
@@ -51,6 +55,15 @@ impl SendRequest {
             return Err(UsageError::BadService(self.service.clone()));
         }
         let mut tokens = Vec::new();
+        let key = self.key.as_ref().map(|k| format!("@{k}"));
+        if let Some(k) = &self.key {
+            if !valid_key(k) {
+                return Err(UsageError::BadKey(k.clone()));
+            }
+        }
+        if let Some(k) = &key {
+            tokens.push(("key", k.as_str()));
+        }
         if let Some(u) = &self.user {
             tokens.push(("user", u.as_str()));
         }
@@ -78,6 +91,16 @@ impl SendRequest {
     pub fn socket(&self, run_dir: &Path) -> PathBuf {
         proto::request_socket_path(run_dir, &self.service)
     }
+}
+
+/// Whether `key` (without its `@`) is a request key: 1 to 64 of `A-Z a-z 0-9 . _ : -`
+/// (DESIGN.md section 2).
+// TODO: proto::valid_key
+fn valid_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Sends `req`, copies every reply line to `out` as it arrives, reports problems on `err`,
@@ -218,6 +241,7 @@ mod tests {
     #[test]
     fn request_line() {
         let mut r = SendRequest {
+            key: None,
             user: Some("forum".into()),
             service: "mysql".into(),
             action: "nightly-backup".into(),
@@ -228,7 +252,27 @@ mod tests {
         r.args.push("a b".into());
         assert!(matches!(r.line(), Err(UsageError::BadToken { .. })));
         r.args.clear();
+        r.key = Some("nightly:1764821100".into());
+        assert_eq!(
+            r.line().unwrap(),
+            "@nightly:1764821100 forum nightly-backup"
+        );
+        for bad in ["", "a b", "a@b", "é", &"k".repeat(65)] {
+            r.key = Some(bad.into());
+            assert_eq!(r.line(), Err(UsageError::BadKey(bad.into())));
+        }
+        r.key = Some("k".repeat(64));
+        assert!(r.line().is_ok());
+        r.key = None;
         r.service = "../etc".into();
         assert!(matches!(r.line(), Err(UsageError::BadService(_))));
+    }
+
+    #[test]
+    fn the_daemons_fire_keys_are_valid_keys() {
+        let t = chrono::DateTime::from_timestamp(4_102_444_800, 0).unwrap();
+        let k = crate::state::fire_key("Pacific/Chatham @reboot a b c", t);
+        assert!(valid_key(&k), "{k}");
+        assert!(valid_key("A-Z.a_z:0-9"));
     }
 }

@@ -9,6 +9,11 @@
 //! Each fire is delivered by its own task ([`deliver`]) so deliveries never block one
 //! another or the loop; a set of running line keys makes a fire whose previous run has not
 //! finished be skipped and logged.
+//!
+//! Every request is keyed (`@<line hash>:<fire time>`, [`crate::state::fire_key`]): a
+//! retry, a catch-up of the same fire after a restart, and a re-send after a connection lost
+//! between `accepted` and `done` all carry the fire's one key, so the service runs the fire
+//! once and answers the repeats with the first run's replies.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -31,8 +36,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::planner::{missed_while_down, Fire, Outcome, Planner};
+use crate::record::{RecordError, Recorder, Run, RunResult};
 use crate::schedule::{self, Entry, FileErrors, Schedule, When};
-use crate::state::{StateError, StateStore};
+use crate::state::{self, StateError, StateStore};
 use crate::timer::{RealtimeTimer, Wake};
 
 /// Settings of the daemon, from the environment (see [`Config::from_env`]).
@@ -68,6 +74,8 @@ pub enum DaemonError {
     Schedule(#[from] FileErrors),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
     #[error("watching {} for edits: {source}", path.display())]
     Watch {
         path: PathBuf,
@@ -120,6 +128,10 @@ struct Shared {
     runs: AtomicU64,
     /// Where fires are recorded (`BOSUN_STATE_DIR`), for catch-up.
     store: Option<StateStore>,
+    /// The record of every run (`BOSUN_STATE_DIR`), for `scheduler status`.
+    recorder: Option<Recorder>,
+    /// The schedule file, as the record names it.
+    file: String,
 }
 
 impl Shared {
@@ -146,6 +158,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(dir) => Some(StateStore::open(dir)?),
         None => None,
     };
+    let recorder = match &config.state_dir {
+        Some(dir) => Some(Recorder::open(dir)?),
+        None => None,
+    };
     let (tx, mut changes) = mpsc::channel::<()>(1);
     let (mut watcher, dir) = watch(&config.file, tx)?;
     let mut timer = RealtimeTimer::new().map_err(|source| DaemonError::Io {
@@ -159,6 +175,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         running: Mutex::new(HashSet::new()),
         runs: AtomicU64::new(0),
         store: store.clone(),
+        recorder,
+        file: config.file.display().to_string(),
     });
     let tracker = TaskTracker::new();
     let start = Utc::now();
@@ -216,9 +234,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                             fire(&shared, &tracker, e, due, "schedule", Some(due));
                         }
                         Fire::Missed { index, due } => {
-                            let e = &schedule.entries[index];
-                            warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), "missed: the clock jumped past it by more than the catch-up window");
-                            shared.record(&e.key(), due);
+                            missed_by_clock(&shared, &schedule.entries[index], due);
                         }
                     }
                 }
@@ -398,11 +414,96 @@ impl Drop for RunningGuard {
     }
 }
 
+/// One fire: what its delivery and its record need to know.
+struct Job {
+    /// The daemon's run counter, for the log.
+    run: u64,
+    /// [`Entry::key`]: the line's identity, naming its files in the state directory.
+    line_key: String,
+    /// The fire key, sent as `@KEY`.
+    key: String,
+    due: DateTime<Utc>,
+    line: usize,
+    service: String,
+    action: String,
+    user: Option<String>,
+    /// The request line, key included.
+    request: String,
+}
+
+impl Job {
+    fn new(run: u64, e: &Entry, due: DateTime<Utc>) -> Job {
+        let line_key = e.key();
+        let key = state::fire_key(&line_key, due);
+        Job {
+            run,
+            request: format!("@{key} {}", e.request()),
+            line_key,
+            key,
+            due,
+            line: e.line,
+            service: e.service.clone(),
+            action: e.action.clone(),
+            user: e.user.clone(),
+        }
+    }
+}
+
+/// Writes one outcome of `job` to the record, when there is a state directory. A write
+/// that fails is logged, never fatal.
+fn note(
+    shared: &Shared,
+    job: &Job,
+    result: RunResult,
+    exit: Option<i32>,
+    secs: Option<f64>,
+    id: Option<u64>,
+) {
+    let Some(recorder) = &shared.recorder else {
+        return;
+    };
+    let run = Run {
+        key: job.key.clone(),
+        fire: job.due,
+        at: Utc::now(),
+        file: shared.file.clone(),
+        line: job.line,
+        service: job.service.clone(),
+        action: job.action.clone(),
+        user: job.user.clone(),
+        result,
+        exit,
+        secs,
+        id,
+    };
+    let report = |path: &Path, damaged: usize| {
+        warn!(file = %path.display(), damaged, "damaged records in the run record; skipped");
+    };
+    if let Err(err) = recorder.append(&job.line_key, &run, report) {
+        warn!(error = %err, "cannot record the run");
+    }
+}
+
+/// Logs and records a fire the clock jumped past by more than the catch-up window.
+fn missed_by_clock(shared: &Shared, e: &Entry, due: DateTime<Utc>) {
+    note(
+        shared,
+        &Job::new(0, e, due),
+        RunResult::Missed,
+        None,
+        None,
+        None,
+    );
+    warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), "missed: the clock jumped past it by more than the catch-up window");
+    shared.record(&e.key(), due);
+}
+
 /// Starts the delivery of one fire, unless the previous run of the same line is still going.
 /// `record`: what to record as the line's last fire once the service has answered the
 /// request (or it is given up on), not before: a scheduler killed before that point leaves
 /// the record as it was, and its next start catches the fire up. So a fire is never lost to
-/// a kill; it can run twice only if the kill lands between the request and the record.
+/// a kill; when a kill lands between the request and the record, the catch-up sends the
+/// same fire key again, and the service runs it once.
 fn fire(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
@@ -411,62 +512,66 @@ fn fire(
     reason: &'static str,
     record: Option<DateTime<Utc>>,
 ) {
-    let key = e.key();
     let fresh = match shared.running.lock() {
-        Ok(mut set) => set.insert(key.clone()),
+        Ok(mut set) => set.insert(e.key()),
         Err(_) => true,
     };
     if !fresh {
-        warn!(line = e.line, service = %e.service, request = %e.request(), due = %rfc3339(due), "skipped: the previous run of this line has not finished");
+        let job = Job::new(0, e, due);
+        note(shared, &job, RunResult::Skipped, None, None, None);
+        warn!(line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
         return;
     }
     let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
+    let job = Job::new(run, e, due);
     let late_ms = (Utc::now() - due).num_milliseconds().max(0);
-    info!(run, line = e.line, service = %e.service, request = %e.request(), due = %rfc3339(due), late_ms, reason = %reason, "request");
+    info!(run, line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
     let guard = RunningGuard {
         shared: shared.clone(),
-        key,
+        key: e.key(),
     };
     let shared = shared.clone();
-    let service = e.service.clone();
-    let request = e.request();
     let record = record.map(|at| (e.key(), at));
     tracker.spawn(async move {
         let _guard = guard;
-        deliver(&shared, run, &service, &request, record).await;
+        deliver(&shared, &job, record).await;
     });
 }
 
-/// Sends one request and logs its outcome. A socket that is missing or refuses, a service
-/// that closes the connection without a word and an `error unavailable` answer (its
-/// listener crashed or is restarting: the action did not run) are retried with capped
-/// exponential backoff for the retry window; then the run is logged as missed. Records
-/// `record` (key, time) once the service has answered otherwise, or the run is given up
-/// on; a request not delivered because the scheduler is stopping is left unrecorded, for
-/// the next start to catch up.
-async fn deliver(
-    shared: &Shared,
-    run: u64,
-    service: &str,
-    request: &str,
-    record: Option<(String, DateTime<Utc>)>,
-) {
+/// Sends one request and logs and records its outcome. A socket that is missing or refuses,
+/// a service that closes the connection without a word and an `error unavailable` answer
+/// (its listener crashed or is restarting: the action did not run) are retried with capped
+/// exponential backoff for the retry window; then the run is missed. A connection lost after
+/// `accepted` is retried too: the same key runs nothing new and brings the run's `done`.
+/// Records `record` (key, time) as the line's last fire once the service has answered
+/// otherwise, or the run is given up on; a request not delivered because the scheduler is
+/// stopping is left unrecorded, for the next start to catch up.
+async fn deliver(shared: &Shared, job: &Job, record: Option<(String, DateTime<Utc>)>) {
     let handled = || {
         if let Some((key, at)) = &record {
             shared.record(key, *at);
         }
     };
+    let (run, service, request) = (job.run, job.service.as_str(), job.request.as_str());
     let path = proto::request_socket_path(&shared.run_dir, service);
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
+    let mut accepted = None;
     loop {
-        let why = match attempt(shared, run, service, request, &path, &handled).await {
+        let why = match attempt(shared, job, &path, &handled, &mut accepted).await {
             Attempt::Over => return,
             Attempt::Retry(why) => why,
         };
         let waited = started.elapsed();
         if waited >= shared.retry_window {
-            warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
+            // Recorded before it is logged: whoever sees the log line finds the record.
+            if accepted.is_some() {
+                note(shared, job, RunResult::Failed, None, None, accepted);
+                warn!(run, service = %service, request = %request, id = accepted, error = %why, waited_secs = waited.as_secs(), "failed: no done from the service within the retry window");
+            } else {
+                note(shared, job, RunResult::Missed, None, None, None);
+                warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
+            }
             handled();
             return;
         }
@@ -492,15 +597,16 @@ enum Attempt {
     Retry(String),
 }
 
-/// One connection: sends the request and reads the answer to its end.
+/// One connection: sends the request and reads the answer to its end. `accepted` keeps the
+/// service's run id across attempts.
 async fn attempt(
     shared: &Shared,
-    run: u64,
-    service: &str,
-    request: &str,
+    job: &Job,
     path: &Path,
     handled: &impl Fn(),
+    accepted: &mut Option<u64>,
 ) -> Attempt {
+    let (run, service, request) = (job.run, job.service.as_str(), job.request.as_str());
     let mut stream = match UnixStream::connect(path).await {
         Ok(s) => s,
         Err(err) => return Attempt::Retry(err.to_string()),
@@ -529,20 +635,25 @@ async fn attempt(
             None => break,
             Some(Ok(line)) => line,
             Some(Err(err)) => {
+                note(shared, job, RunResult::Failed, None, None, id);
                 warn!(run, service = %service, id, error = %err, "failed: reading the reply");
                 handled();
                 return Attempt::Over;
             }
         };
         let reply = Reply::parse(&line);
-        if first {
-            if let Reply::Error {
-                code: ErrorCode::Unavailable,
-                message,
-            } = &reply
-            {
+        if let Reply::Error {
+            code: ErrorCode::Unavailable,
+            message,
+        } = &reply
+        {
+            if first || id.is_some() {
+                // Not run (first), or its listener went away while it ran: the same key
+                // brings its outcome once the service is back.
                 return Attempt::Retry(format!("error unavailable {message}"));
             }
+        }
+        if first {
             // The service has it: from here on, a restart must not send it again.
             first = false;
             handled();
@@ -550,9 +661,19 @@ async fn attempt(
         match reply {
             Reply::Accepted { id: i, action } => {
                 id = Some(i);
+                if *accepted != Some(i) {
+                    *accepted = Some(i);
+                    note(shared, job, RunResult::Running, None, None, id);
+                }
                 info!(run, service = %service, id = i, action = %action, "accepted");
             }
             Reply::Done { id: i, exit, secs } => {
+                let result = if exit == 0 {
+                    RunResult::Ok
+                } else {
+                    RunResult::Failed
+                };
+                note(shared, job, result, Some(exit), Some(secs), Some(i));
                 if exit == 0 {
                     info!(run, service = %service, id = i, exit, secs, "done");
                 } else {
@@ -561,14 +682,27 @@ async fn attempt(
                 return Attempt::Over;
             }
             Reply::Error { code, message } => {
-                warn!(run, service = %service, request = %request, code = %code, message = %message, "refused");
+                // After an `accepted` (on this connection or an earlier one) the action ran:
+                // an error now is about its end, not a refusal.
+                let id = id.or(*accepted);
+                if id.is_some() {
+                    note(shared, job, RunResult::Failed, None, None, id);
+                    warn!(run, service = %service, request = %request, id, code = %code, detail = %message, "failed: error after accepted");
+                } else {
+                    note(shared, job, RunResult::Refused, None, None, None);
+                    warn!(run, service = %service, request = %request, code = %code, detail = %message, "refused");
+                }
                 return Attempt::Over;
             }
             Reply::Text(text) => info!(run, service = %service, text = %text, "reply"),
         }
     }
     if id.is_some() {
-        warn!(run, service = %service, id, "failed: the service closed the connection before done");
+        // The action was accepted and may still be going: ask again with the same key,
+        // which runs nothing new and brings its `done`.
+        return Attempt::Retry("the service closed the connection before done".into());
     }
+    // Text only (a built-in such as `restart`): answered, nothing more to wait for.
+    note(shared, job, RunResult::Ok, None, None, None);
     Attempt::Over
 }

@@ -6,7 +6,8 @@
 //! [`planner`] is the daemon's clock logic (cursor, clock steps, reloads), pure too.
 //! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
 //! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
-//! of runs missed while the scheduler was down). [`cli`] is the command line.
+//! of runs missed while the scheduler was down) and [`record`] (every run of every line, for
+//! `scheduler status`), which [`status`] reads. [`cli`] is the command line.
 
 pub mod cli;
 pub mod client;
@@ -14,6 +15,8 @@ pub mod cron;
 pub mod daemon;
 pub mod plan;
 pub mod planner;
+pub mod record;
 pub mod schedule;
 pub mod state;
+pub mod status;
 pub mod timer;

@@ -27,10 +27,32 @@ pub struct StateStore {
 }
 
 /// FNV-1a, 64 bits: stable across builds and Rust versions, unlike `DefaultHasher`.
-fn fnv1a(text: &str) -> u64 {
+pub(crate) fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// A line's identity as 16 hex digits: the hash of [`crate::schedule::Entry::key`] (its
+/// zone, time expression and `[user] service action`, not its line number), so that an edit
+/// elsewhere in the file does not change it. Names the line's files in the state directory.
+pub fn line_hash(line_key: &str) -> String {
+    format!("{:016x}", fnv1a(line_key))
+}
+
+/// The key of one fire of a line (DESIGN.md section 2, "Keyed requests"): the line's hash
+/// and the fire time in Unix seconds, `0123456789abcdef:1764821100` (27 characters of the
+/// allowed set). A retry of the fire, and a re-send after a restart or a catch-up of the
+/// same fire time, carry the same key, so the service runs it once. Cron fires fall on whole
+/// minutes; an `@reboot` fire is the scheduler's start instant, which is kept to the
+/// millisecond (`...:1764821100123`) so that two starts within one second each run it.
+pub fn fire_key(line_key: &str, due: DateTime<Utc>) -> String {
+    let at = if due.timestamp_subsec_millis() == 0 {
+        due.timestamp()
+    } else {
+        due.timestamp_millis()
+    };
+    format!("{}:{at}", line_hash(line_key))
 }
 
 impl StateStore {
@@ -47,7 +69,7 @@ impl StateStore {
     }
 
     fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{:016x}.last", fnv1a(key)))
+        self.dir.join(format!("{}.last", line_hash(key)))
     }
 
     /// The recorded last fire of `key`; `None` when unknown or unreadable.
@@ -95,5 +117,24 @@ mod tests {
         assert_eq!(s.last("UTC 5 4 * * * mysql backup"), Some(t));
         assert_eq!(s.last("UTC 5 4 * * * mysql other"), None);
         assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn fire_keys_are_stable_and_short() {
+        let t = DateTime::from_timestamp(1_764_821_100, 0).unwrap();
+        let k = fire_key("UTC 5 4 * * * forum mysql nightly-backup", t);
+        assert_eq!(k, fire_key("UTC 5 4 * * * forum mysql nightly-backup", t));
+        assert!(k.ends_with(":1764821100"), "{k}");
+        assert_eq!(k.len(), 27);
+        assert_ne!(k, fire_key("UTC 5 4 * * * forum mysql other", t));
+        let reboot = t + chrono::Duration::milliseconds(123);
+        assert!(fire_key("k", reboot).ends_with(":1764821100123"));
+        assert_ne!(
+            k,
+            fire_key(
+                "UTC 5 4 * * * forum mysql nightly-backup",
+                t + chrono::Duration::minutes(1)
+            )
+        );
     }
 }

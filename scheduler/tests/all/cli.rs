@@ -212,6 +212,28 @@ fn send_exit_codes() {
         (o.status.code(), stdout(&o)),
         (Some(0), "accepted 1 x\n".to_string())
     );
+    // --key sends `@KEY` first; a bad key is a usage error, in one line.
+    let o = send(&[
+        "--key",
+        "nightly:1764821100",
+        "--user",
+        "forum",
+        "ok",
+        "backup",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    crate::support::recv(&ok.requests, Duration::from_secs(5));
+    assert_eq!(
+        ok.raw.lock().unwrap().last().unwrap(),
+        "@nightly:1764821100 forum backup"
+    );
+    for bad in ["a b", "x/y", "", &"k".repeat(65)] {
+        let o = send(&["--key", bad, "ok", "backup"]);
+        assert_eq!(o.status.code(), Some(64), "{bad:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("is not valid"), "{}", stderr(&o));
+    }
+    assert_eq!(ok.raw.lock().unwrap().len(), 2, "a bad key was sent");
     assert_eq!(send(&["absent", "x"]).status.code(), Some(69));
     // A socket file nobody listens on refuses.
     let stale = dir.path().join("stale-request.sock");

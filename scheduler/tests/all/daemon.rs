@@ -35,6 +35,35 @@ fn reboot_line_is_delivered_and_logged() {
     assert_eq!(d.stop(), 0);
 }
 
+/// Expected: every fire is keyed `@<16 hex>:<unix seconds>`; a connection lost after
+/// `accepted` is asked again with the same key (which runs nothing new in the service and
+/// brings the first run's `done`), and the run ends `done`.
+#[test]
+fn fires_are_keyed_and_a_lost_connection_is_asked_again_with_the_same_key() {
+    let (dir, file, run_dir) = setup("@reboot forum mysql nightly-backup\n");
+    let p = peer(dir.path(), "mysql", Answer::DropAfterAccepted(1));
+    let mut d = Daemon::start(&file, &[("BOSUN_RUN_DIR", &run_dir)]);
+    assert_eq!(recv(&p.requests, SHORT), "forum nightly-backup");
+    assert_eq!(recv(&p.requests, SHORT), "forum nightly-backup");
+    d.wait_for(&["done", "id=2", "exit=0"], SHORT);
+    let keys = p.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], keys[1]);
+    let (hash, secs) = keys[0].split_once(':').unwrap();
+    assert!(
+        hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{hash}"
+    );
+    // An @reboot fire is keyed by the start instant, in milliseconds (whole seconds when
+    // the start fell on one).
+    let at: i64 = secs.parse().unwrap();
+    let ms = if at < 100_000_000_000 { at * 1000 } else { at };
+    assert!((Utc::now().timestamp_millis() - ms).abs() < 60_000, "{at}");
+    let line = d.wait_for(&["request", "reason=reboot"], SHORT);
+    assert!(line.contains(&format!("key={}", keys[0])), "{line}");
+    assert_eq!(d.stop(), 0);
+}
+
 #[test]
 fn edit_by_rename_reloads_and_bad_edit_is_refused() {
     let (_dir, file, run_dir) = setup("0 0 * * * svc a\n");
@@ -122,6 +151,26 @@ fn catch_up_runs_once_then_overlap_is_skipped() {
         MINUTE,
     );
     assert!(p.requests.try_recv().is_err(), "a second request was sent");
+    // The record: the caught-up run still running, the next fire skipped.
+    let o = crate::support::bin()
+        .arg("status")
+        .arg(&file)
+        .arg("--json")
+        .env("BOSUN_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{json}");
+    assert!(
+        json.contains("\"result\":\"skipped\",\"exit\":null,\"next\""),
+        "{json}"
+    );
+    let runs = json.split("\"runs\":").nth(1).unwrap();
+    assert!(
+        runs.contains("\"result\":\"running\",\"exit\":null,\"secs\":null,\"id\":1}"),
+        "{json}"
+    );
+    assert!(runs.contains("\"result\":\"skipped\""), "{json}");
     // The fire was recorded.
     assert!(
         store.last(&schedule.entries[0].key()).unwrap() > Utc::now() - chrono::Duration::minutes(2)

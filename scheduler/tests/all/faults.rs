@@ -328,8 +328,9 @@ fn signal_storm_leaves_daemon_up() {
 /// recorded is caught up by a later run; after the last run every line has reached the
 /// service and is recorded. A line reaches the service twice only when a kill landed
 /// between its request and the record (it reached the service, unrecorded): such
-/// sends are counted, and any other second send fails the test. Each run is up when
-/// killed, and the last one exits 0 on TERM.
+/// sends are counted, and any other second send fails the test; every send of a line
+/// carries the same fire key, so a keyed service runs it once. Each run is up when killed,
+/// and the last one exits 0 on TERM.
 #[test]
 fn random_sigkills_across_restarts_lose_no_fire() {
     use std::collections::{BTreeMap, BTreeSet};
@@ -471,6 +472,20 @@ fn random_sigkills_across_restarts_lose_no_fire() {
     );
     assert!(twice.is_empty(), "sent twice: {twice:?}");
     assert!(unsent.is_empty(), "lost: never sent: {unsent:?}");
+    // Every send of a line carried its fire's one key, so a keyed service (DESIGN.md
+    // section 2) runs each of those fires once, also those sent twice.
+    let mut fire_keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in p.raw.lock().unwrap().iter() {
+        if let Some((key, action)) = line.strip_prefix('@').and_then(|l| l.split_once(' ')) {
+            fire_keys
+                .entry(action.to_string())
+                .or_default()
+                .insert(key.to_string());
+        }
+    }
+    assert_eq!(fire_keys.len(), keys.len());
+    let rekeyed: Vec<_> = fire_keys.iter().filter(|(_, k)| k.len() != 1).collect();
+    assert!(rekeyed.is_empty(), "a fire sent with two keys: {rekeyed:?}");
     assert!(
         kills.iter().any(|k| k.1 == 0) && kills.iter().any(|k| k.1 > 0),
         "the kill points missed the deliveries: {kills:?}"

@@ -7,4 +7,5 @@ mod daemon;
 mod dst;
 mod faults;
 mod props;
+mod status;
 mod support;

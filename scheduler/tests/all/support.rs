@@ -6,6 +6,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn bin() -> Command {
@@ -31,17 +32,46 @@ pub enum Answer {
     /// The first `closed` connections are closed without a word (a listener that died
     /// before answering), the next `unavailable` get `error unavailable`, then `Done(0)`.
     Flaky { closed: u32, unavailable: u32 },
+    /// The first `n` connections get `accepted`, then are closed (a connection lost while
+    /// the action runs); the next get `Done(0)`.
+    DropAfterAccepted(u32),
 }
 
 /// A unix-socket server standing in for a service's listener.
 pub struct Peer {
+    /// The request lines, without their `@KEY` token.
     pub requests: Receiver<String>,
+    /// Every request line as it came, key included, in order.
+    pub raw: Arc<Mutex<Vec<String>>>,
+}
+
+impl Peer {
+    /// The `@KEY` tokens (without `@`) of the requests so far, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.raw
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix('@'))
+            .map(|l| l.split(' ').next().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+/// A request line without its leading `@KEY` token.
+pub fn unkeyed(line: &str) -> &str {
+    match line.strip_prefix('@') {
+        Some(rest) => rest.split_once(' ').map_or("", |(_, r)| r),
+        None => line,
+    }
 }
 
 pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
     let path = run_dir.join(format!("{service}-request.sock"));
     let listener = UnixListener::bind(&path).unwrap();
     let (tx, rx) = channel();
+    let raw = Arc::new(Mutex::new(Vec::new()));
+    let seen = raw.clone();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         let mut id = 0;
@@ -51,6 +81,8 @@ pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
             let mut line = String::new();
             let _ = BufReader::new(&conn).read_line(&mut line);
             let line = line.trim_end().to_string();
+            seen.lock().unwrap().push(line.clone());
+            let line = unkeyed(&line).to_string();
             let action = line.split(' ').next_back().unwrap_or("").to_string();
             let reply = match answer {
                 Answer::Done(code) => {
@@ -66,7 +98,8 @@ pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
                 } if id <= closed + unavailable => {
                     "error unavailable request 1 (x): listener crashed\n".to_string()
                 }
-                Answer::Flaky { .. } => {
+                Answer::DropAfterAccepted(n) if id <= n => format!("accepted {id} {action}\n"),
+                Answer::DropAfterAccepted(_) | Answer::Flaky { .. } => {
                     format!("accepted {id} {action}\ndone {id} exit=0 secs=0.001\n")
                 }
             };
@@ -80,7 +113,7 @@ pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
         }
     });
     let _ = path;
-    Peer { requests: rx }
+    Peer { requests: rx, raw }
 }
 
 /// A running daemon whose stderr is read line by line.

@@ -1,0 +1,477 @@
+//! The scheduler's record (DESIGN.md section 7, "The scheduler's view"): every run of every
+//! schedule line, with its key, outcome, exit code, duration and the target's run id, kept
+//! in `$BOSUN_STATE_DIR` for `scheduler status`.
+//!
+//! One append-only file per schedule line, `<line hash>.runs` beside the catch-up state's
+//! `<line hash>.last` ([`crate::state`]), one record a line: tab-separated fields ending in
+//! an FNV-1a checksum of the rest. A run writes at most two records (`running` at
+//! `accepted`, then its outcome); the reader folds them by fire key, the last record of a
+//! run winning. Why this shape:
+//! - appends are a few dozen bytes and one `fdatasync`: a crash loses at most the record being
+//!   written, and a torn or hand-damaged line fails its checksum and is skipped (the file is
+//!   reported once), never a reason to stop;
+//! - per line, as the catch-up state: `status` reads only the files of the lines it shows,
+//!   a damaged file costs one line's history, and compaction rewrites one small file;
+//! - bounded: when a file holds more than twice [`KEEP`] records it is rewritten with the
+//!   last [`KEEP`] runs (temporary file, fsync, rename), so a crash mid-compaction leaves
+//!   the old file whole;
+//! - plain text, readable with `cat` by an operator, and by another process (`scheduler
+//!   status`) while the daemon writes: readers see whole lines or a torn last line, which the
+//!   checksum rejects.
+//!
+//! An embedded database would buy nothing here: one writer, a few records a minute, reads
+//! of a hundred lines.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use crate::state::{fnv1a, line_hash};
+
+/// Runs kept per schedule line.
+pub const KEEP: usize = 100;
+
+/// Record format version, the first field of every record.
+const VERSION: &str = "r1";
+
+/// How a run of a line ended, as `scheduler status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    /// `done` with `exit=0`.
+    Ok,
+    /// `done` with another exit code, or the connection lost after `accepted` for good.
+    Failed,
+    /// The target was absent, refused or `unavailable` for the whole retry window, or the
+    /// clock jumped past the fire by more than the catch-up window.
+    Missed,
+    /// The service answered an `error` other than `unavailable` (`unknown-action`, `busy`, ...).
+    Refused,
+    /// The previous run of the same line was still going.
+    Skipped,
+    /// Accepted, no `done` yet.
+    Running,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::Failed => "failed",
+            RunResult::Missed => "missed",
+            RunResult::Refused => "refused",
+            RunResult::Skipped => "skipped",
+            RunResult::Running => "running",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunResult> {
+        [
+            RunResult::Ok,
+            RunResult::Failed,
+            RunResult::Missed,
+            RunResult::Refused,
+            RunResult::Skipped,
+            RunResult::Running,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+
+    /// Whether `scheduler status` exits 1 for a line whose last run ended so.
+    pub fn is_bad(self) -> bool {
+        matches!(
+            self,
+            RunResult::Failed | RunResult::Missed | RunResult::Refused
+        )
+    }
+}
+
+/// One run of a schedule line, as last recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The fire key sent as `@KEY` ([`crate::state::fire_key`]).
+    pub key: String,
+    /// When the line was due.
+    pub fire: DateTime<Utc>,
+    /// When this record was written.
+    pub at: DateTime<Utc>,
+    /// The schedule file and the line's number in it at the time.
+    pub file: String,
+    pub line: usize,
+    pub service: String,
+    pub action: String,
+    pub user: Option<String>,
+    pub result: RunResult,
+    pub exit: Option<i32>,
+    /// The action's duration, from `done ... secs=`.
+    pub secs: Option<f64>,
+    /// The run's id in the target service (from `accepted <id>`).
+    pub id: Option<u64>,
+}
+
+/// `%`, tab, CR and LF as `%XX`: a field never splits a record.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\t' => out.push_str("%09"),
+            '\n' => out.push_str("%0A"),
+            '\r' => out.push_str("%0D"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return Some(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let hex = rest.get(i + 1..i + 3)?;
+        out.push(char::from(u8::from_str_radix(hex, 16).ok()?));
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+impl Run {
+    /// The record line, with its `\n`.
+    pub fn encode(&self) -> String {
+        let body = [
+            VERSION.to_string(),
+            escape(&self.key),
+            self.fire.timestamp_millis().to_string(),
+            self.at.timestamp_millis().to_string(),
+            escape(&self.file),
+            self.line.to_string(),
+            escape(&self.service),
+            escape(&self.action),
+            escape(self.user.as_deref().unwrap_or("")),
+            self.result.as_str().to_string(),
+            opt(&self.exit),
+            self.secs.map(|s| format!("{s:.3}")).unwrap_or_default(),
+            opt(&self.id),
+        ]
+        .join("\t");
+        format!("{body}\t{:016x}\n", fnv1a(&body))
+    }
+
+    /// One record line (without its `\n`); `None` when torn, damaged or of another version.
+    pub fn decode(line: &str) -> Option<Run> {
+        let (body, sum) = line.rsplit_once('\t')?;
+        if u64::from_str_radix(sum, 16).ok()? != fnv1a(body) || sum.len() != 16 {
+            return None;
+        }
+        let f: Vec<&str> = body.split('\t').collect();
+        let [version, key, fire, at, file, line, service, action, user, result, exit, secs, id] =
+            f.as_slice()
+        else {
+            return None;
+        };
+        if *version != VERSION {
+            return None;
+        }
+        let millis = |t: &str| DateTime::from_timestamp_millis(t.parse().ok()?);
+        fn maybe<T: std::str::FromStr>(t: &str) -> Option<Option<T>> {
+            if t.is_empty() {
+                Some(None)
+            } else {
+                t.parse().ok().map(Some)
+            }
+        }
+        Some(Run {
+            key: unescape(key)?,
+            fire: millis(fire)?,
+            at: millis(at)?,
+            file: unescape(file)?,
+            line: line.parse().ok()?,
+            service: unescape(service)?,
+            action: unescape(action)?,
+            user: Some(unescape(user)?).filter(|u| !u.is_empty()),
+            result: RunResult::parse(result)?,
+            exit: maybe(exit)?,
+            secs: maybe(secs)?,
+            id: maybe(id)?,
+        })
+    }
+}
+
+/// What a record file held.
+#[derive(Debug, Default)]
+pub struct Contents {
+    /// The runs, oldest first, each as last recorded.
+    pub runs: Vec<Run>,
+    /// Record lines written so far (for compaction).
+    pub records: usize,
+    /// Lines that failed their checksum or did not parse.
+    pub damaged: usize,
+}
+
+/// Folds records into runs by key, in order of first appearance, the last record winning.
+fn fold(records: impl IntoIterator<Item = Run>) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for r in records {
+        match index.get(&r.key) {
+            Some(&i) => runs[i] = r,
+            None => {
+                index.insert(r.key.clone(), runs.len());
+                runs.push(r);
+            }
+        }
+    }
+    runs
+}
+
+/// Reads one record file; a missing file is an empty record.
+pub fn read_file(path: &Path) -> io::Result<Contents> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Contents::default();
+    let mut records = Vec::new();
+    for raw in bytes.split(|&b| b == b'\n') {
+        if raw.is_empty() {
+            continue;
+        }
+        out.records += 1;
+        match std::str::from_utf8(raw).ok().and_then(Run::decode) {
+            Some(r) => records.push(r),
+            None => out.damaged += 1,
+        }
+    }
+    let mut runs = fold(records);
+    let extra = runs.len().saturating_sub(KEEP);
+    runs.drain(..extra);
+    out.runs = runs;
+    Ok(out)
+}
+
+/// The record file of the line whose [`crate::schedule::Entry::key`] is `line_key`.
+pub fn path(dir: &Path, line_key: &str) -> PathBuf {
+    dir.join(format!("{}.runs", line_hash(line_key)))
+}
+
+/// Failure to write the record, with what we were doing and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing} {}: {source}", path.display())]
+pub struct RecordError {
+    doing: &'static str,
+    path: PathBuf,
+    source: io::Error,
+}
+
+/// The daemon's writer. One lock around all writes: appends and compactions of one file
+/// never interleave, and they are a few small writes each.
+#[derive(Debug)]
+pub struct Recorder {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Record lines in each file this process has touched.
+    records: HashMap<PathBuf, usize>,
+    /// Files already reported as damaged.
+    reported: HashSet<PathBuf>,
+}
+
+impl Recorder {
+    /// Creates the directory if needed.
+    pub fn open(dir: &Path) -> Result<Recorder, RecordError> {
+        fs::create_dir_all(dir).map_err(|source| RecordError {
+            doing: "creating the state directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Recorder {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    /// Appends `run` to the record of `line_key`, durably; compacts the file when it has
+    /// grown past twice [`KEEP`] records. `report` is called once per damaged file.
+    pub fn append(
+        &self,
+        line_key: &str,
+        run: &Run,
+        report: impl FnOnce(&Path, usize),
+    ) -> Result<(), RecordError> {
+        let path = path(&self.dir, line_key);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let err = |doing| {
+            let path = path.clone();
+            move |source| RecordError {
+                doing,
+                path,
+                source,
+            }
+        };
+        if !inner.records.contains_key(&path) {
+            let read = read_file(&path).map_err(err("reading the record"))?;
+            if read.damaged > 0 && inner.reported.insert(path.clone()) {
+                report(&path, read.damaged);
+            }
+            inner.records.insert(path.clone(), read.records);
+        }
+        append_line(&path, &run.encode()).map_err(err("appending to the record"))?;
+        let count = inner.records.entry(path.clone()).or_insert(0);
+        *count += 1;
+        if *count > 2 * KEEP {
+            let runs = read_file(&path).map_err(err("reading the record"))?.runs;
+            rewrite(&path, &runs).map_err(err("compacting the record"))?;
+            inner.records.insert(path.clone(), runs.len());
+        }
+        Ok(())
+    }
+}
+
+/// Appends one line and syncs it. A torn last line (no `\n`, a crash mid-write) is ended
+/// first, so the new record does not join it.
+fn append_line(path: &Path, line: &str) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let mut text = String::with_capacity(line.len() + 1);
+    if len > 0 {
+        let mut last = [0u8];
+        f.seek(SeekFrom::Start(len - 1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            text.push('\n');
+        }
+    }
+    text.push_str(line);
+    f.write_all(text.as_bytes())?;
+    f.sync_data()
+}
+
+/// Replaces the file with one record per run: temporary file, fsync, rename, fsync of the
+/// directory.
+fn rewrite(path: &Path, runs: &[Run]) -> io::Result<()> {
+    let tmp = path.with_extension("runs.tmp");
+    let mut f = File::create(&tmp)?;
+    let text: String = runs.iter().map(Run::encode).collect();
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(key: &str, result: RunResult) -> Run {
+        Run {
+            key: key.into(),
+            fire: DateTime::from_timestamp(1_764_821_100, 0).unwrap(),
+            at: DateTime::from_timestamp_millis(1_764_821_100_250).unwrap(),
+            file: "/conf/a b\t%.cron".into(),
+            line: 3,
+            service: "mysql".into(),
+            action: "nightly-backup".into(),
+            user: Some("forum".into()),
+            result,
+            exit: Some(0),
+            secs: Some(1.5),
+            id: Some(42),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_damage() {
+        let r = run("k:1", RunResult::Ok);
+        let line = r.encode();
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        assert_eq!(Run::decode(line.trim_end()), Some(r.clone()));
+        let none = Run {
+            user: None,
+            exit: None,
+            secs: None,
+            id: None,
+            result: RunResult::Missed,
+            ..r.clone()
+        };
+        assert_eq!(Run::decode(none.encode().trim_end()), Some(none));
+        // Torn, flipped, and hand-edited lines fail.
+        let body = line.trim_end();
+        assert_eq!(Run::decode(&body[..body.len() - 3]), None);
+        assert_eq!(Run::decode(&body.replace("mysql", "mysqm")), None);
+        assert_eq!(Run::decode(""), None);
+        assert_eq!(unescape("%2"), None);
+    }
+
+    #[test]
+    fn fold_compact_and_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Recorder::open(dir.path()).unwrap();
+        let never = |p: &Path, n: usize| panic!("{} reported: {n}", p.display());
+        rec.append("line", &run("k:1", RunResult::Running), never)
+            .unwrap();
+        rec.append("line", &run("k:1", RunResult::Ok), never)
+            .unwrap();
+        rec.append("line", &run("k:2", RunResult::Skipped), never)
+            .unwrap();
+        let p = path(dir.path(), "line");
+        let read = read_file(&p).unwrap();
+        assert_eq!((read.records, read.damaged), (3, 0));
+        let results: Vec<_> = read
+            .runs
+            .iter()
+            .map(|r| (r.key.as_str(), r.result))
+            .collect();
+        assert_eq!(
+            results,
+            [("k:1", RunResult::Ok), ("k:2", RunResult::Skipped)]
+        );
+
+        // A torn record at the end is skipped, and the next append does not join it.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"r1\tk:3\t17648").unwrap();
+        let rec = Recorder::open(dir.path()).unwrap();
+        let mut reported = Vec::new();
+        rec.append("line", &run("k:4", RunResult::Failed), |_, n| {
+            reported.push(n)
+        })
+        .unwrap();
+        assert_eq!(reported, [1]);
+        let read = read_file(&p).unwrap();
+        assert_eq!((read.records, read.damaged, read.runs.len()), (5, 1, 3));
+
+        // Bounded: never more than 2 * KEEP records on disk, the last KEEP runs kept.
+        for i in 0..(3 * KEEP) {
+            rec.append("line", &run(&format!("n:{i}"), RunResult::Ok), never)
+                .unwrap();
+        }
+        let read = read_file(&p).unwrap();
+        assert!(read.records <= 2 * KEEP, "{}", read.records);
+        assert_eq!(read.runs.len(), KEEP);
+        assert_eq!(read.runs.last().unwrap().key, format!("n:{}", 3 * KEEP - 1));
+        assert_eq!(read.damaged, 0);
+    }
+}

@@ -1,0 +1,259 @@
+//! `scheduler status [FILE] [--json]`: every schedule line with its last run and next fire,
+//! read from the record ([`crate::record`]) in `$BOSUN_STATE_DIR`.
+//!
+//! It only reads files the daemon appends to or renames over, so it runs beside a running
+//! daemon (`docker compose exec scheduler scheduler status`). Lines are those of the file
+//! as it is now, found in the record by their identity ([`crate::schedule::Entry::key`]),
+//! not their number: a line moved by an edit keeps its history. The JSON form is written by
+//! hand: one small document, no serde needed.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+
+use crate::record::{self, Run};
+use crate::schedule::{Entry, Schedule};
+
+/// One line of the report.
+struct Line<'a> {
+    entry: &'a Entry,
+    runs: Vec<Run>,
+    next: Option<DateTime<Utc>>,
+}
+
+impl Line<'_> {
+    fn last(&self) -> Option<&Run> {
+        self.runs.last()
+    }
+
+    fn result(&self) -> &'static str {
+        self.last().map_or("never", |r| r.result.as_str())
+    }
+}
+
+fn instant(t: DateTime<Utc>, zone: Tz) -> String {
+    t.with_timezone(&zone)
+        .to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// Prints the report of `schedule` (read from `file`) to `out`, reports damaged or
+/// unreadable record files on `err`, and returns the exit code: 0 when no line's last run
+/// is `failed`, `missed` or `refused`, 1 otherwise.
+pub fn status(
+    file: &str,
+    schedule: &Schedule,
+    state_dir: &Path,
+    now: DateTime<Utc>,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let lines: Vec<Line> = schedule
+        .entries
+        .iter()
+        .map(|entry| {
+            let path = record::path(state_dir, &entry.key());
+            let runs = match record::read_file(&path) {
+                Ok(read) => {
+                    if read.damaged > 0 {
+                        let _ = writeln!(
+                            err,
+                            "scheduler status: {}: {} damaged records skipped",
+                            path.display(),
+                            read.damaged
+                        );
+                    }
+                    read.runs
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        err,
+                        "scheduler status: {}: cannot read: {e}",
+                        path.display()
+                    );
+                    Vec::new()
+                }
+            };
+            Line {
+                entry,
+                runs,
+                next: entry.next_after(now),
+            }
+        })
+        .collect();
+    let bad = lines
+        .iter()
+        .any(|l| l.last().is_some_and(|r| r.result.is_bad()));
+    let text = if json {
+        to_json(file, &lines, now, !bad)
+    } else {
+        to_text(file, &lines)
+    };
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    u8::from(bad)
+}
+
+fn to_text(file: &str, lines: &[Line]) -> String {
+    let mut s = String::new();
+    for l in lines {
+        let e = l.entry;
+        let last = l.last();
+        let _ = writeln!(
+            s,
+            "{file}:{} {} {} user={} last={} result={} exit={} next={}",
+            e.line,
+            e.service,
+            e.action,
+            e.user.as_deref().unwrap_or("-"),
+            last.map_or("never".into(), |r| instant(r.fire, e.zone)),
+            l.result(),
+            last.and_then(|r| r.exit)
+                .map_or("-".into(), |x| x.to_string()),
+            l.next.map_or("-".into(), |t| instant(t, e.zone)),
+        );
+    }
+    s
+}
+
+/// A JSON string literal.
+fn js(text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 2);
+    s.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(s, "\\u{:04x}", u32::from(c));
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// `null` or the value.
+fn jopt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
+    v.map_or_else(|| "null".to_string(), f)
+}
+
+fn to_json(file: &str, lines: &[Line], now: DateTime<Utc>, ok: bool) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{{\"file\":{},\"now\":{},\"ok\":{ok},\"lines\":[",
+        js(file),
+        js(&now.to_rfc3339_opts(SecondsFormat::Secs, true))
+    );
+    for (i, l) in lines.iter().enumerate() {
+        let e = l.entry;
+        let last = l.last();
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "{{\"file\":{},\"line\":{},\"service\":{},\"action\":{},\"user\":{},\"schedule\":{},\"zone\":{},\"last\":{},\"result\":{},\"exit\":{},\"next\":{},\"runs\":[",
+            js(file),
+            e.line,
+            js(&e.service),
+            js(&e.action),
+            jopt(e.user.as_deref(), js),
+            js(&e.when.to_string()),
+            js(e.zone.name()),
+            jopt(last, |r| js(&instant(r.fire, e.zone))),
+            js(l.result()),
+            jopt(last.and_then(|r| r.exit), |x| x.to_string()),
+            jopt(l.next, |t| js(&instant(t, e.zone))),
+        );
+        for (j, r) in l.runs.iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            let _ = write!(
+                s,
+                "{{\"fire\":{},\"recorded\":{},\"key\":{},\"line\":{},\"result\":{},\"exit\":{},\"secs\":{},\"id\":{}}}",
+                js(&instant(r.fire, e.zone)),
+                js(&instant(r.at, e.zone)),
+                js(&r.key),
+                r.line,
+                js(r.result.as_str()),
+                jopt(r.exit, |x| x.to_string()),
+                jopt(r.secs.filter(|x| x.is_finite()), |x| format!("{x:.3}")),
+                jopt(r.id, |x| x.to_string()),
+            );
+        }
+        s.push_str("]}");
+    }
+    s.push_str("]}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Recorder, RunResult};
+
+    #[test]
+    fn report_and_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "5 4 * * * forum mysql nightly-backup\n@reboot web warm-cache\n";
+        let schedule = crate::schedule::parse("f", text.as_bytes(), Tz::UTC).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let report = |json| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = status("f", &schedule, dir.path(), now, json, &mut out, &mut err);
+            assert!(err.is_empty());
+            (code, String::from_utf8(out).unwrap())
+        };
+        assert_eq!(
+            report(false),
+            (
+                0,
+                "f:1 mysql nightly-backup user=forum last=never result=never exit=- next=2026-12-05T04:05:00+00:00\n\
+                 f:2 web warm-cache user=- last=never result=never exit=- next=-\n"
+                    .to_string()
+            )
+        );
+        let rec = Recorder::open(dir.path()).unwrap();
+        let e = &schedule.entries[0];
+        let run = Run {
+            key: "k\"1".into(),
+            fire: now - chrono::Duration::hours(8),
+            at: now,
+            file: "f".into(),
+            line: 1,
+            service: "mysql".into(),
+            action: "nightly-backup".into(),
+            user: Some("forum".into()),
+            result: RunResult::Failed,
+            exit: Some(3),
+            secs: Some(0.25),
+            id: Some(7),
+        };
+        rec.append(&e.key(), &run, |_, _| {}).unwrap();
+        let (code, text) = report(false);
+        assert_eq!(code, 1);
+        assert!(
+            text.starts_with("f:1 mysql nightly-backup user=forum last=2026-12-04T04:00:00+00:00 result=failed exit=3 next="),
+            "{text}"
+        );
+        let (code, json) = report(true);
+        assert_eq!(code, 1);
+        assert!(json.starts_with("{\"file\":\"f\",\"now\":\"2026-12-04T12:00:00Z\",\"ok\":false,\"lines\":[{\"file\":\"f\",\"line\":1,\"service\":\"mysql\",\"action\":\"nightly-backup\",\"user\":\"forum\",\"schedule\":\"5 4 * * *\""), "{json}");
+        assert!(json.contains("\"runs\":[{\"fire\":\"2026-12-04T04:00:00+00:00\",\"recorded\":\"2026-12-04T12:00:00+00:00\",\"key\":\"k\\\"1\",\"line\":1,\"result\":\"failed\",\"exit\":3,\"secs\":0.250,\"id\":7}]"), "{json}");
+        assert!(json.contains("\"user\":null"), "{json}");
+        assert!(json.ends_with("\"runs\":[]}]}\n"), "{json}");
+        assert_eq!(js("a\u{1}\\\n"), "\"a\\u0001\\\\\\n\"");
+    }
+}
