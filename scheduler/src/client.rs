@@ -8,6 +8,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use proto::valid_key;
 use proto::{ErrorCode, Reply};
 
 /// Bad command line (sysexits `EX_USAGE`).
@@ -95,14 +96,6 @@ impl SendRequest {
 
 /// Whether `key` (without its `@`) is a request key: 1 to 64 of `A-Z a-z 0-9 . _ : -`
 /// (DESIGN.md section 2).
-// TODO: proto::valid_key
-fn valid_key(key: &str) -> bool {
-    (1..=64).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
 /// Sends `req`, copies every reply line to `out` as it arrives, reports problems on `err`,
 /// and returns the exit code of `scheduler send`.
 pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
