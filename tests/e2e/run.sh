@@ -344,6 +344,30 @@ check_scheduler() {
 }
 check "the scheduler's * * * * * line delivers into nginx within the minute" check_scheduler
 
+# ---- 4b. did it run? the journal and the scheduler's record ---------------------------
+# scheduler status: the `* * * * * nginx rotate-logs` line, ok, with its exit code.
+status_ok() { docker exec "$(cid scheduler)" scheduler status | grep -E ' nginx rotate-logs .* result=ok exit=0 '; }
+check_history_status() {
+    local r id out st
+    r=$(request 'history nightly-backup') || fail "history: no answer" || return 1
+    log "  history nightly-backup: $(tr '\n' '|' <<<"$r")"
+    id=$(grep -E '^[0-9]+ [0-9T:-]+Z nightly-backup user=forum exit=0 secs=[0-9.]+ by=[0-9]+$' <<<"$r" | head -n 1 | cut -d' ' -f1)
+    [ -n "$id" ] || fail "the socat-requested backup is not in mysql's history" || return 1
+    out=$(request "log $id") || fail "log $id: no answer" || return 1
+    log "  log $id: $(tr '\n' '|' <<<"$out")"
+    grep -q '^backup of forum: ' <<<"$out" || fail "log $id lacks the backup's output" || return 1
+    # The same, asked from inside the stack.
+    out=$(docker exec "$(cid scheduler)" scheduler send mysql log "$id") || fail "scheduler send mysql log $id" || return 1
+    grep -q '^backup of forum: ' <<<"$out" || fail "scheduler send mysql log $id: $out" || return 1
+    wait_until 90 "scheduler status to show nginx rotate-logs ok" status_ok || return 1
+    st=0
+    out=$(docker exec "$(cid scheduler)" scheduler status) || st=$?
+    log "  scheduler status (exit $st):"
+    while IFS= read -r l; do log "    $l"; done <<<"$out"
+    [ "$st" = 0 ] || fail "scheduler status exited $st" || return 1
+}
+check "history and log of the socat-requested backup in mysql; scheduler status shows the scheduled run ok" check_history_status
+
 # ---- 5. a crashed main process ------------------------------------------------------
 # On demand, a php-fpm that dies is not restarted at once: the supervisor holds the socket
 # again and the next connection starts it (after a backoff of 100 ms).
