@@ -406,10 +406,18 @@ impl Journal {
                 Ok(rec) => {
                     // A last record missing only its newline is whole: keep it, rewrite.
                     dirty |= last;
-                    if let Some(id) = rec.run_id() {
+                    let id = rec.run_id();
+                    if let Some(id) = id {
                         *sizes.entry(id).or_default() += line.len() as u64 + 1;
                     }
+                    let ended = matches!(rec, Record::End { .. } | Record::Lost(_));
                     self.apply(rec);
+                    // bounded while reading too, not only after: memory never holds more
+                    // than the bound, whatever the file holds
+                    if let Some(run) = id.and_then(|id| self.runs.get(&id)).filter(|_| ended) {
+                        let action = run.action.clone();
+                        self.prune(&action);
+                    }
                 }
                 Err(_) if last => {
                     dirty = true;
