@@ -413,10 +413,17 @@ impl Journal {
                     let ended = matches!(rec, Record::End { .. } | Record::Lost(_));
                     self.apply(rec);
                     // bounded while reading too, not only after: memory never holds more
-                    // than the bound, whatever the file holds
+                    // than twice the bound, whatever the file holds (pruning in batches: the
+                    // file holds up to twice the bound of each action anyway)
                     if let Some(run) = id.and_then(|id| self.runs.get(&id)).filter(|_| ended) {
-                        let action = run.action.clone();
-                        self.prune(&action);
+                        let over = |n: usize, bound: usize| n > bound.saturating_mul(2);
+                        let of_action = self.by_action.get(&run.action).map_or(0, |s| s.len());
+                        if over(of_action, self.opts.runs_per_action)
+                            || over(self.runs.len(), self.opts.max_runs)
+                        {
+                            let action = run.action.clone();
+                            self.prune(&action);
+                        }
                     }
                 }
                 Err(_) if last => {
@@ -546,6 +553,10 @@ impl Journal {
     /// ended runs of any action beyond `max_runs`; running runs always stay. Returns how many
     /// were dropped.
     fn prune(&mut self, action: &str) -> usize {
+        let of_action = self.by_action.get(action).map_or(0, |s| s.len());
+        if of_action <= self.opts.runs_per_action && self.runs.len() <= self.opts.max_runs {
+            return 0;
+        }
         let ended: Vec<u64> = self
             .by_action
             .get(action)
