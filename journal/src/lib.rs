@@ -412,11 +412,11 @@ impl Journal {
                     }
                     let ended = matches!(rec, Record::End { .. } | Record::Lost(_));
                     self.apply(rec);
-                    // bounded while reading too, not only after: memory never holds more
-                    // than twice the bound, whatever the file holds (pruning in batches: the
-                    // file holds up to twice the bound of each action anyway)
+                    // bounded while reading too, not only after: memory never holds much
+                    // more than the bound, whatever the file holds (pruned in batches of an
+                    // eighth of the bound, so reading stays linear)
                     if let Some(run) = id.and_then(|id| self.runs.get(&id)).filter(|_| ended) {
-                        let over = |n: usize, bound: usize| n > bound.saturating_mul(2);
+                        let over = |n: usize, bound: usize| n > bound.saturating_add(bound / 8);
                         let of_action = self.by_action.get(&run.action).map_or(0, |s| s.len());
                         if over(of_action, self.opts.runs_per_action)
                             || over(self.runs.len(), self.opts.max_runs)
