@@ -406,10 +406,25 @@ impl Journal {
                 Ok(rec) => {
                     // A last record missing only its newline is whole: keep it, rewrite.
                     dirty |= last;
-                    if let Some(id) = rec.run_id() {
+                    let id = rec.run_id();
+                    if let Some(id) = id {
                         *sizes.entry(id).or_default() += line.len() as u64 + 1;
                     }
+                    let ended = matches!(rec, Record::End { .. } | Record::Lost(_));
                     self.apply(rec);
+                    // bounded while reading too, not only after: memory never holds much
+                    // more than the bound, whatever the file holds (pruned in batches of an
+                    // eighth of the bound, so reading stays linear)
+                    if let Some(run) = id.and_then(|id| self.runs.get(&id)).filter(|_| ended) {
+                        let over = |n: usize, bound: usize| n > bound.saturating_add(bound / 8);
+                        let of_action = self.by_action.get(&run.action).map_or(0, |s| s.len());
+                        if over(of_action, self.opts.runs_per_action)
+                            || over(self.runs.len(), self.opts.max_runs)
+                        {
+                            let action = run.action.clone();
+                            self.prune(&action);
+                        }
+                    }
                 }
                 Err(_) if last => {
                     dirty = true;
@@ -538,6 +553,10 @@ impl Journal {
     /// ended runs of any action beyond `max_runs`; running runs always stay. Returns how many
     /// were dropped.
     fn prune(&mut self, action: &str) -> usize {
+        let of_action = self.by_action.get(action).map_or(0, |s| s.len());
+        if of_action <= self.opts.runs_per_action && self.runs.len() <= self.opts.max_runs {
+            return 0;
+        }
         let ended: Vec<u64> = self
             .by_action
             .get(action)
