@@ -22,18 +22,20 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY proto/Cargo.toml proto/
 COPY common/Cargo.toml common/
+COPY journal/Cargo.toml journal/
 COPY supervisor/Cargo.toml supervisor/
 COPY listener/Cargo.toml listener/
 COPY scheduler/Cargo.toml scheduler/
-RUN for c in proto common supervisor listener scheduler; do \
+RUN for c in proto common journal supervisor listener scheduler; do \
         mkdir -p "$c/src" "$c/tests"; : > "$c/src/lib.rs"; echo 'fn main() {}' > "$c/src/main.rs"; \
     done \
  && : > supervisor/tests/all.rs \
  && cargo build --release --locked -p supervisor -p listener -p scheduler \
- && cargo clean --release -p proto -p common -p supervisor -p listener -p scheduler \
- && rm -rf proto/src common/src supervisor/src supervisor/tests listener/src scheduler/src
+ && cargo clean --release -p proto -p common -p journal -p supervisor -p listener -p scheduler \
+ && rm -rf proto/src common/src journal/src supervisor/src supervisor/tests listener/src scheduler/src
 COPY proto/ proto/
 COPY common/ common/
+COPY journal/ journal/
 COPY supervisor/ supervisor/
 COPY listener/ listener/
 COPY scheduler/ scheduler/
