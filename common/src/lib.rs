@@ -8,6 +8,7 @@
 //! * [`exit`]: exit codes, and the 128+N rule for a death by signal N.
 //! * [`signal`]: signal names and process-group signalling.
 //! * [`settings`]: `service.toml` and the `BOSUN_*` variables, validated all at once.
+//! * [`time`]: RFC 3339 timestamps, by hand.
 
 pub mod duration;
 pub mod exit;
@@ -15,3 +16,4 @@ pub mod log;
 pub mod name;
 pub mod settings;
 pub mod signal;
+pub mod time;

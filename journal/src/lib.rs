@@ -21,7 +21,6 @@
 //! damaged or torn records are skipped, and each is one warning line for the caller to log.
 
 mod record;
-mod time;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -29,8 +28,8 @@ use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub use common::time::rfc3339;
 use record::{Damage, Record};
-pub use time::rfc3339;
 
 /// Output lines kept per run: the last ones, as they went to the container log.
 pub const LINES_PER_RUN: usize = 100;

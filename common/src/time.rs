@@ -1,6 +1,6 @@
-//! RFC 3339 timestamps for `history` lines, by hand: the journal goes into the listener,
-//! which stays small, so no date crate for one conversion (Howard Hinnant's
-//! `civil_from_days`, exact for every day of the proleptic Gregorian calendar).
+//! RFC 3339 timestamps by hand, for the log lines and the journal's `history` lines: the
+//! supervisor and the listener stay small, so no date crate for one conversion (Howard
+//! Hinnant's `civil_from_days`, exact for every day of the proleptic Gregorian calendar).
 
 /// `unix_ms` as RFC 3339 in UTC with second precision and `Z`, e.g. `2026-12-04T23:48:00Z`.
 /// Milliseconds are floored (a time before 1970 rounds towards the past, like `date`).
@@ -18,7 +18,7 @@ pub fn rfc3339(unix_ms: i64) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month 1..=12, day 1..=31).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097); // [0, 146096]
