@@ -7,6 +7,8 @@
 //! * [`name`]: the rule for service, action and user names.
 //! * [`exit`]: exit codes, and the 128+N rule for a death by signal N.
 //! * [`signal`]: signal names and process-group signalling.
+//! * [`shell`]: bash, or `/bin/sh` where there is no bash.
+//! * [`passwd`]: users and groups by name from `/etc/passwd` and `/etc/group` (no NSS).
 //! * [`settings`]: `service.toml` and the `BOSUN_*` variables, validated all at once.
 //! * [`time`]: RFC 3339 timestamps, by hand.
 
@@ -14,6 +16,8 @@ pub mod duration;
 pub mod exit;
 pub mod log;
 pub mod name;
+pub mod passwd;
 pub mod settings;
+pub mod shell;
 pub mod signal;
 pub mod time;

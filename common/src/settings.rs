@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
 
-use crate::duration;
 use crate::log::{Filter, LogFormat};
+use crate::{duration, passwd};
 
 /// Where `service.toml` is looked for unless `BOSUN_CONFIG` names another file.
 pub const DEFAULT_CONFIG: &str = "/usr/local/conf/service.toml";
@@ -220,7 +220,7 @@ pub struct RunAs {
     pub uid: Uid,
     pub gid: Gid,
     /// Set when given by name (or found in passwd): used for HOME, USER and groups.
-    pub user: Option<User>,
+    pub user: Option<passwd::Account>,
 }
 
 /// Settings of on-demand start (DESIGN.md section 5).
@@ -776,14 +776,11 @@ fn id_list(s: &str, by_name: fn(&str) -> Option<u32>, what: &str) -> Result<Vec<
 }
 
 fn lookup_user(name: &str) -> Option<u32> {
-    User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+    passwd::user_by_name(name).map(|u| u.uid)
 }
 
 fn lookup_group(name: &str) -> Option<u32> {
-    Group::from_name(name)
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw())
+    passwd::group_by_name(name)
 }
 
 /// `name`, `uid` or `uid:gid`.
@@ -793,24 +790,16 @@ pub fn parse_run_as(s: &str) -> Result<RunAs, String> {
         None => (s, None),
     };
     let (uid, user) = match u.parse::<u32>() {
-        Ok(n) => (
-            Uid::from_raw(n),
-            User::from_uid(Uid::from_raw(n)).ok().flatten(),
-        ),
+        Ok(n) => (Uid::from_raw(n), passwd::user_by_uid(n)),
         Err(_) => {
-            let user = User::from_name(u)
-                .ok()
-                .flatten()
-                .ok_or_else(|| format!("no user named {u:?} in /etc/passwd"))?;
-            (user.uid, Some(user))
+            let user = passwd::user_by_name(u)
+                .ok_or_else(|| format!("no user named {u:?} in {}", passwd::PASSWD))?;
+            (Uid::from_raw(user.uid), Some(user))
         }
     };
     let gid = match g {
         Some(g) => parse_group(g)?,
-        None => user
-            .as_ref()
-            .map(|u| u.gid)
-            .unwrap_or(Gid::from_raw(uid.as_raw())),
+        None => Gid::from_raw(user.as_ref().map_or(uid.as_raw(), |u| u.gid)),
     };
     Ok(RunAs { uid, gid, user })
 }
@@ -820,11 +809,9 @@ pub fn parse_group(s: &str) -> Result<Gid, String> {
     if let Ok(n) = s.parse::<u32>() {
         return Ok(Gid::from_raw(n));
     }
-    Group::from_name(s)
-        .ok()
-        .flatten()
-        .map(|g| g.gid)
-        .ok_or_else(|| format!("no group named {s:?} in /etc/group"))
+    passwd::group_by_name(s)
+        .map(Gid::from_raw)
+        .ok_or_else(|| format!("no group named {s:?} in {}", passwd::GROUP))
 }
 
 /// A command must exist and be executable before anything starts: `127`-style problems

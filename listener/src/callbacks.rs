@@ -121,14 +121,29 @@ impl Callbacks {
     }
 }
 
-/// Sources the file in bash and lists its `CB_*` functions.
+/// Sources the file in the shell and lists its `CB_*` functions: bash's `compgen`; in
+/// `/bin/sh` (no bash in the image), the `CB_` names written in the file that are
+/// functions once it is sourced.
 async fn discover(path: &Path, service: &str) -> Known {
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c")
-        .arg(r#"source "$1" >/dev/null; echo "status $?"; compgen -A function CB_; echo end"#)
-        .arg("bosun-discover")
-        .arg(path)
-        .env("BOSUN_SERVICE", service)
+    let mut cmd = Command::new(common::shell::shell());
+    if common::shell::is_bash() {
+        cmd.arg("-c")
+            .arg(r#"source "$1" >/dev/null; echo "status $?"; compgen -A function CB_; echo end"#)
+            .arg("bosun-discover")
+            .arg(path);
+    } else {
+        let text = std::fs::read(path).unwrap_or_default();
+        cmd.arg("-c")
+            .arg(
+                r#"f=$1; shift; . "$f" >/dev/null; echo "status $?"
+for n in "$@"; do case $(type "$n" 2>/dev/null) in *function*) echo "$n";; esac; done
+echo end"#,
+            )
+            .arg("bosun-discover")
+            .arg(path)
+            .args(cb_names(&text));
+    }
+    cmd.env("BOSUN_SERVICE", service)
         .env("BOSUN_CALLBACKS", path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -137,12 +152,12 @@ async fn discover(path: &Path, service: &str) -> Known {
         .kill_on_drop(true);
     let child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return Known::Broken(format!("cannot run bash: {e}")),
+        Err(e) => return Known::Broken(format!("cannot run {}: {e}", common::shell::shell())),
     };
     let pgid = child.id().map(|p| p as i32);
     let out = match tokio::time::timeout(DISCOVERY_TIMEOUT, child.wait_with_output()).await {
         Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Known::Broken(format!("cannot run bash: {e}")),
+        Ok(Err(e)) => return Known::Broken(format!("cannot run {}: {e}", common::shell::shell())),
         Err(_) => {
             if let Some(pgid) = pgid {
                 crate::runner::kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
@@ -189,6 +204,29 @@ async fn discover(path: &Path, service: &str) -> Known {
     )
 }
 
+/// The distinct `CB_*` identifiers written in a callbacks file, in order.
+fn cb_names(text: &[u8]) -> Vec<String> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i + 3 < text.len() {
+        if text[i..].starts_with(b"CB_") && (i == 0 || !word(text[i - 1])) {
+            let end = text[i..]
+                .iter()
+                .position(|&b| !word(b))
+                .map_or(text.len(), |n| i + n);
+            let name = String::from_utf8_lossy(&text[i..end]).into_owned();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 /// `CB_rotate_logs` -> `rotate-logs`.
 pub fn action_name(function: &str) -> String {
     function
@@ -200,6 +238,14 @@ pub fn action_name(function: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cb_names_in_a_file() {
+        let text = b"CB_a() { :; }\n# CB_b is below\nCB_b () {\n  XCB_not; CB_a\n}\nfunction CB_c { :; }\n";
+        assert_eq!(cb_names(text), ["CB_a", "CB_b", "CB_c"]);
+        assert!(cb_names(b"").is_empty());
+        assert_eq!(cb_names(b"CB_"), Vec::<String>::new());
+    }
 
     #[test]
     fn names() {

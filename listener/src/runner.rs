@@ -87,9 +87,10 @@ pub struct Running {
 
 /// Starts the action's bash in its own process group.
 pub fn spawn(spec: Spec) -> std::io::Result<Running> {
-    let mut cmd = Command::new("bash");
+    // `.` is bash's `source` and also POSIX sh's: the same line for both shells.
+    let mut cmd = Command::new(common::shell::shell());
     cmd.arg("-c")
-        .arg(r#"source "$BOSUN_CALLBACKS" && "$0" "$@""#)
+        .arg(r#". "$BOSUN_CALLBACKS" && "$0" "$@""#)
         .arg(&spec.function)
         .args(&spec.args)
         .env("BOSUN_CALLBACKS", &spec.callbacks)

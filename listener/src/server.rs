@@ -698,8 +698,11 @@ impl Server {
                 self.release_slot(&action, id);
                 self.finished();
                 return Some(
-                    Reply::error(ErrorCode::Unavailable, format!("cannot run bash: {e}"))
-                        .to_string(),
+                    Reply::error(
+                        ErrorCode::Unavailable,
+                        format!("cannot run {}: {e}", common::shell::shell()),
+                    )
+                    .to_string(),
                 );
             }
         };

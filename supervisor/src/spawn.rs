@@ -28,7 +28,7 @@ use crate::config::{RunAs, Settings, DEFAULT_PATH};
 
 /// The shell that sources the setup script, then replaces itself with the main process.
 /// `$0` is the setup script; a failing setup ends the start with its own exit code.
-const SETUP_WRAPPER: &str = r#"source "$0"; rc=$?
+const SETUP_WRAPPER: &str = r#". "$0"; rc=$?
 if [ "$rc" -ne 0 ]; then echo "bosun: setup script $0 failed with exit $rc" >&2; exit "$rc"; fi
 exec "$@""#;
 
@@ -44,7 +44,7 @@ pub struct Handoff<'a> {
 
 /// Starts the main process and returns its pid (also its process group id).
 ///
-/// With a setup script, `bash` sources it and then `exec`s the main process, so what the
+/// With a setup script, the shell (`bash`, else `/bin/sh`) sources it and then `exec`s the main process, so what the
 /// script exports reaches the main process. Privileges are dropped after setup (which
 /// runs as root) by exec'ing `supervisor --exec-as`, which is also what sets `LISTEN_PID`
 /// to the final pid for socket handoff: `exec` keeps the pid, so it is the main process's.
@@ -52,7 +52,7 @@ pub fn spawn_main(s: &Settings, self_exe: &Path, handoff: Option<Handoff<'_>>) -
     let mut argv: Vec<OsString> = Vec::new();
     if let Some(setup) = &s.setup {
         argv.extend([
-            "bash".into(),
+            common::shell::shell().into(),
             "-c".into(),
             SETUP_WRAPPER.into(),
             setup.into(),

@@ -122,3 +122,30 @@ fn reload_runs_cb_reload_when_defined() {
     assert_eq!(lines[0], "accepted 1 reload", "{lines:?}");
     l.log.wait_for("[reload#1] reloading");
 }
+
+/// No bash on `PATH` (an Alpine or busybox image): the callbacks are sourced and run by
+/// `/bin/sh`, with the same positional arguments and environment.
+#[test]
+fn without_bash_callbacks_run_in_sh() {
+    let empty = tempfile::tempdir().unwrap();
+    let l = Listener::start(
+        Opts::default()
+            .env("PATH", empty.path().to_str().unwrap())
+            .callbacks(Some(
+                "CB_greet() { echo \"hi $1 $2 ${BOSUN_USER:-nobody} $BOSUN_ACTION\"; }\n\
+                 CB_fail() { return 7; }\n\
+                 not_an_action() { :; }\n",
+            )),
+    )
+    .ready();
+    let help = l.request(b"help\n");
+    assert!(help.iter().any(|h| h == "greet"), "{help:?}");
+    assert!(help.iter().any(|h| h == "fail"), "{help:?}");
+    assert!(!help.iter().any(|h| h.contains("not")), "{help:?}");
+    let r = l.request(b"forum greet a 'b c'\n");
+    assert_eq!(r[0], "accepted 1 greet");
+    assert!(r[1].starts_with("done 1 exit=0"), "{r:?}");
+    l.log.wait_for("[greet#1] hi a 'b forum greet");
+    let r = l.request(b"fail\n");
+    assert!(r[1].starts_with("done 2 exit=7"), "{r:?}");
+}
