@@ -156,8 +156,9 @@ impl fmt::Display for Addr {
 pub enum Ready {
     /// `socket:PATH`: a unix socket accepts.
     Socket(PathBuf),
-    /// `tcp:HOST:PORT`: a TCP port accepts (the host is resolved at each probe).
-    Tcp { host: String, port: u16 },
+    /// `tcp:HOST:PORT`: a TCP port accepts. HOST is an IP address or `localhost`
+    /// (127.0.0.1): PID 1 never waits on a name service.
+    Tcp(SocketAddr),
     /// `exec:COMMAND`: `sh -c COMMAND` exits 0.
     Exec(String),
     /// `notify`: the main process sends `READY=1` to `$NOTIFY_SOCKET` (sd_notify).
@@ -176,13 +177,21 @@ impl Ready {
             Some(("tcp", a)) => {
                 let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                match port.parse::<u16>() {
-                    Ok(port) if !host.is_empty() && port > 0 => Ok(Ready::Tcp {
-                        host: host.to_string(),
-                        port,
-                    }),
-                    _ => Err(bad()),
-                }
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(bad)?;
+                let ip = match host {
+                    "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+                    h => h.parse().map_err(|_| {
+                        format!(
+                            "{s:?}: {h:?} is not an IP address or localhost (PID 1 does not \
+                             look names up: it must never wait on DNS)"
+                        )
+                    })?,
+                };
+                Ok(Ready::Tcp(SocketAddr::new(ip, port)))
             }
             Some(("exec", c)) if !c.trim().is_empty() => Ok(Ready::Exec(c.to_string())),
             None if s == "notify" => Ok(Ready::Notify),
@@ -194,10 +203,7 @@ impl Ready {
     pub fn of_backend(backend: &Addr) -> Ready {
         match backend {
             Addr::Unix(p) => Ready::Socket(p.clone()),
-            Addr::Tcp(a) => Ready::Tcp {
-                host: a.ip().to_string(),
-                port: a.port(),
-            },
+            Addr::Tcp(a) => Ready::Tcp(*a),
         }
     }
 }
@@ -206,8 +212,7 @@ impl fmt::Display for Ready {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ready::Socket(p) => write!(f, "socket:{}", p.display()),
-            Ready::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
-            Ready::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            Ready::Tcp(a) => write!(f, "tcp:{a}"),
             Ready::Exec(c) => write!(f, "exec:{c}"),
             Ready::Notify => f.write_str("notify"),
         }
@@ -1150,19 +1155,10 @@ mod tests {
         for (text, ready) in [
             ("socket:/run/a.sock", Ready::Socket("/run/a.sock".into())),
             (
-                "tcp:db:3306",
-                Ready::Tcp {
-                    host: "db".into(),
-                    port: 3306,
-                },
+                "tcp:10.0.0.5:3306",
+                Ready::Tcp("10.0.0.5:3306".parse().unwrap()),
             ),
-            (
-                "tcp:[::1]:80",
-                Ready::Tcp {
-                    host: "::1".into(),
-                    port: 80,
-                },
-            ),
+            ("tcp:[::1]:80", Ready::Tcp("[::1]:80".parse().unwrap())),
             ("exec:pg_isready -q", Ready::Exec("pg_isready -q".into())),
             ("notify", Ready::Notify),
         ] {
@@ -1182,11 +1178,14 @@ mod tests {
         }
         assert_eq!(
             Ready::of_backend(&Addr::parse("127.0.0.1:9000").unwrap()),
-            Ready::Tcp {
-                host: "127.0.0.1".into(),
-                port: 9000
-            }
+            Ready::Tcp("127.0.0.1:9000".parse().unwrap())
         );
+        assert_eq!(
+            Ready::parse("tcp:localhost:9000"),
+            Ok(Ready::Tcp("127.0.0.1:9000".parse().unwrap()))
+        );
+        let e = Ready::parse("tcp:db:3306").unwrap_err();
+        assert!(e.contains("not an IP address or localhost"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! in-process with a connect (non-blocking for unix sockets, a short timeout for TCP);
 //! `exec:COMMAND` runs a child that the supervisor's reaper collects like any other.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -12,15 +12,7 @@ use crate::config::Ready;
 pub fn check_connect(r: &Ready) -> Option<bool> {
     match r {
         Ready::Socket(p) => Some(UnixStream::connect(p).is_ok()),
-        Ready::Tcp { host, port } => Some(
-            (host.as_str(), *port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .is_some_and(|a| {
-                    TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok()
-                }),
-        ),
+        Ready::Tcp(a) => Some(TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()),
         Ready::Exec(_) | Ready::Notify => None,
     }
 }
@@ -59,10 +51,7 @@ mod tests {
     fn tcp_probe() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let a = l.local_addr().unwrap();
-        let r = Ready::Tcp {
-            host: a.ip().to_string(),
-            port: a.port(),
-        };
+        let r = Ready::Tcp(a);
         assert_eq!(check_connect(&r), Some(true));
         drop(l);
         assert_eq!(check_connect(&r), Some(false));
