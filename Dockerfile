@@ -1,6 +1,6 @@
 # bosun: one image for every service of the stack (DESIGN.md section 1).
 #
-#   build    the three binaries, release profile, from the workspace crates only
+#   build    the three binaries, statically linked, release profile, from the workspace crates only
 #   runtime  Debian trixie-slim + the LAMP packages + /usr/local/sbin/{supervisor,listener,scheduler}
 #
 # Each container gets its personality from two read-only mounts (service/<name>/bin on
@@ -14,7 +14,11 @@ ARG RUST_IMAGE=rust:1-slim-trixie
 ARG BASE_IMAGE=debian:trixie-slim
 
 FROM ${RUST_IMAGE} AS build
-ENV CARGO_TERM_COLOR=never
+# Statically linked (static-pie: ASLR kept), so that the three binaries run in any image,
+# busybox or distroless included (DESIGN.md section 8; README "Use bosun in your own
+# image"). The target is named so that RUSTFLAGS do not reach build scripts and proc macros.
+ENV CARGO_TERM_COLOR=never \
+    RUSTFLAGS="-C target-feature=+crt-static"
 WORKDIR /src
 # The dependencies first, in a layer of their own, built against stub sources: a change to
 # bosun's own code then rebuilds only bosun's crates. `cargo clean -p` drops the stubs'
@@ -30,8 +34,9 @@ RUN for c in proto common journal supervisor listener scheduler; do \
         mkdir -p "$c/src" "$c/tests"; : > "$c/src/lib.rs"; echo 'fn main() {}' > "$c/src/main.rs"; \
     done \
  && : > supervisor/tests/all.rs \
- && cargo build --release --locked -p supervisor -p listener -p scheduler \
- && cargo clean --release -p proto -p common -p journal -p supervisor -p listener -p scheduler \
+ && t="$(rustc -vV | sed -n 's/^host: //p')" \
+ && cargo build --release --locked --target "$t" -p supervisor -p listener -p scheduler \
+ && cargo clean --release --target "$t" -p proto -p common -p journal -p supervisor -p listener -p scheduler \
  && rm -rf proto/src common/src journal/src supervisor/src supervisor/tests listener/src scheduler/src
 COPY proto/ proto/
 COPY common/ common/
@@ -39,9 +44,11 @@ COPY journal/ journal/
 COPY supervisor/ supervisor/
 COPY listener/ listener/
 COPY scheduler/ scheduler/
-RUN cargo build --release --locked -p supervisor -p listener -p scheduler \
+RUN t="$(rustc -vV | sed -n 's/^host: //p')" \
+ && cargo build --release --locked --target "$t" -p supervisor -p listener -p scheduler \
  && mkdir -p /out \
- && cp target/release/supervisor target/release/listener target/release/scheduler /out/
+ && cp "target/$t/release/supervisor" "target/$t/release/listener" "target/$t/release/scheduler" /out/ \
+ && /out/supervisor --version >/dev/null
 
 FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
