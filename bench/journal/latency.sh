@@ -19,7 +19,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cmdline="bench/journal/latency.sh${*:+ $*}"
+cmdline="${CARGO_TARGET_DIR:+CARGO_TARGET_DIR=$CARGO_TARGET_DIR }${OLD_TARGET:+OLD_TARGET=$OLD_TARGET }bench/journal/latency.sh${*:+ $*}"
 old_rev=${OLD_REV:-190b659}
 target=${CARGO_TARGET_DIR:-$repo/target}
 old_target=${OLD_TARGET:-/var/tmp/bosun-nojournal-target}
