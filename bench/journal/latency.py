@@ -222,7 +222,7 @@ def main():
     disk = tempfile.mkdtemp(prefix="bench-journal-", dir=a.disk)
     shm = tempfile.mkdtemp(prefix="bench-journal-", dir=a.shm)
     fstype, shmtype = (
-        subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", d], capture_output=True, text=True).stdout.strip()
+        subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", d], capture_output=True, text=True).stdout.split("\n")[0]
         for d in (disk, shm)
     )
     bosuns = []
@@ -293,7 +293,7 @@ def main():
         say("Memory 3.5 s after these runs (each bosun did "
             f"{100 + a.rounds * a.per_round} noop runs): " + "; ".join(
                 f"{n}: supervisor Anonymous {m[0].get('Anonymous')} kB Pss {m[0].get('Pss')} kB, "
-                f"listener Anonymous {m[1].get('Anonymous')} kB Pss {m[1].get('Pss')} kB ({m[1].get('Threads')} threads)"
+                f"listener Anonymous {m[1].get('Anonymous')} kB Pss {m[1].get('Pss')} kB threads {m[1].get('Threads')}"
                 for n, m in lat_mem.items()) + ".")
         say()
 
