@@ -68,6 +68,26 @@ def smaps(pid):
     return out
 
 
+def anon_by_mapping(pid):
+    """`Anonymous:` kB of /proc/PID/smaps summed by kind: the main heap (brk), other
+    anonymous mappings (glibc's per-thread arenas, thread stacks), the rest."""
+    out = {"heap": 0, "anon mmap": 0, "other": 0}
+    kind = "other"
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                first = line.split()[0] if line.strip() else ""
+                if "-" in first and not first.endswith(":"):
+                    parts = line.split()
+                    name = parts[5] if len(parts) > 5 else ""
+                    kind = "heap" if name == "[heap]" else "anon mmap" if name == "" else "other"
+                elif first == "Anonymous:":
+                    out[kind] += int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
 def ask(sock, line, timeout=DEADLINE):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -317,6 +337,7 @@ def main():
         th = threading.Thread(target=sampler, daemon=True)
         th.start()
         done = {"new": [0, 0, 0.0], "old": [0, 0, 0.0]}  # ok, errors, secs
+        growth = []  # (runs, new listener Anonymous, old listener Anonymous) after each chunk
         while done["new"][0] + done["new"][1] < a.runs or done["old"][0] + done["old"][1] < old_runs:
             for key, b, total in (("new", new, a.runs), ("old", old, old_runs)):
                 left = total - done[key][0] - done[key][1]
@@ -329,7 +350,9 @@ def main():
                 done[key][2] += float(kv["secs"])
                 if e.strip():
                     print(e.strip(), file=sys.stderr)
-            print(f"  filled: with the journal {sum(done['new'][:2])}, without {sum(done['old'][:2])}", flush=True)
+            growth.append((sum(done["new"][:2]), new.memory()[1].get("Anonymous"), old.memory()[1].get("Anonymous")))
+            print(f"  filled: with the journal {sum(done['new'][:2])}, without {sum(done['old'][:2])}; "
+                  f"listener Anonymous {growth[-1][1]} / {growth[-1][2]} kB", flush=True)
         stop_sampler.set()
         th.join()
         loads.append(loadavg())
@@ -343,6 +366,8 @@ def main():
         time.sleep(12)
         mem_new15 = new.memory()
         mem_old15 = old.memory()
+        by_map_new = anon_by_mapping(new.listener_pid())
+        by_map_old = anon_by_mapping(old.listener_pid())
 
         hist = ask(new.sock, "history")
         ids = [int(l.split()[0]) for l in hist.splitlines() if l.strip()]
@@ -406,6 +431,13 @@ def main():
             for who, i in (("supervisor", 0), ("listener", 1)):
                 mn, mo = mn_[i], mo_[i]
                 say(f"| {who} `Anonymous:` / Pss (threads), {when} idle after the runs | {mn.get('Anonymous')} / {mn.get('Pss')} kB ({mn.get('Threads')}) | {mo.get('Anonymous')} / {mo.get('Pss')} kB ({mo.get('Threads')}) |")
+        say()
+        say("The listener's `Anonymous:` after each chunk of runs (with / without the journal, kB): " + "; ".join(
+            f"{n:,}: {x} / {y}" for n, x, y in growth) + ".")
+        say()
+        say("The listener's `Anonymous:` at 15.5 s idle by mapping (kB, from smaps; `anon mmap` is glibc's "
+            "per-thread arenas and thread stacks): with the journal " + ", ".join(f"{k} {v}" for k, v in by_map_new.items())
+            + "; without " + ", ".join(f"{k} {v}" for k, v in by_map_old.items()) + ".")
         say()
         say(f"After the restart `history` lists {n_after} runs (the newest 100). `log {log_id}`: `{log_reply}`; "
             f"`log 1` (dropped long ago): `{nf}`.")
