@@ -87,7 +87,10 @@ no_stack_left() { [ -z "$(stack_containers)" ] && [ -z "$(stack_networks)" ]; }
 
 cleanup() {
     local rc=$?
-    trap - EXIT INT TERM
+    # The engine must be left as found: a second Ctrl-C or TERM does not cut this short
+    # (every wait in here has its deadline).
+    trap - EXIT
+    trap '' INT TERM
     if ((FAILED > 0 || rc != 0)) && [ -n "${DEPLOYED:-}" ]; then
         log "tasks of the stack:"
         docker stack ps "$STACK" --no-trunc --format '{{.Name}} {{.CurrentState}} {{.Error}}' 2>&1 |
