@@ -188,6 +188,13 @@ docker image inspect "bosun:$BOSUN_TAG" >/dev/null 2>&1 || {
     exit 1
 }
 
+# The Docker CLI must read a compose file without `version:` (28 does; Debian's 20.10
+# answers "unsupported Compose file version: 1.0"). Asked before joining any swarm.
+if ! out=$(docker stack config "${STACK_FILES[@]}" 2>&1 >/dev/null); then
+    log "this docker CLI ($(command -v docker), $(docker version -f '{{.Client.Version}}')) cannot read the stack files (the 28 CLI can): ${out%%$'\n'*}"
+    exit 1
+fi
+
 case $(docker info -f '{{.Swarm.LocalNodeState}}') in
     inactive)
         docker network inspect docker_gwbridge >/dev/null 2>&1 && HAD_GWBRIDGE=1
