@@ -180,7 +180,8 @@ fn conf_directory_replaced_is_noticed() {
 
 /// Expected: a daemon SIGKILLed while a delivery of the fire due at minute M is in progress
 /// (the peer accepted and withholds `done`), restarted after minute M+1 has passed, catches
-/// up M+1 exactly once and does not send M again.
+/// up M+1 exactly once, and asks for M again only to resume it (the run its record shows
+/// `running`), with M's own key, so that a keyed service runs nothing new.
 ///
 /// Two minute boundaries are waited for: M (the first fire) and M+1 (passing while down).
 #[test]
@@ -235,13 +236,30 @@ fn sigkill_mid_delivery_no_double_fire_and_catch_up() {
     assert_eq!(field(&line, "missed"), rfc3339(next), "{line}");
     let line = d.wait_for(&["request", "reason=catch-up"], SHORT);
     assert_eq!(field(&line, "due"), rfc3339(next), "{line}");
-    assert_eq!(recv(&p.requests, SHORT), "x");
-    d.wait_for(&["accepted"], SHORT);
-    // Nothing for minute M again, and only one catch-up.
     let first = rfc3339(due);
+    let line = d.wait_for(&["request", "reason=resume"], SHORT);
+    assert_eq!(field(&line, "due"), first, "{line}");
+    assert_eq!(recv(&p.requests, SHORT), "x");
+    assert_eq!(recv(&p.requests, SHORT), "x");
+    // M again only as the resume, with M's key; only one catch-up.
+    let keys = p.keys();
+    let key_m = scheduler::state::fire_key(&key, due);
+    let key_next = scheduler::state::fire_key(&key, next);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys[0], key_m);
+    let mut later = keys[1..].to_vec();
+    later.sort();
+    let mut want = vec![key_m, key_next];
+    want.sort();
+    assert_eq!(later, want);
+    let m_requests: Vec<_> = d
+        .seen
+        .iter()
+        .filter(|l| l.contains(" request ") && l.contains(&format!("due={first}")))
+        .collect();
     assert!(
-        !d.seen.iter().any(|l| l.contains(&format!("due={first}"))),
-        "minute {first} fired twice:\n{}",
+        m_requests.len() == 1 && m_requests[0].contains("reason=resume"),
+        "minute {first} fired again:\n{}",
         d.seen.join("\n")
     );
     assert_eq!(
@@ -330,8 +348,9 @@ fn signal_storm_leaves_daemon_up() {
 /// next is a day later), so "run twice" and "lost" are about that one fire.
 ///
 /// Expected: after every kill, no callback has run twice, and every line recorded as fired
-/// has reached the service; after the last run every line is recorded, and every callback
-/// has run exactly once. A line may be *sent* twice (a kill between its request and the
+/// has reached the service; after the last run every line is recorded, its last run `ok`
+/// with exit 0 in the record (runs left `running` are resumed), and every callback has run
+/// exactly once. A line may be *sent* twice (a kill between its request and the
 /// record, or a run left `running`): every send of a line carries its fire's one key, so the
 /// service runs it once. Each run is up when killed, and the last one exits 0 on TERM.
 #[test]
@@ -453,9 +472,25 @@ fn random_sigkills_across_restarts_lose_no_fire() {
     // record is written once the service answers), TERM stops the daemon with 0.
     let mut daemon = Daemon::start(&file, &envs);
     daemon.wait_for(&["started"], SHORT);
+    // A run an earlier daemon left `running` is resumed, and ends `ok` in the record too.
+    let last_result = |k: &str| {
+        let runs = scheduler::record::read_file(&scheduler::record::path(&state, k))
+            .unwrap()
+            .runs;
+        runs.last().map(|r| (r.result, r.exit))
+    };
+    let ok = Some((scheduler::record::RunResult::Ok, Some(0)));
     let deadline = Instant::now() + MINUTE;
-    while !keys.values().all(|k| fired(k)) {
-        assert!(Instant::now() < deadline, "not every fire was recorded");
+    while !keys.values().all(|k| fired(k) && last_result(k) == ok) {
+        let behind: Vec<_> = keys
+            .iter()
+            .filter(|(_, k)| !fired(k) || last_result(k) != ok)
+            .map(|(a, k)| (a, fired(k), last_result(k)))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "not every fire was recorded as ok: {behind:?}"
+        );
         // The records are files written by another process: nothing to block on.
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -541,4 +576,98 @@ fn a_service_whose_listener_dies_before_answering_is_retried() {
         d.seen.join("\n")
     );
     assert_eq!(d.stop(), 0);
+}
+
+/// Issue 12: a scheduler SIGKILLed between a run's `accepted` and its `done` leaves the run
+/// `running` in its record. Expected: the next start asks again with the same key; the keyed
+/// service runs nothing new and answers with that run's `done` once it ends, so `scheduler
+/// status` shows `result=ok exit=0` for the line and the callback ran once (its count file
+/// has one line).
+///
+/// The line is `M H * * *` for the minute just before the test, its last fire recorded a
+/// minute earlier: the first start catches it up at once, and it fires no more during the
+/// test.
+#[test]
+fn a_run_left_running_by_a_killed_scheduler_is_resumed() {
+    use chrono::{DurationRound, Timelike};
+    use scheduler::record::{self, RunResult};
+
+    use crate::service::Service;
+
+    let due = Utc::now()
+        .duration_trunc(chrono::Duration::minutes(1))
+        .unwrap()
+        - chrono::Duration::minutes(1);
+    let text = format!("{} {} * * * slowsvc slow\n", due.minute(), due.hour());
+    let (dir, file, _) = setup(&text);
+    let state = dir.path().join("state");
+    let line_key = scheduler::schedule::parse("f", text.as_bytes(), chrono_tz::Tz::UTC)
+        .unwrap()
+        .entries[0]
+        .key();
+    StateStore::open(&state)
+        .unwrap()
+        .record(&line_key, due - chrono::Duration::minutes(1))
+        .unwrap();
+    let count = dir.path().join("count");
+    let callbacks = format!(
+        "CB_slow() {{ sleep 2; echo x >> '{}'; }}\n",
+        count.display()
+    );
+    let service = Service::start(dir.path(), "slowsvc", &callbacks, "slow");
+    let run_dir = service
+        .socket
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let envs = [
+        ("BOSUN_RUN_DIR", run_dir.as_str()),
+        ("BOSUN_STATE_DIR", state.to_str().unwrap()),
+    ];
+    let mut d = Daemon::start(&file, &envs);
+    d.wait_for(&["request", "reason=catch-up"], SHORT);
+    // `accepted` is logged after it is recorded.
+    d.wait_for(&["accepted"], SHORT);
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let runs = record::read_file(&record::path(&state, &line_key))
+        .unwrap()
+        .runs;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].result, RunResult::Running, "{runs:?}");
+    assert!(
+        !count.exists(),
+        "the action ended before the kill: make it slower"
+    );
+    drop(d);
+
+    let mut d = Daemon::start(&file, &envs);
+    let line = d.wait_for(&["request", "reason=resume"], SHORT);
+    assert_eq!(field(&line, "due"), rfc3339(due), "{line}");
+    d.wait_for(&[" done", "exit=0"], SHORT);
+    assert!(
+        !d.seen.iter().any(|l| l.contains("catch-up")),
+        "{}",
+        d.seen.join("\n")
+    );
+    assert_eq!(d.stop(), 0);
+    let o = crate::support::bin()
+        .arg("status")
+        .arg(&file)
+        .env("BOSUN_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(" slowsvc slow ") && out.contains(" result=ok exit=0 "),
+        "{out}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n");
+    // The service's journal agrees: one run, ended with 0.
+    let history = service.request("history slow");
+    assert_eq!(history.lines().count(), 1, "{history}");
+    assert!(history.contains(" slow user=- exit=0 "), "{history}");
 }

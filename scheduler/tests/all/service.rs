@@ -144,6 +144,12 @@ impl Service {
         c.read_to_string(&mut out)?;
         Ok(out)
     }
+
+    /// One request line; the whole answer.
+    pub fn request(&self, line: &str) -> String {
+        self.try_request(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}; log:\n{}", self.stderr()))
+    }
 }
 
 impl Drop for Service {
