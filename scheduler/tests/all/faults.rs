@@ -1,6 +1,6 @@
 //! Fault injection against the real daemon (issue 7, "Fault injection"): the schedule file
 //! deleted or made unreadable while running, the whole `conf/` directory replaced, SIGKILL
-//! in the middle of a delivery with a state directory, SIGKILL at random points across 30
+//! in the middle of a delivery with a state directory, SIGKILL at random points across 100
 //! restarts against a real supervisor and listener (what ran counted by the callbacks),
 //! a target whose socket appears late, and a 10 s storm of HUP and USR1. Each test states
 //! the expected outcome and checks it; every wait for an event has a deadline.
@@ -336,7 +336,8 @@ fn signal_storm_leaves_daemon_up() {
 /// with one state directory, and issue 12, "0 fires run twice and 0 lost, counted by the
 /// callbacks' side effects". Each round adds lines that are owed one catch-up run, starts
 /// the daemon, and SIGKILLs it after a random delay (seeded; the seed is printed): before
-/// it has read its state, while it catches up, in the middle of its deliveries, or after.
+/// it has read its state, while it catches up, in the middle of its deliveries, or (one in
+/// four, at random) after it has caught up everything.
 /// A last run, stopped by TERM, catches up whatever is left.
 ///
 /// The target is a real service: the supervisor with its keyed listener, whose callbacks
@@ -366,11 +367,13 @@ fn random_sigkills_across_restarts_lose_no_fire() {
     let rounds: usize = std::env::var("BOSUN_FAULT_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(100);
     const LINES_PER_ROUND: usize = 4;
     /// Kill delays are drawn in [0, this): the daemon starts, reads its state and sends a
     /// round's catch-ups within about 10 ms (debug build, 2 cores).
     const KILL_WITHIN_US: u64 = 20_000;
+    /// One daemon in this many is killed only after it has caught up every live line.
+    const SETTLE_ONE_IN: u32 = 4;
     let began = Instant::now();
     let mut rng = seeded("random_sigkills_across_restarts_lose_no_fire");
     let (dir, file, run_dir) = setup("");
@@ -401,7 +404,11 @@ fn random_sigkills_across_restarts_lose_no_fire() {
     let mut keys: BTreeMap<String, String> = BTreeMap::new(); // action -> state key
     let mut sent: BTreeMap<String, usize> = BTreeMap::new();
     let mut kills = Vec::new(); // (us after start, requests sent)
-    let mut text = String::new();
+                                // The lines in the schedule: a line is retired once it has run and its record shows
+                                // `ok`, so that the daemon's start stays well within the kill window over 1,000 rounds
+                                // (with every line kept, a start reads thousands of lines and state files, and late
+                                // rounds would only ever kill it before it sends anything).
+    let mut live: Vec<String> = Vec::new();
     let mut marker = 0;
     let tally = |got: Vec<String>, sent: &mut BTreeMap<String, usize>| -> usize {
         // An empty line: the daemon connected and died before writing its request.
@@ -412,6 +419,15 @@ fn random_sigkills_across_restarts_lose_no_fire() {
         got.len()
     };
     let fired = |key: &str| store.last(key).is_some_and(|t| t >= d);
+    // The last run in the line's record: a run left `running` by a killed daemon is resumed
+    // by a later one, and ends `ok` too.
+    let last_result = |k: &str| {
+        let runs = scheduler::record::read_file(&scheduler::record::path(&state, k))
+            .unwrap()
+            .runs;
+        runs.last().map(|r| (r.result, r.exit))
+    };
+    let ok = Some((scheduler::record::RunResult::Ok, Some(0)));
     let never_twice = |round: &dyn std::fmt::Display| {
         let ran = counted(&count);
         let twice: Vec<_> = ran.iter().filter(|(_, &n)| n > 1).collect();
@@ -419,17 +435,21 @@ fn random_sigkills_across_restarts_lose_no_fire() {
         let unknown: Vec<_> = ran.keys().filter(|a| !all.contains(a)).collect();
         assert!(unknown.is_empty(), "{round}: unknown runs {unknown:?}");
     };
+    let mut retired = 0;
     for round in 0..rounds {
-        let mut fresh = Vec::new();
-        for i in 0..LINES_PER_ROUND {
-            let action = action(round, i);
-            text.push_str(&format!(
-                "{} {} * * * owed {action}\n",
-                d.minute(),
-                d.hour()
-            ));
-            fresh.push(action);
-        }
+        let ran = counted(&count);
+        let before = live.len();
+        live.retain(|a| {
+            let k = &keys[a];
+            !(fired(k) && last_result(k) == ok && ran.get(a) == Some(&1))
+        });
+        retired += before - live.len();
+        let fresh: Vec<String> = (0..LINES_PER_ROUND).map(|i| action(round, i)).collect();
+        live.extend(fresh.iter().cloned());
+        let text: String = live
+            .iter()
+            .map(|a| format!("{} {} * * * owed {a}\n", d.minute(), d.hour()))
+            .collect();
         std::fs::write(&file, &text).unwrap();
         let schedule = scheduler::schedule::parse("f", text.as_bytes(), chrono_tz::Tz::UTC)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -442,9 +462,28 @@ fn random_sigkills_across_restarts_lose_no_fire() {
             keys.insert(e.action.clone(), e.key());
         }
         let mut daemon = Daemon::start(&file, &envs);
-        let delay = Duration::from_micros(rng.u64(..KILL_WITHIN_US));
-        // The fault: SIGKILL at a random point (the delay is the point, not a wait).
-        std::thread::sleep(delay);
+        let started = Instant::now();
+        if rng.u32(..SETTLE_ONE_IN) == 0 {
+            // This one is killed once it has done all its work: every live line recorded
+            // `ok`. Otherwise runs left `running` pile up, each start re-sends them all and
+            // takes longer, and later kills would only ever land before any send.
+            let deadline = Instant::now() + MINUTE;
+            while !live
+                .iter()
+                .all(|a| fired(&keys[a]) && last_result(&keys[a]) == ok)
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: the daemon did not catch up"
+                );
+                // The records are files written by another process: nothing to block on.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            // The fault: SIGKILL at a random point (the delay is the point, not a wait).
+            std::thread::sleep(Duration::from_micros(rng.u64(..KILL_WITHIN_US)));
+        }
+        let delay = started.elapsed();
         assert_up(&mut daemon);
         daemon.child.kill().unwrap();
         daemon.child.wait().unwrap();
@@ -472,14 +511,6 @@ fn random_sigkills_across_restarts_lose_no_fire() {
     // record is written once the service answers), TERM stops the daemon with 0.
     let mut daemon = Daemon::start(&file, &envs);
     daemon.wait_for(&["started"], SHORT);
-    // A run an earlier daemon left `running` is resumed, and ends `ok` in the record too.
-    let last_result = |k: &str| {
-        let runs = scheduler::record::read_file(&scheduler::record::path(&state, k))
-            .unwrap()
-            .runs;
-        runs.last().map(|r| (r.result, r.exit))
-    };
-    let ok = Some((scheduler::record::RunResult::Ok, Some(0)));
     let deadline = Instant::now() + MINUTE;
     while !keys.values().all(|k| fired(k) && last_result(k) == ok) {
         let behind: Vec<_> = keys
@@ -506,10 +537,13 @@ fn random_sigkills_across_restarts_lose_no_fire() {
     let unsent: Vec<_> = keys.keys().filter(|a| !sent.contains_key(*a)).collect();
     let sends: usize = sent.values().sum();
     let twice = ran.values().filter(|&&n| n > 1).count();
+    let after_sends = kills.iter().filter(|k| k.1 > 0).count();
     eprintln!(
-        "kills (us after start, requests sent): {kills:?}; the last run sent {last}\n\
-         soak: {rounds} rounds, {} fires, {sends} sends, {} sends were repeats, {} runs \
-         counted, {twice} run twice, {} lost, {:.1} s",
+        "kills (us after start, requests sent): {kills:?}; the last run sent {last}; \
+         {retired} lines retired once run and recorded ok\n\
+         soak: {rounds} rounds ({after_sends} kills after the daemon had sent requests), {} \
+         fires, {sends} sends, {} sends were repeats, {} runs counted, {twice} run twice, {} \
+         lost, {:.1} s",
         keys.len(),
         sends - sent.len(),
         ran.values().sum::<usize>(),
