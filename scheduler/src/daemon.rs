@@ -13,7 +13,9 @@
 //! Every request is keyed (`@<line hash>:<fire time>`, [`crate::state::fire_key`]): a
 //! retry, a catch-up of the same fire after a restart, and a re-send after a connection lost
 //! between `accepted` and `done` all carry the fire's one key, so the service runs the fire
-//! once and answers the repeats with the first run's replies.
+//! once and answers the repeats with the first run's replies. A run a killed scheduler left
+//! `running` in the record is asked for again at the next start ([`resume`]), with its key,
+//! so the record gets its real outcome without the action running twice.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -192,13 +194,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     if let Some(store) = &store {
-        catch_up(
+        let caught = catch_up(
             &shared,
             &tracker,
             store,
             &schedule,
             start,
             config.catchup_window,
+        );
+        resume(
+            &shared,
+            &tracker,
+            &schedule,
+            start,
+            config.catchup_window,
+            &caught,
         );
     }
     // A fire the clock jumped past (suspend, NTP step) still runs within the catch-up
@@ -374,7 +384,7 @@ fn watch(
 
 /// At start: every line whose last recorded fire is followed by a fire that was missed
 /// while we were down (within the window) runs once now. Lines never seen before get a
-/// record of now, so that a later outage is measured from here.
+/// record of now, so that a later outage is measured from here. Returns the fire keys sent.
 fn catch_up(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
@@ -382,8 +392,9 @@ fn catch_up(
     schedule: &Schedule,
     now: DateTime<Utc>,
     window: Duration,
-) {
+) -> HashSet<String> {
     let window = chrono::Duration::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    let mut caught = HashSet::new();
     for e in &schedule.entries {
         if e.when == When::Reboot {
             continue;
@@ -395,9 +406,66 @@ fn catch_up(
         if let Some(missed) = missed_while_down(e, last, now, window) {
             info!(line = e.line, service = %e.service, action = %e.action, missed = %rfc3339(missed), last = %rfc3339(last), "catching up a run missed while down");
             fire(shared, tracker, e, missed, "catch-up", Some(now));
+            caught.insert(state::fire_key(&key, missed));
         }
     }
     baseline(store, schedule, now);
+    caught
+}
+
+/// At start: every run the record still shows `running` (a scheduler killed between the
+/// service's `accepted` and its `done`), fired within the window, is asked for again with
+/// its own key. The keyed service runs nothing new: it answers with that run's `accepted`
+/// and, when the run has ended or once it ends, its `done`, which the record then gets.
+/// Fires in `caught` are being sent by the catch-up already, with the same key.
+fn resume(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    window: Duration,
+    caught: &HashSet<String>,
+) {
+    let Some(recorder) = &shared.recorder else {
+        return;
+    };
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    for e in &schedule.entries {
+        let line_key = e.key();
+        let runs = match recorder.runs(&line_key) {
+            Ok(contents) => contents.runs,
+            Err(err) => {
+                warn!(line = e.line, error = %err, "cannot read the run record; runs left running are not resumed");
+                continue;
+            }
+        };
+        for r in runs {
+            if r.result != RunResult::Running || now - r.fire > window || caught.contains(&r.key) {
+                continue;
+            }
+            let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
+            let job = Job::new(run, e, r.fire);
+            if job.key != r.key {
+                continue;
+            }
+            info!(run, line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(r.fire), id = r.id, reason = "resume", "request");
+            // The run holds its line's slot, as it would have before the restart, unless a
+            // catch-up of a later fire already does.
+            let free = shared
+                .running
+                .lock()
+                .is_ok_and(|mut set| set.insert(line_key.clone()));
+            let guard = free.then(|| RunningGuard {
+                shared: shared.clone(),
+                key: line_key.clone(),
+            });
+            let shared = shared.clone();
+            tracker.spawn(async move {
+                let _guard = guard;
+                deliver(&shared, &job, None, r.id).await;
+            });
+        }
+    }
 }
 
 /// Removes a line's key from the running set when its delivery ends, however it ends.
@@ -534,7 +602,7 @@ fn fire(
     let record = record.map(|at| (e.key(), at));
     tracker.spawn(async move {
         let _guard = guard;
-        deliver(&shared, &job, record).await;
+        deliver(&shared, &job, record, None).await;
     });
 }
 
@@ -545,8 +613,14 @@ fn fire(
 /// `accepted` is retried too: the same key runs nothing new and brings the run's `done`.
 /// Records `record` (key, time) as the line's last fire once the service has answered
 /// otherwise, or the run is given up on; a request not delivered because the scheduler is
-/// stopping is left unrecorded, for the next start to catch up.
-async fn deliver(shared: &Shared, job: &Job, record: Option<(String, DateTime<Utc>)>) {
+/// stopping is left unrecorded, for the next start to catch up. `accepted`: the service's
+/// run id when the fire is known to have been accepted before (a resumed run).
+async fn deliver(
+    shared: &Shared,
+    job: &Job,
+    record: Option<(String, DateTime<Utc>)>,
+    accepted: Option<u64>,
+) {
     let handled = || {
         if let Some((key, at)) = &record {
             shared.record(key, *at);
@@ -556,7 +630,7 @@ async fn deliver(shared: &Shared, job: &Job, record: Option<(String, DateTime<Ut
     let path = proto::request_socket_path(&shared.run_dir, service);
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
-    let mut accepted = None;
+    let mut accepted = accepted;
     loop {
         let why = match attempt(shared, job, &path, &handled, &mut accepted).await {
             Attempt::Over => return,
@@ -654,8 +728,16 @@ async fn attempt(
             }
         }
         if first {
-            // The service has it: from here on, a restart must not send it again.
+            // The service has it: from here on, a restart must not send it again. An
+            // `accepted` is recorded as `running` first, so that a kill in between leaves a
+            // run the next start resumes, never a fire run and missing from the record.
             first = false;
+            if let Reply::Accepted { id: i, .. } = &reply {
+                if *accepted != Some(*i) {
+                    *accepted = Some(*i);
+                    note(shared, job, RunResult::Running, None, None, Some(*i));
+                }
+            }
             handled();
         }
         match reply {

@@ -307,6 +307,11 @@ impl Recorder {
         })
     }
 
+    /// What the record of `line_key` holds now.
+    pub fn runs(&self, line_key: &str) -> io::Result<Contents> {
+        read_file(&path(&self.dir, line_key))
+    }
+
     /// Appends `run` to the record of `line_key`, durably; compacts the file when it has
     /// grown past twice [`KEEP`] records. `report` is called once per damaged file.
     pub fn append(

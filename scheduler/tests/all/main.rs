@@ -7,5 +7,6 @@ mod daemon;
 mod dst;
 mod faults;
 mod props;
+mod service;
 mod status;
 mod support;

@@ -1,0 +1,250 @@
+//! A real service for the scheduler to fire at: the workspace's `supervisor` (as a
+//! subreaper) with its `listener`, running a callbacks file the test writes, and a relay
+//! in front of its socket that records every request line the daemon sends.
+//!
+//! The scheduler crate cannot depend on the supervisor's, so the binaries are found next to
+//! the scheduler's own (`target/<profile>/`) and built there first, once per test binary.
+//! What ran is counted by the callbacks' own side effect (a line each in a count file), not by
+//! anything the scheduler logs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::unkeyed;
+
+const SCHEDULER: &str = env!("CARGO_BIN_EXE_scheduler");
+
+/// `target/<profile>/supervisor` and `.../listener`, built (or found up to date) first.
+pub fn binaries() -> (PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let dir = Path::new(SCHEDULER).parent().unwrap();
+    BUILT.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "supervisor", "-p", "listener"]);
+        if SCHEDULER.contains("/release/") {
+            cmd.arg("--release");
+        }
+        cmd.env("CARGO_TARGET_DIR", dir.parent().unwrap());
+        let st = cmd.status().expect("cargo build -p supervisor -p listener");
+        assert!(
+            st.success(),
+            "building the supervisor and the listener failed"
+        );
+    });
+    (dir.join("supervisor"), dir.join("listener"))
+}
+
+/// One `CB_<action>` per action, each appending `<action> <request id>` to `count`.
+pub fn counting_callbacks<'a>(count: &Path, actions: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = format!(
+        "count() {{ echo \"$BOSUN_ACTION $BOSUN_REQUEST_ID\" >> '{}'; }}\n",
+        count.display()
+    );
+    for a in actions {
+        text.push_str(&format!("CB_{a}() {{ count; }}\n"));
+    }
+    text
+}
+
+/// How many times each action appears in the count file (missing file: none).
+pub fn counted(count: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    let text = std::fs::read_to_string(count).unwrap_or_default();
+    for line in text.lines() {
+        let action = line.split(' ').next().unwrap_or("").to_string();
+        *out.entry(action).or_default() += 1;
+    }
+    out
+}
+
+/// `supervisor -- sleep 100000` with the real listener, started at boot.
+pub struct Service {
+    child: Child,
+    /// The service's own socket (not the relay's).
+    pub socket: PathBuf,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Service {
+    /// Starts service `name` in `dir` (its run and state dirs are made under it), with
+    /// `callbacks` as its callbacks file, and waits until it answers `help` with `ready`
+    /// among the actions (the listener is up and has read the callbacks).
+    pub fn start(dir: &Path, name: &str, callbacks: &str, ready: &str) -> Service {
+        let (supervisor, listener) = binaries();
+        let run = dir.join("svc-run");
+        std::fs::create_dir_all(&run).unwrap();
+        let file = dir.join("callbacks.sh");
+        std::fs::write(&file, callbacks).unwrap();
+        let mut child = Command::new(supervisor)
+            .args(["--", "sleep", "100000"])
+            .env_remove("BOSUN_LOG")
+            .env("BOSUN_SERVICE", name)
+            .env("BOSUN_RUN_DIR", &run)
+            .env("BOSUN_STATE_DIR", dir.join("svc-state"))
+            .env("BOSUN_CALLBACKS", &file)
+            .env("BOSUN_CONFIG", dir.join("none.toml"))
+            .env("BOSUN_SETUP", "")
+            .env("BOSUN_LISTENER", listener)
+            .env("BOSUN_LISTENER_START", "boot")
+            // A restarted scheduler catches up every owed line at once.
+            .env("BOSUN_MAX_ACTIONS", "100000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn supervisor");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let into = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let s = Service {
+            child,
+            socket: run.join(format!("{name}-request.sock")),
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(help) = s.try_request("help") {
+                if help.lines().any(|l| l == ready) {
+                    return s;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not offer {ready} within 30 s; log:\n{}",
+                s.stderr()
+            );
+            // The socket is made by another process: nothing to block on until it exists.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn try_request(&self, line: &str) -> std::io::Result<String> {
+        let mut c = UnixStream::connect(&self.socket)?;
+        c.set_read_timeout(Some(Duration::from_secs(30)))?;
+        c.write_all(format!("{line}\n").as_bytes())?;
+        let mut out = String::new();
+        c.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    /// One request line; the whole answer.
+    pub fn request(&self, line: &str) -> String {
+        self.try_request(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}; log:\n{}", self.stderr()))
+    }
+}
+
+impl Drop for Service {
+    /// TERM (it stops the main process and the listener, so nothing is left behind), then
+    /// KILL if it has not exited within 10 s.
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            // Waiting for a child without a reaper thread: nothing to block on.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A socket at `<run_dir>/<service>-request.sock` that records each request line, then
+/// passes it on to `upstream` and the answer back. A line `marker-N` is recorded and not
+/// passed on (see [`crate::support::drain_peer`]). Lines are read in the order the
+/// connections are accepted, so a marker comes out of `requests` after every request made
+/// before it.
+pub struct Relay {
+    /// The request lines, without their `@KEY` token.
+    pub requests: Receiver<String>,
+    /// Every request line as it came, key included, in order.
+    pub raw: Arc<Mutex<Vec<String>>>,
+    /// Requests passed on whose answer has not ended yet (the service closes the
+    /// connection after `done`): 0 means no run asked for through the relay is going.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+pub fn relay(run_dir: &Path, service: &str, upstream: PathBuf) -> Relay {
+    let listener = UnixListener::bind(run_dir.join(format!("{service}-request.sock"))).unwrap();
+    let (tx, rx) = channel();
+    let raw = Arc::new(Mutex::new(Vec::new()));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (seen, flying) = (raw.clone(), in_flight.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut line = String::new();
+            // The daemon writes its request as soon as it has connected; a daemon killed
+            // in between gives end of input at once.
+            let _ = BufReader::new(&conn).read_line(&mut line);
+            let line = line.trim_end().to_string();
+            seen.lock().unwrap().push(line.clone());
+            let request = unkeyed(&line).to_string();
+            if !line.is_empty() && !request.starts_with("marker-") {
+                flying.fetch_add(1, Ordering::SeqCst);
+                let (upstream, flying) = (upstream.clone(), flying.clone());
+                std::thread::spawn(move || {
+                    pass_on(&upstream, &line, conn);
+                    flying.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            if tx.send(request).is_err() {
+                return;
+            }
+        }
+    });
+    Relay {
+        requests: rx,
+        raw,
+        in_flight,
+    }
+}
+
+/// Sends `line` to the service and copies its answer to `conn` (whose reader may be dead:
+/// the answer is still read to its end).
+fn pass_on(upstream: &Path, line: &str, mut conn: UnixStream) {
+    let mut up = UnixStream::connect(upstream).expect("connect to the service");
+    up.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = up.read(&mut buf) {
+        let _ = conn.write_all(&buf[..n]);
+    }
+}
+
+impl Relay {
+    /// Waits until no request passed on is still waiting for its answer.
+    pub fn wait_idle(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} requests still unanswered after {within:?}",
+                self.in_flight.load(Ordering::SeqCst)
+            );
+            // Answers end in other threads; a counter has nothing to block on.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
