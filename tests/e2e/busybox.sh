@@ -19,25 +19,9 @@ START=$SECONDS
 SRC=${BOSUN_IMAGE:-bosun:local}   # where the binaries come from
 IMAGE=bosun-busybox-e2e:local
 NAME=bosun-busybox-e2e
-PASSED=0
-FAILED=0
-log() { printf '[busybox %4ds] %s\n' $((SECONDS - START)) "$*"; }
-fail() { log "FAIL: $*"; return 1; }
-check() {
-    local name=$1
-    shift
-    log "--- $name"
-    if "$@"; then PASSED=$((PASSED + 1)); log "ok: $name"; else FAILED=$((FAILED + 1)); log "FAILED: $name"; fi
-}
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= end)); then log "timed out after ${secs}s waiting for: $what"; return 1; fi
-        sleep 0.2
-    done
-}
+E2E_TAG=busybox
+# shellcheck source=tests/e2e/lib.sh
+. tests/e2e/lib.sh
 
 BB=$(command -v busybox || true)
 [ -n "$BB" ] || { log "busybox is not installed (apt-get install busybox-static)"; exit 1; }

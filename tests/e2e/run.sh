@@ -47,11 +47,10 @@ case $BOSUN_DATA in
 esac
 URL=http://127.0.0.1:$BOSUN_HTTP_PORT
 SERVICES=(mysql php wiki nginx scheduler)
-PASSED=0
-FAILED=0
-FAILURES=()
 
-log() { printf '[e2e %4ds] %s\n' $((SECONDS - START)) "$*"; }
+E2E_TAG=e2e
+# shellcheck source=tests/e2e/lib.sh
+. tests/e2e/lib.sh
 COMPOSE_FILES=(-f docker-compose.yaml -f docker-compose.test.yaml)
 [ -n "${E2E_COMPOSE_FILE:-}" ] && COMPOSE_FILES+=(-f "$E2E_COMPOSE_FILE")
 BUILD=(--build)
@@ -59,39 +58,6 @@ BUILD=(--build)
 dc() { "${COMPOSE_CMD[@]}" "${COMPOSE_FILES[@]}" "$@"; }
 cid() { dc ps -q "$1" 2>/dev/null; }
 
-# wait_until SECONDS WHAT CMD...: poll CMD until it succeeds; fail after SECONDS.
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= end)); then
-            log "timed out after ${secs}s waiting for: $what"
-            return 1
-        fi
-        sleep 0.5
-    done
-}
-
-# check NAME FUNCTION: run one check, count it, keep going.
-check() {
-    local name=$1
-    shift
-    log "--- $name"
-    if "$@"; then
-        PASSED=$((PASSED + 1))
-        log "ok: $name"
-    else
-        FAILED=$((FAILED + 1))
-        FAILURES+=("$name")
-        log "FAILED: $name"
-    fi
-}
-
-fail() {
-    log "  $*"
-    return 1
-}
 
 cleanup() {
     local rc=$?

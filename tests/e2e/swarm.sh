@@ -35,11 +35,10 @@ export BOSUN_TAG=${BOSUN_TAG:-local}
 URL=http://127.0.0.1:$BOSUN_HTTP_PORT
 SERVICES=(mysql php wiki nginx scheduler)
 STACK_FILES=(-c docker-compose.yaml -c docker-compose.swarm.yaml -c docker-compose.test.yaml)
-PASSED=0
-FAILED=0
-FAILURES=()
 
-log() { printf '[swarm %4ds] %s\n' $((SECONDS - START)) "$*"; }
+E2E_TAG=swarm
+# shellcheck source=tests/e2e/lib.sh
+. tests/e2e/lib.sh
 
 # cid SERVICE: the running container of the service's task (the newest, if two overlap).
 cid() {
@@ -47,39 +46,6 @@ cid() {
         head -n 1
 }
 
-# wait_until SECONDS WHAT CMD...: poll CMD until it succeeds; fail after SECONDS.
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= end)); then
-            log "timed out after ${secs}s waiting for: $what"
-            return 1
-        fi
-        sleep 0.5
-    done
-}
-
-# check NAME FUNCTION: run one check, count it, keep going.
-check() {
-    local name=$1
-    shift
-    log "--- $name"
-    if "$@"; then
-        PASSED=$((PASSED + 1))
-        log "ok: $name"
-    else
-        FAILED=$((FAILED + 1))
-        FAILURES+=("$name")
-        log "FAILED: $name"
-    fi
-}
-
-fail() {
-    log "  $*"
-    return 1
-}
 
 stack_containers() { docker ps -aq -f "label=com.docker.stack.namespace=$STACK"; }
 stack_networks() { docker network ls -q -f "label=com.docker.stack.namespace=$STACK"; }
