@@ -40,3 +40,35 @@ fail() {
     log "  $*"
     return 1
 }
+
+# remove_data DIR IMAGE: remove a data directory made for the run; files in it belong to the
+# containers' users, so they go as root in a container of IMAGE when this shell may not.
+remove_data() {
+    rm -rf "$1" 2>/dev/null || docker run --rm -v "$1:/d" "$2" find /d -mindepth 1 -delete
+    rm -rf "$1"
+}
+
+# finish WHAT RC: the summary line, then exit with RC, or 1 when a check failed.
+finish() {
+    local rc=$2
+    log "total time: $((SECONDS - START))s"
+    echo "$1: $PASSED passed, $FAILED failed"
+    ((FAILED == 0)) || printf '  failed: %s\n' "${FAILURES[@]}"
+    if ((rc == 0 && FAILED > 0)); then rc=1; fi
+    exit "$rc"
+}
+
+# need_engine_and_tools: a Docker engine that answers, and socat, curl and gzip.
+need_engine_and_tools() {
+    if ! docker info >/dev/null 2>&1; then
+        log "no Docker engine answers: scripts/docker-engine"
+        scripts/docker-engine || exit 1
+    fi
+    local tool
+    for tool in socat curl gzip; do
+        if ! command -v $tool >/dev/null; then
+            log "$tool missing: installing"
+            { apt-get update -qq && apt-get install -y -qq $tool; } >/dev/null || exit 1
+        fi
+    done
+}

@@ -74,31 +74,14 @@ cleanup() {
     else
         dc down -v --remove-orphans >/dev/null 2>&1
         if [ -n "${CREATED_DATA:-}" ] && [ -d "$DATA" ]; then
-            # Files in there belong to the containers' users; remove them as root in a container
-            # when this shell is not allowed to.
-            rm -rf "$DATA" 2>/dev/null ||
-                docker run --rm -v "$DATA:/d" "bosun:${BOSUN_TAG:-local}" find /d -mindepth 1 -delete
-            rm -rf "$DATA"
+            remove_data "$DATA" "bosun:${BOSUN_TAG:-local}"
         fi
     fi
-    log "total time: $((SECONDS - START))s"
-    echo "e2e: $PASSED passed, $FAILED failed"
-    ((FAILED == 0)) || printf '  failed: %s\n' "${FAILURES[@]}"
-    if ((rc == 0 && FAILED > 0)); then rc=1; fi
-    exit $rc
+    finish "e2e" "$rc"
 }
 
 # ---- preparation ------------------------------------------------------------------------
-if ! docker info >/dev/null 2>&1; then
-    log "no Docker engine answers: scripts/docker-engine"
-    scripts/docker-engine || exit 1
-fi
-for tool in socat curl gzip; do
-    if ! command -v $tool >/dev/null; then
-        log "$tool missing: installing"
-        { apt-get update -qq && apt-get install -y -qq $tool; } >/dev/null || exit 1
-    fi
-done
+need_engine_and_tools
 if ! docker image inspect debian:trixie-slim >/dev/null 2>&1 ||
     ! docker image inspect rust:1-slim-trixie >/dev/null 2>&1; then
     log "base images absent: scripts/offline-images"

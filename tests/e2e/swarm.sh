@@ -90,29 +90,14 @@ cleanup() {
             log "left the swarm this script had joined"
         fi
         if [ -n "${CREATED_DATA:-}" ] && [ -d "$DATA" ]; then
-            rm -rf "$DATA" 2>/dev/null ||
-                docker run --rm -v "$DATA:/d" "bosun:$BOSUN_TAG" find /d -mindepth 1 -delete
-            rm -rf "$DATA"
+            remove_data "$DATA" "bosun:$BOSUN_TAG"
         fi
     fi
-    log "total time: $((SECONDS - START))s"
-    echo "swarm e2e: $PASSED passed, $FAILED failed"
-    ((FAILED == 0)) || printf '  failed: %s\n' "${FAILURES[@]}"
-    if ((rc == 0 && FAILED > 0)); then rc=1; fi
-    exit $rc
+    finish "swarm e2e" "$rc"
 }
 
 # ---- preparation ------------------------------------------------------------------------
-if ! docker info >/dev/null 2>&1; then
-    log "no Docker engine answers: scripts/docker-engine"
-    scripts/docker-engine || exit 1
-fi
-for tool in socat curl gzip; do
-    if ! command -v $tool >/dev/null; then
-        log "$tool missing: installing"
-        { apt-get update -qq && apt-get install -y -qq $tool; } >/dev/null || exit 1
-    fi
-done
+need_engine_and_tools
 log "engine $(docker version -f '{{.Server.Version}}'), CLI $(docker version -f '{{.Client.Version}}')"
 if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$STACK"; then
     log "a stack named $STACK runs already: remove it (docker stack rm $STACK) or set STACK"
