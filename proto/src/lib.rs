@@ -4,12 +4,14 @@
 //! * [`builtin`]: the table of built-ins and the supervisor's answers to them.
 //! * [`reply`]: the reply lines (`accepted`, `done`, `error`) the server sends back.
 //! * [`control`]: the private channel between `supervisor` and its `listener` child.
+//! * [`metrics`]: the Prometheus text exposition format, written in one place.
 //!
 //! Everything here is pure (no I/O) except the two small fd-passing helpers in
 //! [`control`], so it can be unit-tested and fuzzed without processes.
 
 pub mod builtin;
 pub mod control;
+pub mod metrics;
 pub mod reply;
 pub mod request;
 
