@@ -121,6 +121,42 @@ pub struct Journal {
     next_id: u64,
     store: Option<Store>,
     opts: Options,
+    /// What the runs dropped by the bounds counted, by action: with the runs kept, the
+    /// counters of `metrics` ([`Journal::tallies`]).
+    dropped: HashMap<String, Tally>,
+}
+
+/// The ended runs of one action, counted (the `metrics` built-in).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    /// Ended with exit 0.
+    pub ok: u64,
+    /// Ended with another exit code (a timeout's too).
+    pub failed: u64,
+    /// Lost: going when the container or the listener died.
+    pub lost: u64,
+    /// The seconds of the ended runs, added up (`ok` + `failed` of them).
+    pub secs: f64,
+    /// The end of the newest run that ended with exit 0, Unix milliseconds.
+    pub last_success_ms: Option<i64>,
+}
+
+impl Tally {
+    fn add(&mut self, run: &Run) {
+        match (run.end, run.lost) {
+            (Some(e), _) => {
+                if e.exit == 0 {
+                    self.ok += 1;
+                    self.last_success_ms = self.last_success_ms.max(Some(e.end_ms));
+                } else {
+                    self.failed += 1;
+                }
+                self.secs += e.secs;
+            }
+            (None, true) => self.lost += 1,
+            (None, false) => {}
+        }
+    }
 }
 
 /// What reading the file found.
@@ -246,6 +282,7 @@ impl Journal {
             next_id: 1,
             store: None,
             opts,
+            dropped: HashMap::new(),
         }
     }
 
@@ -368,6 +405,21 @@ impl Journal {
                     .collect(),
             },
         }
+    }
+
+    /// The ended (and lost) runs of each action, counted: those the journal keeps, plus
+    /// those it dropped for its bounds since it was opened (when it was opened, what the
+    /// file held was counted, also what was dropped then). So the counts never go down while
+    /// this journal lives; a reopened journal (the listener restarted) starts again from what
+    /// its file holds, at least the last [`RUNS_PER_ACTION`] runs of each action. Running
+    /// runs are not counted.
+    pub fn tallies(&self) -> BTreeMap<String, Tally> {
+        let mut out: BTreeMap<String, Tally> =
+            self.dropped.iter().map(|(a, t)| (a.clone(), *t)).collect();
+        for run in self.runs.values() {
+            out.entry(run.action.clone()).or_default().add(run);
+        }
+        out
     }
 
     /// Reads the file's records into memory, one line at a time.
@@ -552,6 +604,14 @@ impl Journal {
         }
     }
 
+    /// Removes an ended run for the bounds, keeping it in [`Journal::tallies`].
+    fn drop_run(&mut self, id: u64) {
+        if let Some(run) = self.runs.get(&id) {
+            self.dropped.entry(run.action.clone()).or_default().add(run);
+        }
+        self.remove(id);
+    }
+
     /// Drops the oldest ended runs of `action` beyond `runs_per_action`, then the oldest
     /// ended runs of any action beyond `max_runs`; running runs always stay. Returns how many
     /// were dropped.
@@ -570,7 +630,7 @@ impl Journal {
             .collect();
         let excess = ended.len().saturating_sub(self.opts.runs_per_action);
         for &id in &ended[..excess] {
-            self.remove(id);
+            self.drop_run(id);
         }
         let mut dropped = excess;
         while self.runs.len() > self.opts.max_runs {
@@ -580,7 +640,7 @@ impl Journal {
                 .find(|r| r.end.is_some() || r.lost)
                 .map(|r| r.id);
             let Some(id) = oldest else { break };
-            self.remove(id);
+            self.drop_run(id);
             dropped += 1;
         }
         dropped

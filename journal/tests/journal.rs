@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use journal::{End, Journal, Options, Run, Start, LINES_PER_RUN, RUNS_PER_ACTION};
+use journal::{End, Journal, Options, Run, Start, Tally, LINES_PER_RUN, RUNS_PER_ACTION};
 use proptest::prelude::*;
 
 fn start(id: u64, action: &str, key: Option<&str>) -> Start {
@@ -459,6 +459,52 @@ fn total_is_bounded_across_actions() {
     let h = j.history(None, 1000);
     assert_eq!(h.len(), 50);
     assert_eq!(h.last().unwrap().id, 151);
+}
+
+#[test]
+fn tallies_count_kept_and_dropped_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut j = three_runs(tmp.path());
+    j.start(start(4, "rotate-logs", None)).unwrap();
+    let t = j.tallies();
+    assert_eq!(
+        t["nightly-backup"],
+        Tally {
+            ok: 1,
+            failed: 1,
+            lost: 0,
+            secs: 1.0,
+            last_success_ms: Some(end(1, 0).end_ms),
+        }
+    );
+    // running runs are not counted
+    assert_eq!(t["rotate-logs"], Tally::default());
+    drop(j);
+    let (j, _) = open(tmp.path());
+    assert_eq!(j.tallies()["rotate-logs"].lost, 2, "both were going");
+
+    // runs dropped for the bounds still count while the journal lives
+    let opts = Options {
+        runs_per_action: 10,
+        ..fast()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+    for id in 1..=30 {
+        j.start(start(id, "vacuum", None)).unwrap();
+        j.end(id, end(id, i32::from(id % 3 == 0))).unwrap();
+    }
+    assert_eq!(j.history(Some("vacuum"), 100).len(), 10);
+    let t = j.tallies()["vacuum"];
+    assert_eq!((t.ok, t.failed, t.lost), (20, 10, 0));
+    assert_eq!(t.secs, 15.0);
+    assert_eq!(t.last_success_ms, Some(end(29, 0).end_ms));
+    // reopened: what the file holds (its runs, whether kept or dropped at open)
+    drop(j);
+    let (j, _) = Journal::open_with(tmp.path(), "mysql", opts);
+    let t = j.tallies()["vacuum"];
+    assert!(t.ok + t.failed >= 10, "{t:?}");
+    assert_eq!(t.last_success_ms, Some(end(29, 0).end_ms));
 }
 
 proptest! {
