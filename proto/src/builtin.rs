@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::metrics::{render, Family, Kind};
 use crate::reply::{ErrorCode, Reply};
 
 /// A request answered without a callback.
@@ -23,6 +24,7 @@ pub enum Builtin {
     Reload,
     History,
     Log,
+    Metrics,
 }
 
 /// Who answers a built-in.
@@ -37,7 +39,7 @@ pub enum By {
 
 impl Builtin {
     /// Every built-in: its name on the wire and who answers it, in `help`'s order.
-    pub const TABLE: [(Builtin, &'static str, By); 9] = [
+    pub const TABLE: [(Builtin, &'static str, By); 10] = [
         (Builtin::Ping, "ping", By::Listener),
         (Builtin::Help, "help", By::Listener),
         (Builtin::Status, "status", By::Supervisor),
@@ -47,6 +49,9 @@ impl Builtin {
         (Builtin::Reload, "reload", By::Supervisor),
         (Builtin::History, "history", By::Listener),
         (Builtin::Log, "log", By::Listener),
+        // The supervisor answers its part (the main process); the listener appends the
+        // journal's (the actions).
+        (Builtin::Metrics, "metrics", By::Supervisor),
     ];
 
     fn row(self) -> &'static (Builtin, &'static str, By) {
@@ -104,6 +109,8 @@ pub enum Answer {
     Reloaded {
         pid: i32,
     },
+    /// `metrics`: the supervisor's part, the main process's families.
+    Metrics(MainMetrics),
     /// `stop`: with the exit code when a running process was stopped.
     Stopped {
         exit: Option<i32>,
@@ -123,10 +130,47 @@ impl Answer {
     }
 }
 
+/// The supervisor's part of `metrics` (DESIGN.md section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MainMetrics {
+    /// The main process runs (it has a pid, ready or not).
+    pub up: bool,
+    /// The `restarts=` of `status`: starts of the main process after its first.
+    pub restarts: u64,
+    /// Starts of the main process by a connection (on-demand services).
+    pub on_demand_starts: u64,
+}
+
+impl MainMetrics {
+    /// `bosun_main_up`, `bosun_main_restarts_total`, `bosun_on_demand_starts_total`.
+    pub fn families(&self) -> Vec<Family> {
+        let mut up = Family::new(
+            "bosun_main_up",
+            "1 when the container's main process runs, else 0.",
+            Kind::Gauge,
+        );
+        up.sample(&[], if self.up { 1.0 } else { 0.0 });
+        let mut restarts = Family::new(
+            "bosun_main_restarts_total",
+            "Starts of the main process after its first, since the container started.",
+            Kind::Counter,
+        );
+        restarts.sample(&[], self.restarts as f64);
+        let mut od = Family::new(
+            "bosun_on_demand_starts_total",
+            "Starts of the main process by an incoming connection (on demand), since the container started.",
+            Kind::Counter,
+        );
+        od.sample(&[], self.on_demand_starts as f64);
+        vec![up, restarts, od]
+    }
+}
+
 impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Answer::Status(line) => f.write_str(line),
+            Answer::Metrics(m) => f.write_str(render(&m.families()).trim_end_matches('\n')),
             Answer::Running { pid } => write!(f, "running pid={pid}"),
             Answer::Started { pid } => write!(f, "started pid={pid}"),
             Answer::Restarted { pid } => write!(f, "restarted pid={pid}"),
@@ -155,7 +199,10 @@ mod tests {
         assert_eq!(Builtin::parse("rotate-logs"), None);
         assert_eq!(
             Builtin::names().collect::<Vec<_>>(),
-            ["ping", "help", "status", "start", "stop", "restart", "reload", "history", "log"]
+            [
+                "ping", "help", "status", "start", "stop", "restart", "reload", "history", "log",
+                "metrics"
+            ]
         );
     }
 
@@ -171,5 +218,22 @@ mod tests {
             Answer::error(ErrorCode::Busy, "starting").to_string(),
             "error busy starting"
         );
+        let m = Answer::Metrics(MainMetrics {
+            up: true,
+            restarts: 2,
+            on_demand_starts: 0,
+        })
+        .to_string();
+        assert!(!m.ends_with('\n'), "no trailing newline on the channel");
+        let samples: Vec<&str> = m.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "bosun_main_up 1",
+                "bosun_main_restarts_total 2",
+                "bosun_on_demand_starts_total 0"
+            ]
+        );
+        assert!(m.contains("# TYPE bosun_main_restarts_total counter\n"));
     }
 }

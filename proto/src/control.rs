@@ -16,7 +16,7 @@
 //!   groups (nobody is left to report their outcome, and a new listener must be free to
 //!   run the same action again) and starts a new listener with backoff.
 //! * Built-ins the supervisor answers ([`By::Supervisor`] in [`Builtin::TABLE`]: `status`,
-//!   `start`, `stop`, `restart`, `reload` without a `CB_reload`) are forwarded as
+//!   `start`, `stop`, `restart`, `reload` without a `CB_reload`, `metrics`) are forwarded as
 //!   [`Msg::Cmd`]; the supervisor answers with [`Msg::Reply`] carrying the text of its
 //!   [`Answer`](crate::builtin::Answer) (one or more lines, no trailing newline).
 //! * While no listener runs, the supervisor answers `ping` and `status` on the request

@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod reply;
 pub mod request;
 
-pub use builtin::{Answer, Builtin, By};
+pub use builtin::{Answer, Builtin, By, MainMetrics};
 pub use reply::{ErrorCode, Reply};
 pub use request::{parse_line, valid_key, Query, Request, RequestError, MAX_KEY, MAX_LINE};
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use proto::{Answer, Builtin, Builtin as Command, ErrorCode};
+use proto::{Answer, Builtin, Builtin as Command, ErrorCode, MainMetrics};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
@@ -292,6 +292,8 @@ pub struct Core {
     main: Main,
     last_exit: Option<Exit>,
     restarts: u32,
+    /// Starts of the main process by a connection (`metrics`).
+    on_demand_starts: u64,
     main_backoff: Backoff,
     probe: Probe,
     listener: Listener,
@@ -324,6 +326,7 @@ impl Core {
             main: Main::Down,
             last_exit: None,
             restarts: 0,
+            on_demand_starts: 0,
             main_backoff: Backoff::new(
                 Duration::from_millis(250),
                 Duration::from_secs(30),
@@ -456,6 +459,15 @@ impl Core {
         let down = down && self.waiting.is_empty();
         (down && (no_children || now >= deadline + KILL_GRACE))
             .then(|| self.last_exit.map_or(0, Exit::code))
+    }
+
+    /// The supervisor's part of `metrics`.
+    pub fn main_metrics(&self) -> MainMetrics {
+        MainMetrics {
+            up: matches!(self.main, Main::Up { .. }),
+            restarts: u64::from(self.restarts),
+            on_demand_starts: self.on_demand_starts,
+        }
     }
 
     /// The one-line state of `status` and `supervisor status`:
@@ -607,7 +619,10 @@ impl Core {
                             self.reply(seq, Answer::Restarted { pid: pid.as_raw() });
                         }
                     }
-                    Why::OnDemand => self.od_started(now),
+                    Why::OnDemand => {
+                        self.on_demand_starts += 1;
+                        self.od_started(now)
+                    }
                 }
                 if self.p.ready == ReadyBy::Start {
                     self.od_ready(now);
@@ -802,13 +817,17 @@ impl Core {
         } else {
             info!(command = cmd.name(), "request");
         }
-        if self.shutdown.is_some() && cmd != Command::Status {
+        if self.shutdown.is_some() && !matches!(cmd, Command::Status | Command::Metrics) {
             return self.reply(seq, shutting_down());
         }
         match (cmd, self.main) {
             (Command::Status, _) => {
                 let line = self.status_line(now);
                 self.reply(seq, Answer::Status(line))
+            }
+            (Command::Metrics, _) => {
+                let m = self.main_metrics();
+                self.reply(seq, Answer::Metrics(m))
             }
             (Command::Start, Main::Up { pid, .. }) => {
                 self.reply(seq, Answer::Running { pid: pid.as_raw() })

@@ -118,8 +118,14 @@ fn each_main_exit_against_each_restart_policy() {
                 vec![Effect::SpawnMain],
                 "{what}"
             );
+            assert!(!c.main_metrics().up, "{what}");
             c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(350));
             assert!(c.status_line(t(350)).contains("restarts=1"), "{what}");
+            let m = c.main_metrics();
+            assert!(
+                m.up && m.restarts == 1 && m.on_demand_starts == 0,
+                "{what}: {m:?}"
+            );
         } else {
             // The container stops: the listener is told, then everything else.
             assert_eq!(&e[1..], &[group(LISTENER, SIGTERM)], "{what}");
@@ -395,6 +401,7 @@ fn on_demand_cold_start_handoff() {
     let mut c = booted(on_demand(false));
     assert_eq!(c.main_pid(), None);
     assert!(c.status_line(t(0)).starts_with("svc idle pid=-"));
+    assert_eq!(c.main_metrics(), proto::MainMetrics::default());
     assert!(c.want_listen_poll(t(0)));
     assert_eq!(
         c.handle(Event::Connection { pending: 0 }, t(10)),
@@ -408,6 +415,14 @@ fn on_demand_cold_start_handoff() {
     c.handle(Event::Tick, t(11));
     c.handle(Event::ProbeResult(true), t(11));
     assert!(c.status_line(t(11)).contains(" running "));
+    assert_eq!(
+        c.main_metrics(),
+        proto::MainMetrics {
+            up: true,
+            restarts: 0,
+            on_demand_starts: 1
+        }
+    );
     // Handoff: the main process accepts; the socket is polled at most once a second.
     c.handle(Event::Connection { pending: 0 }, t(20));
     assert!(!c.want_listen_poll(t(500)));
