@@ -9,6 +9,7 @@
 //! * [`server`]: the socket protocol, built-ins, busy/too-many/allow-list, shutdown.
 //! * [`runner`]: one action's process group, output relay, timeout.
 //! * [`control`]: the channel to the supervisor (hold/release, forwarded built-ins).
+//! * [`metrics`]: the journal's part of the `metrics` built-in.
 //!
 //! Its log is `common::log`'s, as the supervisor's and the scheduler's.
 //!
@@ -17,6 +18,7 @@
 pub mod callbacks;
 pub mod config;
 pub mod control;
+pub mod metrics;
 pub mod runner;
 pub mod server;
 

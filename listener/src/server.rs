@@ -570,6 +570,10 @@ impl Server {
                 return Reply::error(ErrorCode::Unavailable, e.to_string()).to_string();
             }
         };
+        if cmd == Builtin::Metrics && !text.starts_with("error ") {
+            let tallies = self.journal().tallies();
+            return crate::metrics::reply(&text, &tallies);
+        }
         if cmd != Builtin::Status {
             return text;
         }
