@@ -11,6 +11,7 @@ mod exit_codes;
 mod faults;
 mod journal;
 mod lifecycle;
+mod metrics;
 mod ondemand;
 mod parity;
 mod privilege;
