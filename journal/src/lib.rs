@@ -121,8 +121,8 @@ pub struct Journal {
     next_id: u64,
     store: Option<Store>,
     opts: Options,
-    /// What the runs dropped by the bounds counted, by action: with the runs kept, the
-    /// counters of `metrics` ([`Journal::tallies`]).
+    /// What the runs dropped for the bounds counted, by action (written by a rewrite as `T`
+    /// records): with the runs kept, the counters of `metrics` ([`Journal::tallies`]).
     dropped: HashMap<String, Tally>,
 }
 
@@ -156,6 +156,14 @@ impl Tally {
             (None, true) => self.lost += 1,
             (None, false) => {}
         }
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.lost += o.lost;
+        self.secs += o.secs;
+        self.last_success_ms = self.last_success_ms.max(o.last_success_ms);
     }
 }
 
@@ -407,12 +415,11 @@ impl Journal {
         }
     }
 
-    /// The ended (and lost) runs of each action, counted: those the journal keeps, plus
-    /// those it dropped for its bounds since it was opened (when it was opened, what the
-    /// file held was counted, also what was dropped then). So the counts never go down while
-    /// this journal lives; a reopened journal (the listener restarted) starts again from what
-    /// its file holds, at least the last [`RUNS_PER_ACTION`] runs of each action. Running
-    /// runs are not counted.
+    /// The ended (and lost) runs of each action, counted: those the journal keeps, plus those
+    /// it dropped for its bounds, also before a restart (a rewrite writes their tally, and
+    /// runs dropped since are still in the file). So the counts never go down while the
+    /// journal's file lives; a journal in memory starts again from 0. Running runs are not
+    /// counted.
     pub fn tallies(&self) -> BTreeMap<String, Tally> {
         let mut out: BTreeMap<String, Tally> =
             self.dropped.iter().map(|(a, t)| (a.clone(), *t)).collect();
@@ -563,6 +570,9 @@ impl Journal {
                     run.lines = lines;
                 }
             }
+            Record::Tally { action, tally } => {
+                self.dropped.entry(action).or_default().merge(&tally)
+            }
             Record::Lost(id) => {
                 self.next_id = self.next_id.max(id.saturating_add(1));
                 if let Some(run) = self.runs.get_mut(&id) {
@@ -704,6 +714,17 @@ impl Journal {
             w.write_all(&buf)
         };
         put(&Record::NextId(self.next_id), &mut w)?;
+        let mut dropped: Vec<(&String, &Tally)> = self.dropped.iter().collect();
+        dropped.sort_by(|a, b| a.0.cmp(b.0));
+        for (action, tally) in dropped {
+            put(
+                &Record::Tally {
+                    action: action.clone(),
+                    tally: *tally,
+                },
+                &mut w,
+            )?;
+        }
         for run in self.runs.values() {
             put(
                 &Record::Start {

@@ -7,7 +7,10 @@
 //!   runs are never handed out again;
 //! - `S <id> <start_ms> <uid> <action> <user|-> <key|->`: a run started;
 //! - `E <id> <end_ms> <exit> <secs>` then `\t<line>` for each kept output line: it ended;
-//! - `L <id>`: it was found running when the journal was reopened, so it is lost.
+//! - `L <id>`: it was found running when the journal was reopened, so it is lost;
+//! - `T <action> <ok> <failed> <lost> <secs> <last_success_ms|->`: what the runs of an action
+//!   that were dropped for the bounds counted, written by a rewrite, so the counters of
+//!   `metrics` survive restarts (a reader older than this record skips it as damaged).
 //!
 //! Names are escaped so that they hold no blank (`\xHH`); output lines so that they hold no
 //! newline, carriage return or tab (`\n`, `\r`, `\xHH`), and non-UTF-8 or other control bytes
@@ -33,13 +36,17 @@ pub(crate) enum Record {
         lines: Vec<Vec<u8>>,
     },
     Lost(u64),
+    Tally {
+        action: String,
+        tally: crate::Tally,
+    },
 }
 
 impl Record {
     /// The run it is about (`None` for the id high-water mark).
     pub(crate) fn run_id(&self) -> Option<u64> {
         match self {
-            Record::NextId(_) => None,
+            Record::NextId(_) | Record::Tally { .. } => None,
             Record::Start { id, .. } | Record::End { id, .. } | Record::Lost(id) => Some(*id),
         }
     }
@@ -109,6 +116,16 @@ pub(crate) fn encode(rec: &Record, out: &mut Vec<u8>) {
             }
         }
         Record::Lost(id) => body.extend_from_slice(format!("L {id}").as_bytes()),
+        Record::Tally { action, tally: t } => {
+            body.extend_from_slice(b"T ");
+            escape_name(Some(action), &mut body);
+            let last = t
+                .last_success_ms
+                .map_or_else(|| "-".to_string(), |ms| ms.to_string());
+            body.extend_from_slice(
+                format!(" {} {} {} {} {last}", t.ok, t.failed, t.lost, t.secs).as_bytes(),
+            );
+        }
     }
     out.extend_from_slice(format!("{:08x} ", crc32(&body)).as_bytes());
     out.extend_from_slice(&body);
@@ -164,6 +181,19 @@ fn parse_body(body: &[u8]) -> Option<Record> {
             exit: f.next()?.parse().ok()?,
             secs: f.next()?.parse().ok()?,
             lines: parts.map(unescape_line).collect::<Option<_>>()?,
+        },
+        "T" => Record::Tally {
+            action: unescape_name(f.next()?)??,
+            tally: crate::Tally {
+                ok: f.next()?.parse().ok()?,
+                failed: f.next()?.parse().ok()?,
+                lost: f.next()?.parse().ok()?,
+                secs: f.next()?.parse().ok()?,
+                last_success_ms: match f.next()? {
+                    "-" => None,
+                    ms => Some(ms.parse().ok()?),
+                },
+            },
         },
         _ => return None,
     };
@@ -298,6 +328,30 @@ mod tests {
             text.ends_with(" S 7 1000 0 nightly-backup a\\x20b -\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tally_record_round_trips() {
+        for last_success_ms in [None, Some(1_796_428_080_500)] {
+            let rec = Record::Tally {
+                action: "nightly backup".into(),
+                tally: crate::Tally {
+                    ok: 3,
+                    failed: 1,
+                    lost: 2,
+                    secs: 0.1 + 0.2,
+                    last_success_ms,
+                },
+            };
+            let mut out = Vec::new();
+            encode(&rec, &mut out);
+            let text = String::from_utf8(out.clone()).unwrap();
+            assert!(
+                text.contains(" T nightly\\x20backup 3 1 2 0.30000000000000004 "),
+                "{text}"
+            );
+            assert_eq!(decode(&out[..out.len() - 1]), Ok(rec));
+        }
     }
 
     #[test]

@@ -483,28 +483,49 @@ fn tallies_count_kept_and_dropped_runs() {
     let (j, _) = open(tmp.path());
     assert_eq!(j.tallies()["rotate-logs"].lost, 2, "both were going");
 
-    // runs dropped for the bounds still count while the journal lives
-    let opts = Options {
-        runs_per_action: 10,
-        ..fast()
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut j, _) = Journal::open_with(tmp.path(), "mysql", opts.clone());
-    for id in 1..=30 {
-        j.start(start(id, "vacuum", None)).unwrap();
-        j.end(id, end(id, i32::from(id % 3 == 0))).unwrap();
+    // runs dropped for the bounds still count, also across reopening and compaction
+    for compact_min_bytes in [0, 1 << 20] {
+        let opts = Options {
+            runs_per_action: 10,
+            compact_min_bytes,
+            ..fast()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+        for id in 1..=30 {
+            j.start(start(id, "vacuum", None)).unwrap();
+            j.end(id, end(id, i32::from(id % 3 == 0))).unwrap();
+        }
+        assert_eq!(j.history(Some("vacuum"), 100).len(), 10);
+        let want = Tally {
+            ok: 20,
+            failed: 10,
+            lost: 0,
+            secs: 15.0,
+            last_success_ms: Some(end(29, 0).end_ms),
+        };
+        assert_eq!(j.tallies()["vacuum"], want);
+        let text = fs::read_to_string(file(tmp.path())).unwrap();
+        assert_eq!(
+            text.contains(" T vacuum "),
+            compact_min_bytes == 0,
+            "the dropped runs' tally is written by a rewrite: {text}"
+        );
+        for _ in 0..2 {
+            drop(j);
+            let (again, w) = Journal::open_with(tmp.path(), "mysql", opts.clone());
+            assert!(w.is_empty(), "{w:?}");
+            j = again;
+            assert_eq!(j.tallies()["vacuum"], want, "{compact_min_bytes}");
+        }
+        j.start(start(31, "vacuum", None)).unwrap();
+        j.end(31, end(31, 0)).unwrap();
+        drop(j);
+        let (j, _) = Journal::open_with(tmp.path(), "mysql", opts);
+        let t = j.tallies()["vacuum"];
+        assert_eq!((t.ok, t.failed, t.secs), (21, 10, 15.5));
+        assert_eq!(t.last_success_ms, Some(end(31, 0).end_ms));
     }
-    assert_eq!(j.history(Some("vacuum"), 100).len(), 10);
-    let t = j.tallies()["vacuum"];
-    assert_eq!((t.ok, t.failed, t.lost), (20, 10, 0));
-    assert_eq!(t.secs, 15.0);
-    assert_eq!(t.last_success_ms, Some(end(29, 0).end_ms));
-    // reopened: what the file holds (its runs, whether kept or dropped at open)
-    drop(j);
-    let (j, _) = Journal::open_with(tmp.path(), "mysql", opts);
-    let t = j.tallies()["vacuum"];
-    assert!(t.ok + t.failed >= 10, "{t:?}");
-    assert_eq!(t.last_success_ms, Some(end(29, 0).end_ms));
 }
 
 proptest! {
