@@ -2,10 +2,10 @@
 //! last success and durations, from [`journal::Journal::tallies`]. The supervisor's part (the
 //! main process) comes over the control channel; the text format is `proto::metrics`'.
 //!
-//! What the counters count: the runs the journal counted since it was opened, starting from
-//! what its file held (at least the last 100 runs of each action). A listener that restarts
-//! (after `listener_idle`, or a crash) reopens the journal, so a counter may go down then:
-//! Prometheus takes that as a reset, as after a restart of the container.
+//! What the counters count: every run the journal has recorded since its file was created,
+//! also the runs it no longer keeps (their tally is in the file), so they survive restarts of
+//! the listener and of the container. They start again from 0 only with a new journal file
+//! (a new `state_dir`, or a journal kept in memory because the directory is unusable).
 
 use std::collections::BTreeMap;
 
@@ -17,17 +17,17 @@ use proto::metrics::{render, Family, Kind};
 pub fn families(tallies: &BTreeMap<String, Tally>) -> Vec<Family> {
     let mut total = Family::new(
         "bosun_actions_total",
-        "Action runs that ended, by result (ok: exit 0, failed: another exit, lost: going when the container or listener died), as the run journal counts them: from what its file holds when it is opened, plus every end since.",
+        "Action runs that ended, by result (ok: exit 0, failed: another exit, lost: going when the container or listener died), as counted by the run journal since its file was created.",
         Kind::Counter,
     );
     let mut last = Family::new(
         "bosun_action_last_success_timestamp_seconds",
-        "Unix time of the end of the last run that exited 0, of the runs the journal counted.",
+        "Unix time of the end of the last run of the action that exited 0.",
         Kind::Gauge,
     );
     let mut secs = Family::new(
         "bosun_action_duration_seconds",
-        "Duration of the action runs that ended (ok and failed), of the runs the journal counted.",
+        "Duration of the action runs that ended ok or failed (a summary without quantiles: _sum and _count).",
         Kind::Summary,
     );
     for (action, t) in tallies {
