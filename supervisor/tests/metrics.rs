@@ -1,6 +1,6 @@
 //! The `metrics` built-in (DESIGN.md section 7) through the real supervisor and listener:
-//! actions that end ok and failed, a main process that crashes and is restarted, then the
-//! reply read by a real parser of the Prometheus text format, Python's `prometheus_client`
+//! actions that end ok and failed, a main process that crashes and is restarted, a restart
+//! of the container, and each reply read by a real parser of the Prometheus text format, Python's `prometheus_client`
 //! (the test says so and passes when that module is not installed; CI installs it).
 
 use std::io::Write;
@@ -188,6 +188,17 @@ fn metrics_after_runs_and_a_restart_read_by_a_real_parser() {
     // `metrics` is a built-in: not journaled, listed by `help`.
     assert_eq!(s.request("history").len(), 3);
     assert!(s.request("help").iter().any(|l| l == "metrics"));
+    s.signal(SIGTERM);
+    s.wait(T10);
+    drop(s);
+
+    // The container again: the journal's counters go on, the supervisor's start anew.
+    let mut s = container(state.path());
+    let samples = parse(&(s.request("metrics").join("\n") + "\n")).unwrap();
+    assert_eq!(value(&samples, total, "action=say,result=ok"), 2.0);
+    assert_eq!(value(&samples, total, "action=fail,result=failed"), 1.0);
+    assert_eq!(value(&samples, last, "action=say"), t);
+    assert_eq!(value(&samples, "bosun_main_restarts_total", ""), 0.0);
     s.signal(SIGTERM);
     s.wait(T10);
 }
