@@ -79,9 +79,10 @@ impl Builtin {
         Builtin::TABLE.iter().map(|r| r.1)
     }
 
-    /// Health checks ask these every few seconds: they are logged at debug, not info.
+    /// Health checks and scrapers ask these every few seconds: they are logged at debug,
+    /// not info.
     pub fn is_quiet(self) -> bool {
-        matches!(self, Builtin::Ping | Builtin::Status)
+        matches!(self, Builtin::Ping | Builtin::Status | Builtin::Metrics)
     }
 }
 

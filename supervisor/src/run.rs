@@ -745,7 +745,8 @@ impl Supervisor {
 /// listener runs: exactly `ping` or `status`.
 fn ask_of(line: &[u8]) -> Option<proto::Builtin> {
     match proto::parse_line(line).ok()?.as_slice() {
-        [one] => proto::Builtin::parse(one).filter(|b| b.is_quiet()),
+        [one] => proto::Builtin::parse(one)
+            .filter(|b| matches!(b, proto::Builtin::Ping | proto::Builtin::Status)),
         _ => None,
     }
 }
