@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod dst;
 mod faults;
+mod notify;
 mod props;
 mod service;
 mod status;
