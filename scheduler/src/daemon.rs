@@ -17,6 +17,10 @@
 //! `running` in the record is asked for again at the next start ([`resume`]), with its key,
 //! so the record gets its real outcome without the action running twice.
 //!
+//! With `BOSUN_METRICS_FILE` (and `BOSUN_STATE_DIR`, whose record it is built from) the
+//! metrics file is rewritten after every outcome, at start and after a reload
+//! ([`write_metrics`]); a file that cannot be written is logged and the schedule runs on.
+//!
 //! A line under `ON_FAILURE=`/`ON_SUCCESS=` has its outcome told to that target by a
 //! notification ([`notify`]): a request like any other (keyed, retried for the retry window,
 //! then logged), keyed by its run's key plus `:f` or `:s`, so a repeat of the outcome (a
@@ -43,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::metrics;
 use crate::planner::{missed_while_down, Fire, Outcome, Planner};
 use crate::record::{RecordError, Recorder, Run, RunResult};
 use crate::schedule::{self, Entry, FileErrors, Notify, Schedule, When};
@@ -63,6 +68,9 @@ pub struct Config {
     pub catchup_window: Duration,
     /// Zone of lines before any `CRON_TZ=` (`$TZ`, else UTC).
     pub default_zone: Tz,
+    /// `BOSUN_METRICS_FILE`, default none: the schedule's metrics, for node_exporter's
+    /// textfile collector. Needs `state_dir`.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -112,6 +120,7 @@ impl Config {
             state_dir: var("BOSUN_STATE_DIR").map(PathBuf::from),
             catchup_window: duration("BOSUN_CATCHUP_WINDOW", Duration::from_secs(24 * 3600))?,
             default_zone: schedule::default_zone(),
+            metrics_file: var("BOSUN_METRICS_FILE").map(PathBuf::from),
         })
     }
 }
@@ -142,6 +151,65 @@ struct Shared {
     file: String,
     /// Where notifications are spawned, so that shutdown waits for them too.
     tracker: TaskTracker,
+    /// `BOSUN_METRICS_FILE`, when there is a record to build it from.
+    metrics_file: Option<PathBuf>,
+    /// The schedule's lines as the metrics see them (line key, target), and the runs
+    /// counted since start; one lock, so that concurrent rewrites do not interleave.
+    metrics: Mutex<MetricsState>,
+}
+
+#[derive(Default)]
+struct MetricsState {
+    lines: Vec<(String, metrics::Target)>,
+    counts: metrics::Counts,
+}
+
+fn metrics_target(service: &str, action: &str, user: Option<&str>) -> metrics::Target {
+    metrics::Target {
+        service: service.to_string(),
+        action: action.to_string(),
+        user: user.unwrap_or_default().to_string(),
+    }
+}
+
+/// The schedule's lines, as [`MetricsState::lines`] holds them.
+fn metrics_lines(schedule: &Schedule) -> Vec<(String, metrics::Target)> {
+    schedule
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.key(),
+                metrics_target(&e.service, &e.action, e.user.as_deref()),
+            )
+        })
+        .collect()
+}
+
+/// Rewrites the metrics file from the record and the counts, when there is one. A file
+/// that cannot be written is logged; the schedule runs on.
+fn write_metrics(shared: &Shared) {
+    let (Some(path), Some(recorder)) = (&shared.metrics_file, &shared.recorder) else {
+        return;
+    };
+    let Ok(state) = shared.metrics.lock() else {
+        return;
+    };
+    let lines: Vec<_> = state
+        .lines
+        .iter()
+        .map(|(key, target)| {
+            let runs = recorder.runs(key).map(|c| c.runs).unwrap_or_else(|err| {
+                warn!(error = %err, action = %target.action, "cannot read the run record for the metrics");
+                Vec::new()
+            });
+            (target.clone(), runs)
+        })
+        .collect();
+    let text = metrics::render(&metrics::families(&lines, &state.counts));
+    if let Err(err) = metrics::write_atomic(path, text.as_bytes()) {
+        warn!(file = %path.display(), error = %err, "cannot write the metrics file; the schedule runs on");
+    }
 }
 
 impl Shared {
@@ -189,7 +257,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         recorder,
         file: config.file.display().to_string(),
         tracker: tracker.clone(),
+        metrics_file: config
+            .metrics_file
+            .clone()
+            .filter(|_| config.state_dir.is_some()),
+        metrics: Mutex::new(MetricsState {
+            lines: metrics_lines(&schedule),
+            counts: metrics::Counts::new(),
+        }),
     });
+    if let (Some(path), None) = (&config.metrics_file, &config.state_dir) {
+        warn!(file = %path.display(), "BOSUN_METRICS_FILE is set but BOSUN_STATE_DIR is not: no metrics are written (they are built from the run record)");
+    }
+    write_metrics(&shared);
     let start = Utc::now();
     info!(
         file = %config.file.display(),
@@ -270,6 +350,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         let now = Utc::now();
                         planner.reload(&schedule, &new_schedule, now);
                         schedule = new_schedule;
+                        if let Ok(mut m) = shared.metrics.lock() {
+                            m.lines = metrics_lines(&schedule);
+                        }
+                        write_metrics(&shared);
                         if let Some(store) = &store {
                             baseline(store, &schedule, now);
                         }
@@ -623,6 +707,11 @@ fn record_run(
     if let Err(err) = recorder.append(&job.line_key, &run, report) {
         warn!(error = %err, "cannot record the run");
     }
+    if let Ok(mut m) = shared.metrics.lock() {
+        let target = metrics_target(&job.service, &job.action, job.user.as_deref());
+        metrics::count(&mut m.counts, &target, result);
+    }
+    write_metrics(shared);
 }
 
 /// Sends the notification of a final outcome to the line's `ON_FAILURE=` (`failed`,
