@@ -16,6 +16,16 @@
 //! once and answers the repeats with the first run's replies. A run a killed scheduler left
 //! `running` in the record is asked for again at the next start ([`resume`]), with its key,
 //! so the record gets its real outcome without the action running twice.
+//!
+//! With `BOSUN_METRICS_FILE` (and `BOSUN_STATE_DIR`, whose record it is built from) the
+//! metrics file is rewritten after every outcome, at start and after a reload
+//! ([`write_metrics`]); a file that cannot be written is logged and the schedule runs on.
+//!
+//! A line under `ON_FAILURE=`/`ON_SUCCESS=` has its outcome told to that target by a
+//! notification ([`notify`]): a request like any other (keyed, retried for the retry window,
+//! then logged), keyed by its run's key plus `:f` or `:s`, so a repeat of the outcome (a
+//! resumed run) tells it once. A notification's own outcome is only logged: it is not a run
+//! of a line, so it is neither recorded nor told to anyone, and cannot loop.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -37,9 +47,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::metrics;
 use crate::planner::{missed_while_down, Fire, Outcome, Planner};
 use crate::record::{RecordError, Recorder, Run, RunResult};
-use crate::schedule::{self, Entry, FileErrors, Schedule, When};
+use crate::schedule::{self, Entry, FileErrors, Notify, Schedule, When};
 use crate::state::{self, StateError, StateStore};
 use crate::timer::{RealtimeTimer, Wake};
 
@@ -57,6 +68,9 @@ pub struct Config {
     pub catchup_window: Duration,
     /// Zone of lines before any `CRON_TZ=` (`$TZ`, else UTC).
     pub default_zone: Tz,
+    /// `BOSUN_METRICS_FILE`, default none: the schedule's metrics, for node_exporter's
+    /// textfile collector. Needs `state_dir`.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -106,6 +120,7 @@ impl Config {
             state_dir: var("BOSUN_STATE_DIR").map(PathBuf::from),
             catchup_window: duration("BOSUN_CATCHUP_WINDOW", Duration::from_secs(24 * 3600))?,
             default_zone: schedule::default_zone(),
+            metrics_file: var("BOSUN_METRICS_FILE").map(PathBuf::from),
         })
     }
 }
@@ -134,6 +149,67 @@ struct Shared {
     recorder: Option<Recorder>,
     /// The schedule file, as the record names it.
     file: String,
+    /// Where notifications are spawned, so that shutdown waits for them too.
+    tracker: TaskTracker,
+    /// `BOSUN_METRICS_FILE`, when there is a record to build it from.
+    metrics_file: Option<PathBuf>,
+    /// The schedule's lines as the metrics see them (line key, target), and the runs
+    /// counted since start; one lock, so that concurrent rewrites do not interleave.
+    metrics: Mutex<MetricsState>,
+}
+
+#[derive(Default)]
+struct MetricsState {
+    lines: Vec<(String, metrics::Target)>,
+    counts: metrics::Counts,
+}
+
+fn metrics_target(service: &str, action: &str, user: Option<&str>) -> metrics::Target {
+    metrics::Target {
+        service: service.to_string(),
+        action: action.to_string(),
+        user: user.unwrap_or_default().to_string(),
+    }
+}
+
+/// The schedule's lines, as [`MetricsState::lines`] holds them.
+fn metrics_lines(schedule: &Schedule) -> Vec<(String, metrics::Target)> {
+    schedule
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.key(),
+                metrics_target(&e.service, &e.action, e.user.as_deref()),
+            )
+        })
+        .collect()
+}
+
+/// Rewrites the metrics file from the record and the counts, when there is one. A file
+/// that cannot be written is logged; the schedule runs on.
+fn write_metrics(shared: &Shared) {
+    let (Some(path), Some(recorder)) = (&shared.metrics_file, &shared.recorder) else {
+        return;
+    };
+    let Ok(state) = shared.metrics.lock() else {
+        return;
+    };
+    let lines: Vec<_> = state
+        .lines
+        .iter()
+        .map(|(key, target)| {
+            let runs = recorder.runs(key).map(|c| c.runs).unwrap_or_else(|err| {
+                warn!(error = %err, action = %target.action, "cannot read the run record for the metrics");
+                Vec::new()
+            });
+            (target.clone(), runs)
+        })
+        .collect();
+    let text = metrics::render(&metrics::families(&lines, &state.counts));
+    if let Err(err) = metrics::write_atomic(path, text.as_bytes()) {
+        warn!(file = %path.display(), error = %err, "cannot write the metrics file; the schedule runs on");
+    }
 }
 
 impl Shared {
@@ -170,6 +246,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         doing: "creating the timerfd",
         source,
     })?;
+    let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
         run_dir: config.run_dir.clone(),
         retry_window: config.retry_window,
@@ -179,8 +256,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         store: store.clone(),
         recorder,
         file: config.file.display().to_string(),
+        tracker: tracker.clone(),
+        metrics_file: config
+            .metrics_file
+            .clone()
+            .filter(|_| config.state_dir.is_some()),
+        metrics: Mutex::new(MetricsState {
+            lines: metrics_lines(&schedule),
+            counts: metrics::Counts::new(),
+        }),
     });
-    let tracker = TaskTracker::new();
+    if let (Some(path), None) = (&config.metrics_file, &config.state_dir) {
+        warn!(file = %path.display(), "BOSUN_METRICS_FILE is set but BOSUN_STATE_DIR is not: no metrics are written (they are built from the run record)");
+    }
+    write_metrics(&shared);
     let start = Utc::now();
     info!(
         file = %config.file.display(),
@@ -261,6 +350,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         let now = Utc::now();
                         planner.reload(&schedule, &new_schedule, now);
                         schedule = new_schedule;
+                        if let Ok(mut m) = shared.metrics.lock() {
+                            m.lines = metrics_lines(&schedule);
+                        }
+                        write_metrics(&shared);
                         if let Some(store) = &store {
                             baseline(store, &schedule, now);
                         }
@@ -497,6 +590,11 @@ struct Job {
     user: Option<String>,
     /// The request line, key included.
     request: String,
+    /// Who is told of the outcome: the line's `ON_FAILURE=`, its `ON_SUCCESS=`.
+    on_failure: Option<Notify>,
+    on_success: Option<Notify>,
+    /// This is a notification, not a run of a line: its outcome is only logged.
+    notice: bool,
 }
 
 impl Job {
@@ -513,13 +611,72 @@ impl Job {
             service: e.service.clone(),
             action: e.action.clone(),
             user: e.user.clone(),
+            on_failure: e.on_failure.clone(),
+            on_success: e.on_success.clone(),
+            notice: false,
+        }
+    }
+
+    /// The notification of this job's outcome to `to`: `action SERVICE ACTION USER RESULT
+    /// EXIT ID`, keyed by this job's key and `suffix` (`f` or `s`).
+    fn notice(
+        &self,
+        run: u64,
+        to: &Notify,
+        suffix: char,
+        result: RunResult,
+        exit: Option<i32>,
+        id: Option<u64>,
+    ) -> Job {
+        let key = format!("{}:{suffix}", self.key);
+        let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+        let request = format!(
+            "@{key} {} {} {} {} {} {} {}",
+            to.action,
+            self.service,
+            self.action,
+            dash(self.user.clone()),
+            result.as_str(),
+            dash(exit.map(|c| c.to_string())),
+            dash(id.map(|i| i.to_string())),
+        );
+        Job {
+            run,
+            line_key: self.line_key.clone(),
+            key,
+            due: self.due,
+            line: self.line,
+            service: to.service.clone(),
+            action: to.action.clone(),
+            user: None,
+            request,
+            on_failure: None,
+            on_success: None,
+            notice: true,
         }
     }
 }
 
-/// Writes one outcome of `job` to the record, when there is a state directory. A write
-/// that fails is logged, never fatal.
+/// Writes one outcome of `job` to the record, when there is a state directory (a write
+/// that fails is logged, never fatal), and tells the line's `ON_FAILURE=`/`ON_SUCCESS=`
+/// target of a final one. A notification's own outcome goes nowhere: it is logged only.
 fn note(
+    shared: &Arc<Shared>,
+    job: &Job,
+    result: RunResult,
+    exit: Option<i32>,
+    secs: Option<f64>,
+    id: Option<u64>,
+) {
+    if job.notice {
+        return;
+    }
+    record_run(shared, job, result, exit, secs, id);
+    // Recorded first: whoever the notification reaches finds the run in the record.
+    notify(shared, job, result, exit, id);
+}
+
+fn record_run(
     shared: &Shared,
     job: &Job,
     result: RunResult,
@@ -550,10 +707,40 @@ fn note(
     if let Err(err) = recorder.append(&job.line_key, &run, report) {
         warn!(error = %err, "cannot record the run");
     }
+    if let Ok(mut m) = shared.metrics.lock() {
+        let target = metrics_target(&job.service, &job.action, job.user.as_deref());
+        metrics::count(&mut m.counts, &target, result);
+    }
+    write_metrics(shared);
+}
+
+/// Sends the notification of a final outcome to the line's `ON_FAILURE=` (`failed`,
+/// `missed`, `refused`) or `ON_SUCCESS=` (`ok`) target, if it has one.
+fn notify(shared: &Arc<Shared>, job: &Job, result: RunResult, exit: Option<i32>, id: Option<u64>) {
+    let (to, suffix) = match result {
+        RunResult::Ok => (&job.on_success, 's'),
+        RunResult::Failed | RunResult::Missed | RunResult::Refused => (&job.on_failure, 'f'),
+        RunResult::Skipped | RunResult::Running => return,
+    };
+    let Some(to) = to else {
+        return;
+    };
+    let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
+    let notice = job.notice(run, to, suffix, result, exit, id);
+    info!(run, line = job.line, of_run = job.run, service = %notice.service, request = %unkeyed(&notice.request), key = %notice.key, result = result.as_str(), "notify");
+    let shared2 = shared.clone();
+    shared.tracker.spawn(async move {
+        deliver(&shared2, &notice, None, None).await;
+    });
+}
+
+/// A request line without its `@KEY`, for the log.
+fn unkeyed(request: &str) -> &str {
+    request.split_once(' ').map_or(request, |(_, r)| r)
 }
 
 /// Logs and records a fire the clock jumped past by more than the catch-up window.
-fn missed_by_clock(shared: &Shared, e: &Entry, due: DateTime<Utc>) {
+fn missed_by_clock(shared: &Arc<Shared>, e: &Entry, due: DateTime<Utc>) {
     note(
         shared,
         &Job::new(0, e, due),
@@ -616,7 +803,7 @@ fn fire(
 /// stopping is left unrecorded, for the next start to catch up. `accepted`: the service's
 /// run id when the fire is known to have been accepted before (a resumed run).
 async fn deliver(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     job: &Job,
     record: Option<(String, DateTime<Utc>)>,
     accepted: Option<u64>,
@@ -642,6 +829,8 @@ async fn deliver(
             if accepted.is_some() {
                 note(shared, job, RunResult::Failed, None, None, accepted);
                 warn!(run, service = %service, request = %request, id = accepted, error = %why, waited_secs = waited.as_secs(), "failed: no done from the service within the retry window");
+            } else if job.notice {
+                warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "notification not delivered: target unavailable for the whole retry window");
             } else {
                 note(shared, job, RunResult::Missed, None, None, None);
                 warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
@@ -674,7 +863,7 @@ enum Attempt {
 /// One connection: sends the request and reads the answer to its end. `accepted` keeps the
 /// service's run id across attempts.
 async fn attempt(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     job: &Job,
     path: &Path,
     handled: &impl Fn(),

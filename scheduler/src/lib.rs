@@ -7,12 +7,14 @@
 //! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
 //! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
 //! of runs missed while the scheduler was down) and [`record`] (every run of every line, for
-//! `scheduler status`), which [`status`] reads. [`cli`] is the command line.
+//! `scheduler status`), which [`status`] reads and [`metrics`] renders for
+//! `BOSUN_METRICS_FILE`. [`cli`] is the command line.
 
 pub mod cli;
 pub mod client;
 pub mod cron;
 pub mod daemon;
+pub mod metrics;
 pub mod plan;
 pub mod planner;
 pub mod record;

@@ -1,5 +1,5 @@
-//! `schedule.cron`: lines of `time [user] service action`, `CRON_TZ=`/`TZ=` settings,
-//! comments. The whole file is checked before anything is used, and every problem is
+//! `schedule.cron`: lines of `time [user] service action`, `CRON_TZ=`/`TZ=` and
+//! `ON_FAILURE=`/`ON_SUCCESS=` settings (each for the lines below it), comments. The whole file is checked before anything is used, and every problem is
 //! reported at once as `FILE:LINE:COL: message`, so `scheduler check` and a refused edit
 //! tell the operator everything in one go.
 
@@ -38,6 +38,30 @@ pub struct Entry {
     pub user: Option<String>,
     pub service: String,
     pub action: String,
+    /// `ON_FAILURE=` in force for this line: told of a run that failed, missed or was refused.
+    pub on_failure: Option<Notify>,
+    /// `ON_SUCCESS=` in force for this line: told of a run that ended with `exit=0`.
+    pub on_success: Option<Notify>,
+}
+
+/// The target of `ON_FAILURE=service action` or `ON_SUCCESS=service action`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    pub service: String,
+    pub action: String,
+}
+
+impl fmt::Display for Notify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.service, self.action)
+    }
+}
+
+/// The settings in force at a point of the file: they apply to the lines below them.
+struct Settings {
+    zone: Tz,
+    on_failure: Option<Notify>,
+    on_success: Option<Notify>,
 }
 
 impl Entry {
@@ -131,7 +155,11 @@ pub fn default_zone() -> Tz {
 pub fn parse(file: &str, bytes: &[u8], default: Tz) -> Result<Schedule, FileErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
-    let mut zone = default;
+    let mut settings = Settings {
+        zone: default,
+        on_failure: None,
+        on_success: None,
+    };
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -157,15 +185,17 @@ pub fn parse(file: &str, bytes: &[u8], default: Tz) -> Result<Schedule, FileErro
                 message: e.message,
             })
         };
-        match parse_line(text, &mut zone, default) {
+        match parse_line(text, &mut settings, default) {
             Ok(None) => {}
             Ok(Some((when, user, service, action))) => entries.push(Entry {
                 line: line_no,
                 when,
-                zone,
+                zone: settings.zone,
                 user,
                 service,
                 action,
+                on_failure: settings.on_failure.clone(),
+                on_success: settings.on_success.clone(),
             }),
             Err(es) => es.into_iter().for_each(&mut push),
         }
@@ -183,14 +213,18 @@ pub fn parse(file: &str, bytes: &[u8], default: Tz) -> Result<Schedule, FileErro
 type Parsed = (When, Option<String>, String, String);
 
 /// One line: `Ok(None)` for blank, comment and setting lines.
-fn parse_line(text: &str, zone: &mut Tz, default: Tz) -> Result<Option<Parsed>, Vec<ExprError>> {
+fn parse_line(
+    text: &str,
+    settings: &mut Settings,
+    default: Tz,
+) -> Result<Option<Parsed>, Vec<ExprError>> {
     let trimmed = text.trim_start_matches([' ', '\t']);
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(None);
     }
     let indent = text.chars().count() - trimmed.chars().count();
     if let Some((name, value)) = setting(trimmed) {
-        return parse_setting(name, value, text, indent, zone, default).map(|()| None);
+        return parse_setting(name, value, text, indent, settings, default).map(|()| None);
     }
     if let Some(pos) = text.chars().position(|c| c.is_control() && c != '\t') {
         return Err(vec![ExprError {
@@ -298,14 +332,14 @@ fn parse_setting(
     value: &str,
     text: &str,
     indent: usize,
-    zone: &mut Tz,
+    settings: &mut Settings,
     default: Tz,
 ) -> Result<(), Vec<ExprError>> {
-    if name != "CRON_TZ" && name != "TZ" {
+    if !matches!(name, "CRON_TZ" | "TZ" | "ON_FAILURE" | "ON_SUCCESS") {
         return Err(vec![ExprError {
             col: indent,
             message: format!(
-                "unknown setting `{name}`: only CRON_TZ= and TZ= are understood (lines are requests, not shell commands)"
+                "unknown setting `{name}`: only CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS= are understood (lines are requests, not shell commands)"
             ),
         }]);
     }
@@ -316,22 +350,85 @@ fn parse_setting(
         .and_then(|v| v.strip_suffix('"'))
         .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
         .unwrap_or(v);
-    if v.is_empty() {
-        *zone = default;
-        return Ok(());
-    }
     let lead = value
         .chars()
         .take_while(|c| *c == ' ' || *c == '\t')
         .count();
+    // Quotes, when present, come before the value's first character.
+    let quote = usize::from(v.len() + 2 == value.trim_matches([' ', '\t']).len());
+    if name == "ON_FAILURE" || name == "ON_SUCCESS" {
+        let target = if v.is_empty() {
+            None
+        } else {
+            Some(parse_notify(name, v, value_col + lead + quote)?)
+        };
+        if name == "ON_FAILURE" {
+            settings.on_failure = target;
+        } else {
+            settings.on_success = target;
+        }
+        return Ok(());
+    }
+    if v.is_empty() {
+        settings.zone = default;
+        return Ok(());
+    }
     match parse_zone(v) {
         Ok(z) => {
-            *zone = z;
+            settings.zone = z;
             Ok(())
         }
         Err(message) => Err(vec![ExprError {
             col: value_col + lead,
             message,
+        }]),
+    }
+}
+
+/// The value of `ON_FAILURE=` or `ON_SUCCESS=`: `service action`, both valid names. `col`
+/// is the 0-based column of the value's first character.
+fn parse_notify(name: &str, value: &str, col: usize) -> Result<Notify, Vec<ExprError>> {
+    let words = cron::tokens(value);
+    let at = |(c, _): (usize, &str)| col + c;
+    match words.as_slice() {
+        [(_, service), (_, action)] => {
+            let mut errors = Vec::new();
+            if let Err(message) = check_service(service) {
+                errors.push(ExprError {
+                    col: at(words[0]),
+                    message,
+                });
+            }
+            if !common::name::is_valid(action) {
+                errors.push(ExprError {
+                    col: at(words[1]),
+                    message: format!(
+                        "`{action}` is not a valid action name: {}",
+                        common::name::RULE
+                    ),
+                });
+            }
+            if errors.is_empty() {
+                Ok(Notify {
+                    service: service.to_string(),
+                    action: action.to_string(),
+                })
+            } else {
+                Err(errors)
+            }
+        }
+        [_, _, extra, ..] => Err(vec![ExprError {
+            col: at(*extra),
+            message: format!(
+                "unexpected `{}`: {name}= takes `service action` (the arguments are always SERVICE ACTION USER RESULT EXIT ID), or nothing to turn it off",
+                extra.1
+            ),
+        }]),
+        _ => Err(vec![ExprError {
+            col: col + value.chars().count(),
+            message: format!(
+                "{name}= takes `service action` (e.g. `{name}=scheduler notify`), or nothing to turn it off"
+            ),
         }]),
     }
 }
@@ -406,7 +503,7 @@ mod tests {
                 "s.cron:4:5: `31 2` never fires: no month in `2` has such a day; pick days that exist (February has at most 29)",
                 "s.cron:5:14: missing `service action` after the time: a line is `min hour dom mon dow [user] service action`",
                 "s.cron:6:1: unknown macro `@often`: valid are @yearly @annually @monthly @weekly @daily @midnight @hourly @reboot",
-                "s.cron:7:1: unknown setting `MAILTO`: only CRON_TZ= and TZ= are understood (lines are requests, not shell commands)",
+                "s.cron:7:1: unknown setting `MAILTO`: only CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS= are understood (lines are requests, not shell commands)",
                 "s.cron:8:21: unexpected `more`: a line ends with `[user] service action`, and arguments cannot be given",
                 "s.cron:9:11: `svc/x` is not a valid service name: use letters, digits, `.`, `_` and `-` (it names the socket <service>-request.sock)",
                 "s.cron:10:7: `mon` is not valid in the month field: valid values are 1-12 or jan-dec (`mon` is a day name, valid only in the day-of-week field)",
@@ -421,6 +518,49 @@ mod tests {
             "s.cron:1:11: 6 time fields, but a schedule takes exactly 5 (minute hour day-of-month month day-of-week); there is no seconds or year field"
         );
         assert!(errs("0 0 * * * s a # nightly\n")[0].contains("comment must be on a line"));
+    }
+
+    #[test]
+    fn notify_settings_apply_below_and_an_empty_value_turns_them_off() {
+        let text = "0 1 * * * a b\nON_FAILURE=scheduler notify\n0 1 * * * a c\n ON_SUCCESS = \"hc ping\"\n0 1 * * * a d\nON_FAILURE=\n0 1 * * * a e\nON_SUCCESS=''\n0 1 * * * a f\n";
+        let s = parse("f", text.as_bytes(), Tz::UTC).unwrap();
+        let got: Vec<_> = s
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.on_failure.as_ref().map(|n| n.to_string()),
+                    e.on_success.as_ref().map(|n| n.to_string()),
+                )
+            })
+            .collect();
+        let n = |s: &str| Some(s.to_string());
+        assert_eq!(
+            got,
+            [
+                (None, None),
+                (n("scheduler notify"), None),
+                (n("scheduler notify"), n("hc ping")),
+                (None, n("hc ping")),
+                (None, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_notify_settings_are_reported_with_their_column() {
+        assert_eq!(
+            errs("ON_FAILURE=onlyone\n"),
+            ["s.cron:1:19: ON_FAILURE= takes `service action` (e.g. `ON_FAILURE=scheduler notify`), or nothing to turn it off"]
+        );
+        assert_eq!(
+            errs("ON_SUCCESS=svc/x ok\nON_FAILURE = \"a .hidden\"\nON_FAILURE=a b c\n"),
+            [
+                "s.cron:1:12: `svc/x` is not a valid service name: use letters, digits, `.`, `_` and `-` (it names the socket <service>-request.sock)",
+                "s.cron:2:17: `.hidden` is not a valid action name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+                "s.cron:3:16: unexpected `c`: ON_FAILURE= takes `service action` (the arguments are always SERVICE ACTION USER RESULT EXIT ID), or nothing to turn it off",
+            ]
+        );
     }
 
     #[test]

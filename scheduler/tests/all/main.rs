@@ -6,6 +6,8 @@ mod cli;
 mod daemon;
 mod dst;
 mod faults;
+mod metrics;
+mod notify;
 mod props;
 mod service;
 mod status;

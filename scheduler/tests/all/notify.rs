@@ -1,0 +1,188 @@
+//! `ON_FAILURE=` and `ON_SUCCESS=` with the real daemon: a target line against a socket peer
+//! that succeeds, fails, refuses or is absent, and a notify peer that records the arguments
+//! it got and the key they came with; a notify target that fails or is absent is logged and
+//! never loops; `scheduler check` accepts the settings and reports bad ones.
+
+use std::time::Duration;
+
+use crate::support::{bin, drain_peer, peer, recv, unkeyed, Answer, Daemon};
+
+const SHORT: Duration = Duration::from_secs(10);
+
+const HEAD: &str = "ON_FAILURE=hooks alarm\nON_SUCCESS=hooks cheer\n";
+
+fn setup(text: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schedule.cron");
+    std::fs::write(&file, text).unwrap();
+    let run_dir = dir.path().to_str().unwrap().to_string();
+    (dir, file, run_dir)
+}
+
+/// Runs `@reboot [user] mysql nightly-backup` under [`HEAD`] against a mysql peer answering
+/// `answer` (none: no socket), and returns the one notification the hooks peer got, keyed,
+/// and the key of the run it tells of (from the daemon's log).
+fn notified(user: Option<&str>, answer: Option<Answer>) -> (String, String) {
+    let line = match user {
+        Some(u) => format!("@reboot {u} mysql nightly-backup\n"),
+        None => "@reboot mysql nightly-backup\n".to_string(),
+    };
+    let (dir, file, run_dir) = setup(&format!("{HEAD}{line}"));
+    let _target = answer.map(|a| peer(dir.path(), "mysql", a));
+    let hooks = peer(dir.path(), "hooks", Answer::Done(0));
+    let mut d = Daemon::start(
+        &file,
+        &[("BOSUN_RUN_DIR", &run_dir), ("BOSUN_RETRY_WINDOW", "1s")],
+    );
+    let got = recv(&hooks.requests, SHORT);
+    let fire = d.wait_for(&["request", "reason=reboot"], SHORT);
+    let key = fire
+        .split(' ')
+        .find_map(|f| f.strip_prefix("key="))
+        .unwrap()
+        .to_string();
+    d.wait_for(&["notify", "service=hooks"], SHORT);
+    // Exactly one notification: the rest of the hooks peer's queue is empty.
+    assert_eq!(
+        drain_peer(dir.path(), "hooks", &hooks.requests, 1),
+        Vec::<String>::new()
+    );
+    let raw = hooks.raw.lock().unwrap()[0].clone();
+    assert_eq!(unkeyed(&raw), got);
+    assert_eq!(d.stop(), 0);
+    (raw, key)
+}
+
+#[test]
+fn on_success_gets_ok_with_exit_and_id() {
+    let (raw, key) = notified(Some("forum"), Some(Answer::Done(0)));
+    assert_eq!(
+        raw,
+        format!("@{key}:s cheer mysql nightly-backup forum ok 0 1")
+    );
+}
+
+#[test]
+fn on_failure_gets_failed_with_exit_and_id_and_dash_for_no_user() {
+    let (raw, key) = notified(None, Some(Answer::Done(3)));
+    assert_eq!(
+        raw,
+        format!("@{key}:f alarm mysql nightly-backup - failed 3 1")
+    );
+}
+
+#[test]
+fn on_failure_gets_refused() {
+    let (raw, key) = notified(Some("forum"), Some(Answer::Busy));
+    assert_eq!(
+        raw,
+        format!("@{key}:f alarm mysql nightly-backup forum refused - -")
+    );
+}
+
+#[test]
+fn on_failure_gets_missed_after_the_retry_window() {
+    let (raw, key) = notified(Some("forum"), None);
+    assert_eq!(
+        raw,
+        format!("@{key}:f alarm mysql nightly-backup forum missed - -")
+    );
+}
+
+/// Expected: lines above a setting and after an empty one tell no one; a notify target
+/// that fails is logged once and nothing notifies about it (no loop), even when the
+/// notify target's own line is under the same settings.
+#[test]
+fn empty_value_turns_off_and_a_failing_notify_target_never_loops() {
+    let (dir, file, run_dir) = setup(
+        "@reboot mysql before\nON_FAILURE=hooks alarm\n@reboot mysql under\nON_FAILURE=\n@reboot mysql after\n",
+    );
+    let mysql = peer(dir.path(), "mysql", Answer::Done(2));
+    let hooks = peer(dir.path(), "hooks", Answer::Done(1));
+    let mut d = Daemon::start(&file, &[("BOSUN_RUN_DIR", &run_dir)]);
+    for _ in 0..3 {
+        recv(&mysql.requests, SHORT);
+    }
+    let id = id_of(&mut d, "under");
+    assert_eq!(
+        recv(&hooks.requests, SHORT),
+        format!("alarm mysql under - failed 2 {id}")
+    );
+    d.wait_for(&["service=hooks", "exit=1", "done: action failed"], SHORT);
+    assert_eq!(
+        drain_peer(dir.path(), "hooks", &hooks.requests, 1),
+        Vec::<String>::new()
+    );
+    assert_eq!(d.seen.iter().filter(|l| l.contains(" notify")).count(), 1);
+    assert_eq!(d.stop(), 0);
+}
+
+/// The service's run id of the mysql action `action`, from the daemon's log.
+fn id_of(d: &mut Daemon, action: &str) -> String {
+    let line = d.wait_for(&["accepted", &format!("action={action}")], SHORT);
+    line.split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .unwrap()
+        .to_string()
+}
+
+/// Expected: an absent notify target is retried for the retry window, then logged; the
+/// run itself is recorded as it ended.
+#[test]
+fn an_absent_notify_target_is_retried_then_logged() {
+    let (dir, file, run_dir) = setup("ON_SUCCESS=nobody cheer\n@reboot mysql a\n");
+    let _mysql = peer(dir.path(), "mysql", Answer::Done(0));
+    let mut d = Daemon::start(
+        &file,
+        &[("BOSUN_RUN_DIR", &run_dir), ("BOSUN_RETRY_WINDOW", "1s")],
+    );
+    d.wait_for(
+        &[
+            "notify",
+            "service=nobody",
+            "request=\"cheer mysql a - ok 0 1\"",
+        ],
+        SHORT,
+    );
+    d.wait_for(&["target unavailable; retrying", "service=nobody"], SHORT);
+    d.wait_for(&["notification not delivered", "service=nobody"], SHORT);
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn check_accepts_notify_settings_and_reports_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.cron");
+    std::fs::write(
+        &good,
+        "ON_FAILURE=scheduler notify\nON_SUCCESS = \"scheduler notify\"\n5 4 * * * forum mysql nightly-backup\nON_SUCCESS=\n@daily nginx rotate-logs\n",
+    )
+    .unwrap();
+    let o = bin().arg("check").arg(&good).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{o:?}");
+    let bad = dir.path().join("bad.cron");
+    std::fs::write(
+        &bad,
+        "ON_FAILURE=onlyone\nON_SUCCESS=svc/x notify\nON_FAILURE=scheduler -x\n@daily nginx rotate-logs\n",
+    )
+    .unwrap();
+    let o = bin().arg("check").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let b = bad.display();
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("{b}:1:19: ON_FAILURE= takes `service action`")),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{b}:2:12: `svc/x` is not a valid service name")),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{b}:3:22: `-x` is not a valid action name")),
+        "{out}"
+    );
+}
