@@ -9,100 +9,15 @@
 //! record: the record is bounded, so a count taken from it would drop when it is compacted,
 //! which Prometheus would read as a reset; a restart is a reset it understands.
 //!
-//! The supervisor's `metrics` built-in renders the same format; the two will share one
-//! renderer later.
+//! The text itself is written by `proto::metrics`, as for the `metrics` built-in.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::path::Path;
 
+pub use proto::metrics::{render, Family, Kind};
+
 use crate::record::{Run, RunResult};
-
-/// What a metric is, for its `# TYPE` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-}
-
-/// One sample: its labels, in order, and its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub labels: Vec<(&'static str, String)>,
-    pub value: f64,
-}
-
-/// A metric family: one `# HELP`, one `# TYPE`, its samples.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Family {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: Kind,
-    pub samples: Vec<Sample>,
-}
-
-/// A label value as the format wants it: `\`, `"` and line feed escaped.
-pub fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A `# HELP` text: `\` and line feed escaped.
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// A value as the format writes it: Go-style `NaN`, `+Inf`, `-Inf`; numbers as Rust
-/// prints them (integers without a fraction).
-fn value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        v.to_string()
-    }
-}
-
-/// The text exposition format of `families`, in their order; a family without samples
-/// still has its `# HELP` and `# TYPE` lines.
-pub fn render(families: &[Family]) -> String {
-    let mut out = String::new();
-    for f in families {
-        let kind = match f.kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
-        let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
-        let _ = writeln!(out, "# TYPE {} {kind}", f.name);
-        for s in &f.samples {
-            out.push_str(f.name);
-            if !s.labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in s.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-                }
-                out.push('}');
-            }
-            let _ = writeln!(out, " {}", value(s.value));
-        }
-    }
-    out
-}
 
 /// What a schedule line asks for: the labels of its metrics. Lines with the same target
 /// share their metrics (an operator alerts on `action="nightly-backup"`, not on a line).
@@ -115,11 +30,11 @@ pub struct Target {
 }
 
 impl Target {
-    fn labels(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("service", self.service.clone()),
-            ("action", self.action.clone()),
-            ("user", self.user.clone()),
+    fn labels(&self) -> [(&'static str, &str); 3] {
+        [
+            ("service", &self.service),
+            ("action", &self.action),
+            ("user", &self.user),
         ]
     }
 }
@@ -179,63 +94,42 @@ pub fn families(lines: &[(Target, Vec<Run>)], counts: &Counts) -> Vec<Family> {
             }
         }
     }
-    let mut last_run = Vec::new();
-    let mut last_success = Vec::new();
-    let mut last_exit = Vec::new();
-    let mut total = Vec::new();
+    let mut last_run = Family::new(
+        "bosun_schedule_last_run_timestamp_seconds",
+        "When the last run of the target was due (Unix time), whatever its result.",
+        Kind::Gauge,
+    );
+    let mut last_success = Family::new(
+        "bosun_schedule_last_success_timestamp_seconds",
+        "When the last run of the target ended with exit=0 (Unix time); 0: never.",
+        Kind::Gauge,
+    );
+    let mut last_exit = Family::new(
+        "bosun_schedule_last_exit_code",
+        "The exit code of the last run of the target that ended with one.",
+        Kind::Gauge,
+    );
+    let mut total = Family::new(
+        "bosun_schedule_runs_total",
+        "Runs of the target since the scheduler started, by result.",
+        Kind::Counter,
+    );
     for (target, agg) in &by {
+        let labels = target.labels();
         if let Some(t) = agg.last_run {
-            last_run.push(Sample {
-                labels: target.labels(),
-                value: t,
-            });
+            last_run.sample(&labels, t);
         }
-        last_success.push(Sample {
-            labels: target.labels(),
-            value: agg.last_success.unwrap_or(0.0),
-        });
+        last_success.sample(&labels, agg.last_success.unwrap_or(0.0));
         if let Some((_, exit)) = agg.last_exit {
-            last_exit.push(Sample {
-                labels: target.labels(),
-                value: f64::from(exit),
-            });
+            last_exit.sample(&labels, f64::from(exit));
         }
         let n = counts.get(*target).copied().unwrap_or_default();
         for (result, n) in COUNTED.iter().zip(n) {
-            let mut labels = target.labels();
-            labels.push(("result", result.as_str().to_string()));
-            total.push(Sample {
-                labels,
-                value: n as f64,
-            });
+            let [s, a, u] = labels;
+            total.sample(&[s, a, u, ("result", result.as_str())], n as f64);
         }
     }
-    vec![
-        Family {
-            name: "bosun_schedule_last_run_timestamp_seconds",
-            help: "When the last run of the target was due (Unix time), whatever its result.",
-            kind: Kind::Gauge,
-            samples: last_run,
-        },
-        Family {
-            name: "bosun_schedule_last_success_timestamp_seconds",
-            help: "When the last run of the target ended with exit=0 (Unix time); 0: never.",
-            kind: Kind::Gauge,
-            samples: last_success,
-        },
-        Family {
-            name: "bosun_schedule_last_exit_code",
-            help: "The exit code of the last run of the target that ended with one.",
-            kind: Kind::Gauge,
-            samples: last_exit,
-        },
-        Family {
-            name: "bosun_schedule_runs_total",
-            help: "Runs of the target since the scheduler started, by result.",
-            kind: Kind::Counter,
-            samples: total,
-        },
-    ]
+    vec![last_run, last_success, last_exit, total]
 }
 
 /// Replaces `path` with `bytes` so that a reader sees the old file or the new one, never
@@ -289,27 +183,6 @@ mod tests {
             secs: None,
             id: None,
         }
-    }
-
-    #[test]
-    fn label_values_and_help_are_escaped() {
-        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
-        let f = Family {
-            name: "x",
-            help: "back\\slash\nnew",
-            kind: Kind::Gauge,
-            samples: vec![Sample {
-                labels: vec![("l", "q\"".into()), ("m", String::new())],
-                value: f64::INFINITY,
-            }],
-        };
-        assert_eq!(
-            render(&[f]),
-            "# HELP x back\\\\slash\\nnew\n# TYPE x gauge\nx{l=\"q\\\"\",m=\"\"} +Inf\n"
-        );
-        assert_eq!(value(f64::NAN), "NaN");
-        assert_eq!(value(-2.0), "-2");
-        assert_eq!(value(1.5), "1.5");
     }
 
     #[test]

@@ -194,19 +194,17 @@ fn without_a_state_dir_the_daemon_says_so_once() {
 /// they went in (schedule names cannot hold them, but the renderer is shared).
 #[test]
 fn escaped_label_values_round_trip_through_the_parser() {
-    use scheduler::metrics::{render, Family, Kind, Sample};
+    use scheduler::metrics::{render, Family, Kind};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.prom");
     let nasty = "a\\b\"c\nd";
-    let text = render(&[Family {
-        name: "bosun_test_gauge",
-        help: "A help with \\ and\na line feed.",
-        kind: Kind::Gauge,
-        samples: vec![Sample {
-            labels: vec![("v", nasty.to_string())],
-            value: 1.5,
-        }],
-    }]);
+    let mut f = Family::new(
+        "bosun_test_gauge",
+        "A help with \\ and\na line feed.",
+        Kind::Gauge,
+    );
+    f.sample(&[("v", nasty)], 1.5);
+    let text = render(&[f]);
     std::fs::write(&path, &text).unwrap();
     let Some(samples) = parse(&path) else {
         return;
