@@ -304,3 +304,28 @@ impl Store for Redb {
         }
     }
 }
+
+/// What the size_* binaries do with their store: one run recorded, `history` printed.
+pub fn one_run(s: &mut dyn Store) {
+    s.start(journal::Start {
+        id: 1,
+        action: "a".into(),
+        user: None,
+        key: Some("k".into()),
+        uid: 0,
+        start_ms: 0,
+    });
+    s.end(
+        1,
+        "a",
+        journal::End {
+            end_ms: 1,
+            exit: 0,
+            secs: 0.001,
+        },
+        &[b"out".to_vec()],
+    );
+    for l in s.history(100) {
+        println!("{l}");
+    }
+}
