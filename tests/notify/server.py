@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""A webhook receiver for tests/notify/run.sh, on 127.0.0.1 only.
+"""A webhook receiver for tests/notify/run.sh (and tests/e2e/run.sh).
 
-    server.py DIR
+    server.py DIR [ADDRESS]
 
-Binds 127.0.0.1 on a free port and writes it to DIR/port once it listens. Records request N
-(1, 2, ...) as DIR/req-N.json, written whole then renamed into place:
+Binds ADDRESS (127.0.0.1) on a free port and writes the port to DIR/port once it listens.
+Records request N (1, 2, ...) as DIR/req-N.json, written whole then renamed into place:
 {"method", "path", "headers": {name: value}, "body_b64"}. Answers 500 while DIR/fail
 exists, 200 "ok" otherwise (Slack's answer to a good webhook). Runs until killed.
 """
@@ -54,7 +54,7 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("server: " + (fmt % args) + "\n")
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer((sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", 0), Handler)
 with open(os.path.join(DIR, "port.tmp"), "w") as f:
     f.write(str(server.server_address[1]))
 os.rename(os.path.join(DIR, "port.tmp"), os.path.join(DIR, "port"))
