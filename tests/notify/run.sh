@@ -10,7 +10,8 @@
 #      UTF-8, a line cut at 300 bytes, <!channel> escaped in `text` only), and a POST to
 #      HEALTHCHECKS_URL/fail (its query string kept at the end) carrying the lines
 #   2. a scheduled run that succeeds (ON_SUCCESS=, after an edit of the schedule and a
-#      restart of the daemon, which fires @reboot again) pings HEALTHCHECKS_URL itself
+#      restart of the daemon, which fires @reboot again) pings HEALTHCHECKS_URL itself;
+#      sent by hand: a run that printed nothing, a missed run (exit and id null)
 #   3. a webhook answering 500: curl tries 3 times per URL and stops; notify exits 1, which
 #      the scheduler logs; nothing notifies about the notification
 #   4. nothing listening: notify exits 1 at once, saying why, never the URL
@@ -221,6 +222,21 @@ print("    webhook text:", repr(m["text"]))
 ' "$id"
 }
 check "a run that printed nothing: no lines, and the text says so" check_quiet
+
+# ---- 2c. a missed run: no exit code, no run id ----------------------------------------------
+check_missed() {
+    local before out
+    before=$(requests)
+    out=$(send scheduler notify target fail forum missed - -) || fail "notify: $out" || return 1
+    verify "$before" '
+assert sorted(r["path"] for r in new) == sorted(["/hook", sys.argv[2] + "/fail?create=1"]), [r["path"] for r in new]
+m = json.loads([r for r in new if r["path"] == "/hook"][0]["body"].decode("utf-8"))
+assert (m["user"], m["result"], m["exit"], m["id"], m["lines"]) == ("forum", "missed", None, None, []), m
+assert m["text"].startswith("testhost: target fail (user forum) MISSED: not run"), m["text"]
+print("    webhook text:", repr(m["text"]))
+' "$HC_PATH"
+}
+check "a missed run: exit and id null, no lines, a ping to /fail" check_missed
 
 # ---- 3. a webhook that answers 500 ------------------------------------------------------
 check_500() {

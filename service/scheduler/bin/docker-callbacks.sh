@@ -72,10 +72,11 @@ CB_notify() {
     fi
 
     local host=${NOTIFY_HOST:-${HOSTNAME:-$(uname -n)}} outcome
+    host=$(printf '%s' "$host" | iconv -f UTF-8 -t UTF-8 -c 2>/dev/null)
     case $result in
         ok) outcome="ok" ;;
         failed) outcome="FAILED with exit $exit" ;;
-        missed) outcome="MISSED: the service did not answer for the whole retry window" ;;
+        missed) outcome="MISSED: not run (no answer within the retry window, or the clock jumped past it)" ;;
         refused) outcome="REFUSED by the service (its answer is in the scheduler's log)" ;;
     esac
     local summary="$host: $service $action"
