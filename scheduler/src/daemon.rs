@@ -200,15 +200,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics: config.metrics_file.clone(),
         page: config.status_html.clone(),
     };
-    let outputs = match &recorder {
-        Some(recorder) => {
-            Outputs::start(paths, file.clone(), recorder, &schedule).map_err(|source| {
-                DaemonError::Io {
-                    doing: "starting the thread that writes the reports",
-                    source,
-                }
-            })?
-        }
+    let outputs = match &config.state_dir {
+        Some(dir) => Outputs::start(paths, file.clone(), dir, &schedule).map_err(|source| {
+            DaemonError::Io {
+                doing: "starting the thread that writes the reports",
+                source,
+            }
+        })?,
         None => {
             for (var, path) in [
                 ("BOSUN_METRICS_FILE", &paths.metrics),
@@ -313,8 +311,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         let now = Utc::now();
                         planner.reload(&schedule, &new_schedule, now);
                         schedule = new_schedule;
-                        if let (Some(o), Some(r)) = (&shared.outputs, &shared.recorder) {
-                            o.set_schedule(&schedule, r);
+                        if let Some(o) = &shared.outputs {
+                            o.set_schedule(&schedule);
                         }
                         if let Some(store) = &store {
                             baseline(store, &schedule, now);

@@ -2,12 +2,13 @@
 //! and `BOSUN_STATUS_HTML` ([`crate::page`]), rewritten after every outcome, at start and
 //! after a reload.
 //!
-//! The daemon keeps what they need in memory, a [`Summary`] per schedule line read from the
-//! record once (at start, or when a reload adds the line) and then updated with each
-//! outcome, so a rewrite reads no file however long the schedule. The rewrite itself runs on
-//! a thread of its own: the daemon's loop and its deliveries only update the summaries and
-//! wake it, so rendering a page of ten thousand lines never makes a fire late, and outcomes
-//! that come while a rewrite is going are written together by the next one.
+//! What they need is kept in memory by a thread of their own, the writer: a [`Summary`] per
+//! schedule line, read from the record once (at start, or when a reload adds the line) and
+//! then updated with each outcome, so a rewrite reads no file however long the schedule.
+//! The daemon's loop and its deliveries only send the writer a message (never blocking:
+//! the writer owns its state, there is no lock to wait for), so rendering a page of ten
+//! thousand lines never makes a fire late, and outcomes that come while a rewrite is going
+//! are written together by the next one.
 //!
 //! Each file is replaced atomically ([`write_atomic`]): a reader sees the old file or the
 //! new one, never a part. A file that cannot be written is logged once (and once more when
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
 use chrono::Utc;
@@ -25,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::metrics::{self, Counts, Target};
 use crate::page;
-use crate::record::{Recorder, Run};
+use crate::record::{self, Run};
 use crate::schedule::{Entry, Schedule};
 use crate::summary::Summary;
 
@@ -36,34 +37,32 @@ pub struct Paths {
     pub page: Option<PathBuf>,
 }
 
-/// The writer: summaries, counts, and the thread that writes the files.
+/// The daemon's end: sends changes to the writer thread.
 pub struct Outputs {
-    inner: Arc<Inner>,
+    tx: Option<Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
 }
 
-struct Inner {
+enum Msg {
+    /// The schedule as (re)loaded: its lines, in file order.
+    Schedule(Vec<Entry>),
+    /// One outcome of a run of the line with this key.
+    Outcome(String, Box<Run>),
+}
+
+/// The writer's own state.
+struct Writer {
     paths: Paths,
     /// The schedule file, as the page names it.
     file: String,
-    state: Mutex<State>,
-    wake: Mutex<Wake>,
-    cond: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    /// The schedule's lines, in file order.
+    /// Where the record is (`BOSUN_STATE_DIR`).
+    state_dir: PathBuf,
     entries: Vec<Entry>,
     /// Per line key ([`Entry::key`]).
     summaries: HashMap<String, Summary>,
     counts: Counts,
-}
-
-#[derive(Default)]
-struct Wake {
-    dirty: bool,
-    stop: bool,
+    /// Whether writing each file failed last time (said once until it works again).
+    failing: [bool; 2],
 }
 
 /// The metrics' labels of a line.
@@ -75,174 +74,169 @@ pub fn target(service: &str, action: &str, user: Option<&str>) -> Target {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Reads the summary of a line from the record; an unreadable record is logged and counts
-/// as empty.
-fn read_summary(recorder: &Recorder, e: &Entry) -> Summary {
-    match recorder.runs(&e.key()) {
-        Ok(c) => Summary::from_runs(&c.runs),
-        Err(err) => {
-            warn!(line = e.line, error = %err, "cannot read the run record for the reports");
-            Summary::default()
-        }
-    }
-}
-
 impl Outputs {
-    /// Reads the record of every line and starts the writer, which writes both files at
-    /// once. `None` when neither file is asked for.
+    /// Starts the writer, which reads the record of every line of `schedule` in
+    /// `state_dir` and writes the files. `None` when neither file is asked for.
     pub fn start(
         paths: Paths,
         file: String,
-        recorder: &Recorder,
+        state_dir: &Path,
         schedule: &Schedule,
     ) -> io::Result<Option<Outputs>> {
         if paths.metrics.is_none() && paths.page.is_none() {
             return Ok(None);
         }
-        let inner = Arc::new(Inner {
+        let (tx, rx) = channel();
+        let mut writer = Writer {
             paths,
             file,
-            state: Mutex::new(State::default()),
-            wake: Mutex::new(Wake::default()),
-            cond: Condvar::new(),
-        });
-        let outputs = Outputs {
-            thread: Some(std::thread::Builder::new().name("reports".into()).spawn({
-                let inner = inner.clone();
-                move || writer(&inner)
-            })?),
-            inner,
+            state_dir: state_dir.to_path_buf(),
+            entries: Vec::new(),
+            summaries: HashMap::new(),
+            counts: Counts::new(),
+            failing: [false, false],
         };
-        outputs.set_schedule(schedule, recorder);
+        let thread = std::thread::Builder::new()
+            .name("reports".into())
+            .spawn(move || writer.run(&rx))?;
+        let outputs = Outputs {
+            tx: Some(tx),
+            thread: Some(thread),
+        };
+        outputs.set_schedule(schedule);
         Ok(Some(outputs))
     }
 
     /// The schedule was (re)loaded: lines new to it are read from the record, lines gone
     /// are forgotten.
-    pub fn set_schedule(&self, schedule: &Schedule, recorder: &Recorder) {
-        {
-            let mut state = lock(&self.inner.state);
-            let mut old = std::mem::take(&mut state.summaries);
-            for e in &schedule.entries {
-                let key = e.key();
-                let summary = old
-                    .remove(&key)
-                    .unwrap_or_else(|| read_summary(recorder, e));
-                state.summaries.insert(key, summary);
-            }
-            state.entries = schedule.entries.clone();
-        }
-        self.dirty();
+    pub fn set_schedule(&self, schedule: &Schedule) {
+        self.send(Msg::Schedule(schedule.entries.clone()));
     }
 
-    /// One outcome of a run of the line `line_key` (also a `running` one): updates the
-    /// line's summary, counts a final result, and wakes the writer.
+    /// One outcome of a run of the line `line_key` (also a `running` one).
     pub fn outcome(&self, line_key: &str, run: &Run) {
-        {
-            let mut state = lock(&self.inner.state);
-            let target = target(&run.service, &run.action, run.user.as_deref());
-            metrics::count(&mut state.counts, &target, run.result);
-            if let Some(s) = state.summaries.get_mut(line_key) {
-                s.add(run);
-            }
-        }
-        self.dirty();
+        self.send(Msg::Outcome(line_key.to_string(), Box::new(run.clone())));
     }
 
-    fn dirty(&self) {
-        lock(&self.inner.wake).dirty = true;
-        self.inner.cond.notify_one();
+    fn send(&self, msg: Msg) {
+        if let Some(tx) = &self.tx {
+            // Fails only when the writer is gone (it panicked): the reports stop, the
+            // schedule runs on.
+            let _ = tx.send(msg);
+        }
     }
 }
 
 impl Drop for Outputs {
-    /// Writes what is pending, then stops the writer.
+    /// Lets the writer write what is pending, and waits for it.
     fn drop(&mut self) {
-        lock(&self.inner.wake).stop = true;
-        self.inner.cond.notify_one();
+        drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// The writer thread: waits for a change, renders under the lock, writes outside it.
-fn writer(inner: &Inner) {
-    let mut failing = [false, false];
-    loop {
-        let stop = {
-            let mut w = lock(&inner.wake);
-            while !w.dirty && !w.stop {
-                w = inner.cond.wait(w).unwrap_or_else(|e| e.into_inner());
+impl Writer {
+    /// Until the daemon's end is dropped: takes every message there is, then rewrites.
+    fn run(&mut self, rx: &Receiver<Msg>) {
+        while let Ok(msg) = rx.recv() {
+            self.apply(msg);
+            while let Ok(msg) = rx.try_recv() {
+                self.apply(msg);
             }
-            if !w.dirty {
-                return;
+            self.write();
+        }
+    }
+
+    fn apply(&mut self, msg: Msg) {
+        match msg {
+            Msg::Schedule(entries) => {
+                let mut old = std::mem::take(&mut self.summaries);
+                for e in &entries {
+                    let key = e.key();
+                    let summary = old.remove(&key).unwrap_or_else(|| self.read(e));
+                    self.summaries.insert(key, summary);
+                }
+                self.entries = entries;
             }
-            w.dirty = false;
-            w.stop
-        };
-        let (metrics_text, page_text) = render(inner);
+            Msg::Outcome(key, run) => {
+                let target = target(&run.service, &run.action, run.user.as_deref());
+                metrics::count(&mut self.counts, &target, run.result);
+                if let Some(s) = self.summaries.get_mut(&key) {
+                    s.add(&run);
+                }
+            }
+        }
+    }
+
+    /// The summary of a line from its record; an unreadable record is logged and counts
+    /// as empty.
+    fn read(&self, e: &Entry) -> Summary {
+        match record::read_file(&record::path(&self.state_dir, &e.key())) {
+            Ok(c) => Summary::from_runs(&c.runs),
+            Err(err) => {
+                warn!(line = e.line, error = %err, "cannot read the run record for the reports");
+                Summary::default()
+            }
+        }
+    }
+
+    fn write(&mut self) {
+        let (metrics_text, page_text) = self.render();
         let files = [
-            (&inner.paths.metrics, metrics_text, "metrics file"),
-            (&inner.paths.page, page_text, "status page"),
+            (&self.paths.metrics, metrics_text, "metrics file"),
+            (&self.paths.page, page_text, "status page"),
         ];
         for (i, (path, text, what)) in files.into_iter().enumerate() {
             let (Some(path), Some(text)) = (path, text) else {
                 continue;
             };
             match write_atomic(path, text.as_bytes()) {
-                Ok(()) if failing[i] => {
-                    failing[i] = false;
+                Ok(()) if self.failing[i] => {
+                    self.failing[i] = false;
                     info!(file = %path.display(), "the {what} is written again");
                 }
                 Ok(()) => {}
-                Err(err) if !failing[i] => {
-                    failing[i] = true;
+                Err(err) if !self.failing[i] => {
+                    self.failing[i] = true;
                     warn!(file = %path.display(), error = %err, "cannot write the {what}; the schedule runs on (said once until it can be written)");
                 }
                 Err(_) => {}
             }
         }
-        if stop {
-            return;
-        }
     }
-}
 
-/// The two files' text as the state is now, each when asked for.
-fn render(inner: &Inner) -> (Option<String>, Option<String>) {
-    let state = lock(&inner.state);
-    let empty = Summary::default();
-    let summary = |e: &Entry| state.summaries.get(&e.key()).unwrap_or(&empty);
-    let metrics_text = inner.paths.metrics.as_ref().map(|_| {
-        let targets: Vec<(Target, &Summary)> = state
-            .entries
-            .iter()
-            .map(|e| (target(&e.service, &e.action, e.user.as_deref()), summary(e)))
-            .collect();
-        metrics::render(&metrics::families(
-            targets.iter().map(|(t, s)| (t, *s)),
-            &state.counts,
-        ))
-    });
-    let page_text = inner.paths.page.as_ref().map(|_| {
-        let now = Utc::now();
-        let rows: Vec<page::Row> = state
-            .entries
-            .iter()
-            .map(|e| page::Row {
-                entry: e,
-                summary: summary(e),
-                next: e.next_after(now),
-            })
-            .collect();
-        page::render(&inner.file, &rows, now)
-    });
-    (metrics_text, page_text)
+    /// The two files' text, each when asked for.
+    fn render(&self) -> (Option<String>, Option<String>) {
+        let empty = Summary::default();
+        let summary = |e: &Entry| self.summaries.get(&e.key()).unwrap_or(&empty);
+        let metrics_text = self.paths.metrics.as_ref().map(|_| {
+            let targets: Vec<(Target, &Summary)> = self
+                .entries
+                .iter()
+                .map(|e| (target(&e.service, &e.action, e.user.as_deref()), summary(e)))
+                .collect();
+            metrics::render(&metrics::families(
+                targets.iter().map(|(t, s)| (t, *s)),
+                &self.counts,
+            ))
+        });
+        let page_text = self.paths.page.as_ref().map(|_| {
+            let now = Utc::now();
+            let rows: Vec<page::Row> = self
+                .entries
+                .iter()
+                .map(|e| page::Row {
+                    entry: e,
+                    summary: summary(e),
+                    next: e.next_after(now),
+                })
+                .collect();
+            page::render(&self.file, &rows, now)
+        });
+        (metrics_text, page_text)
+    }
 }
 
 /// Replaces `path` with `bytes` so that a reader sees the old file or the new one, never
