@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-pub use proto::metrics::{render, Family, Kind};
+pub use proto::metrics::{render, render_head, render_samples, Family, Kind};
 
 use crate::record::RunResult;
 use crate::summary::Summary;
@@ -72,51 +72,71 @@ pub fn families<'a>(
 ) -> Vec<Family> {
     let mut by: BTreeMap<&Target, Summary> = BTreeMap::new();
     for (target, s) in lines {
-        let agg = by.entry(target).or_default();
-        agg.last_run = agg.last_run.max(s.last_run);
-        agg.last_success = agg.last_success.max(s.last_success);
-        if let Some((t, exit)) = s.last_exit {
-            if agg.last_exit.is_none_or(|(u, _)| t >= u) {
-                agg.last_exit = Some((t, exit));
-            }
-        }
+        merge(by.entry(target).or_default(), s);
     }
-    let mut last_run = Family::new(
-        "bosun_schedule_last_run_timestamp_seconds",
-        "When the last run of the target was due (Unix time), whatever its result.",
-        Kind::Gauge,
-    );
-    let mut last_success = Family::new(
-        "bosun_schedule_last_success_timestamp_seconds",
-        "When the last run of the target ended with exit=0 (Unix time); 0: never.",
-        Kind::Gauge,
-    );
-    let mut last_exit = Family::new(
-        "bosun_schedule_last_exit_code",
-        "The exit code of the last run of the target that ended with one.",
-        Kind::Gauge,
-    );
-    let mut total = Family::new(
-        "bosun_schedule_runs_total",
-        "Runs of the target since the scheduler started, by result.",
-        Kind::Counter,
-    );
+    let mut all = heads();
     for (target, agg) in &by {
-        let labels = target.labels();
-        if let Some(t) = agg.last_run {
-            last_run.sample(&labels, secs(t));
-        }
-        last_success.sample(&labels, agg.last_success.map_or(0.0, secs));
-        if let Some((_, exit)) = agg.last_exit {
-            last_exit.sample(&labels, f64::from(exit));
-        }
-        let n = counts.get(*target).copied().unwrap_or_default();
-        for (result, n) in COUNTED.iter().zip(n) {
-            let [s, a, u] = labels;
-            total.sample(&[s, a, u, ("result", result.as_str())], n as f64);
+        for (family, part) in all.iter_mut().zip(target_families(target, agg, counts)) {
+            family.samples.extend(part.samples);
         }
     }
-    vec![last_run, last_success, last_exit, total]
+    all.into()
+}
+
+/// Adds what `s` knows of a target to `agg`, the summary of all the target's lines.
+pub fn merge(agg: &mut Summary, s: &Summary) {
+    agg.last_run = agg.last_run.max(s.last_run);
+    agg.last_success = agg.last_success.max(s.last_success);
+    if let Some((t, exit)) = s.last_exit {
+        if agg.last_exit.is_none_or(|(u, _)| t >= u) {
+            agg.last_exit = Some((t, exit));
+        }
+    }
+}
+
+/// The families, without samples, in the order they are written.
+pub fn heads() -> [Family; 4] {
+    [
+        Family::new(
+            "bosun_schedule_last_run_timestamp_seconds",
+            "When the last run of the target was due (Unix time), whatever its result.",
+            Kind::Gauge,
+        ),
+        Family::new(
+            "bosun_schedule_last_success_timestamp_seconds",
+            "When the last run of the target ended with exit=0 (Unix time); 0: never.",
+            Kind::Gauge,
+        ),
+        Family::new(
+            "bosun_schedule_last_exit_code",
+            "The exit code of the last run of the target that ended with one.",
+            Kind::Gauge,
+        ),
+        Family::new(
+            "bosun_schedule_runs_total",
+            "Runs of the target since the scheduler started, by result.",
+            Kind::Counter,
+        ),
+    ]
+}
+
+/// One target's samples in each of the [`heads`] families; `agg` sums up all its lines.
+pub fn target_families(target: &Target, agg: &Summary, counts: &Counts) -> [Family; 4] {
+    let [mut last_run, mut last_success, mut last_exit, mut total] = heads();
+    let labels = target.labels();
+    if let Some(t) = agg.last_run {
+        last_run.sample(&labels, secs(t));
+    }
+    last_success.sample(&labels, agg.last_success.map_or(0.0, secs));
+    if let Some((_, exit)) = agg.last_exit {
+        last_exit.sample(&labels, f64::from(exit));
+    }
+    let n = counts.get(target).copied().unwrap_or_default();
+    for (result, n) in COUNTED.iter().zip(n) {
+        let [s, a, u] = labels;
+        total.sample(&[s, a, u, ("result", result.as_str())], n as f64);
+    }
+    [last_run, last_success, last_exit, total]
 }
 
 #[cfg(test)]

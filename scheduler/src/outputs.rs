@@ -14,14 +14,14 @@
 //! new one, never a part. A file that cannot be written is logged once (and once more when
 //! it can be written again); the schedule runs on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::metrics::{self, Counts, Target};
@@ -50,7 +50,9 @@ enum Msg {
     Outcome(String, Box<Run>),
 }
 
-/// The writer's own state.
+/// The writer's own state. It keeps each line's row of the page and each target's samples
+/// as last drawn, and redraws only those an outcome changed: a rewrite after one outcome is
+/// then mostly putting the parts together and writing them out.
 struct Writer {
     paths: Paths,
     /// The schedule file, as the page names it.
@@ -58,9 +60,21 @@ struct Writer {
     /// Where the record is (`BOSUN_STATE_DIR`).
     state_dir: PathBuf,
     entries: Vec<Entry>,
-    /// Per line key ([`Entry::key`]).
+    /// Each entry's line key ([`Entry::key`]).
+    keys: Vec<String>,
+    /// Per line key: the line's summary.
     summaries: HashMap<String, Summary>,
+    /// Per line key: its entries' indices (one, unless the file repeats a line).
+    index: HashMap<String, Vec<usize>>,
     counts: Counts,
+    /// Each entry's row of the page, as last drawn.
+    rows: Vec<String>,
+    /// Per target: the keys of its lines and its samples in each family, as last drawn.
+    targets: BTreeMap<Target, (Vec<String>, [String; 4])>,
+    /// What changed since the last write: everything, or these lines and targets.
+    all: bool,
+    lines_changed: HashSet<String>,
+    targets_changed: HashSet<Target>,
     /// Whether writing each file failed last time (said once until it works again).
     failing: [bool; 2],
 }
@@ -92,8 +106,15 @@ impl Outputs {
             file,
             state_dir: state_dir.to_path_buf(),
             entries: Vec::new(),
+            keys: Vec::new(),
             summaries: HashMap::new(),
+            index: HashMap::new(),
             counts: Counts::new(),
+            rows: Vec::new(),
+            targets: BTreeMap::new(),
+            all: true,
+            lines_changed: HashSet::new(),
+            targets_changed: HashSet::new(),
             failing: [false, false],
         };
         let thread = std::thread::Builder::new()
@@ -153,19 +174,31 @@ impl Writer {
         match msg {
             Msg::Schedule(entries) => {
                 let mut old = std::mem::take(&mut self.summaries);
-                for e in &entries {
+                self.index.clear();
+                self.targets.clear();
+                self.keys.clear();
+                for (i, e) in entries.iter().enumerate() {
                     let key = e.key();
-                    let summary = old.remove(&key).unwrap_or_else(|| self.read(e));
-                    self.summaries.insert(key, summary);
+                    if !self.summaries.contains_key(&key) {
+                        let summary = old.remove(&key).unwrap_or_else(|| self.read(e));
+                        self.summaries.insert(key.clone(), summary);
+                    }
+                    self.index.entry(key.clone()).or_default().push(i);
+                    let t = target(&e.service, &e.action, e.user.as_deref());
+                    self.targets.entry(t).or_default().0.push(key.clone());
+                    self.keys.push(key);
                 }
                 self.entries = entries;
+                self.all = true;
             }
             Msg::Outcome(key, run) => {
                 let target = target(&run.service, &run.action, run.user.as_deref());
                 metrics::count(&mut self.counts, &target, run.result);
                 if let Some(s) = self.summaries.get_mut(&key) {
                     s.add(&run);
+                    self.lines_changed.insert(key);
                 }
+                self.targets_changed.insert(target);
             }
         }
     }
@@ -183,7 +216,12 @@ impl Writer {
     }
 
     fn write(&mut self) {
-        let (metrics_text, page_text) = self.render();
+        let now = Utc::now();
+        let metrics_text = self.paths.metrics.is_some().then(|| self.metrics());
+        let page_text = self.paths.page.is_some().then(|| self.page(now));
+        self.all = false;
+        self.lines_changed.clear();
+        self.targets_changed.clear();
         let files = [
             (&self.paths.metrics, metrics_text, "metrics file"),
             (&self.paths.page, page_text, "status page"),
@@ -207,35 +245,91 @@ impl Writer {
         }
     }
 
-    /// The two files' text, each when asked for.
-    fn render(&self) -> (Option<String>, Option<String>) {
+    /// The metrics file's text, redrawing the targets that changed.
+    fn metrics(&mut self) -> String {
+        for (t, (keys, samples)) in &mut self.targets {
+            if !self.all && !self.targets_changed.contains(t) {
+                continue;
+            }
+            let mut agg = Summary::default();
+            for k in keys.iter() {
+                if let Some(s) = self.summaries.get(k) {
+                    metrics::merge(&mut agg, s);
+                }
+            }
+            let families = metrics::target_families(t, &agg, &self.counts);
+            for (text, family) in samples.iter_mut().zip(&families) {
+                text.clear();
+                metrics::render_samples(family, text);
+            }
+        }
+        let len: usize = self
+            .targets
+            .values()
+            .flat_map(|(_, s)| s.iter().map(String::len))
+            .sum();
+        let mut out = String::with_capacity(1024 + len);
+        for (j, head) in metrics::heads().iter().enumerate() {
+            metrics::render_head(head, &mut out);
+            for (_, samples) in self.targets.values() {
+                out.push_str(&samples[j]);
+            }
+        }
+        out
+    }
+
+    /// The page's text, redrawing the rows of the lines that changed. A row's next fire is
+    /// as of its last drawing: every fire ends in an outcome, which redraws it.
+    fn page(&mut self, now: DateTime<Utc>) -> String {
         let empty = Summary::default();
-        let summary = |e: &Entry| self.summaries.get(&e.key()).unwrap_or(&empty);
-        let metrics_text = self.paths.metrics.as_ref().map(|_| {
-            let targets: Vec<(Target, &Summary)> = self
-                .entries
-                .iter()
-                .map(|e| (target(&e.service, &e.action, e.user.as_deref()), summary(e)))
-                .collect();
-            metrics::render(&metrics::families(
-                targets.iter().map(|(t, s)| (t, *s)),
-                &self.counts,
-            ))
-        });
-        let page_text = self.paths.page.as_ref().map(|_| {
-            let now = Utc::now();
-            let rows: Vec<page::Row> = self
-                .entries
-                .iter()
-                .map(|e| page::Row {
+        let draw = |e: &Entry, summary: &Summary| {
+            let mut s = String::new();
+            page::row(
+                &mut s,
+                &page::Row {
                     entry: e,
-                    summary: summary(e),
+                    summary,
                     next: e.next_after(now),
-                })
+                },
+            );
+            s
+        };
+        if self.all {
+            self.rows = self
+                .entries
+                .iter()
+                .zip(&self.keys)
+                .map(|(e, k)| draw(e, self.summaries.get(k).unwrap_or(&empty)))
                 .collect();
-            page::render(&self.file, &rows, now)
-        });
-        (metrics_text, page_text)
+        } else {
+            for key in &self.lines_changed {
+                let summary = self.summaries.get(key).unwrap_or(&empty);
+                for &i in self.index.get(key).into_iter().flatten() {
+                    self.rows[i] = draw(&self.entries[i], summary);
+                }
+            }
+        }
+        let bad: Vec<page::Row> = self
+            .entries
+            .iter()
+            .zip(&self.keys)
+            .filter_map(|(e, k)| {
+                let summary = self.summaries.get(k)?;
+                summary.is_bad().then_some(page::Row {
+                    entry: e,
+                    summary,
+                    next: None,
+                })
+            })
+            .collect();
+        let bad: Vec<&page::Row> = bad.iter().collect();
+        page::assemble(
+            &self.file,
+            now,
+            self.entries.len(),
+            &bad,
+            self.rows.iter().map(String::as_str),
+        )
     }
 }
 

@@ -133,8 +133,25 @@ fn target(out: &mut String, e: &Entry) {
 /// The page of `rows` (schedule `file`), made at `now`.
 pub fn render(file: &str, rows: &[Row], now: DateTime<Utc>) -> String {
     let marks: usize = rows.iter().map(|r| r.summary.recent.len()).sum();
-    let mut s = String::with_capacity(4096 + rows.len() * 400 + marks * 64);
+    let mut body = String::with_capacity(rows.len() * 400 + marks * 64);
+    for r in rows {
+        row(&mut body, r);
+    }
     let bad: Vec<&Row> = rows.iter().filter(|r| r.summary.is_bad()).collect();
+    assemble(file, now, rows.len(), &bad, [body.as_str()])
+}
+
+/// The page around rows already drawn with [`row`] (a writer that keeps each line's row
+/// redraws only the lines that changed): `total` lines, of which `bad` last failed.
+pub fn assemble<'a>(
+    file: &str,
+    now: DateTime<Utc>,
+    total: usize,
+    bad: &[&Row],
+    rows: impl IntoIterator<Item = &'a str> + Clone,
+) -> String {
+    let len: usize = rows.clone().into_iter().map(str::len).sum();
+    let mut s = String::with_capacity(8192 + len);
     s.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -152,22 +169,22 @@ pub fn render(file: &str, rows: &[Row], now: DateTime<Utc>) -> String {
     let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
     let _ = writeln!(
         s,
-        "</code> \u{b7} {} lines \u{b7} as of <time datetime=\"{at}\">{at}</time></p>",
-        rows.len()
+        "</code> \u{b7} {total} lines \u{b7} as of <time datetime=\"{at}\">{at}</time></p>"
     );
-    banner(&mut s, rows.len(), &bad);
+    banner(&mut s, total, bad);
     s.push_str(
         "<div class=\"wrap\"><table><thead><tr><th>Result<th>Job<th>Recent runs <span class=\"mute\">(oldest \u{2192} newest)</span>\
 <th>Last run<th>Next run<th>Schedule</tr></thead><tbody>\n",
     );
     for r in rows {
-        row(&mut s, r);
+        s.push_str(r);
     }
     s.push_str(
         "</tbody></table></div>\n<footer>Each mark is one run; hover it for its time, \
 exit code, duration and run id (<code>scheduler send SERVICE log ID</code> shows its output). \
 \u{2713} ok \u{b7} \u{2717} failed \u{b7} ! missed \u{b7} \u{2298} refused \u{b7} \u{2013} skipped \
-\u{b7} \u{2026} running. Times in each line's zone.</footer>\n</body></html>\n",
+\u{b7} \u{2026} running. Times in each line's zone; a line's next run is as of its last \
+outcome.</footer>\n</body></html>\n",
     );
     s
 }
@@ -202,7 +219,8 @@ fn banner(s: &mut String, total: usize, bad: &[&Row]) {
     s.push_str("</ul></div>\n");
 }
 
-fn row(s: &mut String, r: &Row) {
+/// One line's row (`<tr>...</tr>` and a newline), appended to `s`.
+pub fn row(s: &mut String, r: &Row) {
     let (e, sum) = (r.entry, r.summary);
     s.push_str(if sum.is_bad() {
         "<tr class=\"bad\"><td>"
