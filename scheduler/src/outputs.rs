@@ -101,22 +101,7 @@ impl Outputs {
             return Ok(None);
         }
         let (tx, rx) = channel();
-        let mut writer = Writer {
-            paths,
-            file,
-            state_dir: state_dir.to_path_buf(),
-            entries: Vec::new(),
-            keys: Vec::new(),
-            summaries: HashMap::new(),
-            index: HashMap::new(),
-            counts: Counts::new(),
-            rows: Vec::new(),
-            targets: BTreeMap::new(),
-            all: true,
-            lines_changed: HashSet::new(),
-            targets_changed: HashSet::new(),
-            failing: [false, false],
-        };
+        let mut writer = Writer::new(paths, file, state_dir);
         let thread = std::thread::Builder::new()
             .name("reports".into())
             .spawn(move || writer.run(&rx))?;
@@ -159,6 +144,25 @@ impl Drop for Outputs {
 }
 
 impl Writer {
+    fn new(paths: Paths, file: String, state_dir: &Path) -> Writer {
+        Writer {
+            paths,
+            file,
+            state_dir: state_dir.to_path_buf(),
+            entries: Vec::new(),
+            keys: Vec::new(),
+            summaries: HashMap::new(),
+            index: HashMap::new(),
+            counts: Counts::new(),
+            rows: Vec::new(),
+            targets: BTreeMap::new(),
+            all: true,
+            lines_changed: HashSet::new(),
+            targets_changed: HashSet::new(),
+            failing: [false, false],
+        }
+    }
+
     /// Until the daemon's end is dropped: takes every message there is, then rewrites.
     fn run(&mut self, rx: &Receiver<Msg>) {
         while let Ok(msg) = rx.recv() {
@@ -215,13 +219,18 @@ impl Writer {
         }
     }
 
-    fn write(&mut self) {
-        let now = Utc::now();
+    /// The files' text as of `now`, each when asked for; what changed is drawn.
+    fn texts(&mut self, now: DateTime<Utc>) -> (Option<String>, Option<String>) {
         let metrics_text = self.paths.metrics.is_some().then(|| self.metrics());
         let page_text = self.paths.page.is_some().then(|| self.page(now));
         self.all = false;
         self.lines_changed.clear();
         self.targets_changed.clear();
+        (metrics_text, page_text)
+    }
+
+    fn write(&mut self) {
+        let (metrics_text, page_text) = self.texts(Utc::now());
         let files = [
             (&self.paths.metrics, metrics_text, "metrics file"),
             (&self.paths.page, page_text, "status page"),
@@ -359,6 +368,84 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RunResult;
+
+    /// Expected: after each outcome, the parts redrawn and put together are exactly the
+    /// files drawn whole from the same summaries (two lines share one target here).
+    #[test]
+    fn redrawing_what_changed_gives_the_files_drawn_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "5 4 * * * forum mysql backup\n*/10 * * * * static pull\n\
+                    0 0 * * * static pull\n@reboot web warm\n";
+        let schedule = crate::schedule::parse("f", text.as_bytes(), chrono_tz::Tz::UTC).unwrap();
+        let paths = Paths {
+            metrics: Some(dir.path().join("m")),
+            page: Some(dir.path().join("p")),
+        };
+        let mut w = Writer::new(paths, "f".into(), dir.path());
+        w.apply(Msg::Schedule(schedule.entries.clone()));
+        let now = DateTime::from_timestamp(1_764_821_100, 0).unwrap();
+        let whole = |w: &Writer| {
+            let empty = Summary::default();
+            let sums: Vec<&Summary> = schedule
+                .entries
+                .iter()
+                .map(|e| w.summaries.get(&e.key()).unwrap_or(&empty))
+                .collect();
+            let targets: Vec<Target> = schedule
+                .entries
+                .iter()
+                .map(|e| target(&e.service, &e.action, e.user.as_deref()))
+                .collect();
+            let m = metrics::render(&metrics::families(
+                targets.iter().zip(sums.iter().copied()),
+                &w.counts,
+            ));
+            let rows: Vec<page::Row> = schedule
+                .entries
+                .iter()
+                .zip(&sums)
+                .map(|(entry, summary)| page::Row {
+                    entry,
+                    summary,
+                    next: entry.next_after(now),
+                })
+                .collect();
+            (Some(m), Some(page::render("f", &rows, now)))
+        };
+        let first = w.texts(now);
+        assert_eq!(first, whole(&w));
+        let results = [
+            (1, RunResult::Running, None),
+            (1, RunResult::Failed, Some(2)),
+            (0, RunResult::Ok, Some(0)),
+            (2, RunResult::Ok, Some(0)),
+            (3, RunResult::Missed, None),
+            (1, RunResult::Ok, Some(0)),
+        ];
+        for (n, (i, result, exit)) in results.into_iter().enumerate() {
+            let e = &schedule.entries[i];
+            let fire = now - chrono::Duration::minutes(60 - n as i64);
+            let run = Run {
+                key: format!("k:{}", fire.timestamp()),
+                fire,
+                at: fire,
+                file: "f".into(),
+                line: e.line,
+                service: e.service.clone(),
+                action: e.action.clone(),
+                user: e.user.clone(),
+                result,
+                exit,
+                secs: Some(1.0),
+                id: Some(n as u64),
+            };
+            w.apply(Msg::Outcome(e.key(), Box::new(run)));
+            let texts = w.texts(now);
+            assert_eq!(texts, whole(&w), "after outcome {n}");
+            assert_ne!(texts, first);
+        }
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temporary() {
