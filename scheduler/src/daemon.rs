@@ -25,7 +25,9 @@
 //! A line under `ON_FAILURE=`/`ON_SUCCESS=` has its outcome told to that target by a
 //! notification ([`notify`]): a request like any other (keyed, retried for the retry window,
 //! then logged), keyed by its run's key plus `:f` or `:s`, so a repeat of the outcome (a
-//! resumed run) tells it once. A notification's own outcome is only logged: it is not a run
+//! resumed run) tells it once. At start, each line's last outcome (within the catch-up
+//! window) is told again with its key ([`resume`]): a notification a killed scheduler did not
+//! get through is delivered, one already delivered is answered from the target's journal. A notification's own outcome is only logged: it is not a run
 //! of a line, so it is neither recorded nor told to anyone, and cannot loop.
 
 use std::collections::HashSet;
@@ -492,6 +494,18 @@ fn resume(
                 continue;
             }
         };
+        // The line's last outcome is told again, with its key: a scheduler killed between
+        // recording it and delivering its notification would otherwise never tell it. The
+        // target runs a key once, so one already told is not told twice.
+        if let Some(r) = runs.last() {
+            let told = (r.result != RunResult::Running && r.result != RunResult::Skipped)
+                && (e.on_failure.is_some() || e.on_success.is_some())
+                && now - r.at <= window;
+            let job = Job::new(0, e, r.fire);
+            if told && job.key == r.key {
+                notify(shared, &job, r.result, r.exit, r.id);
+            }
+        }
         for r in runs {
             if r.result != RunResult::Running || now - r.fire > window || caught.contains(&r.key) {
                 continue;
