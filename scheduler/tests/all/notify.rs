@@ -177,7 +177,7 @@ fn a_notification_cut_short_by_a_kill_is_told_at_the_next_start_with_its_key() {
     let hooks = peer(dir.path(), "hooks", Answer::Done(0));
     // @reboot fires again at this start (a new run, its own key); only the old run's
     // notification is of interest: filter on its key.
-    let mut d = Daemon::start(&file, &envs);
+    let d = Daemon::start(&file, &envs);
     let mut told = Vec::new();
     while told.len() < 2 {
         told.push(recv(&hooks.requests, SHORT));
