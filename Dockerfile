@@ -54,6 +54,7 @@ FROM ${BASE_IMAGE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 # policy-rc.d: the packages' postinst must not try to start daemons inside the build.
 # systemd-standalone-tmpfiles stands in for all of systemd that php-fpm's package wants.
+# curl: the scheduler's notify action (webhooks, healthchecks.io pings).
 # The MariaDB datadir made by the package is emptied: a fresh named volume then starts
 # empty and service/mysql's setup initialises it (and runs the imports) on first start.
 RUN set -eux; \
@@ -61,7 +62,7 @@ RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
         mariadb-server mariadb-client nginx-light php-fpm php-mysql \
-        socat tzdata ca-certificates gzip bash systemd-standalone-tmpfiles; \
+        socat tzdata ca-certificates gzip bash systemd-standalone-tmpfiles curl; \
     rm -f /usr/sbin/policy-rc.d; \
     fpm="$(ls /usr/sbin/php-fpm[0-9]* | sort -V | tail -n 1)"; \
     ln -s "$(basename "$fpm")" /usr/sbin/php-fpm; \

@@ -11,7 +11,13 @@
 #   3. the request socket from the host: ping/help/unknown action; `forum nightly-backup`
 #      via socat answers `done ... exit=0`, and the dump restores into a fresh database
 #      with identical CHECKSUM TABLE results; `scheduler send` as a client
-#   4. the scheduler (a `* * * * *` line from the test override) delivers into nginx
+#   4. the scheduler (a `* * * * *` line from the test override) delivers into nginx;
+#      `scheduler status` shows it ok, and the failed `@reboot` line of the test schedule
+#   4c. told when it fails: the test schedule's `@reboot nosuchsite mysql nightly-backup`
+#      fails (exit 66) and, under ON_FAILURE=scheduler notify, the scheduler container's
+#      log has the notify line; the scheduler is on its own network (mysql, php and wiki on
+#      none), through which its webhook and healthchecks ping reach a server on the host at
+#      the default bridge's gateway (tests/notify/server.py; needs python3)
 #   5. the forum's php-fpm master killed with SIGKILL: its workers go with it, the next
 #      page starts php-fpm again (on demand), pages count on
 #   6. a MariaDB container killed during a backup leaves no partial file under a final name,
@@ -30,7 +36,8 @@
 # Env: COMPOSE ("docker-compose"; e.g. COMPOSE="docker compose"), COMPOSE_PROJECT_NAME
 #      (bosune2e), BOSUN_DATA (./data; must not exist yet), BOSUN_HTTP_PORT (8080),
 #      E2E_KEEP=1 to leave the stack up after the run, E2E_BUILD=0 to use the image as it is,
-#      E2E_COMPOSE_FILE=FILE to add one more override (all for debugging).
+#      E2E_COMPOSE_FILE=FILE to add one more override (all for debugging). NOTIFY_URL,
+#      HEALTHCHECKS_URL and NOTIFY_HOST are set by the test (the webhook receiver).
 set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -69,6 +76,11 @@ cleanup() {
             dc logs --no-color --tail 40 "$s" 2>&1 | sed 's/^/    /'
         done
     fi
+    if [ -n "${HOOK_PID:-}" ]; then
+        kill "$HOOK_PID" 2>/dev/null
+        wait "$HOOK_PID" 2>/dev/null
+    fi
+    [ -n "${HOOK_DIR:-}" ] && rm -rf "$HOOK_DIR"
     if [ "${E2E_KEEP:-0}" = 1 ]; then
         log "E2E_KEEP=1: leaving the stack and $DATA in place"
     else
@@ -94,6 +106,26 @@ fi
 mkdir -p "$DATA/run" "$DATA/backup" && CREATED_DATA=1
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The webhook receiver for the scheduler's notifications (4c): on the host, at the default
+# bridge's gateway address, which the scheduler's own network reaches through the host.
+HOOK_PID=
+HOOK_DIR=
+hook_gw=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' 2>/dev/null)
+if ! command -v python3 >/dev/null; then
+    log "python3 missing: the notifications' delivery over the network is not checked"
+elif [ -z "$hook_gw" ]; then
+    log "no gateway address on Docker's bridge network: the notifications' delivery is not checked"
+else
+    HOOK_DIR=$(mktemp -d /tmp/bosun-e2e-hook.XXXXXX)
+    python3 tests/notify/server.py "$HOOK_DIR" "$hook_gw" 2>"$HOOK_DIR/server.log" &
+    HOOK_PID=$!
+    wait_until 10 "the webhook receiver's port" test -s "$HOOK_DIR/port" || exit 1
+    hook_port=$(cat "$HOOK_DIR/port")
+    export NOTIFY_URL="http://$hook_gw:$hook_port/hook"
+    export HEALTHCHECKS_URL="http://$hook_gw:$hook_port/hc/e2e" NOTIFY_HOST=e2e
+    log "webhook receiver on $hook_gw:$hook_port for NOTIFY_URL and HEALTHCHECKS_URL"
+fi
 
 if [ ${#BUILD[@]} -gt 0 ]; then
     log "building the image (${COMPOSE_CMD[*]} build)"
@@ -313,9 +345,58 @@ check_history_status() {
     out=$(docker exec "$(cid scheduler)" scheduler status) || st=$?
     log "  scheduler status (exit $st):"
     while IFS= read -r l; do log "    $l"; done <<<"$out"
-    [ "$st" = 0 ] || fail "scheduler status exited $st" || return 1
+    # Exit 1: the test schedule's @reboot backup of a site with no database failed (4c).
+    grep -qE ' mysql nightly-backup user=nosuchsite .* result=failed exit=66 ' <<<"$out" ||
+        fail "scheduler status does not show the @reboot nosuchsite backup failed with exit 66" || return 1
+    [ "$st" = 1 ] || fail "scheduler status exited $st, not 1 (a line's last result is failed)" || return 1
 }
-check "history and log of the socat-requested backup in mysql; scheduler status shows the scheduled run ok" check_history_status
+check "history and log of the socat-requested backup in mysql; scheduler status shows the scheduled runs, ok and failed" check_history_status
+
+# ---- 4c. told when it fails ----------------------------------------------------------
+notify_line() {
+    dc logs --no-color scheduler 2>/dev/null |
+        grep -E '\[notify#[0-9]+\] notify: mysql nightly-backup user=nosuchsite result=failed exit=66 id=[0-9]+'
+}
+check_notified() {
+    local s nets want ok=0
+    # Networks: the scheduler on its own (compose names it <project>_outbound), nginx on
+    # the project's default one, the others on none.
+    for s in "${SERVICES[@]}"; do
+        nets=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$(cid "$s")")
+        case $s in
+            scheduler) want="${COMPOSE_PROJECT_NAME}_outbound " ;;
+            nginx) want="${COMPOSE_PROJECT_NAME}_default " ;;
+            *) want="none " ;;
+        esac
+        log "  $s: networks $nets"
+        [ "$nets" = "$want" ] || fail "$s is on '$nets', not '$want'" || ok=1
+    done
+    wait_until 60 "the notify line of the failed @reboot backup in the scheduler's log" notify_line ||
+        return 1
+    dc logs --no-color scheduler | grep -E '\[notify#[0-9]+\] notify: ' | sed 's/^/    /'
+    if [ -z "$HOOK_PID" ]; then
+        log "  (the webhook receiver is not running: delivery not checked)"
+        return $ok
+    fi
+    wait_until 30 "the webhook and the healthchecks ping at the receiver on the host" \
+        test -e "$HOOK_DIR/req-2.json" || return 1
+    python3 - "$HOOK_DIR" <<'PY' || fail "the webhook or the ping is not as expected" || return 1
+import base64, json, os, sys
+d = sys.argv[1]
+reqs = [json.load(open(os.path.join(d, f))) for f in sorted(os.listdir(d)) if f.startswith("req-")]
+paths = sorted(r["path"] for r in reqs)
+assert paths == ["/hc/e2e/fail", "/hook"], paths
+hook = [r for r in reqs if r["path"] == "/hook"][0]
+m = json.loads(base64.b64decode(hook["body_b64"]).decode("utf-8"))
+want = {"service": "mysql", "action": "nightly-backup", "user": "nosuchsite", "result": "failed", "exit": 66, "host": "e2e"}
+assert {k: m[k] for k in want} == want, m
+assert "no such database: nosuchsite" in m["lines"], m["lines"]
+assert m["text"].startswith("e2e: mysql nightly-backup (user nosuchsite) FAILED with exit 66"), m["text"]
+print("    webhook:", json.dumps(m)[:240])
+PY
+    return $ok
+}
+check "told when it fails: the notify line, and the webhook and healthchecks ping over the scheduler's own network" check_notified
 
 # ---- 5. a crashed main process ------------------------------------------------------
 # On demand, a php-fpm that dies is not restarted at once: the supervisor holds the socket

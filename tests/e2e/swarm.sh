@@ -5,7 +5,8 @@
 # line), and check from the host:
 #
 #   1. every service has one task, running and healthy, and PID 1 in each is the supervisor;
-#      the four network-less services of docker-compose.yaml are on the internal network only
+#      the three network-less services of docker-compose.yaml are on the internal network
+#      only, the scheduler on its own `outbound` network only
 #   2. a page through nginx -> php-fpm -> MariaDB on 127.0.0.1:$BOSUN_HTTP_PORT counts
 #      visits; the wiki (Host: wiki.localhost) answers too
 #   3. `forum nightly-backup` with socat over the shared run dir answers `accepted` and
@@ -199,9 +200,13 @@ check_pid1() {
             /usr/local/sbin/supervisor*) ;;
             *) ok=1 ;;
         esac
-        if [ "$s" != nginx ] && [ "$nets" != "${STACK}_internal " ]; then
-            fail "$s is not on ${STACK}_internal alone" || ok=1
-        fi
+        case $s in
+            nginx) ;;
+            scheduler)
+                [ "$nets" = "${STACK}_outbound " ] || fail "$s is not on ${STACK}_outbound alone" || ok=1 ;;
+            *)
+                [ "$nets" = "${STACK}_internal " ] || fail "$s is not on ${STACK}_internal alone" || ok=1 ;;
+        esac
     done
     return $ok
 }
@@ -210,7 +215,7 @@ if ((FAILED > 0)); then
     log "the stack did not come up; no point in going on"
     exit 1
 fi
-check "PID 1 in every task is the supervisor; only nginx has a network out" check_pid1
+check "PID 1 in every task is the supervisor; only nginx and the scheduler have a network out" check_pid1
 
 # ---- 2. a page ---------------------------------------------------------------------------
 visits() {
