@@ -88,34 +88,46 @@ impl Family {
 pub fn render(families: &[Family]) -> String {
     let mut out = String::new();
     for f in families {
-        out.push_str("# HELP ");
-        out.push_str(&f.name);
-        out.push(' ');
-        escape_help(&f.help, &mut out);
-        out.push('\n');
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
-        for s in &f.samples {
-            out.push_str(&f.name);
-            out.push_str(s.suffix);
-            if !s.labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in s.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(k);
-                    out.push_str("=\"");
-                    escape_label(v, &mut out);
-                    out.push('"');
-                }
-                out.push('}');
-            }
-            out.push(' ');
-            value(s.value, &mut out);
-            out.push('\n');
-        }
+        render_head(f, &mut out);
+        render_samples(f, &mut out);
     }
     out
+}
+
+/// A family's HELP and TYPE lines.
+pub fn render_head(f: &Family, out: &mut String) {
+    out.push_str("# HELP ");
+    out.push_str(&f.name);
+    out.push(' ');
+    escape_help(&f.help, out);
+    out.push('\n');
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
+}
+
+/// A family's sample lines: a writer that keeps the samples of a part of a family (one
+/// target's, say) and puts the family together later writes them with this, after
+/// [`render_head`].
+pub fn render_samples(f: &Family, out: &mut String) {
+    for s in &f.samples {
+        out.push_str(&f.name);
+        out.push_str(s.suffix);
+        if !s.labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in s.labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                escape_label(v, out);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        out.push(' ');
+        value(s.value, out);
+        out.push('\n');
+    }
 }
 
 /// A label value: `\` -> `\\`, `"` -> `\"`, newline -> `\n`.

@@ -63,8 +63,11 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
         /// One JSON document for scripts, with each line's recent runs.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "html")]
         json: bool,
+        /// The status page: one self-contained HTML file (as BOSUN_STATUS_HTML).
+        #[arg(long)]
+        html: bool,
     },
     /// Send one request to <run_dir>/<SERVICE>-request.sock and print the replies.
     Send {
@@ -149,7 +152,14 @@ fn dispatch(cli: Cli) -> u8 {
                 None => next_file(&file.unwrap_or_else(default), from, count),
             }
         }
-        Some(Command::Status { file, json }) => status(&file.unwrap_or_else(default), json),
+        Some(Command::Status { file, json, html }) => {
+            let format = match (json, html) {
+                (true, _) => crate::status::Format::Json,
+                (_, true) => crate::status::Format::Html,
+                _ => crate::status::Format::Text,
+            };
+            status(&file.unwrap_or_else(default), format)
+        }
         Some(Command::Send {
             key,
             user,
@@ -199,7 +209,7 @@ fn check(path: &Path) -> u8 {
     }
 }
 
-fn status(path: &Path, json: bool) -> u8 {
+fn status(path: &Path, format: crate::status::Format) -> u8 {
     let Some(state_dir) = std::env::var_os("BOSUN_STATE_DIR").filter(|v| !v.is_empty()) else {
         eprintln!("scheduler status: BOSUN_STATE_DIR is not set: the record of runs lives there (set it as for the daemon)");
         return EXIT_USAGE;
@@ -216,7 +226,7 @@ fn status(path: &Path, json: bool) -> u8 {
         &schedule,
         Path::new(&state_dir),
         Utc::now(),
-        json,
+        format,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     )

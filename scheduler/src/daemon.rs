@@ -17,14 +17,17 @@
 //! `running` in the record is asked for again at the next start ([`resume`]), with its key,
 //! so the record gets its real outcome without the action running twice.
 //!
-//! With `BOSUN_METRICS_FILE` (and `BOSUN_STATE_DIR`, whose record it is built from) the
-//! metrics file is rewritten after every outcome, at start and after a reload
-//! ([`write_metrics`]); a file that cannot be written is logged and the schedule runs on.
+//! With `BOSUN_METRICS_FILE` and `BOSUN_STATE_DIR` (whose record they are built from) the
+//! metrics file, and with `BOSUN_STATUS_HTML` the status page, are rewritten after every
+//! outcome, at start and after a reload, by [`crate::outputs`] on a thread of its own; a
+//! file that cannot be written is logged and the schedule runs on.
 //!
 //! A line under `ON_FAILURE=`/`ON_SUCCESS=` has its outcome told to that target by a
 //! notification ([`notify`]): a request like any other (keyed, retried for the retry window,
 //! then logged), keyed by its run's key plus `:f` or `:s`, so a repeat of the outcome (a
-//! resumed run) tells it once. A notification's own outcome is only logged: it is not a run
+//! resumed run) tells it once. At start, each line's last outcome (within the catch-up
+//! window) is told again with its key ([`resume`]): a notification a killed scheduler did not
+//! get through is delivered, one already delivered is answered from the target's journal. A notification's own outcome is only logged: it is not a run
 //! of a line, so it is neither recorded nor told to anyone, and cannot loop.
 
 use std::collections::HashSet;
@@ -47,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::metrics;
+use crate::outputs::{self, Outputs};
 use crate::planner::{missed_while_down, Fire, Outcome, Planner};
 use crate::record::{RecordError, Recorder, Run, RunResult};
 use crate::schedule::{self, Entry, FileErrors, Notify, Schedule, When};
@@ -71,6 +74,9 @@ pub struct Config {
     /// `BOSUN_METRICS_FILE`, default none: the schedule's metrics, for node_exporter's
     /// textfile collector. Needs `state_dir`.
     pub metrics_file: Option<PathBuf>,
+    /// `BOSUN_STATUS_HTML`, default none: the status page (`scheduler status --html`),
+    /// rewritten after every outcome. Needs `state_dir`.
+    pub status_html: Option<PathBuf>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -121,6 +127,7 @@ impl Config {
             catchup_window: duration("BOSUN_CATCHUP_WINDOW", Duration::from_secs(24 * 3600))?,
             default_zone: schedule::default_zone(),
             metrics_file: var("BOSUN_METRICS_FILE").map(PathBuf::from),
+            status_html: var("BOSUN_STATUS_HTML").map(PathBuf::from),
         })
     }
 }
@@ -151,65 +158,8 @@ struct Shared {
     file: String,
     /// Where notifications are spawned, so that shutdown waits for them too.
     tracker: TaskTracker,
-    /// `BOSUN_METRICS_FILE`, when there is a record to build it from.
-    metrics_file: Option<PathBuf>,
-    /// The schedule's lines as the metrics see them (line key, target), and the runs
-    /// counted since start; one lock, so that concurrent rewrites do not interleave.
-    metrics: Mutex<MetricsState>,
-}
-
-#[derive(Default)]
-struct MetricsState {
-    lines: Vec<(String, metrics::Target)>,
-    counts: metrics::Counts,
-}
-
-fn metrics_target(service: &str, action: &str, user: Option<&str>) -> metrics::Target {
-    metrics::Target {
-        service: service.to_string(),
-        action: action.to_string(),
-        user: user.unwrap_or_default().to_string(),
-    }
-}
-
-/// The schedule's lines, as [`MetricsState::lines`] holds them.
-fn metrics_lines(schedule: &Schedule) -> Vec<(String, metrics::Target)> {
-    schedule
-        .entries
-        .iter()
-        .map(|e| {
-            (
-                e.key(),
-                metrics_target(&e.service, &e.action, e.user.as_deref()),
-            )
-        })
-        .collect()
-}
-
-/// Rewrites the metrics file from the record and the counts, when there is one. A file
-/// that cannot be written is logged; the schedule runs on.
-fn write_metrics(shared: &Shared) {
-    let (Some(path), Some(recorder)) = (&shared.metrics_file, &shared.recorder) else {
-        return;
-    };
-    let Ok(state) = shared.metrics.lock() else {
-        return;
-    };
-    let lines: Vec<_> = state
-        .lines
-        .iter()
-        .map(|(key, target)| {
-            let runs = recorder.runs(key).map(|c| c.runs).unwrap_or_else(|err| {
-                warn!(error = %err, action = %target.action, "cannot read the run record for the metrics");
-                Vec::new()
-            });
-            (target.clone(), runs)
-        })
-        .collect();
-    let text = metrics::render(&metrics::families(&lines, &state.counts));
-    if let Err(err) = metrics::write_atomic(path, text.as_bytes()) {
-        warn!(file = %path.display(), error = %err, "cannot write the metrics file; the schedule runs on");
-    }
+    /// The metrics file and the status page, when asked for and there is a record.
+    outputs: Option<Outputs>,
 }
 
 impl Shared {
@@ -247,6 +197,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         source,
     })?;
     let tracker = TaskTracker::new();
+    let file = config.file.display().to_string();
+    let paths = outputs::Paths {
+        metrics: config.metrics_file.clone(),
+        page: config.status_html.clone(),
+    };
+    let outputs = match &config.state_dir {
+        Some(dir) => Outputs::start(paths, file.clone(), dir, &schedule).map_err(|source| {
+            DaemonError::Io {
+                doing: "starting the thread that writes the reports",
+                source,
+            }
+        })?,
+        None => {
+            for (var, path) in [
+                ("BOSUN_METRICS_FILE", &paths.metrics),
+                ("BOSUN_STATUS_HTML", &paths.page),
+            ] {
+                if let Some(path) = path {
+                    warn!(file = %path.display(), "{var} is set but BOSUN_STATE_DIR is not: it is not written (it is built from the run record)");
+                }
+            }
+            None
+        }
+    };
     let shared = Arc::new(Shared {
         run_dir: config.run_dir.clone(),
         retry_window: config.retry_window,
@@ -255,21 +229,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         runs: AtomicU64::new(0),
         store: store.clone(),
         recorder,
-        file: config.file.display().to_string(),
+        file,
         tracker: tracker.clone(),
-        metrics_file: config
-            .metrics_file
-            .clone()
-            .filter(|_| config.state_dir.is_some()),
-        metrics: Mutex::new(MetricsState {
-            lines: metrics_lines(&schedule),
-            counts: metrics::Counts::new(),
-        }),
+        outputs,
     });
-    if let (Some(path), None) = (&config.metrics_file, &config.state_dir) {
-        warn!(file = %path.display(), "BOSUN_METRICS_FILE is set but BOSUN_STATE_DIR is not: no metrics are written (they are built from the run record)");
-    }
-    write_metrics(&shared);
     let start = Utc::now();
     info!(
         file = %config.file.display(),
@@ -350,10 +313,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         let now = Utc::now();
                         planner.reload(&schedule, &new_schedule, now);
                         schedule = new_schedule;
-                        if let Ok(mut m) = shared.metrics.lock() {
-                            m.lines = metrics_lines(&schedule);
+                        if let Some(o) = &shared.outputs {
+                            o.set_schedule(&schedule);
                         }
-                        write_metrics(&shared);
                         if let Some(store) = &store {
                             baseline(store, &schedule, now);
                         }
@@ -532,6 +494,18 @@ fn resume(
                 continue;
             }
         };
+        // The line's last outcome is told again, with its key: a scheduler killed between
+        // recording it and delivering its notification would otherwise never tell it. The
+        // target runs a key once, so one already told is not told twice.
+        if let Some(r) = runs.last() {
+            let told = (r.result != RunResult::Running && r.result != RunResult::Skipped)
+                && (e.on_failure.is_some() || e.on_success.is_some())
+                && now - r.at <= window;
+            let job = Job::new(0, e, r.fire);
+            if told && job.key == r.key {
+                notify(shared, &job, r.result, r.exit, r.id);
+            }
+        }
         for r in runs {
             if r.result != RunResult::Running || now - r.fire > window || caught.contains(&r.key) {
                 continue;
@@ -707,11 +681,9 @@ fn record_run(
     if let Err(err) = recorder.append(&job.line_key, &run, report) {
         warn!(error = %err, "cannot record the run");
     }
-    if let Ok(mut m) = shared.metrics.lock() {
-        let target = metrics_target(&job.service, &job.action, job.user.as_deref());
-        metrics::count(&mut m.counts, &target, result);
+    if let Some(o) = &shared.outputs {
+        o.outcome(&job.line_key, &run);
     }
-    write_metrics(shared);
 }
 
 /// Sends the notification of a final outcome to the line's `ON_FAILURE=` (`failed`,

@@ -12,12 +12,11 @@
 //! The text itself is written by `proto::metrics`, as for the `metrics` built-in.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write as _};
-use std::path::Path;
 
-pub use proto::metrics::{render, Family, Kind};
+pub use proto::metrics::{render, render_head, render_samples, Family, Kind};
 
-use crate::record::{Run, RunResult};
+use crate::record::RunResult;
+use crate::summary::Summary;
 
 /// What a schedule line asks for: the labels of its metrics. Lines with the same target
 /// share their metrics (an operator alerts on `action="nightly-backup"`, not on a line).
@@ -62,102 +61,88 @@ fn secs(t: chrono::DateTime<chrono::Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
-/// The schedule's metric families: `lines` are the schedule's lines with their recorded
-/// runs (any order), `counts` the daemon's. Every target of the schedule has a
-/// `runs_total` per counted result (0 included, so that `increase()` sees the first run)
+/// The schedule's metric families: `lines` are the schedule's lines with the summary of
+/// their recorded runs (any order), `counts` the daemon's. Every target of the schedule has
+/// a `runs_total` per counted result (0 included, so that `increase()` sees the first run)
 /// and a last-success time (0 when it never succeeded, so an age alert fires); its last
 /// run and last exit code appear once it has had them.
-pub fn families(lines: &[(Target, Vec<Run>)], counts: &Counts) -> Vec<Family> {
-    #[derive(Default)]
-    struct Agg {
-        last_run: Option<f64>,
-        last_success: Option<f64>,
-        /// (fire, exit) of the latest run with an exit code.
-        last_exit: Option<(f64, i32)>,
+pub fn families<'a>(
+    lines: impl IntoIterator<Item = (&'a Target, &'a Summary)>,
+    counts: &Counts,
+) -> Vec<Family> {
+    let mut by: BTreeMap<&Target, Summary> = BTreeMap::new();
+    for (target, s) in lines {
+        merge(by.entry(target).or_default(), s);
     }
-    let mut by: BTreeMap<&Target, Agg> = BTreeMap::new();
-    for (target, runs) in lines {
-        let agg = by.entry(target).or_default();
-        for r in runs {
-            let fire = secs(r.fire);
-            if r.result != RunResult::Skipped {
-                agg.last_run = Some(agg.last_run.map_or(fire, |t| t.max(fire)));
-            }
-            if r.result == RunResult::Ok {
-                let at = secs(r.at);
-                agg.last_success = Some(agg.last_success.map_or(at, |t| t.max(at)));
-            }
-            if let Some(exit) = r.exit {
-                if agg.last_exit.is_none_or(|(t, _)| fire >= t) {
-                    agg.last_exit = Some((fire, exit));
-                }
-            }
-        }
-    }
-    let mut last_run = Family::new(
-        "bosun_schedule_last_run_timestamp_seconds",
-        "When the last run of the target was due (Unix time), whatever its result.",
-        Kind::Gauge,
-    );
-    let mut last_success = Family::new(
-        "bosun_schedule_last_success_timestamp_seconds",
-        "When the last run of the target ended with exit=0 (Unix time); 0: never.",
-        Kind::Gauge,
-    );
-    let mut last_exit = Family::new(
-        "bosun_schedule_last_exit_code",
-        "The exit code of the last run of the target that ended with one.",
-        Kind::Gauge,
-    );
-    let mut total = Family::new(
-        "bosun_schedule_runs_total",
-        "Runs of the target since the scheduler started, by result.",
-        Kind::Counter,
-    );
+    let mut all = heads();
     for (target, agg) in &by {
-        let labels = target.labels();
-        if let Some(t) = agg.last_run {
-            last_run.sample(&labels, t);
-        }
-        last_success.sample(&labels, agg.last_success.unwrap_or(0.0));
-        if let Some((_, exit)) = agg.last_exit {
-            last_exit.sample(&labels, f64::from(exit));
-        }
-        let n = counts.get(*target).copied().unwrap_or_default();
-        for (result, n) in COUNTED.iter().zip(n) {
-            let [s, a, u] = labels;
-            total.sample(&[s, a, u, ("result", result.as_str())], n as f64);
+        for (family, part) in all.iter_mut().zip(target_families(target, agg, counts)) {
+            family.samples.extend(part.samples);
         }
     }
-    vec![last_run, last_success, last_exit, total]
+    all.into()
 }
 
-/// Replaces `path` with `bytes` so that a reader sees the old file or the new one, never
-/// a part: a temporary file in the same directory (hidden, and not `*.prom`, so the
-/// collector skips it), written, fsynced, renamed over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Adds what `s` knows of a target to `agg`, the summary of all the target's lines.
+pub fn merge(agg: &mut Summary, s: &Summary) {
+    agg.last_run = agg.last_run.max(s.last_run);
+    agg.last_success = agg.last_success.max(s.last_success);
+    if let Some((t, exit)) = s.last_exit {
+        if agg.last_exit.is_none_or(|(u, _)| t >= u) {
+            agg.last_exit = Some((t, exit));
+        }
     }
-    result
+}
+
+/// The families, without samples, in the order they are written.
+pub fn heads() -> [Family; 4] {
+    [
+        Family::new(
+            "bosun_schedule_last_run_timestamp_seconds",
+            "When the last run of the target was due (Unix time), whatever its result.",
+            Kind::Gauge,
+        ),
+        Family::new(
+            "bosun_schedule_last_success_timestamp_seconds",
+            "When the last run of the target ended with exit=0 (Unix time); 0: never.",
+            Kind::Gauge,
+        ),
+        Family::new(
+            "bosun_schedule_last_exit_code",
+            "The exit code of the last run of the target that ended with one.",
+            Kind::Gauge,
+        ),
+        Family::new(
+            "bosun_schedule_runs_total",
+            "Runs of the target since the scheduler started, by result.",
+            Kind::Counter,
+        ),
+    ]
+}
+
+/// One target's samples in each of the [`heads`] families; `agg` sums up all its lines.
+pub fn target_families(target: &Target, agg: &Summary, counts: &Counts) -> [Family; 4] {
+    let [mut last_run, mut last_success, mut last_exit, mut total] = heads();
+    let labels = target.labels();
+    if let Some(t) = agg.last_run {
+        last_run.sample(&labels, secs(t));
+    }
+    last_success.sample(&labels, agg.last_success.map_or(0.0, secs));
+    if let Some((_, exit)) = agg.last_exit {
+        last_exit.sample(&labels, f64::from(exit));
+    }
+    let n = counts.get(target).copied().unwrap_or_default();
+    for (result, n) in COUNTED.iter().zip(n) {
+        let [s, a, u] = labels;
+        total.sample(&[s, a, u, ("result", result.as_str())], n as f64);
+    }
+    [last_run, last_success, last_exit, total]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Run;
     use chrono::DateTime;
 
     fn target(user: &str) -> Target {
@@ -185,6 +170,13 @@ mod tests {
         }
     }
 
+    fn summed(lines: &[(Target, Vec<Run>)]) -> Vec<(&Target, Summary)> {
+        lines
+            .iter()
+            .map(|(t, runs)| (t, Summary::from_runs(runs)))
+            .collect()
+    }
+
     #[test]
     fn families_from_runs_and_counts() {
         let mut counts = Counts::new();
@@ -203,7 +195,10 @@ mod tests {
             ),
             (target(""), vec![]),
         ];
-        let text = render(&families(&lines, &counts));
+        let text = render(&families(
+            summed(&lines).iter().map(|(t, s)| (*t, s)),
+            &counts,
+        ));
         let samples: Vec<_> = text.lines().filter(|l| !l.starts_with('#')).collect();
         let l = |u: &str| format!("{{service=\"mysql\",action=\"nightly-backup\",user=\"{u}\"");
         let (a, b) = (l(""), l("forum"));
@@ -236,21 +231,13 @@ mod tests {
             (target("u"), vec![run(100, RunResult::Ok, Some(0))]),
             (target("u"), vec![run(50, RunResult::Failed, Some(1))]),
         ];
-        let text = render(&families(&lines, &Counts::new()));
+        let text = render(&families(
+            summed(&lines).iter().map(|(t, s)| (*t, s)),
+            &Counts::new(),
+        ));
         assert_eq!(text.matches("bosun_schedule_last_exit_code{").count(), 1);
         assert!(text.contains(
             "last_exit_code{service=\"mysql\",action=\"nightly-backup\",user=\"u\"} 0\n"
         ));
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("bosun.prom");
-        write_atomic(&p, b"one\n").unwrap();
-        write_atomic(&p, b"two\n").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        assert!(write_atomic(&dir.path().join("absent/x.prom"), b"x").is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! `scheduler status [FILE] [--json]`: every schedule line with its last run and next fire,
-//! read from the record ([`crate::record`]) in `$BOSUN_STATE_DIR`.
+//! `scheduler status [FILE] [--json|--html]`: every schedule line with its last run and next
+//! fire, read from the record ([`crate::record`]) in `$BOSUN_STATE_DIR`; `--html` is the
+//! status page ([`crate::page`]), the one the daemon keeps in `BOSUN_STATUS_HTML`.
 //!
 //! It only reads files the daemon appends to or renames over, so it runs beside a running
 //! daemon (`docker compose exec scheduler scheduler status`). Lines are those of the file
@@ -14,8 +15,21 @@ use std::path::Path;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
+use crate::page;
 use crate::record::{self, Run};
 use crate::schedule::{Entry, Schedule};
+use crate::summary::Summary;
+
+/// What `scheduler status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One line per schedule line (DESIGN.md section 3).
+    Text,
+    /// One JSON document with every recorded run.
+    Json,
+    /// The status page.
+    Html,
+}
 
 /// One line of the report.
 struct Line<'a> {
@@ -47,7 +61,7 @@ pub fn status(
     schedule: &Schedule,
     state_dir: &Path,
     now: DateTime<Utc>,
-    json: bool,
+    format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
@@ -87,10 +101,10 @@ pub fn status(
     let bad = lines
         .iter()
         .any(|l| l.last().is_some_and(|r| r.result.is_bad()));
-    let text = if json {
-        to_json(file, &lines, now, !bad)
-    } else {
-        to_text(file, &lines)
+    let text = match format {
+        Format::Text => to_text(file, &lines),
+        Format::Json => to_json(file, &lines, now, !bad),
+        Format::Html => to_html(file, &lines, now),
     };
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
@@ -117,6 +131,20 @@ fn to_text(file: &str, lines: &[Line]) -> String {
         );
     }
     s
+}
+
+fn to_html(file: &str, lines: &[Line], now: DateTime<Utc>) -> String {
+    let sums: Vec<Summary> = lines.iter().map(|l| Summary::from_runs(&l.runs)).collect();
+    let rows: Vec<page::Row> = lines
+        .iter()
+        .zip(&sums)
+        .map(|(l, summary)| page::Row {
+            entry: l.entry,
+            summary,
+            next: l.next,
+        })
+        .collect();
+    page::render(file, &rows, now)
 }
 
 /// A JSON string literal.
@@ -210,14 +238,14 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let report = |json| {
+        let report = |format| {
             let (mut out, mut err) = (Vec::new(), Vec::new());
-            let code = status("f", &schedule, dir.path(), now, json, &mut out, &mut err);
+            let code = status("f", &schedule, dir.path(), now, format, &mut out, &mut err);
             assert!(err.is_empty());
             (code, String::from_utf8(out).unwrap())
         };
         assert_eq!(
-            report(false),
+            report(Format::Text),
             (
                 0,
                 "f:1 mysql nightly-backup user=forum last=never result=never exit=- next=2026-12-05T04:05:00+00:00\n\
@@ -242,18 +270,24 @@ mod tests {
             id: Some(7),
         };
         rec.append(&e.key(), &run, |_, _| {}).unwrap();
-        let (code, text) = report(false);
+        let (code, text) = report(Format::Text);
         assert_eq!(code, 1);
         assert!(
             text.starts_with("f:1 mysql nightly-backup user=forum last=2026-12-04T04:00:00+00:00 result=failed exit=3 next="),
             "{text}"
         );
-        let (code, json) = report(true);
+        let (code, json) = report(Format::Json);
         assert_eq!(code, 1);
         assert!(json.starts_with("{\"file\":\"f\",\"now\":\"2026-12-04T12:00:00Z\",\"ok\":false,\"lines\":[{\"file\":\"f\",\"line\":1,\"service\":\"mysql\",\"action\":\"nightly-backup\",\"user\":\"forum\",\"schedule\":\"5 4 * * *\""), "{json}");
         assert!(json.contains("\"runs\":[{\"fire\":\"2026-12-04T04:00:00+00:00\",\"recorded\":\"2026-12-04T12:00:00+00:00\",\"key\":\"k\\\"1\",\"line\":1,\"result\":\"failed\",\"exit\":3,\"secs\":0.250,\"id\":7}]"), "{json}");
         assert!(json.contains("\"user\":null"), "{json}");
         assert!(json.ends_with("\"runs\":[]}]}\n"), "{json}");
+        let (code, html) = report(Format::Html);
+        assert_eq!(code, 1);
+        assert!(
+            html.contains("<li class=\"f\" title=\"2026-12-04 04:00 failed exit=3 0.2s #7\">"),
+            "{html}"
+        );
         assert_eq!(js("a\u{1}\\\n"), "\"a\\u0001\\\\\\n\"");
     }
 }

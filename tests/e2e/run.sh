@@ -35,6 +35,7 @@
 #
 # Env: COMPOSE ("docker-compose"; e.g. COMPOSE="docker compose"), COMPOSE_PROJECT_NAME
 #      (bosune2e), BOSUN_DATA (./data; must not exist yet), BOSUN_HTTP_PORT (8080),
+#      BOSUN_STATUS_PORT (8081), E2E_SHOTS=DIR to keep the status page's screenshots,
 #      E2E_KEEP=1 to leave the stack up after the run, E2E_BUILD=0 to use the image as it is,
 #      E2E_COMPOSE_FILE=FILE to add one more override (all for debugging). NOTIFY_URL,
 #      HEALTHCHECKS_URL and NOTIFY_HOST are set by the test (the webhook receiver).
@@ -48,11 +49,13 @@ read -r -a COMPOSE_CMD <<<"${COMPOSE:-docker-compose}"
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-bosune2e}
 export BOSUN_DATA=${BOSUN_DATA:-./data}
 export BOSUN_HTTP_PORT=${BOSUN_HTTP_PORT:-8080}
+export BOSUN_STATUS_PORT=${BOSUN_STATUS_PORT:-8081}
 case $BOSUN_DATA in
     /*) DATA=$BOSUN_DATA ;;
     *) DATA=$ROOT/${BOSUN_DATA#./} ;;
 esac
 URL=http://127.0.0.1:$BOSUN_HTTP_PORT
+STATUS_URL=http://127.0.0.1:$BOSUN_STATUS_PORT
 SERVICES=(mysql php wiki nginx scheduler)
 
 E2E_TAG=e2e
@@ -402,6 +405,112 @@ PY
     return $ok
 }
 check "told when it fails: the notify line, and the webhook and healthchecks ping over the scheduler's own network" check_notified
+
+# ---- 4d. the status page, in a real browser ---------------------------------------------
+# nginx serves the scheduler's page (BOSUN_STATUS_HTML) and metrics on a port of their own,
+# on 127.0.0.1 only. The page is read by headless Chromium with scripts off (the DOM it
+# builds) and drawn light and dark; the metrics by a real parser of the format.
+page_has_both() {
+    local p
+    p=$(curl -fsS "$STATUS_URL/") || return 1
+    grep -q 'nightly-backup: failed at ' <<<"$p" && grep -q '<li class="o" title="[^"]* ok exit=0' <<<"$p"
+}
+# first_pixel PNG: the top-left pixel's "R G B" (the first pixel of the first row is the
+# same whatever the row's PNG filter), with nothing but Python's zlib.
+first_pixel() {
+    python3 - "$1" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+pos, idat, width = 8, b"", 0
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        width = struct.unpack(">I", body[:4])[0]
+    if kind == b"IDAT":
+        idat += body
+    pos += 12 + n
+raw = zlib.decompress(idat)
+assert width > 0
+print(raw[1], raw[2], raw[3])
+PY
+}
+check_status_page() {
+    local code ctype dom shots light dark out
+    command -v chromium >/dev/null || fail "chromium is missing (apt-get install -y chromium)" || return 1
+    wait_until 60 "the status page to show the failed and the ok runs" page_has_both || return 1
+    # A port of its own, not the sites': the sites' port has no such page.
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/index.html")
+    [ "$code" = 404 ] || fail "the sites' port answers /index.html with $code" || return 1
+    ctype=$(curl -fsS -o /dev/null -w '%{content_type}' "$STATUS_URL/")
+    log "  $STATUS_URL/: $ctype, $(curl -fsS "$STATUS_URL/" | wc -c) bytes, gzip $(curl -fsS -H 'Accept-Encoding: gzip' "$STATUS_URL/" | wc -c) bytes"
+    dom=$(timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --blink-settings=scriptEnabled=false --dump-dom "$STATUS_URL/" 2>/dev/null) ||
+        fail "chromium --dump-dom failed" || return 1
+    DOM=$dom python3 - <<'PY' || fail "the page chromium built is not as expected" || return 1
+import os
+from html.parser import HTMLParser
+class P(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.marks, self.alert, self.scripts, self.external = 0, [], False, 0, []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and self.in_body:
+            self.rows += 1
+        if tag == "tbody":
+            self.in_body = True
+        if tag == "li" and "title" in a:
+            self.marks.append((a.get("class"), a["title"]))
+        if a.get("role") == "alert":
+            self.alert = True
+        if tag == "script":
+            self.scripts += 1
+        for k in ("src", "href"):
+            if k in a:
+                self.external.append(a[k])
+    in_body = False
+dom = os.environ["DOM"]
+p = P()
+p.feed(dom)
+assert p.rows == 2, f"{p.rows} rows, the test schedule has 2 lines"
+assert p.alert, "no banner for the failed line"
+assert p.scripts == 0 and not p.external, (p.scripts, p.external)
+kinds = {c for c, _ in p.marks}
+assert {"o", "f"} <= kinds, p.marks
+failed = [t for c, t in p.marks if c == "f"]
+assert any(" failed exit=66 " in t + " " for t in failed), failed
+print(f"    DOM: {p.rows} rows, {len(p.marks)} marks {sorted(kinds)}, banner; e.g. {failed[0]!r}")
+PY
+    shots=${E2E_SHOTS:-$(mktemp -d /tmp/bosun-e2e-shots.XXXXXX)}
+    mkdir -p "$shots"
+    light=$shots/status-light.png dark=$shots/status-dark.png
+    timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --hide-scrollbars --window-size=1100,420 --screenshot="$light" "$STATUS_URL/" >/dev/null 2>&1
+    timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --force-dark-mode --blink-settings=preferredColorScheme=0 \
+        --hide-scrollbars --window-size=1100,420 --screenshot="$dark" "$STATUS_URL/" >/dev/null 2>&1
+    [ -s "$light" ] && [ -s "$dark" ] || fail "no screenshots" || return 1
+    out="$(first_pixel "$light") / $(first_pixel "$dark")"
+    log "  screenshots $light, $dark: background $out (light / dark)"
+    [ "$out" = "255 255 255 / 13 17 23" ] || fail "the page is not drawn light and dark: $out" || return 1
+    [ -n "${E2E_SHOTS:-}" ] || rm -rf "$shots"
+    # The schedule's metrics beside it, read by a real parser of the format.
+    curl -fsS "$STATUS_URL/metrics" | python3 -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+got = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    for s in f.samples:
+        got[(s.name, s.labels.get("user"), s.labels.get("action"), s.labels.get("result"))] = s.value
+assert got[("bosun_schedule_last_exit_code", "nosuchsite", "nightly-backup", None)] == 66, got
+assert got[("bosun_schedule_runs_total", "", "rotate-logs", "ok")] >= 1, got
+print("    /metrics:", len(got), "samples; last_exit_code{user=nosuchsite} 66")
+' | while IFS= read -r l; do log "$l"; done
+    [ "${PIPESTATUS[1]}" = 0 ] || fail "/metrics is not as expected" || return 1
+}
+check "the status page on its own 127.0.0.1 port: the failed line's banner and marks in headless Chromium (scripts off), light and dark; its metrics parse" check_status_page
 
 # ---- 5. a crashed main process ------------------------------------------------------
 # On demand, a php-fpm that dies is not restarted at once: the supervisor holds the socket

@@ -8,6 +8,7 @@ mod dst;
 mod faults;
 mod metrics;
 mod notify;
+mod page;
 mod props;
 mod service;
 mod status;

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{peer, recv, Answer, Daemon};
+use crate::support::{peer, recv, wait_file, Answer, Daemon};
 
 const SHORT: Duration = Duration::from_secs(10);
 
@@ -79,7 +79,10 @@ fn metrics_file_is_rewritten_after_outcomes_and_parses() {
     recv(&st.requests, SHORT);
     d.wait_for(&["done", "service=mysql", "exit=0"], SHORT);
     d.wait_for(&["done", "service=static", "exit=2"], SHORT);
-    // Written before the `done` line is logged; only the file itself is left.
+    wait_file(&prom, SHORT, |t| {
+        t.contains("result=\"ok\"} 1") && t.contains("result=\"failed\"} 1")
+    });
+    // Only the file itself is left: the temporary was renamed over it.
     let names: Vec<_> = std::fs::read_dir(&prom_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -149,6 +149,74 @@ fn an_absent_notify_target_is_retried_then_logged() {
     assert_eq!(d.stop(), 0);
 }
 
+/// Expected: a scheduler killed after recording a run but before its notification got
+/// through tells it at its next start, with the same key (so a target that runs a key once
+/// is told once); a run recorded longer ago than the catch-up window is not told again.
+#[test]
+fn a_notification_cut_short_by_a_kill_is_told_at_the_next_start_with_its_key() {
+    let (dir, file, run_dir) = setup("ON_FAILURE=hooks alarm\n@reboot mysql nightly-backup\n");
+    let _mysql = peer(dir.path(), "mysql", Answer::Done(3));
+    let state = dir.path().join("state");
+    let envs = [
+        ("BOSUN_RUN_DIR", run_dir.as_str()),
+        ("BOSUN_STATE_DIR", state.to_str().unwrap()),
+        ("BOSUN_RETRY_WINDOW", "1m"),
+    ];
+    let mut d = Daemon::start(&file, &envs);
+    // No hooks socket yet: the notification is being retried when the scheduler dies.
+    d.wait_for(&["target unavailable; retrying", "service=hooks"], SHORT);
+    let fire = d.wait_for(&["request", "reason=reboot"], SHORT);
+    let key = fire
+        .split(' ')
+        .find_map(|f| f.strip_prefix("key="))
+        .unwrap()
+        .to_string();
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+
+    let hooks = peer(dir.path(), "hooks", Answer::Done(0));
+    // @reboot fires again at this start (a new run, its own key); only the old run's
+    // notification is of interest: filter on its key.
+    let d = Daemon::start(&file, &envs);
+    let mut told = Vec::new();
+    while told.len() < 2 {
+        told.push(recv(&hooks.requests, SHORT));
+    }
+    let raw = hooks.raw.lock().unwrap().clone();
+    assert!(
+        raw.iter()
+            .any(|r| r.starts_with(&format!("@{key}:f alarm mysql nightly-backup - failed 3 "))),
+        "{raw:?}"
+    );
+    assert_eq!(d.stop(), 0);
+
+    // Beyond the catch-up window, the old outcome is not told again.
+    let before = hooks.raw.lock().unwrap().len();
+    let envs_short = [
+        ("BOSUN_RUN_DIR", run_dir.as_str()),
+        ("BOSUN_STATE_DIR", state.to_str().unwrap()),
+        ("BOSUN_CATCHUP_WINDOW", "0s"),
+    ];
+    std::fs::write(
+        &file,
+        "ON_FAILURE=hooks alarm\n0 0 1 1 * mysql nightly-backup\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start(&file, &envs_short);
+    d.wait_for(&["started"], SHORT);
+    // Everything the start does is logged before the log of a stop.
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(d.child.wait().unwrap().success());
+    d.drain();
+    assert!(
+        !d.seen.iter().any(|l| l.contains(" notify")),
+        "{:?}",
+        d.seen
+    );
+    assert_eq!(hooks.raw.lock().unwrap().len(), before);
+}
+
 #[test]
 fn check_accepts_notify_settings_and_reports_bad_ones() {
     let dir = tempfile::tempdir().unwrap();

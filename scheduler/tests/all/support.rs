@@ -256,3 +256,22 @@ pub fn drain_peer(
         got.push(line);
     }
 }
+
+/// Waits until the file at `path` exists and its text satisfies `ok`; returns the text.
+/// The daemon writes its report files from a thread of their own, just after the outcome
+/// that changed them: there is no event to wait on but the file itself.
+pub fn wait_file(path: &Path, within: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if ok(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} not as expected within {within:?}; it holds:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
