@@ -437,12 +437,13 @@ print(raw[1], raw[2], raw[3])
 PY
 }
 check_status_page() {
-    local code ctype dom shots light dark out
+    local ctype dom shots light dark out
     command -v chromium >/dev/null || fail "chromium is missing (apt-get install -y chromium)" || return 1
     wait_until 60 "the status page to show the failed and the ok runs" page_has_both || return 1
-    # A port of its own, not the sites': the sites' port has no such page.
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/index.html")
-    [ "$code" = 404 ] || fail "the sites' port answers /index.html with $code" || return 1
+    # A port of its own, not the sites': the sites' port has no such page (the forum
+    # answers every path).
+    ! curl -s "$URL/index.html" "$URL/metrics" | grep -q 'bosun schedule\|bosun_schedule_' ||
+        fail "the sites' port serves the status page or its metrics" || return 1
     ctype=$(curl -fsS -o /dev/null -w '%{content_type}' "$STATUS_URL/")
     log "  $STATUS_URL/: $ctype, $(curl -fsS "$STATUS_URL/" | wc -c) bytes, gzip $(curl -fsS -H 'Accept-Encoding: gzip' "$STATUS_URL/" | wc -c) bytes"
     dom=$(timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
