@@ -118,12 +118,31 @@ pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dy
         let _ = writeln!(err, "scheduler send: writing to {}: {e}", path.display());
         return EXIT_UNAVAILABLE;
     }
-    read_replies(BufReader::new(stream), req.no_wait, out, err)
+    let reading = if proto::Builtin::parse(&req.action).is_some() {
+        Reading::Text
+    } else {
+        Reading::Action {
+            no_wait: req.no_wait,
+        }
+    };
+    read_replies(BufReader::new(stream), reading, out, err)
+}
+
+/// How the reply to a request is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// An action's: `accepted`, then `done` (or an `error` line).
+    Action { no_wait: bool },
+    /// A built-in's: text lines until the service closes (none at all is an empty
+    /// answer: `log` of a run that printed nothing), or one `error` line. Only the first
+    /// line is looked at, so a line of a run's output that reads like a reply (`done 3
+    /// exit=1 ...`) is printed, not obeyed.
+    Text,
 }
 
 fn read_replies(
     mut input: impl BufRead,
-    no_wait: bool,
+    reading: Reading,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
@@ -141,11 +160,24 @@ fn read_replies(
                 return EXIT_UNAVAILABLE;
             }
         }
+        let first = !any;
         any = true;
         let text = String::from_utf8_lossy(&buf);
         let text = text.trim_end_matches(['\n', '\r']);
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
+        let no_wait = match reading {
+            Reading::Action { no_wait } => no_wait,
+            Reading::Text if first => match Reply::parse(text) {
+                Reply::Error {
+                    code: ErrorCode::Unavailable,
+                    ..
+                } => return EXIT_UNAVAILABLE,
+                Reply::Error { .. } => return EXIT_ERROR_REPLY,
+                _ => continue,
+            },
+            Reading::Text => continue,
+        };
         match Reply::parse(text) {
             Reply::Accepted { .. } => {
                 accepted = true;
@@ -170,7 +202,7 @@ fn read_replies(
             "scheduler send: the service closed the connection before the action finished"
         );
         EXIT_UNAVAILABLE
-    } else if !any {
+    } else if !any && reading != Reading::Text {
         let _ = writeln!(
             err,
             "scheduler send: the service closed the connection without a reply"
@@ -192,10 +224,29 @@ mod tests {
     use super::*;
 
     fn replies(text: &str, no_wait: bool) -> (u8, String) {
+        read(text, Reading::Action { no_wait })
+    }
+
+    fn read(text: &str, reading: Reading) -> (u8, String) {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let code = read_replies(text.as_bytes(), no_wait, &mut out, &mut err);
+        let code = read_replies(text.as_bytes(), reading, &mut out, &mut err);
         (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_builtins_answer_is_text_to_the_end() {
+        let log = "backup starts\ndone 3 exit=1 secs=2\nerror busy x\naccepted 9 y\n";
+        assert_eq!(read(log, Reading::Text), (0, log.to_string()));
+        assert_eq!(read("", Reading::Text), (0, String::new()));
+        assert_eq!(
+            read("error not-found no run 7\n", Reading::Text).0,
+            EXIT_ERROR_REPLY
+        );
+        assert_eq!(
+            read("error unavailable listener restarting\n", Reading::Text).0,
+            EXIT_UNAVAILABLE
+        );
     }
 
     #[test]

@@ -888,6 +888,18 @@ async fn attempt(
                 return Attempt::Retry(format!("error unavailable {message}"));
             }
         }
+        if let Reply::Error {
+            code: ErrorCode::Busy,
+            message,
+        } = &reply
+        {
+            if first && job.notice {
+                // The notify action is telling of another run (two lines ended together):
+                // a notification waits its turn, within the retry window, instead of being
+                // lost. A line's own run that finds its action busy is refused, as before.
+                return Attempt::Retry(format!("error busy {message}"));
+            }
+        }
         if first {
             // The service has it: from here on, a restart must not send it again. An
             // `accepted` is recorded as `running` first, so that a kill in between leaves a

@@ -217,6 +217,33 @@ fn a_notification_cut_short_by_a_kill_is_told_at_the_next_start_with_its_key() {
     assert_eq!(hooks.raw.lock().unwrap().len(), before);
 }
 
+/// Expected: a notify action busy telling of another run (two lines ended together) is
+/// asked again within the retry window, so the notification is delivered, not lost; the
+/// line's own run that finds its action busy stays `refused` (on_failure_gets_refused).
+#[test]
+fn a_busy_notify_target_is_asked_again() {
+    let (dir, file, run_dir) = setup("ON_FAILURE=hooks alarm\n@reboot mysql nightly-backup\n");
+    let _mysql = peer(dir.path(), "mysql", Answer::Done(3));
+    let hooks = peer(dir.path(), "hooks", Answer::BusyFirst(2));
+    let mut d = Daemon::start(
+        &file,
+        &[("BOSUN_RUN_DIR", &run_dir), ("BOSUN_RETRY_WINDOW", "30s")],
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            recv(&hooks.requests, SHORT),
+            "alarm mysql nightly-backup - failed 3 1"
+        );
+    }
+    d.wait_for(&["service=hooks", "exit=0", "done"], SHORT);
+    assert!(
+        !d.seen.iter().any(|l| l.contains("refused")),
+        "{:?}",
+        d.seen
+    );
+    assert_eq!(d.stop(), 0);
+}
+
 #[test]
 fn check_accepts_notify_settings_and_reports_bad_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -248,3 +248,43 @@ impl Relay {
         }
     }
 }
+
+/// Expected: `scheduler send SERVICE log ID` against a real service prints a run's output
+/// to the end and exits 0, also when the output has lines that read like replies, and when
+/// the run printed nothing; an unknown id is `error not-found` (65).
+#[test]
+fn send_log_prints_any_output_and_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let callbacks = "CB_tricky() { echo 'backup starts'; echo 'done 3 exit=1 secs=2'; echo 'error busy x' >&2; echo last; }\nCB_quiet() { :; }\n";
+    let svc = Service::start(dir.path(), "svc", callbacks, "quiet");
+    let id = |reply: String| -> String {
+        let done = reply.lines().last().unwrap_or_default().to_string();
+        assert!(done.contains("exit=0"), "{reply}");
+        reply.split(' ').nth(1).unwrap().to_string()
+    };
+    let tricky = id(svc.request("tricky"));
+    let quiet = id(svc.request("quiet"));
+    let send = |args: &[&str]| {
+        let o = Command::new(SCHEDULER)
+            .arg("send")
+            .args(args)
+            .env("BOSUN_RUN_DIR", svc.socket.parent().unwrap())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    assert_eq!(
+        send(&["svc", "log", &tricky]),
+        (
+            Some(0),
+            "backup starts\ndone 3 exit=1 secs=2\nerror busy x\nlast\n".to_string()
+        )
+    );
+    assert_eq!(send(&["svc", "log", &quiet]), (Some(0), String::new()));
+    let (code, out) = send(&["svc", "log", "99999"]);
+    assert_eq!(code, Some(65), "{out}");
+    assert!(out.starts_with("error not-found "), "{out}");
+}

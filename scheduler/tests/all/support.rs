@@ -29,6 +29,8 @@ pub enum Answer {
     Text(&'static str),
     /// An `error busy` line.
     Busy,
+    /// `error busy` to the first `n` connections, then `Done(0)`.
+    BusyFirst(u32),
     /// The first `closed` connections are closed without a word (a listener that died
     /// before answering), the next `unavailable` get `error unavailable`, then `Done(0)`.
     Flaky { closed: u32, unavailable: u32 },
@@ -91,6 +93,7 @@ pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
                 Answer::Hold => format!("accepted {id} {action}\n"),
                 Answer::Text(t) => format!("{t}\n"),
                 Answer::Busy => format!("error busy {action} is running\n"),
+                Answer::BusyFirst(n) if id <= n => format!("error busy {action} is running\n"),
                 Answer::Flaky { closed, .. } if id <= closed => String::new(),
                 Answer::Flaky {
                     closed,
@@ -99,7 +102,7 @@ pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
                     "error unavailable request 1 (x): listener crashed\n".to_string()
                 }
                 Answer::DropAfterAccepted(n) if id <= n => format!("accepted {id} {action}\n"),
-                Answer::DropAfterAccepted(_) | Answer::Flaky { .. } => {
+                Answer::DropAfterAccepted(_) | Answer::Flaky { .. } | Answer::BusyFirst(_) => {
                     format!("accepted {id} {action}\ndone {id} exit=0 secs=0.001\n")
                 }
             };

@@ -50,19 +50,14 @@ CB_notify() {
     fi
     echo "notify: $service $action user=$user result=$result exit=$exit id=$id"
 
-    # The run's last lines, from the target's journal. `log` of a run that printed nothing
-    # answers nothing, which `scheduler send` cannot tell from a service that is not there
-    # (exit 69): a `ping` that is answered tells them apart.
+    # The run's last lines, from the target's journal (`log` of a run that printed nothing
+    # answers nothing, and `scheduler send` exits 0 for it).
     local -a lines=()
     local out rc note=
     if [ "$id" != - ]; then
         out=$(timeout 20 scheduler send "$service" log "$id" 2>/dev/null | tr -d '\000'
             exit "${PIPESTATUS[0]}")
         rc=$?
-        if [ $rc -eq 69 ] && [ -z "$out" ] &&
-            timeout 10 scheduler send "$service" ping >/dev/null 2>&1; then
-            rc=0
-        fi
         if [ $rc -eq 0 ]; then
             if [ -n "$out" ]; then _notify_last_lines "$out"; else note="it printed nothing"; fi
         else
