@@ -437,8 +437,18 @@ print(raw[1], raw[2], raw[3])
 PY
 }
 check_status_page() {
-    local ctype dom shots light dark out
+    local ctype dom shots light dark out prof probe
     command -v chromium >/dev/null || fail "chromium is missing (apt-get install -y chromium)" || return 1
+    # Scripts off: a profile of its own whose content setting blocks JavaScript (headless
+    # Chromium prints nothing with --blink-settings=scriptEnabled=false). Checked first.
+    prof=$(mktemp -d /tmp/bosun-e2e-chromium.XXXXXX)
+    mkdir -p "$prof/Default"
+    echo '{"profile":{"default_content_setting_values":{"javascript":2}}}' >"$prof/Default/Preferences"
+    local -a chrome=(timeout 60 chromium --headless --no-sandbox --disable-gpu
+        --disable-background-networking --user-data-dir="$prof")
+    probe=$("${chrome[@]}" --dump-dom 'data:text/html,<p>x</p><script>document.write("on")</script>' 2>/dev/null)
+    [[ $probe == *'<p>x</p>'* && $probe != *'</script>on'* ]] ||
+        fail "could not turn scripts off in chromium: $probe" || return 1
     wait_until 60 "the status page to show the failed and the ok runs" page_has_both || return 1
     # A port of its own, not the sites': the sites' port has no such page (the forum
     # answers every path).
@@ -446,8 +456,7 @@ check_status_page() {
         fail "the sites' port serves the status page or its metrics" || return 1
     ctype=$(curl -fsS -o /dev/null -w '%{content_type}' "$STATUS_URL/")
     log "  $STATUS_URL/: $ctype, $(curl -fsS "$STATUS_URL/" | wc -c) bytes, gzip $(curl -fsS -H 'Accept-Encoding: gzip' "$STATUS_URL/" | wc -c) bytes"
-    dom=$(timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
-        --blink-settings=scriptEnabled=false --dump-dom "$STATUS_URL/" 2>/dev/null) ||
+    dom=$("${chrome[@]}" --dump-dom "$STATUS_URL/" 2>/dev/null) ||
         fail "chromium --dump-dom failed" || return 1
     DOM=$dom python3 - <<'PY' || fail "the page chromium built is not as expected" || return 1
 import os
@@ -487,11 +496,10 @@ PY
     shots=${E2E_SHOTS:-$(mktemp -d /tmp/bosun-e2e-shots.XXXXXX)}
     mkdir -p "$shots"
     light=$shots/status-light.png dark=$shots/status-dark.png
-    timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
-        --hide-scrollbars --window-size=1100,420 --screenshot="$light" "$STATUS_URL/" >/dev/null 2>&1
-    timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
-        --force-dark-mode --blink-settings=preferredColorScheme=0 \
+    "${chrome[@]}" --hide-scrollbars --window-size=1100,420 --screenshot="$light" "$STATUS_URL/" >/dev/null 2>&1
+    "${chrome[@]}" --force-dark-mode --blink-settings=preferredColorScheme=0 \
         --hide-scrollbars --window-size=1100,420 --screenshot="$dark" "$STATUS_URL/" >/dev/null 2>&1
+    rm -rf "$prof"
     [ -s "$light" ] && [ -s "$dark" ] || fail "no screenshots" || return 1
     out="$(first_pixel "$light") / $(first_pixel "$dark")"
     log "  screenshots $light, $dark: background $out (light / dark)"
