@@ -16,8 +16,8 @@
 #   4c. told when it fails: the test schedule's `@reboot nosuchsite mysql nightly-backup`
 #      fails (exit 66) and, under ON_FAILURE=scheduler notify, the scheduler container's
 #      log has the notify line; the scheduler is on its own network (mysql, php and wiki on
-#      none), through which its webhook and healthchecks ping reach a server on the host at
-#      the default bridge's gateway (tests/notify/server.py; needs python3)
+#      none), through which its webhook and healthchecks ping reach a receiver container on
+#      that network (tests/e2e/hook.sh in tests/e2e/docker-compose.hook.yaml)
 #   5. the forum's php-fpm master killed with SIGKILL: its workers go with it, the next
 #      page starts php-fpm again (on demand), pages count on
 #   6. a MariaDB container killed during a backup leaves no partial file under a final name,
@@ -38,7 +38,7 @@
 #      BOSUN_STATUS_PORT (8081), E2E_SHOTS=DIR to keep the status page's screenshots,
 #      E2E_KEEP=1 to leave the stack up after the run, E2E_BUILD=0 to use the image as it is,
 #      E2E_COMPOSE_FILE=FILE to add one more override (all for debugging). NOTIFY_URL,
-#      HEALTHCHECKS_URL and NOTIFY_HOST are set by the test (the webhook receiver).
+#      HEALTHCHECKS_URL and NOTIFY_HOST are set by the test (the receiver, `hook`).
 set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -61,7 +61,7 @@ SERVICES=(mysql php wiki nginx scheduler)
 E2E_TAG=e2e
 # shellcheck source=tests/e2e/lib.sh
 . tests/e2e/lib.sh
-COMPOSE_FILES=(-f docker-compose.yaml -f docker-compose.test.yaml)
+COMPOSE_FILES=(-f docker-compose.yaml -f docker-compose.test.yaml -f tests/e2e/docker-compose.hook.yaml)
 [ -n "${E2E_COMPOSE_FILE:-}" ] && COMPOSE_FILES+=(-f "$E2E_COMPOSE_FILE")
 BUILD=(--build)
 [ "${E2E_BUILD:-1}" = 0 ] && BUILD=()
@@ -78,10 +78,6 @@ cleanup() {
         for s in "${SERVICES[@]}"; do
             dc logs --no-color --tail 40 "$s" 2>&1 | sed 's/^/    /'
         done
-    fi
-    if [ -n "${HOOK_PID:-}" ]; then
-        kill "$HOOK_PID" 2>/dev/null
-        wait "$HOOK_PID" 2>/dev/null
     fi
     [ -n "${HOOK_DIR:-}" ] && rm -rf "$HOOK_DIR"
     if [ "${E2E_KEEP:-0}" = 1 ]; then
@@ -110,25 +106,14 @@ mkdir -p "$DATA/run" "$DATA/backup" && CREATED_DATA=1
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The webhook receiver for the scheduler's notifications (4c): on the host, at the default
-# bridge's gateway address, which the scheduler's own network reaches through the host.
-HOOK_PID=
-HOOK_DIR=
-hook_gw=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' 2>/dev/null)
-if ! command -v python3 >/dev/null; then
-    log "python3 missing: the notifications' delivery over the network is not checked"
-elif [ -z "$hook_gw" ]; then
-    log "no gateway address on Docker's bridge network: the notifications' delivery is not checked"
-else
-    HOOK_DIR=$(mktemp -d /tmp/bosun-e2e-hook.XXXXXX)
-    python3 tests/notify/server.py "$HOOK_DIR" "$hook_gw" 2>"$HOOK_DIR/server.log" &
-    HOOK_PID=$!
-    wait_until 10 "the webhook receiver's port" test -s "$HOOK_DIR/port" || exit 1
-    hook_port=$(cat "$HOOK_DIR/port")
-    export NOTIFY_URL="http://$hook_gw:$hook_port/hook"
-    export HEALTHCHECKS_URL="http://$hook_gw:$hook_port/hc/e2e" NOTIFY_HOST=e2e
-    log "webhook receiver on $hook_gw:$hook_port for NOTIFY_URL and HEALTHCHECKS_URL"
-fi
+# The webhook receiver for the scheduler's notifications (4c): a container of its own on
+# the scheduler's network (tests/e2e/docker-compose.hook.yaml), so the webhook and the ping
+# go over that network, and the test listens on nothing on the host. Requests land in
+# HOOK_DIR.
+HOOK_DIR=$(mktemp -d /tmp/bosun-e2e-hook.XXXXXX)
+export E2E_HOOK_DIR=$HOOK_DIR
+export NOTIFY_URL="http://hook:8080/hook"
+export HEALTHCHECKS_URL="http://hook:8080/hc/e2e" NOTIFY_HOST=e2e
 
 if [ ${#BUILD[@]} -gt 0 ]; then
     log "building the image (${COMPOSE_CMD[*]} build)"
@@ -382,11 +367,7 @@ check_notified() {
     wait_until 60 "the notify line of the failed @reboot backup in the scheduler's log" notify_line ||
         return 1
     dc logs --no-color scheduler | grep -E '\[notify#[0-9]+\] notify: ' | sed 's/^/    /'
-    if [ -z "$HOOK_PID" ]; then
-        log "  (the webhook receiver is not running: delivery not checked)"
-        return $ok
-    fi
-    wait_until 30 "the webhook and the healthchecks ping at the receiver on the host" \
+    wait_until 30 "the webhook and the healthchecks ping at the receiver on the scheduler's network" \
         test -e "$HOOK_DIR/req-2.json" || return 1
     python3 - "$HOOK_DIR" <<'PY' || fail "the webhook or the ping is not as expected" || return 1
 import base64, json, os, sys
@@ -561,7 +542,7 @@ check_killed_backup() {
     wait_until 60 "the bulk backup's temp file" tmp_present || return 1
     docker kill "$id" >/dev/null || return 1
     log "  killed mysql while writing $(basename "$(compgen -G "$DATA/backup/.bulk-*.tmp.*" | head -n 1)")"
-    # That request only: the webhook receiver is a background job too, and runs on.
+    # That request only, not every background job of the script.
     wait "$bulk"
     finals_after=$(cd "$DATA/backup" && ls -- *.sql.gz 2>/dev/null | sort)
     if [ "$finals_after" != "$finals_before" ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A webhook receiver for tests/notify/run.sh (and tests/e2e/run.sh).
+"""A webhook receiver for tests/notify/run.sh.
 
     server.py DIR [ADDRESS]
 
