@@ -11,7 +11,8 @@
 #      visits; the wiki (Host: wiki.localhost) answers too
 #   3. `forum nightly-backup` with socat over the shared run dir answers `accepted` and
 #      `done ... exit=0`, and the dump is a valid gzip file
-#   4. the scheduler's `* * * * *` line delivers into nginx within the minute
+#   4. the scheduler's `* * * * *` line delivers into nginx within the minute, and the
+#      status page on 127.0.0.1:$BOSUN_STATUS_PORT shows that run ok
 #   5. the mysql task's container killed: Swarm replaces it (restart_policy), the new task
 #      is healthy and takes a backup
 #
@@ -21,7 +22,7 @@
 # Uses its own stack name, port and data directory, so that it runs beside (or after) the
 # compose e2e (tests/e2e/run.sh: project bosune2e, port 8080, ./data).
 #
-# Env: STACK (bosune2eswarm), BOSUN_HTTP_PORT (18080), BOSUN_DATA (a new temp directory;
+# Env: STACK (bosune2eswarm), BOSUN_HTTP_PORT (18080), BOSUN_STATUS_PORT (18081), BOSUN_DATA (a new temp directory;
 #      must not exist if given), E2E_BUILD=0 to use bosun:$BOSUN_TAG as it is, E2E_KEEP=1
 #      to leave the stack (and the swarm) up after the run.
 set -uo pipefail
@@ -32,6 +33,7 @@ START=$SECONDS
 
 STACK=${STACK:-bosune2eswarm}
 export BOSUN_HTTP_PORT=${BOSUN_HTTP_PORT:-18080}
+export BOSUN_STATUS_PORT=${BOSUN_STATUS_PORT:-18081}
 export BOSUN_TAG=${BOSUN_TAG:-local}
 URL=http://127.0.0.1:$BOSUN_HTTP_PORT
 SERVICES=(mysql php wiki nginx scheduler)
@@ -260,8 +262,15 @@ check_scheduler() {
     wait_until 90 "the scheduler's rotate-logs to show in nginx's log" delivered || return 1
     log "  nginx: $(docker logs "$(cid nginx)" 2>&1 | grep 'logs rotated' | head -n 1)"
     log "  scheduler: $(docker logs "$(cid scheduler)" 2>&1 | grep nginx | grep 'exit=0' | head -n 1)"
+    wait_until 30 "the status page to show nginx rotate-logs ok" page_ok || return 1
+    log "  status page on 127.0.0.1:$BOSUN_STATUS_PORT: $(curl -fsS --max-time 10 "http://127.0.0.1:$BOSUN_STATUS_PORT/" | grep -o '<title>[^<]*</title>')"
 }
-check "the scheduler's * * * * * line delivers into nginx within the minute" check_scheduler
+# The status page, served by nginx from the volume the scheduler writes it to.
+page_ok() {
+    curl -fsS --max-time 10 "http://127.0.0.1:$BOSUN_STATUS_PORT/" |
+        grep -q '<span class="b o">[^<]*</span> <small>exit=0</small><td>nginx rotate-logs'
+}
+check "the scheduler's * * * * * line delivers into nginx within the minute; the status page shows it" check_scheduler
 
 # ---- 5. a killed task is replaced -------------------------------------------------------
 replaced() { local id; id=$(cid mysql) && [ -n "$id" ] && [ "$id" != "$1" ]; }
