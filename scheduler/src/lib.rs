@@ -7,8 +7,10 @@
 //! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
 //! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
 //! of runs missed while the scheduler was down) and [`record`] (every run of every line, for
-//! `scheduler status`), which [`status`] reads and [`metrics`] renders for
-//! `BOSUN_METRICS_FILE`. [`cli`] is the command line.
+//! `scheduler status`), which [`status`] reads. The reports are pure too: [`summary`] (what
+//! they need of a line's runs), [`metrics`] (the Prometheus text) and [`page`] (the status
+//! page); [`outputs`] is the daemon's writer of `BOSUN_METRICS_FILE` and
+//! `BOSUN_STATUS_HTML`. [`cli`] is the command line.
 
 pub mod cli;
 pub mod client;
