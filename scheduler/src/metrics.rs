@@ -142,31 +142,14 @@ pub fn target_families(target: &Target, agg: &Summary, counts: &Counts) -> [Fami
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::sample_run as run;
     use crate::record::Run;
-    use chrono::DateTime;
 
     fn target(user: &str) -> Target {
         Target {
             service: "mysql".into(),
             action: "nightly-backup".into(),
             user: user.into(),
-        }
-    }
-
-    fn run(fire: i64, result: RunResult, exit: Option<i32>) -> Run {
-        Run {
-            key: format!("k:{fire}"),
-            fire: DateTime::from_timestamp(fire, 0).unwrap(),
-            at: DateTime::from_timestamp(fire + 5, 500_000_000).unwrap(),
-            file: "f".into(),
-            line: 1,
-            service: "mysql".into(),
-            action: "nightly-backup".into(),
-            user: None,
-            result,
-            exit,
-            secs: None,
-            id: None,
         }
     }
 

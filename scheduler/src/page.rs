@@ -285,24 +285,8 @@ pub fn row(s: &mut String, r: &Row) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::sample_run as run;
     use crate::record::Run;
-
-    fn run(fire: i64, result: RunResult, exit: Option<i32>) -> Run {
-        Run {
-            key: format!("k:{fire}"),
-            fire: DateTime::from_timestamp(fire, 0).unwrap(),
-            at: DateTime::from_timestamp(fire + 2, 0).unwrap(),
-            file: "f".into(),
-            line: 1,
-            service: "mysql".into(),
-            action: "nightly-backup".into(),
-            user: None,
-            result,
-            exit,
-            secs: Some(0.25),
-            id: Some(7),
-        }
-    }
 
     const T: i64 = 1_764_821_100; // 2025-12-04T04:05:00Z
 

@@ -109,23 +109,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn run(fire: i64, result: RunResult, exit: Option<i32>) -> Run {
-        Run {
-            key: format!("k:{fire}"),
-            fire: DateTime::from_timestamp(fire, 0).unwrap(),
-            at: DateTime::from_timestamp(fire + 5, 500_000_000).unwrap(),
-            file: "f".into(),
-            line: 1,
-            service: "mysql".into(),
-            action: "nightly-backup".into(),
-            user: None,
-            result,
-            exit,
-            secs: Some(1.5),
-            id: Some(fire as u64),
-        }
-    }
+    use crate::record::sample_run as run;
 
     #[test]
     fn folds_outcomes_and_keeps_the_facts_of_the_whole_record() {
