@@ -6,14 +6,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::client::{self, SendRequest, EXIT_USAGE};
 use crate::cron::CronExpr;
 use crate::daemon::{self, DaemonError};
 use crate::schedule::{self, When};
+use crate::status::instant;
 
 /// The schedule file when none is given.
 pub const DEFAULT_FILE: &str = "/usr/local/conf/schedule.cron";
@@ -230,11 +230,6 @@ fn status(path: &Path, format: crate::status::Format) -> u8 {
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     )
-}
-
-fn instant(t: DateTime<Utc>, zone: Tz) -> String {
-    t.with_timezone(&zone)
-        .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
 fn next_file(path: &Path, from: DateTime<Utc>, count: usize) -> u8 {

@@ -48,7 +48,8 @@ impl Line<'_> {
     }
 }
 
-fn instant(t: DateTime<Utc>, zone: Tz) -> String {
+/// An instant as the command line prints it: RFC 3339 in `zone`, to the second.
+pub fn instant(t: DateTime<Utc>, zone: Tz) -> String {
     t.with_timezone(&zone)
         .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
