@@ -293,14 +293,7 @@ impl Writer {
         let empty = Summary::default();
         let draw = |e: &Entry, summary: &Summary| {
             let mut s = String::new();
-            page::row(
-                &mut s,
-                &page::Row {
-                    entry: e,
-                    summary,
-                    next: e.next_after(now),
-                },
-            );
+            page::row(&mut s, &page::Row::at(e, summary, now));
             s
         };
         if self.all {
@@ -405,11 +398,7 @@ mod tests {
                 .entries
                 .iter()
                 .zip(&sums)
-                .map(|(entry, summary)| page::Row {
-                    entry,
-                    summary,
-                    next: entry.next_after(now),
-                })
+                .map(|(entry, summary)| page::Row::at(entry, summary, now))
                 .collect();
             (Some(m), Some(page::render("f", &rows, now)))
         };

@@ -30,6 +30,17 @@ pub struct Row<'a> {
     pub next: Option<DateTime<Utc>>,
 }
 
+impl<'a> Row<'a> {
+    /// The row of `entry` as of `now`: its next fire is the first after `now`.
+    pub fn at(entry: &'a Entry, summary: &'a Summary, now: DateTime<Utc>) -> Row<'a> {
+        Row {
+            entry,
+            summary,
+            next: entry.next_after(now),
+        }
+    }
+}
+
 /// Lines named in the banner before "and N more".
 const BANNER_NAMES: usize = 5;
 
@@ -298,11 +309,7 @@ mod tests {
             .entries
             .iter()
             .zip(&sums)
-            .map(|(entry, summary)| Row {
-                entry,
-                summary,
-                next: entry.next_after(now),
-            })
+            .map(|(entry, summary)| Row::at(entry, summary, now))
             .collect();
         render("/conf/f<.cron", &rows, now)
     }

@@ -90,11 +90,7 @@ fn rewrite_from_disk(
         .entries
         .iter()
         .zip(&sums)
-        .map(|(entry, summary)| Row {
-            entry,
-            summary,
-            next: entry.next_after(now),
-        })
+        .map(|(entry, summary)| Row::at(entry, summary, now))
         .collect();
     let html = page::render("schedule.cron", &rows, now);
     let t3 = Instant::now();
