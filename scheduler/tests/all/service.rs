@@ -255,7 +255,7 @@ impl Relay {
 #[test]
 fn send_log_prints_any_output_and_an_empty_one() {
     let dir = tempfile::tempdir().unwrap();
-    let callbacks = "CB_tricky() { echo 'backup starts'; echo 'done 3 exit=1 secs=2'; echo 'error busy x' >&2; echo last; }\nCB_quiet() { :; }\n";
+    let callbacks = "CB_tricky() { echo 'backup starts'; echo 'done 3 exit=1 secs=2'; echo 'error busy x'; echo last; }\nCB_quiet() { :; }\n";
     let svc = Service::start(dir.path(), "svc", callbacks, "quiet");
     let id = |reply: String| -> String {
         let done = reply.lines().last().unwrap_or_default().to_string();
