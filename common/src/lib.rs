@@ -11,9 +11,11 @@
 //! * [`passwd`]: users and groups by name from `/etc/passwd` and `/etc/group` (no NSS).
 //! * [`settings`]: `service.toml` and the `BOSUN_*` variables, validated all at once.
 //! * [`time`]: RFC 3339 timestamps, by hand.
+//! * [`fs`]: state files written safely: a 0700 directory, no symlinks followed, atomic replace.
 
 pub mod duration;
 pub mod exit;
+pub mod fs;
 pub mod log;
 pub mod name;
 pub mod passwd;

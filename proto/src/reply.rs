@@ -16,10 +16,13 @@ pub enum ErrorCode {
     Unavailable,
     /// `log <id>` of a run the journal does not have.
     NotFound,
+    /// A keyed request whose run was lost with its container: `error lost <id> ...`; it
+    /// never runs again (DESIGN.md section 2).
+    Lost,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::Busy,
@@ -28,6 +31,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
+        ErrorCode::Lost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting-down",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotFound => "not-found",
+            ErrorCode::Lost => "lost",
         }
     }
 
