@@ -27,6 +27,18 @@ pub enum Builtin {
     Metrics,
 }
 
+/// The words a built-in takes after its name (DESIGN.md section 2: a built-in refuses words
+/// it does not take, so `stop backup` or a user named `stop` never stops the service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Words {
+    /// None at all.
+    None,
+    /// At most one (`history [ACTION]`).
+    Optional(&'static str),
+    /// Exactly one (`log ID`).
+    One(&'static str),
+}
+
 /// Who answers a built-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum By {
@@ -38,23 +50,29 @@ pub enum By {
 }
 
 impl Builtin {
-    /// Every built-in: its name on the wire and who answers it, in `help`'s order.
-    pub const TABLE: [(Builtin, &'static str, By); 10] = [
-        (Builtin::Ping, "ping", By::Listener),
-        (Builtin::Help, "help", By::Listener),
-        (Builtin::Status, "status", By::Supervisor),
-        (Builtin::Start, "start", By::Supervisor),
-        (Builtin::Stop, "stop", By::Supervisor),
-        (Builtin::Restart, "restart", By::Supervisor),
-        (Builtin::Reload, "reload", By::Supervisor),
-        (Builtin::History, "history", By::Listener),
-        (Builtin::Log, "log", By::Listener),
+    /// Every built-in: its name on the wire, who answers it and the words it takes, in
+    /// `help`'s order.
+    pub const TABLE: [(Builtin, &'static str, By, Words); 10] = [
+        (Builtin::Ping, "ping", By::Listener, Words::None),
+        (Builtin::Help, "help", By::Listener, Words::None),
+        (Builtin::Status, "status", By::Supervisor, Words::None),
+        (Builtin::Start, "start", By::Supervisor, Words::None),
+        (Builtin::Stop, "stop", By::Supervisor, Words::None),
+        (Builtin::Restart, "restart", By::Supervisor, Words::None),
+        (Builtin::Reload, "reload", By::Supervisor, Words::None),
+        (
+            Builtin::History,
+            "history",
+            By::Listener,
+            Words::Optional("ACTION"),
+        ),
+        (Builtin::Log, "log", By::Listener, Words::One("ID")),
         // The supervisor answers its part (the main process); the listener appends the
         // journal's (the actions).
-        (Builtin::Metrics, "metrics", By::Supervisor),
+        (Builtin::Metrics, "metrics", By::Supervisor, Words::None),
     ];
 
-    fn row(self) -> &'static (Builtin, &'static str, By) {
+    fn row(self) -> &'static (Builtin, &'static str, By, Words) {
         Builtin::TABLE
             .iter()
             .find(|r| r.0 == self)
@@ -67,6 +85,43 @@ impl Builtin {
 
     pub fn by(self) -> By {
         self.row().2
+    }
+
+    /// The words it takes after its name.
+    pub fn words(self) -> Words {
+        self.row().3
+    }
+
+    /// Whether `n` words after its name are what it takes.
+    pub fn takes(self, n: usize) -> bool {
+        match self.words() {
+            Words::None => n == 0,
+            Words::Optional(_) => n <= 1,
+            Words::One(_) => n == 1,
+        }
+    }
+
+    /// Its usage line: `ping`, `history [ACTION]`, `log ID`.
+    pub fn usage(self) -> String {
+        match self.words() {
+            Words::None => self.name().to_string(),
+            Words::Optional(w) => format!("{} [{w}]", self.name()),
+            Words::One(w) => format!("{} {w}", self.name()),
+        }
+    }
+
+    /// Checks the words after its name: `Err` is the `error bad-request` to answer
+    /// (`stop backup`, `ping now`, `log`, `log 1 2`). Every side that answers a built-in
+    /// (the listener, the supervisor while no listener runs) asks this first.
+    pub fn check_words<S: AsRef<str>>(self, words: &[S]) -> Result<(), crate::RequestError> {
+        if self.takes(words.len()) {
+            return Ok(());
+        }
+        Err(crate::RequestError::Words {
+            builtin: self.name(),
+            usage: self.usage(),
+            got: words.len(),
+        })
     }
 
     /// The built-in named `name`, if any.
@@ -191,10 +246,11 @@ mod tests {
 
     #[test]
     fn one_table() {
-        for (b, name, by) in Builtin::TABLE {
+        for (b, name, by, words) in Builtin::TABLE {
             assert_eq!(Builtin::parse(name), Some(b));
             assert_eq!(b.name(), name);
             assert_eq!(b.by(), by);
+            assert_eq!(b.words(), words);
             assert_eq!(b.to_string(), name);
         }
         assert_eq!(Builtin::parse("rotate-logs"), None);
@@ -204,6 +260,27 @@ mod tests {
                 "ping", "help", "status", "start", "stop", "restart", "reload", "history", "log",
                 "metrics"
             ]
+        );
+    }
+
+    #[test]
+    fn builtins_refuse_words_they_do_not_take() {
+        let none: [&str; 0] = [];
+        for (b, ..) in Builtin::TABLE {
+            let one_ok = matches!(b, Builtin::History | Builtin::Log);
+            assert_eq!(b.check_words(&["x"]).is_ok(), one_ok, "{b} x");
+            assert_eq!(b.check_words(&none).is_ok(), b != Builtin::Log, "{b}");
+            assert!(b.check_words(&["x", "y"]).is_err(), "{b} x y");
+        }
+        let e = Builtin::Stop.check_words(&["backup"]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+        assert_eq!(e.to_string(), "stop takes no words (usage: stop); got 1");
+        let e = Builtin::Log.check_words(&["1", "2"]).unwrap_err();
+        assert_eq!(e.to_string(), "log takes one word (usage: log ID); got 2");
+        let e = Builtin::History.check_words(&["a", "b"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "history takes at most one word (usage: history [ACTION]); got 2"
         );
     }
 

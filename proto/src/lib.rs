@@ -2,6 +2,7 @@
 //!
 //! * [`request`]: the one request line a client sends to `<service>-request.sock`.
 //! * [`builtin`]: the table of built-ins and the supervisor's answers to them.
+//! * [`digest`]: what binds a key to the words of its request (SHA-256).
 //! * [`reply`]: the reply lines (`accepted`, `done`, `error`) the server sends back.
 //! * [`control`]: the private channel between `supervisor` and its `listener` child.
 //! * [`metrics`]: the Prometheus text exposition format, written in one place.
@@ -11,11 +12,12 @@
 
 pub mod builtin;
 pub mod control;
+pub mod digest;
 pub mod metrics;
 pub mod reply;
 pub mod request;
 
-pub use builtin::{Answer, Builtin, By, MainMetrics};
+pub use builtin::{Answer, Builtin, By, MainMetrics, Words};
 pub use reply::{ErrorCode, Reply};
 pub use request::{parse_line, valid_key, Query, Request, RequestError, MAX_KEY, MAX_LINE};
 

@@ -39,6 +39,21 @@ pub enum RequestError {
     Usage(&'static str),
     #[error("{0:?} is not a run id")]
     BadId(String),
+    /// A built-in given words it does not take ([`Builtin::check_words`]).
+    #[error("{builtin} takes {} (usage: {usage}); got {got}", takes_text(.builtin))]
+    Words {
+        builtin: &'static str,
+        usage: String,
+        got: usize,
+    },
+}
+
+fn takes_text(builtin: &str) -> &'static str {
+    match Builtin::parse(builtin).map(Builtin::words) {
+        Some(crate::builtin::Words::One(_)) => "one word",
+        Some(crate::builtin::Words::Optional(_)) => "at most one word",
+        _ => "no words",
+    }
 }
 
 /// What `history` and `log` ask the journal for.
@@ -175,6 +190,14 @@ impl Request {
             }),
             _ => None,
         }
+    }
+
+    /// What the key of a keyed request is bound to: a digest of its words (user, action and
+    /// args; not the key), 32 hex digits (128 bits of SHA-256). The same key with other
+    /// words is another run, never a replay (DESIGN.md section 2), and SHA-256 makes sure
+    /// nobody can choose other words with the digest of someone else's request.
+    pub fn digest(&self) -> String {
+        crate::digest::words(self.user.as_deref(), &self.action, &self.args)
     }
 
     /// The built-in this request names, if it names one.
@@ -334,6 +357,29 @@ mod tests {
             RequestError::BadId("x".into()).code().as_str(),
             "bad-request"
         );
+    }
+
+    #[test]
+    fn digest_binds_user_action_and_args_not_the_key() {
+        let d = |l: &str| Request::parse(l.as_bytes(), known).unwrap().digest();
+        let base = d("forum nightly-backup db1");
+        assert_eq!(base.len(), 32);
+        assert!(base.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(base, d("@k1 forum  nightly-backup\tdb1"));
+        assert_eq!(base, d("@other forum nightly-backup db1"));
+        for other in [
+            "nightly-backup db1",
+            "forum nightly-backup",
+            "forum nightly-backup db1 db2",
+            "forum rotate-logs db1",
+            "wiki nightly-backup db1",
+            "forum nightly-backup db",
+        ] {
+            assert_ne!(d(other), base, "{other}");
+        }
+        // No two ways of cutting the same bytes into words give one digest.
+        assert_ne!(d("echo-args ab c"), d("echo-args a bc"));
+        assert_ne!(d("echo-args a"), d("a echo-args"));
     }
 
     #[test]
