@@ -70,7 +70,25 @@ pub const KEYS: &[&str] = &[
     "on_demand",
 ];
 /// The keys of the `[on_demand]` table (`BOSUN_ON_DEMAND_<KEY>`).
-pub const ON_DEMAND_KEYS: &[&str] = &["listen", "idle", "backend", "start_timeout"];
+pub const ON_DEMAND_KEYS: &[&str] = &[
+    "listen",
+    "idle",
+    "backend",
+    "start_timeout",
+    "socket_mode",
+    "socket_group",
+    "max_connections",
+    "connection_idle",
+];
+
+/// `on_demand.socket_mode`'s default: the web server's group may connect, nobody else
+/// (systemd's `SocketMode=` is 0666; a FastCGI socket is code execution, so not here).
+pub const ON_DEMAND_SOCKET_MODE: u32 = 0o660;
+/// `on_demand.max_connections`'s default: proxied pairs and held clients at once.
+pub const ON_DEMAND_MAX_CONNECTIONS: usize = 1024;
+/// `on_demand.connection_idle`'s default: a proxied pair with no byte either way for this
+/// long is closed.
+pub const ON_DEMAND_CONNECTION_IDLE: Duration = Duration::from_secs(600);
 
 /// Restart policy of the main process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +254,15 @@ pub struct OnDemand {
     /// Proxy mode when set: the main process binds it, the supervisor proxies to it.
     pub backend: Option<Addr>,
     pub start_timeout: Duration,
+    /// The held socket's permission bits (`on_demand.socket_mode`, default 0660).
+    pub socket_mode: u32,
+    /// The held socket's group (`on_demand.socket_group`); `None`: the supervisor's.
+    pub socket_gid: Option<Gid>,
+    /// Proxy mode: proxied pairs plus clients held for the backend, at most (more wait in
+    /// the kernel's backlog); also capped below the descriptor limit.
+    pub max_connections: usize,
+    /// Proxy mode: a pair with no traffic for this long is closed; `None`: never.
+    pub connection_idle: Option<Duration>,
 }
 
 /// Everything the supervisor and the listener read, validated.
@@ -389,6 +416,16 @@ impl Settings {
                     od.backend.as_ref().map_or(String::new(), Addr::to_string),
                 ));
                 env.push(("ON_DEMAND_START_TIMEOUT", d(od.start_timeout)));
+                env.push(("ON_DEMAND_SOCKET_MODE", format!("{:04o}", od.socket_mode)));
+                env.push((
+                    "ON_DEMAND_SOCKET_GROUP",
+                    od.socket_gid.map_or(String::new(), |g| g.to_string()),
+                ));
+                env.push(("ON_DEMAND_MAX_CONNECTIONS", od.max_connections.to_string()));
+                env.push((
+                    "ON_DEMAND_CONNECTION_IDLE",
+                    od.connection_idle.map_or("0".into(), d),
+                ));
             }
         }
         env.into_iter()
@@ -638,12 +675,7 @@ impl Loader<'_, '_> {
                 .map_err(|e| e.to_string())
         });
         let log_format = self.parsed("log_format", LogFormat::Text, LogFormat::parse);
-        let socket_mode = self.parsed("socket_mode", 0o660, |s| {
-            match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
-                Ok(m) if m <= 0o777 => Ok(m),
-                _ => Err(format!("{s:?} is not an octal file mode like 0660")),
-            }
-        });
+        let socket_mode = self.parsed("socket_mode", 0o660, parse_mode);
         let socket_gid = self.optional("socket_group", parse_group);
         let allow_uids = self.parsed("allow_uids", Vec::new(), |s| {
             id_list(s, lookup_user, "user")
@@ -675,11 +707,28 @@ impl Loader<'_, '_> {
         let idle = self.duration("on_demand_idle", Duration::from_secs(20 * 60));
         let start_timeout = self.duration("on_demand_start_timeout", Duration::from_secs(30));
         let backend = self.optional("on_demand_backend", Addr::parse);
+        let od_mode = self.parsed("on_demand_socket_mode", ON_DEMAND_SOCKET_MODE, parse_mode);
+        let od_gid = self.optional("on_demand_socket_group", parse_group);
+        let max_connections = self.parsed(
+            "on_demand_max_connections",
+            ON_DEMAND_MAX_CONNECTIONS,
+            |s| match s.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{s:?} is not a whole number of at least 1")),
+            },
+        );
+        let connection_idle =
+            Some(self.duration("on_demand_connection_idle", ON_DEMAND_CONNECTION_IDLE))
+                .filter(|d| !d.is_zero());
         let on_demand = listen.map(|listen| OnDemand {
             listen,
             idle,
             backend,
             start_timeout,
+            socket_mode: od_mode,
+            socket_gid: od_gid,
+            max_connections,
+            connection_idle,
         });
         // Proxy mode: unless told otherwise, the backend is ready when it accepts.
         let ready = match (ready, on_demand.as_ref().and_then(|o| o.backend.as_ref())) {
@@ -807,6 +856,18 @@ pub fn parse_run_as(s: &str) -> Result<RunAs, String> {
         None => Gid::from_raw(user.as_ref().map_or(uid.as_raw(), |u| u.gid)),
     };
     Ok(RunAs { uid, gid, user })
+}
+
+/// A socket's permission bits: octal, `0660`, `660` or `0o660`; nothing beyond 0777 (no
+/// setuid, setgid or sticky bit: they mean nothing on a socket).
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 && !digits.is_empty() && !digits.starts_with('+') => Ok(m),
+        _ => Err(format!(
+            "{s:?} is not an octal file mode like 0660 (permission bits only: 0000 to 0777)"
+        )),
+    }
 }
 
 /// A group name or number.
@@ -1034,7 +1095,17 @@ mod file {
         match v {
             DeValue::String(s) => Some(s.to_string()),
             DeValue::Integer(n) if key == "max_actions" => Some(integer(n, false)),
-            DeValue::Integer(n) if key == "socket_mode" => Some(integer(n, true)),
+            DeValue::Integer(n)
+                if matches!(
+                    key,
+                    "on_demand.max_connections" | "socket_group" | "on_demand.socket_group"
+                ) =>
+            {
+                Some(integer(n, false))
+            }
+            DeValue::Integer(n) if key == "socket_mode" || key == "on_demand.socket_mode" => {
+                Some(integer(n, true))
+            }
             _ => {
                 cx.bad(span, format!("{key}: expected a string"));
                 None
@@ -1235,6 +1306,10 @@ mod tests {
                 ("BOSUN_ON_DEMAND_LISTEN", "127.0.0.1:8080"),
                 ("BOSUN_ON_DEMAND_BACKEND", "/run/php/fpm.sock"),
                 ("BOSUN_ON_DEMAND_IDLE", "5m"),
+                ("BOSUN_ON_DEMAND_SOCKET_MODE", "0o600"),
+                ("BOSUN_ON_DEMAND_SOCKET_GROUP", "root"),
+                ("BOSUN_ON_DEMAND_MAX_CONNECTIONS", "12"),
+                ("BOSUN_ON_DEMAND_CONNECTION_IDLE", "0"),
             ],
             Role::Listener,
         )
@@ -1246,6 +1321,72 @@ mod tests {
         assert_eq!(back.ready, Some(Ready::Socket("/run/php/fpm.sock".into())));
         assert_eq!(back.stop_signal, Signal::SIGQUIT);
         assert_eq!(back.socket_mode, 0o640);
+        let od = back.on_demand.unwrap();
+        assert_eq!(
+            (od.socket_mode, od.socket_gid),
+            (0o600, Some(Gid::from_raw(0)))
+        );
+        assert_eq!((od.max_connections, od.connection_idle), (12, None));
+    }
+
+    #[test]
+    fn on_demand_socket_mode_and_group() {
+        let s = load_env(
+            &[
+                ("BOSUN_SERVICE", "php"),
+                ("BOSUN_ON_DEMAND_LISTEN", "/run/php/a.sock"),
+            ],
+            Role::Listener,
+        )
+        .unwrap();
+        let od = s.on_demand.unwrap();
+        assert_eq!(od.socket_mode, 0o660, "never world-connectable by default");
+        assert_eq!(od.socket_gid, None);
+        assert_eq!(od.max_connections, ON_DEMAND_MAX_CONNECTIONS);
+        assert_eq!(od.connection_idle, Some(ON_DEMAND_CONNECTION_IDLE));
+        for (text, mode) in [
+            ("0660", 0o660),
+            ("660", 0o660),
+            ("0o640", 0o640),
+            ("0", 0),
+            ("0777", 0o777),
+        ] {
+            assert_eq!(parse_mode(text), Ok(mode), "{text}");
+        }
+        for bad in [
+            "4755",
+            "01777",
+            "0888",
+            "rw-rw----",
+            "",
+            "0o",
+            "+660",
+            "-1",
+            "1000",
+        ] {
+            assert!(parse_mode(bad).is_err(), "{bad}");
+        }
+        let e = load_env(
+            &[
+                ("BOSUN_SERVICE", "php"),
+                ("BOSUN_ON_DEMAND_LISTEN", "/run/php/a.sock"),
+                ("BOSUN_ON_DEMAND_SOCKET_MODE", "2770"),
+                ("BOSUN_ON_DEMAND_SOCKET_GROUP", "no-such-group-here"),
+                ("BOSUN_ON_DEMAND_MAX_CONNECTIONS", "0"),
+            ],
+            Role::Listener,
+        )
+        .unwrap_err();
+        let all = e.to_string();
+        for needle in [
+            "BOSUN_ON_DEMAND_SOCKET_MODE: \"2770\" is not an octal file mode",
+            "BOSUN_ON_DEMAND_SOCKET_GROUP: no group named \"no-such-group-here\"",
+            "BOSUN_ON_DEMAND_MAX_CONNECTIONS: \"0\" is not a whole number",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(e.0.len(), 3, "{all}");
+        assert_eq!(e.exit_code(), 125);
     }
 
     #[test]
@@ -1409,6 +1550,44 @@ mod tests {
             let env = s.to_env();
             assert!(env.contains(&("BOSUN_ALLOW_UIDS".into(), "0,33".into())));
             assert!(env.contains(&("BOSUN_ACTION_TIMEOUTS".into(), "nightly-backup=3h".into())));
+        }
+
+        #[test]
+        fn on_demand_socket_keys_in_the_file() {
+            let s = load_with(
+                "service = \"php\"\nexec = [\"true\"]\n[on_demand]\nlisten = \"/run/php/forum.sock\"\nsocket_mode = 0o640\nsocket_group = 0\nmax_connections = 50\nconnection_idle = \"30s\"\n",
+                &[],
+                &[],
+            )
+            .unwrap();
+            let od = s.on_demand.unwrap();
+            assert_eq!(od.socket_mode, 0o640);
+            assert_eq!(od.socket_gid, Some(Gid::from_raw(0)));
+            assert_eq!(od.max_connections, 50);
+            assert_eq!(od.connection_idle, Some(Duration::from_secs(30)));
+            let s = load_with(
+                "service = \"php\"\nexec = [\"true\"]\n[on_demand]\nlisten = \"/run/php/forum.sock\"\nsocket_mode = \"0660\"\nsocket_group = \"root\"\n",
+                &[],
+                &[],
+            )
+            .unwrap();
+            assert_eq!(s.on_demand.unwrap().socket_mode, 0o660);
+            let e = load_with(
+                "service = \"php\"\nexec = [\"true\"]\n[on_demand]\nlisten = \"/run/php/forum.sock\"\nsocket_mode = \"u+rw\"\nsocket_group = \"no-such-group-here\"\n",
+                &[],
+                &[],
+            )
+            .unwrap_err();
+            let all = e.to_string();
+            assert!(
+                all.contains(":5:15: on_demand.socket_mode: \"u+rw\" is not an octal file mode"),
+                "{all}"
+            );
+            assert!(
+                all.contains(":6:16: on_demand.socket_group: no group named"),
+                "{all}"
+            );
+            assert_eq!(e.0.len(), 2, "{all}");
         }
     }
 }

@@ -104,7 +104,13 @@ fn main() -> ExitCode {
     };
     let held = match &settings.on_demand {
         None => None,
-        Some(od) => match supervisor::ondemand::Held::bind(&od.listen, None) {
+        Some(od) => match supervisor::ondemand::Held::bind(
+            &od.listen,
+            supervisor::ondemand::HeldPerms {
+                mode: od.socket_mode,
+                gid: od.socket_gid,
+            },
+        ) {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("supervisor: {e}");

@@ -32,6 +32,13 @@ use nix::unistd::Gid;
 
 use crate::socket::{bind_unix, BoundSocket, SocketError};
 
+/// Permission bits of a held TCP socket do not exist; a unix one gets these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldPerms {
+    pub mode: u32,
+    pub gid: Option<Gid>,
+}
+
 /// Where the held socket listens, or the backend: validated with the settings.
 pub use crate::config::Addr;
 
@@ -45,14 +52,16 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn bind(addr: &Addr, gid: Option<Gid>) -> Result<Held, SocketError> {
+    /// Binds the held socket; a unix one is born with `perms` (`on_demand.socket_mode`,
+    /// `socket_group`: 0660 by default, as systemd's `SocketMode=`/`SocketGroup=` but never
+    /// world-connectable unless configured so), and so is its spare link, the same file.
+    pub fn bind(addr: &Addr, perms: HeldPerms) -> Result<Held, SocketError> {
         match addr {
             Addr::Unix(path) => {
-                // 0666: the web server in another container, under another uid, must reach it.
-                let s = bind_unix(path, 0o666, gid, 65535)?;
+                let s = bind_unix(path, perms.mode, perms.gid, 65535)?;
                 let keep = keep_link(path);
                 let _ = std::fs::remove_file(&keep);
-                std::fs::hard_link(path, &keep).map_err(|err| SocketError::Io {
+                s.link_to(&keep).map_err(|err| SocketError::Io {
                     path: keep.clone(),
                     what: "while making the spare link to the held socket",
                     err,
@@ -86,15 +95,16 @@ impl Held {
     }
 
     /// Puts the public name back if the main process removed it (php-fpm does on exit).
+    /// The link is made from the socket's own descriptor (the spare link only keeps the
+    /// file alive), so a file planted under the spare name is never linked.
     pub fn relink(&self) -> io::Result<bool> {
-        let (Addr::Unix(path), Some(keep)) = (&self.addr, &self.keep) else {
+        let (Addr::Unix(path), Some(s)) = (&self.addr, &self.unix) else {
             return Ok(false);
         };
-        let keep_ino = std::fs::symlink_metadata(keep)?.ino();
         match std::fs::symlink_metadata(path) {
-            Ok(m) if m.ino() == keep_ino => Ok(false),
+            Ok(m) if m.ino() == s.ino() => Ok(false),
             Ok(_) => Ok(false), // someone else's file now: leave it alone
-            Err(_) => std::fs::hard_link(keep, path).map(|_| true),
+            Err(_) => s.link_to(path).map(|_| true),
         }
     }
 
@@ -228,7 +238,14 @@ mod tests {
     fn silent_connections_are_not_activity() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.sock");
-        let held = Held::bind(&Addr::Unix(path.clone()), None).unwrap();
+        let held = Held::bind(
+            &Addr::Unix(path.clone()),
+            HeldPerms {
+                mode: 0o660,
+                gid: None,
+            },
+        )
+        .unwrap();
         let l = unsafe_listener(&held);
         let mut act = Activity::default();
         assert!(!act.scan(&held.addr), "nothing connected yet");

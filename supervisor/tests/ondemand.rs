@@ -185,3 +185,134 @@ fn an_empty_listen_setting_turns_on_demand_off() {
     assert!(st.success(), "{err}");
     assert_eq!(out, "started at once\n");
 }
+
+/// Whether uid 65534 (with only the supplementary groups in `groups`, comma separated)
+/// can connect to `path`, tried by a real process of that uid.
+fn connects_as_nobody(path: &std::path::Path, groups: Option<&str>) -> bool {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534"]);
+    match groups {
+        Some(g) => c.arg(format!("--groups={g}")),
+        None => c.arg("--clear-groups"),
+    };
+    let st = c
+        .args([
+            // The system's python: a pyenv shim under /root is not for other uids.
+            "/usr/bin/python3",
+            "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1])\nexcept PermissionError:\n sys.exit(3)\n",
+        ])
+        .arg(path)
+        .status()
+        .unwrap();
+    match st.code() {
+        Some(0) => true,
+        Some(3) => false,
+        other => panic!("the connect attempt failed otherwise: {other:?}"),
+    }
+}
+
+/// Opens the test's temp dir to other uids (tempfile makes it 0700), so that only the
+/// socket's own mode decides.
+fn open_dir(b: &Builder) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(b.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn held_socket_is_0660_and_its_group_decides_who_connects() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another uid");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    // Default: 0660, the supervisor's group: another uid cannot connect, and so nothing
+    // starts for it.
+    let b = sup(Mode::Subreaper);
+    open_dir(&b);
+    let sock = b.dir().join("site.sock");
+    let s = backend(b.env("BOSUN_ON_DEMAND_LISTEN", sock.to_str().unwrap())).start();
+    wait_until(Duration::from_secs(10), "held socket", || {
+        sock.exists().then_some(())
+    });
+    for p in [sock.clone(), s.path(".site.sock.bosun")] {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.gid()), (0o660, 0), "{}", p.display());
+    }
+    assert!(
+        !connects_as_nobody(&sock, None),
+        "world-connectable by default"
+    );
+    assert!(!connects_as_nobody(&sock, Some("4242")));
+    assert_eq!(s.starts(), 0, "a refused connect starts nothing");
+    drop(s);
+
+    // With `socket_group`, a member of that group connects (and wakes the service).
+    let b = sup(Mode::Pid1);
+    open_dir(&b);
+    let sock = b.dir().join("site.sock");
+    let s = backend(
+        b.env("BOSUN_ON_DEMAND_LISTEN", sock.to_str().unwrap())
+            .env("BOSUN_ON_DEMAND_SOCKET_GROUP", "4242")
+            .env("BOSUN_ON_DEMAND_SOCKET_MODE", "0660"),
+    )
+    .start();
+    wait_until(Duration::from_secs(10), "held socket", || {
+        sock.exists().then_some(())
+    });
+    let m = std::fs::symlink_metadata(&sock).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.gid()), (0o660, 4242));
+    assert!(!connects_as_nobody(&sock, None), "not in the group");
+    assert!(connects_as_nobody(&sock, Some("4242")), "in the group");
+    wait_until(Duration::from_secs(10), "the start", || {
+        (s.starts() == 1).then_some(())
+    });
+    drop(s);
+
+    // World-connectable only when configured so.
+    let b = sup(Mode::Subreaper);
+    open_dir(&b);
+    let sock = b.dir().join("site.sock");
+    let _s = backend(
+        b.env("BOSUN_ON_DEMAND_LISTEN", sock.to_str().unwrap())
+            .env("BOSUN_ON_DEMAND_SOCKET_MODE", "666"),
+    )
+    .start();
+    wait_until(Duration::from_secs(10), "held socket", || {
+        sock.exists().then_some(())
+    });
+    assert!(connects_as_nobody(&sock, None));
+}
+
+#[test]
+fn a_bad_socket_mode_or_group_is_a_one_line_setup_error() {
+    for (k, v, needle) in [
+        (
+            "BOSUN_ON_DEMAND_SOCKET_MODE",
+            "4770",
+            "BOSUN_ON_DEMAND_SOCKET_MODE: \"4770\" is not an octal file mode",
+        ),
+        (
+            "BOSUN_ON_DEMAND_SOCKET_MODE",
+            "rw-rw----",
+            "BOSUN_ON_DEMAND_SOCKET_MODE: \"rw-rw----\" is not an octal file mode",
+        ),
+        (
+            "BOSUN_ON_DEMAND_SOCKET_GROUP",
+            "no-such-group-here",
+            "BOSUN_ON_DEMAND_SOCKET_GROUP: no group named \"no-such-group-here\"",
+        ),
+    ] {
+        let b = sup(Mode::Subreaper);
+        let sock = b.dir().join("site.sock");
+        let (st, _, err) = backend(
+            b.env("BOSUN_ON_DEMAND_LISTEN", sock.to_str().unwrap())
+                .env(k, v),
+        )
+        .run(Duration::from_secs(10));
+        assert_eq!(st.code(), Some(125), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(!sock.exists());
+    }
+}
