@@ -11,6 +11,7 @@
 //! * [`passwd`]: users and groups by name from `/etc/passwd` and `/etc/group` (no NSS).
 //! * [`settings`]: `service.toml` and the `BOSUN_*` variables, validated all at once.
 //! * [`time`]: RFC 3339 timestamps, by hand.
+//! * [`rlimit`]: the open-file limit, raised where many connections are held.
 //! * [`fs`]: state files written safely: a 0700 directory, no symlinks followed, atomic replace.
 
 pub mod duration;
@@ -19,6 +20,7 @@ pub mod fs;
 pub mod log;
 pub mod name;
 pub mod passwd;
+pub mod rlimit;
 pub mod settings;
 pub mod shell;
 pub mod signal;

@@ -81,6 +81,13 @@ fn main() -> ExitCode {
         return ExitCode::from(code as u8);
     }
     common::log::init(settings.log_filter(), settings.log_format);
+    // Many held and proxied clients need descriptors: the soft limit goes up to the hard
+    // one (children get the one the supervisor was started with back).
+    if let Some((before, now)) = common::rlimit::raise_nofile(u64::MAX) {
+        if now > before {
+            tracing::debug!(before, now, "raised the open-file limit");
+        }
+    }
     // Signals are blocked before anything else exists, so every child and thread
     // inherits a known mask (children reset it).
     let sigfd = match run::signal_fd() {

@@ -128,6 +128,8 @@ struct Dir {
 
 struct Conn {
     socks: [OwnedFd; 2],
+    /// When a byte last moved either way (or when it was added): for [`Proxy::close_idle`].
+    last: std::time::Instant,
     /// Per side: may have bytes (or EOF) to read. Set by events, cleared by EAGAIN.
     rd: [bool; 2],
     /// Per side: may accept bytes. Set by events, cleared by EAGAIN.
@@ -487,6 +489,7 @@ impl Proxy {
         }
         self.slots[idx].conn = Some(Conn {
             socks: [client, backend],
+            last: std::time::Instant::now(),
             rd: [false; 2],
             wr: [false; 2],
             dirs: [Dir::default(), Dir::default()],
@@ -560,6 +563,8 @@ impl Proxy {
         }
 
         let mut total = self.run_budget;
+        // Read once per call, and only when some bytes moved.
+        let mut now: Option<std::time::Instant> = None;
         while total > 0 {
             let Some((idx, gen)) = self.queue.pop_front() else {
                 break;
@@ -576,8 +581,12 @@ impl Proxy {
             c.queued = false;
             let mut budget = self.turn_budget.min(total);
             let before = budget;
+            let moved = self.bytes;
             let turn = pump(c, &mut self.pool, &mut budget, &mut self.bytes);
             total -= before - budget;
+            if self.bytes != moved {
+                c.last = *now.get_or_insert_with(std::time::Instant::now);
+            }
             match turn {
                 Ok(Turn::Open(false)) => {}
                 Ok(Turn::Open(true)) => {
@@ -630,6 +639,24 @@ impl Proxy {
         }
         self.queue.clear();
         self.pool.clear();
+    }
+
+    /// Closes, abortively, every connection that has moved no byte either way since
+    /// `now - idle` (a silent keep-alive, a client or backend that went away without a
+    /// word); returns how many.
+    pub fn close_idle(&mut self, idle: std::time::Duration, now: std::time::Instant) -> usize {
+        let mut closed = 0;
+        for idx in 0..self.slots.len() {
+            let stale = self.slots[idx]
+                .conn
+                .as_ref()
+                .is_some_and(|c| now.saturating_duration_since(c.last) >= idle);
+            if stale {
+                self.close(idx, true);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     fn close(&mut self, idx: usize, abort: bool) {
@@ -1143,7 +1170,9 @@ mod tests {
         let (pc, _) = front.accept().unwrap();
         pc.set_nonblocking(true).unwrap();
         drv.add(pc.into(), connect_nb(dead));
-        (&app).write_all(b"hello").unwrap();
+        // The proxy may have closed it already (the refusal can come first): then the
+        // write fails, which is the same outcome.
+        let _ = (&app).write_all(b"hello");
         expect_closed(&app);
         drv.wait_for("close", |p| p.is_empty());
     }
@@ -1245,6 +1274,36 @@ mod tests {
         // Usable again afterwards.
         let (app, pc, pb, back) = unix_conn();
         drv.add(pc, pb);
+        half_close(app, back, &drv);
+    }
+
+    #[test]
+    fn idle_connections_are_closed_busy_ones_kept() {
+        let drv = Driver::new();
+        let (idle_app, pc, pb, idle_back) = unix_conn();
+        drv.add(pc, pb);
+        let (app, pc, pb, back) = unix_conn();
+        drv.add(pc, pb);
+        let t0 = Instant::now();
+        // One byte through the second connection after t0: it is busy, the first is not.
+        (&app).write_all(b"x").unwrap();
+        let mut one = [0u8; 1];
+        (&back).read_exact(&mut one).unwrap();
+        let closed = drv
+            .proxy
+            .lock()
+            .unwrap()
+            .close_idle(Duration::from_millis(1), t0 + Duration::from_millis(1));
+        assert_eq!((closed, drv.len()), (1, 1));
+        expect_closed(&idle_app);
+        expect_closed(&idle_back);
+        // Nothing is idle for a long timeout.
+        let closed = drv
+            .proxy
+            .lock()
+            .unwrap()
+            .close_idle(Duration::from_secs(600), Instant::now());
+        assert_eq!(closed, 0);
         half_close(app, back, &drv);
     }
 

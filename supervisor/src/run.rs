@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -23,6 +22,7 @@ use nix::unistd::{getpid, Pid};
 use proto::control::{self, Msg, Received};
 use tracing::{error, info, warn};
 
+use crate::accept::{accept_some, Gate, Note};
 use crate::config::{Ready, Settings};
 use crate::core::{Core, Effect, Event, Policy, Target};
 use crate::ondemand::{self, Activity, Addr};
@@ -69,10 +69,52 @@ struct OnDemandIo {
     held: ondemand::Held,
     /// Proxy mode: the backend's address and the byte pump.
     proxy: Option<(Addr, crate::proxy::Proxy)>,
-    /// Proxy mode: clients accepted while the backend starts.
-    pending: Vec<OwnedFd>,
+    /// Proxy mode: clients accepted while the backend starts, and since when.
+    pending: Vec<(OwnedFd, Instant)>,
     activity: Activity,
     last_bytes: u64,
+    /// Paused after an accept ran out of descriptors.
+    gate: Gate,
+    /// Proxy mode: proxied pairs plus held clients, at most (`on_demand.max_connections`,
+    /// lowered to fit the descriptor limit); more wait in the backlog.
+    cap: usize,
+    /// Proxy mode: a held client waits for the backend this long at most.
+    hold: Duration,
+    /// Proxy mode: pairs silent this long are closed; checked at `next_sweep`.
+    idle: Option<Duration>,
+    next_sweep: Instant,
+}
+
+impl OnDemandIo {
+    /// How many more clients may be accepted now (proxy mode).
+    fn room(&self) -> usize {
+        let open = self.proxy.as_ref().map_or(0, |(_, p)| p.len()) + self.pending.len();
+        self.cap.saturating_sub(open)
+    }
+
+    /// Whether the held socket is polled this turn, as far as I/O goes (the core has its say
+    /// first): not while paused, nor in proxy mode while the cap is reached.
+    fn pollable(&self, now: Instant) -> bool {
+        self.gate.open(now) && (self.proxy.is_none() || self.room() > 0)
+    }
+
+    fn sweep_interval(&self) -> Option<Duration> {
+        self.idle
+            .map(|i| (i / 4).clamp(Duration::from_millis(50), Duration::from_secs(30)))
+    }
+}
+
+/// Descriptors kept free of proxied pairs, for the loop's own needs (spawning, the
+/// control channel, the request socket's clients).
+const FD_RESERVE: u64 = 32;
+/// Descriptors one proxied pair may use: two sockets and, while bytes are in flight, a
+/// pipe (two ends).
+const FDS_PER_PAIR: u64 = 4;
+
+/// `on_demand.max_connections`, lowered so that the pairs fit the descriptor limit.
+fn pair_cap(max_connections: usize, nofile: u64) -> usize {
+    let fit = nofile.saturating_sub(FD_RESERVE.min(nofile / 4)) / FDS_PER_PAIR;
+    max_connections.min(usize::try_from(fit).unwrap_or(usize::MAX).max(1))
 }
 
 /// The supervisor: the core's decisions plus the fds and children they are about.
@@ -88,6 +130,8 @@ pub struct Supervisor {
     conns: HashMap<u64, OwnedFd>,
     /// Clients the supervisor looks at while no listener runs, by a number of its own.
     asking: BTreeMap<u64, Asking>,
+    /// The request socket is paused after an accept ran out of descriptors.
+    request_gate: Gate,
     next_conn: u64,
     /// Whether `ping` and `status` may be answered without the listener: not with an
     /// allow-list, which only the listener applies.
@@ -114,6 +158,7 @@ impl Supervisor {
             std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/sbin/supervisor"));
         let now = Instant::now();
         let backend = s.on_demand.as_ref().and_then(|o| o.backend.clone());
+        let od_settings = s.on_demand.clone();
         let od = held.map(|held| {
             let proxy = backend.map(|addr| {
                 // Only the supervisor accepts on it in proxy mode.
@@ -128,12 +173,35 @@ impl Supervisor {
                 }
                 None => None,
             };
+            let (max, hold, idle) = od_settings.as_ref().map_or(
+                (
+                    common::settings::ON_DEMAND_MAX_CONNECTIONS,
+                    Duration::from_secs(30),
+                    None,
+                ),
+                |o| (o.max_connections, o.start_timeout, o.connection_idle),
+            );
+            let nofile = common::rlimit::nofile().map_or(1024, |(soft, _)| soft);
+            let cap = pair_cap(max, nofile);
+            if proxy.is_some() && cap < max {
+                warn!(
+                    max_connections = max,
+                    nofile,
+                    cap,
+                    "fewer proxied connections than on_demand.max_connections: the descriptor limit is lower"
+                );
+            }
             OnDemandIo {
                 held,
                 proxy,
                 pending: Vec::new(),
                 activity: Activity::default(),
                 last_bytes: 0,
+                gate: Gate::default(),
+                cap,
+                hold,
+                idle,
+                next_sweep: now,
             }
         });
         let answer_here = !s.has_allow_list();
@@ -148,6 +216,7 @@ impl Supervisor {
             control: None,
             conns: HashMap::new(),
             asking: BTreeMap::new(),
+            request_gate: Gate::default(),
             next_conn: 1,
             answer_here,
             od,
@@ -209,10 +278,25 @@ impl Supervisor {
     fn wait(&mut self, sigfd: &SignalFd) -> bool {
         let now = Instant::now();
         let ask_deadline = self.asking.values().map(|a| a.since + ASK_TIME).min();
-        let deadline = [self.core.next_deadline(now), ask_deadline, self.trim_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let od_deadlines = self.od.as_ref().map(|o| {
+            let sweep = o
+                .proxy
+                .as_ref()
+                .filter(|(_, p)| !p.is_empty() && o.idle.is_some())
+                .map(|_| o.next_sweep);
+            let held = o.pending.iter().map(|(_, since)| *since + o.hold).min();
+            [o.gate.deadline(now), sweep, held]
+        });
+        let deadline = [
+            self.core.next_deadline(now),
+            ask_deadline,
+            self.trim_at,
+            self.request_gate.deadline(now),
+        ]
+        .into_iter()
+        .chain(od_deadlines.into_iter().flatten())
+        .flatten()
+        .min();
         let timeout = match deadline {
             None => -1,
             Some(d) => d
@@ -225,7 +309,7 @@ impl Supervisor {
         let held_at = fds.push(
             self.od
                 .as_ref()
-                .filter(|_| self.core.want_listen_poll(now))
+                .filter(|o| self.core.want_listen_poll(now) && o.pollable(now))
                 .map(|o| o.held.fd.as_fd()),
             libc::POLLIN,
         );
@@ -245,8 +329,11 @@ impl Supervisor {
         );
         let notify_at = fds.push(self.notify.as_ref().map(|n| n.as_fd()), libc::POLLIN);
         let request_at = fds.push(
-            Some(self.socket.fd.as_fd())
-                .filter(|_| self.core.want_request_poll() && self.asking.len() < MAX_ASKING),
+            Some(self.socket.fd.as_fd()).filter(|_| {
+                self.core.want_request_poll()
+                    && self.asking.len() < MAX_ASKING
+                    && self.request_gate.open(now)
+            }),
             libc::POLLIN,
         );
         let asking: Vec<(u64, Option<usize>)> = self
@@ -387,8 +474,15 @@ impl Supervisor {
                 if od.proxy.is_none() {
                     // Handoff: the clients wait in the kernel's backlog of the held socket,
                     // which the main process shares: never block on it.
+                    // A few at a time, each closed at once: never more descriptors than that.
                     set_nonblocking(od.held.fd.as_fd(), true);
-                    closed += accept_ready(od.held.fd.as_fd()).len();
+                    loop {
+                        let (some, err) = accept_some(od.held.fd.as_fd(), 16);
+                        closed += some.len();
+                        if some.is_empty() || err.is_some() {
+                            break;
+                        }
+                    }
                     set_nonblocking(od.held.fd.as_fd(), false);
                 }
                 if closed > 0 {
@@ -627,10 +721,19 @@ impl Supervisor {
 
     // ----- the request socket while no listener runs ---------------------------------
 
+    /// Accepts as many clients as there is room for; the others stay in the backlog, where
+    /// the listener (or the next turn) finds them.
     fn accept_asking(&mut self) {
         let room = MAX_ASKING.saturating_sub(self.asking.len());
         let now = Instant::now();
-        for fd in accept_ready(self.socket.fd.as_fd()).into_iter().take(room) {
+        let (accepted, err) = accept_some(self.socket.fd.as_fd(), room);
+        let note = match err {
+            Some(_) => self.request_gate.failed(now),
+            None if !accepted.is_empty() => self.request_gate.succeeded(),
+            None => Note::Nothing,
+        };
+        log_gate(note, err, "the request socket");
+        for fd in accepted {
             let conn = self.next_conn;
             self.next_conn += 1;
             self.asking.insert(conn, Asking { fd, since: now });
@@ -699,7 +802,15 @@ impl Supervisor {
     fn on_connection(&mut self) {
         let Some(od) = &mut self.od else { return };
         if od.proxy.is_some() {
-            od.pending.extend(accept_ready(od.held.fd.as_fd()));
+            let now = Instant::now();
+            let (accepted, err) = accept_some(od.held.fd.as_fd(), od.room());
+            let note = match err {
+                Some(_) => od.gate.failed(now),
+                None if !accepted.is_empty() => od.gate.succeeded(),
+                None => Note::Nothing,
+            };
+            log_gate(note, err, "the held socket");
+            od.pending.extend(accepted.into_iter().map(|fd| (fd, now)));
         }
         let pending = od.pending.len();
         self.handle(Event::Connection { pending }, Instant::now());
@@ -708,6 +819,17 @@ impl Supervisor {
     /// Proxied bytes are traffic.
     fn observe_proxy(&mut self, now: Instant) {
         let Some(od) = &mut self.od else { return };
+        if let (Some(idle), Some(every), Some((_, p))) =
+            (od.idle, od.sweep_interval(), od.proxy.as_mut())
+        {
+            if now >= od.next_sweep {
+                od.next_sweep = now + every;
+                let closed = p.close_idle(idle, now);
+                if closed > 0 {
+                    info!(closed, idle = %common::duration::show(idle), "closed proxied connections with no traffic");
+                }
+            }
+        }
         let Some((_, p)) = &od.proxy else { return };
         if p.bytes() != od.last_bytes {
             od.last_bytes = p.bytes();
@@ -722,7 +844,14 @@ impl Supervisor {
             return 0;
         };
         let mut waiting = Vec::new();
-        for client in od.pending.drain(..) {
+        let now = Instant::now();
+        let mut expired = 0;
+        let mut pending = std::mem::take(&mut od.pending).into_iter();
+        for (client, since) in pending.by_ref() {
+            if now >= since + od.hold {
+                expired += 1;
+                continue;
+            }
             match connect_nonblocking(backend) {
                 Ok(Some(b)) => {
                     if let Err(e) = proxy.add(client, b) {
@@ -730,11 +859,20 @@ impl Supervisor {
                     }
                 }
                 // The backend's backlog is full: try again on the next turn.
-                Ok(None) => waiting.push(client),
+                Ok(None) => waiting.push((client, since)),
+                // Out of descriptors: this client and the rest wait for some to free.
+                Err(e) if crate::accept::is_exhaustion(e) => {
+                    waiting.push((client, since));
+                    break;
+                }
                 Err(e) => {
                     warn!(backend = %backend.key(), error = %e, "cannot reach the backend; closing a client")
                 }
             }
+        }
+        waiting.extend(pending);
+        if expired > 0 {
+            warn!(closed = expired, waited = %common::duration::show(od.hold), "closed clients that waited too long for the backend");
         }
         od.pending = waiting;
         od.pending.len()
@@ -858,26 +996,30 @@ fn connect_nonblocking(addr: &Addr) -> nix::Result<Option<OwnedFd>> {
     }
 }
 
-/// Accepts every connection already waiting on `listen`, never blocking: each accept is
-/// preceded by a zero-timeout poll, so even a blocking socket that another process
-/// accepts on too cannot hold PID 1 in `accept4()`.
-fn accept_ready(listen: BorrowedFd<'_>) -> Vec<OwnedFd> {
-    use nix::sys::socket::accept4;
-    use std::os::fd::FromRawFd;
-    let mut out = Vec::new();
-    loop {
-        let mut p = [PollFd::new(listen, PollFlags::POLLIN)];
-        if !matches!(poll(&mut p, PollTimeout::ZERO), Ok(n) if n > 0) {
-            return out;
-        }
-        match accept4(
-            listen.as_raw_fd(),
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        ) {
-            // SAFETY: accept4 returned a new fd that nothing else owns.
-            Ok(c) => out.push(unsafe { OwnedFd::from_raw_fd(c) }),
-            Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
-            Err(_) => return out,
-        }
+/// Logs what a [`Gate`] says, once per run of failures.
+fn log_gate(note: Note, err: Option<Errno>, what: &str) {
+    match note {
+        Note::Paused(pause) => warn!(
+            socket = what,
+            error = %err.map_or(Errno::UnknownErrno, |e| e),
+            pause = ?pause,
+            "out of file descriptors: not accepting for a while (logged once until it works again)"
+        ),
+        Note::Resumed => info!(socket = what, "accepting again"),
+        Note::Nothing => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_fit_the_descriptor_limit() {
+        assert_eq!(pair_cap(1024, 1 << 20), 1024);
+        assert_eq!(pair_cap(1024, 1024), (1024 - 32) / 4);
+        assert_eq!(pair_cap(1024, 64), (64 - 16) / 4);
+        assert_eq!(pair_cap(1024, 4), 1, "always at least one");
+        assert_eq!(pair_cap(10, 1024), 10);
     }
 }

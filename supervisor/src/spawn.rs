@@ -230,6 +230,9 @@ static CAPTURED: AtomicBool = AtomicBool::new(false);
 static INHERITED_MASK: AtomicU64 = AtomicU64::new(0);
 /// The signals that were SIG_IGN when the supervisor started.
 static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
+/// The soft open-file limit the supervisor was started with (it raises its own, see
+/// `common::rlimit`); `u64::MAX` when unknown.
+static INHERITED_NOFILE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Runs [`capture`] before `main` (and before Rust's runtime ignores SIGPIPE).
 // `#[used]` keeps it in the object file; [`inherited`] refers to it, so the linker keeps
@@ -265,6 +268,13 @@ extern "C" fn capture() {
             libc::signal(libc::SIGCHLD, libc::SIG_DFL);
         }
     }
+    // SAFETY: getrlimit fills the zeroed plain-data struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            INHERITED_NOFILE.store(lim.rlim_cur, Ordering::Relaxed);
+        }
+    }
     INHERITED_MASK.store(mask, Ordering::Relaxed);
     INHERITED_IGNORED.store(ignored, Ordering::Relaxed);
     CAPTURED.store(true, Ordering::Relaxed);
@@ -288,9 +298,22 @@ pub fn inherited() -> (u64, u64) {
 }
 
 /// In a child between fork and exec: the dispositions and mask the supervisor inherited
-/// (SIG_IGN where it was, SIG_DFL elsewhere). Only async-signal-safe calls.
+/// (SIG_IGN where it was, SIG_DFL elsewhere), and the soft open-file limit it was started
+/// with. Only async-signal-safe calls.
 pub fn restore_inherited() -> io::Result<()> {
     let (mask, ignored) = inherited();
+    let nofile = INHERITED_NOFILE.load(Ordering::Relaxed);
+    if nofile != u64::MAX {
+        // SAFETY: getrlimit/setrlimit on plain-data structs of this frame; both are
+        // plain syscalls. Lowering the soft limit never fails while it stays <= hard.
+        unsafe {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur != nofile {
+                lim.rlim_cur = nofile.min(lim.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
     // SAFETY: sigaction, sigemptyset, sigaddset and sigprocmask on plain-data structs of
     // this stack frame; all async-signal-safe. A signal the C library keeps for itself
     // (glibc's 32 and 33) is refused with EINVAL, which is fine: it is left as it is.

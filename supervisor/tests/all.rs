@@ -7,6 +7,7 @@
 mod harness;
 
 mod bad_input;
+mod exhaustion;
 mod exit_codes;
 mod faults;
 mod journal;

@@ -16,6 +16,9 @@ use super::{Core, Effect, Main, Why};
 use crate::backoff::Backoff;
 use crate::signals::Exit;
 
+/// How soon held clients are offered to the backend again when it could not take them.
+pub const PENDING_RETRY: Duration = Duration::from_millis(20);
+
 /// What on-demand decisions depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OdPolicy {
@@ -91,8 +94,10 @@ impl Core {
             Main::Up { ready: false, .. } => d.extend(od.start_deadline),
             Main::Up { ready: true, .. } => {
                 d.push(od.last_activity + od.p.idle);
+                // Held clients the backend could not take yet (its backlog full, or no
+                // descriptor free): tried again soon, but not in a tight loop.
                 if od.pending > 0 {
-                    d.push(now + Duration::from_millis(1));
+                    d.push(now + PENDING_RETRY);
                 }
                 if !od.p.proxy {
                     d.push(od.next_scan);

@@ -444,11 +444,15 @@ fn on_demand_cold_start_proxy_holds_clients_until_ready() {
         c.handle(Event::ProbeResult(true), t(12)),
         vec![Effect::ConnectPending]
     );
-    // A full backlog: the rest are tried on the next turn.
+    // A full backlog (or no descriptor free): the rest are tried again soon, not in a
+    // tight loop.
     c.handle(Event::Pending(2), t(12));
-    assert_eq!(c.next_deadline(t(12)), Some(t(13)));
-    assert_eq!(c.handle(Event::Tick, t(13)), vec![Effect::ConnectPending]);
-    c.handle(Event::Pending(0), t(13));
+    assert_eq!(
+        c.next_deadline(t(12)),
+        Some(t(12) + super::ondemand::PENDING_RETRY)
+    );
+    assert_eq!(c.handle(Event::Tick, t(32)), vec![Effect::ConnectPending]);
+    c.handle(Event::Pending(0), t(32));
     assert_eq!(c.od_pending(), Some(0));
 }
 
