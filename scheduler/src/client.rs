@@ -47,6 +47,10 @@ pub enum UsageError {
     BadKey(String),
     #[error("request is {0} bytes; at most {max} fit in one request", max = proto::MAX_LINE)]
     TooLong(usize),
+    /// `--user` that is not a name, or that the service would read as the action
+    /// ([`crate::schedule::check_user`]).
+    #[error("--user: {0}")]
+    BadUser(String),
 }
 
 impl SendRequest {
@@ -66,6 +70,9 @@ impl SendRequest {
             tokens.push(("key", k.as_str()));
         }
         if let Some(u) = &self.user {
+            if !u.is_empty() && !u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                crate::schedule::check_user(u, &self.action).map_err(UsageError::BadUser)?;
+            }
             tokens.push(("user", u.as_str()));
         }
         tokens.push(("action", self.action.as_str()));
@@ -123,6 +130,7 @@ pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dy
     } else {
         Reading::Action {
             no_wait: req.no_wait,
+            action: &req.action,
         }
     };
     read_replies(BufReader::new(stream), reading, out, err)
@@ -130,9 +138,11 @@ pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dy
 
 /// How the reply to a request is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reading {
-    /// An action's: `accepted`, then `done` (or an `error` line).
-    Action { no_wait: bool },
+enum Reading<'a> {
+    /// An action's: `accepted`, then `done` (or an `error` line). An `accepted` of
+    /// another action, or a built-in's text, means the service read the request as
+    /// something else (a user named like an action or a built-in): exit 65, never 0.
+    Action { no_wait: bool, action: &'a str },
     /// A built-in's: text lines until the service closes (none at all is an empty
     /// answer: `log` of a run that printed nothing), or one `error` line. Only the first
     /// line is looked at, so a line of a run's output that reads like a reply (`done 3
@@ -142,7 +152,7 @@ enum Reading {
 
 fn read_replies(
     mut input: impl BufRead,
-    reading: Reading,
+    reading: Reading<'_>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
@@ -166,8 +176,8 @@ fn read_replies(
         let text = text.trim_end_matches(['\n', '\r']);
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
-        let no_wait = match reading {
-            Reading::Action { no_wait } => no_wait,
+        let (no_wait, asked) = match reading {
+            Reading::Action { no_wait, action } => (no_wait, action),
             Reading::Text if first => match Reply::parse(text) {
                 Reply::Error {
                     code: ErrorCode::Unavailable,
@@ -179,6 +189,13 @@ fn read_replies(
             Reading::Text => continue,
         };
         match Reply::parse(text) {
+            Reply::Accepted { action, .. } if action != asked => {
+                let _ = writeln!(
+                    err,
+                    "scheduler send: the service accepted {action:?}, not {asked:?}: it read the request otherwise (is the user named like one of its actions?)"
+                );
+                return EXIT_ERROR_REPLY;
+            }
             Reply::Accepted { .. } => {
                 accepted = true;
                 if no_wait {
@@ -192,7 +209,24 @@ fn read_replies(
                 code: ErrorCode::Unavailable,
                 ..
             } => return EXIT_UNAVAILABLE,
+            Reply::Error {
+                code: ErrorCode::Lost,
+                ..
+            } => {
+                let _ = writeln!(
+                    err,
+                    "scheduler send: the run of this key was lost with its container; the key never runs again (send it under a new key to run it)"
+                );
+                return EXIT_ERROR_REPLY;
+            }
             Reply::Error { .. } => return EXIT_ERROR_REPLY,
+            Reply::Text(_) if !accepted => {
+                let _ = writeln!(
+                    err,
+                    "scheduler send: the service answered as to a built-in, not with `accepted {asked}`: it read the request otherwise (is the user named like a built-in?)"
+                );
+                return EXIT_ERROR_REPLY;
+            }
             Reply::Text(_) => {}
         }
     }
@@ -224,10 +258,16 @@ mod tests {
     use super::*;
 
     fn replies(text: &str, no_wait: bool) -> (u8, String) {
-        read(text, Reading::Action { no_wait })
+        read(
+            text,
+            Reading::Action {
+                no_wait,
+                action: "a",
+            },
+        )
     }
 
-    fn read(text: &str, reading: Reading) -> (u8, String) {
+    fn read(text: &str, reading: Reading<'_>) -> (u8, String) {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let code = read_replies(text.as_bytes(), reading, &mut out, &mut err);
@@ -277,9 +317,34 @@ mod tests {
             replies("error unavailable listener restarting\n", false).0,
             EXIT_UNAVAILABLE
         );
-        assert_eq!(replies("pong\n", false), (0, "pong\n".into()));
         assert_eq!(replies("", false).0, EXIT_UNAVAILABLE);
-        assert_eq!(replies("a\r\nb", false), (0, "a\nb\n".into()));
+    }
+
+    /// Expected: the reply is the one asked for. `accepted` of another action (the
+    /// service read the user as the action), a built-in's text (it read the user as a
+    /// built-in: `--user stop` used to exit 0 with `stopped`) and `error lost` are exit 65,
+    /// after the line is printed.
+    #[test]
+    fn another_reply_than_asked_is_65() {
+        assert_eq!(
+            replies("accepted 1 noop\ndone 1 exit=0 secs=0.1\n", false),
+            (EXIT_ERROR_REPLY, "accepted 1 noop\n".into())
+        );
+        assert_eq!(replies("accepted 1 noop\n", true).0, EXIT_ERROR_REPLY);
+        assert_eq!(
+            replies("stopped exit=143\n", false),
+            (EXIT_ERROR_REPLY, "stopped exit=143\n".into())
+        );
+        assert_eq!(replies("pong\n", false).0, EXIT_ERROR_REPLY);
+        assert_eq!(
+            replies("error lost 7 the run was lost with its container\n", false).0,
+            EXIT_ERROR_REPLY
+        );
+        // after `accepted`, text lines are shown (a service's extra words), not obeyed
+        assert_eq!(
+            replies("accepted 1 a\nnote\ndone 1 exit=0 secs=0.1\n", false),
+            (0, "accepted 1 a\nnote\ndone 1 exit=0 secs=0.1\n".into())
+        );
     }
 
     #[test]
@@ -308,6 +373,12 @@ mod tests {
         r.key = Some("k".repeat(64));
         assert!(r.line().is_ok());
         r.key = None;
+        for (user, action) in [("stop", "nightly-backup"), ("x", "x"), ("a/b", "y")] {
+            r.user = Some(user.into());
+            r.action = action.into();
+            assert!(matches!(r.line(), Err(UsageError::BadUser(_))), "{user}");
+        }
+        r.user = Some("forum".into());
         r.service = "../etc".into();
         assert!(matches!(r.line(), Err(UsageError::BadService(_))));
     }
@@ -315,7 +386,9 @@ mod tests {
     #[test]
     fn the_daemons_fire_keys_are_valid_keys() {
         let t = chrono::DateTime::from_timestamp(4_102_444_800, 0).unwrap();
-        let k = crate::state::fire_key("Pacific/Chatham @reboot a b c", t);
+        let k = crate::state::FireKeys::random()
+            .unwrap()
+            .fire("Pacific/Chatham @reboot a b c", t);
         assert!(valid_key(&k), "{k}");
         assert!(valid_key("A-Z.a_z:0-9"));
     }

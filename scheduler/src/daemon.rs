@@ -54,7 +54,7 @@ use crate::outputs::{self, Outputs};
 use crate::planner::{missed_while_down, Fire, Outcome, Planner};
 use crate::record::{RecordError, Recorder, Run, RunResult};
 use crate::schedule::{self, Entry, FileErrors, Notify, Schedule, When};
-use crate::state::{self, StateError, StateStore};
+use crate::state::{FireKeys, StateError, StateStore};
 use crate::timer::{RealtimeTimer, Wake};
 
 /// Settings of the daemon, from the environment (see [`Config::from_env`]).
@@ -160,6 +160,8 @@ struct Shared {
     tracker: TaskTracker,
     /// The metrics file and the status page, when asked for and there is a record.
     outputs: Option<Outputs>,
+    /// Makes the fire keys (secret: a key cannot be guessed by others).
+    keys: FireKeys,
 }
 
 impl Shared {
@@ -189,6 +191,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let recorder = match &config.state_dir {
         Some(dir) => Some(Recorder::open(dir)?),
         None => None,
+    };
+    let keys = match &config.state_dir {
+        Some(dir) => FireKeys::open(dir)?,
+        None => FireKeys::random().map_err(|source| DaemonError::Io {
+            doing: "making the fire key secret from /dev/urandom",
+            source,
+        })?,
     };
     let (tx, mut changes) = mpsc::channel::<()>(1);
     let (mut watcher, dir) = watch(&config.file, tx)?;
@@ -232,6 +241,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         file,
         tracker: tracker.clone(),
         outputs,
+        keys,
     });
     let start = Utc::now();
     info!(
@@ -461,7 +471,7 @@ fn catch_up(
         if let Some(missed) = missed_while_down(e, last, now, window) {
             info!(line = e.line, service = %e.service, action = %e.action, missed = %rfc3339(missed), last = %rfc3339(last), "catching up a run missed while down");
             fire(shared, tracker, e, missed, "catch-up", Some(now));
-            caught.insert(state::fire_key(&key, missed));
+            caught.insert(shared.keys.fire(&key, missed));
         }
     }
     baseline(store, schedule, now);
@@ -501,7 +511,7 @@ fn resume(
             let told = (r.result != RunResult::Running && r.result != RunResult::Skipped)
                 && (e.on_failure.is_some() || e.on_success.is_some())
                 && now - r.at <= window;
-            let job = Job::new(0, e, r.fire);
+            let job = Job::new(&shared.keys, 0, e, r.fire);
             if told && job.key == r.key {
                 notify(shared, &job, r.result, r.exit, r.id);
             }
@@ -511,7 +521,7 @@ fn resume(
                 continue;
             }
             let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
-            let job = Job::new(run, e, r.fire);
+            let job = Job::new(&shared.keys, run, e, r.fire);
             if job.key != r.key {
                 continue;
             }
@@ -572,9 +582,9 @@ struct Job {
 }
 
 impl Job {
-    fn new(run: u64, e: &Entry, due: DateTime<Utc>) -> Job {
+    fn new(keys: &FireKeys, run: u64, e: &Entry, due: DateTime<Utc>) -> Job {
         let line_key = e.key();
-        let key = state::fire_key(&line_key, due);
+        let key = keys.fire(&line_key, due);
         Job {
             run,
             request: format!("@{key} {}", e.request()),
@@ -715,7 +725,7 @@ fn unkeyed(request: &str) -> &str {
 fn missed_by_clock(shared: &Arc<Shared>, e: &Entry, due: DateTime<Utc>) {
     note(
         shared,
-        &Job::new(0, e, due),
+        &Job::new(&shared.keys, 0, e, due),
         RunResult::Missed,
         None,
         None,
@@ -744,13 +754,13 @@ fn fire(
         Err(_) => true,
     };
     if !fresh {
-        let job = Job::new(0, e, due);
+        let job = Job::new(&shared.keys, 0, e, due);
         note(shared, &job, RunResult::Skipped, None, None, None);
         warn!(line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
         return;
     }
     let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
-    let job = Job::new(run, e, due);
+    let job = Job::new(&shared.keys, run, e, due);
     let late_ms = (Utc::now() - due).num_milliseconds().max(0);
     info!(run, line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
     let guard = RunningGuard {
@@ -885,7 +895,7 @@ async fn attempt(
             if first || id.is_some() {
                 // Not run (first), or its listener went away while it ran: the same key
                 // brings its outcome once the service is back.
-                return Attempt::Retry(format!("error unavailable {message}"));
+                return Attempt::Retry(format!("error unavailable {}", shown(message)));
             }
         }
         if let Reply::Error {
@@ -897,8 +907,45 @@ async fn attempt(
                 // The notify action is telling of another run (two lines ended together):
                 // a notification waits its turn, within the retry window, instead of being
                 // lost. A line's own run that finds its action busy is refused, as before.
-                return Attempt::Retry(format!("error busy {message}"));
+                return Attempt::Retry(format!("error busy {}", shown(message)));
             }
+        }
+        match &reply {
+            Reply::Accepted { id: i, action } if *action != job.action => {
+                // The service read the request as another action than the one asked for
+                // (a user named like one of its actions): that run is not this fire's, and
+                // its outcome must not pass for this one's.
+                note(shared, job, RunResult::Refused, None, None, Some(*i));
+                warn!(run, service = %service, request = %request, id = *i, asked = %job.action, accepted = %shown(action), "refused: the service accepted another action than the one asked for (is the user named like one of its actions?)");
+                handled();
+                return Attempt::Over;
+            }
+            Reply::Error {
+                code: ErrorCode::Lost,
+                message,
+            } => {
+                // The run of this key was lost with its container: the service never runs
+                // the key again, so asking again would change nothing.
+                let lost = message
+                    .split(' ')
+                    .next()
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .or(id)
+                    .or(*accepted);
+                note(shared, job, RunResult::Failed, None, None, lost);
+                warn!(run, service = %service, request = %request, id = lost, detail = %shown(message), "failed: the service lost this run with its container (the key never runs again)");
+                handled();
+                return Attempt::Over;
+            }
+            Reply::Text(text) if proto::Builtin::parse(&job.action).is_none() => {
+                // A built-in's answer to an action request: the service read it as a
+                // built-in (`stop`, ...), which is not what this line asks for.
+                note(shared, job, RunResult::Refused, None, None, None);
+                warn!(run, service = %service, request = %request, asked = %job.action, reply = %shown(text), "refused: the service answered with text, as to a built-in, not with accepted");
+                handled();
+                return Attempt::Over;
+            }
+            _ => {}
         }
         if first {
             // The service has it: from here on, a restart must not send it again. An
@@ -920,7 +967,7 @@ async fn attempt(
                     *accepted = Some(i);
                     note(shared, job, RunResult::Running, None, None, id);
                 }
-                info!(run, service = %service, id = i, action = %action, "accepted");
+                info!(run, service = %service, id = i, action = %shown(&action), "accepted");
             }
             Reply::Done { id: i, exit, secs } => {
                 let result = if exit == 0 {
@@ -942,14 +989,14 @@ async fn attempt(
                 let id = id.or(*accepted);
                 if id.is_some() {
                     note(shared, job, RunResult::Failed, None, None, id);
-                    warn!(run, service = %service, request = %request, id, code = %code, detail = %message, "failed: error after accepted");
+                    warn!(run, service = %service, request = %request, id, code = %code, detail = %shown(&message), "failed: error after accepted");
                 } else {
                     note(shared, job, RunResult::Refused, None, None, None);
-                    warn!(run, service = %service, request = %request, code = %code, detail = %message, "refused");
+                    warn!(run, service = %service, request = %request, code = %code, detail = %shown(&message), "refused");
                 }
                 return Attempt::Over;
             }
-            Reply::Text(text) => info!(run, service = %service, text = %text, "reply"),
+            Reply::Text(text) => info!(run, service = %service, text = %shown(&text), "reply"),
         }
     }
     if id.is_some() {
@@ -957,7 +1004,24 @@ async fn attempt(
         // which runs nothing new and brings its `done`.
         return Attempt::Retry("the service closed the connection before done".into());
     }
-    // Text only (a built-in such as `restart`): answered, nothing more to wait for.
+    // Text only, to a built-in such as `restart`: answered, nothing more to wait for.
     note(shared, job, RunResult::Ok, None, None, None);
     Attempt::Over
+}
+
+/// Text the service sent, made safe for one log line: control characters (C0, DEL, C1),
+/// format characters (U+202E and the like) and other characters that do not print are
+/// written as Rust escapes (`\u{1b}`), so a reply cannot move the cursor, rewrite the line
+/// or fake another log line on an operator's terminal.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let escaped = c.escape_debug();
+        if escaped.len() > 1 && !matches!(c, '"' | '\'' | '\\') {
+            out.extend(escaped);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

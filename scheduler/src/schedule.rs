@@ -297,9 +297,26 @@ fn parse_line(
             None
         }
     };
-    if let Some((_, service, _, col)) = target {
+    if let Some((user, service, action, col)) = target {
+        if let (Some(user), Some(&(user_col, _))) = (user, rest.first()) {
+            if let Err(message) = check_user(user, action) {
+                errors.push(ExprError {
+                    col: user_col,
+                    message,
+                });
+            }
+        }
         if let Err(message) = check_service(service) {
             errors.push(ExprError { col, message });
+        }
+        if !common::name::is_valid(action) {
+            errors.push(ExprError {
+                col: rest[rest.len() - 1].0,
+                message: format!(
+                    "`{action}` is not a valid action name: {}",
+                    common::name::RULE
+                ),
+            });
         }
     }
     match (when, target, errors.is_empty()) {
@@ -433,6 +450,34 @@ fn parse_notify(name: &str, value: &str, col: usize) -> Result<Notify, Vec<ExprE
     }
 }
 
+/// Whether `user` can be sent as the user of a request for `action` (DESIGN.md section 2):
+/// a valid name, and not one the service would read as the action. The service takes the
+/// first token for the action whenever it names a built-in or a known action, so a user
+/// named `stop` turns `stop nightly-backup` into the built-in `stop`, and a user named like
+/// the action itself runs that action with the real action as its argument. (A user named
+/// like another action of the target cannot be seen from here: the service's `accepted
+/// <id> <action>` then names that action, and the run is refused, see
+/// [`crate::daemon`].) `scheduler check` and `scheduler send --user` both apply it.
+pub fn check_user(user: &str, action: &str) -> Result<(), String> {
+    if !common::name::is_valid(user) {
+        return Err(format!(
+            "`{user}` is not a valid user name: {}",
+            common::name::RULE
+        ));
+    }
+    if proto::Builtin::parse(user).is_some() {
+        return Err(format!(
+            "user `{user}` is named like the built-in `{user}`: the service would read `{user} {action}` as that built-in, not as {action}; name the user otherwise"
+        ));
+    }
+    if user == action {
+        return Err(format!(
+            "user `{user}` is named like the action: the service would read `{user} {action}` as {action} with the argument `{action}`; name the user otherwise"
+        ));
+    }
+    Ok(())
+}
+
 /// A service names a socket file: `<service>-request.sock`.
 fn check_service(s: &str) -> Result<(), String> {
     if common::name::is_valid(s) {
@@ -561,6 +606,32 @@ mod tests {
                 "s.cron:3:16: unexpected `c`: ON_FAILURE= takes `service action` (the arguments are always SERVICE ACTION USER RESULT EXIT ID), or nothing to turn it off",
             ]
         );
+    }
+
+    /// A user the service would read as the action (a built-in, the action itself) or
+    /// that is not a name is reported at the user's column; the file does not load.
+    #[test]
+    fn users_that_would_reroute_are_reported_at_their_column() {
+        let text = "5 4 * * * stop svc backup\n5 4 * * * backup svc backup\n\
+                    5 4 * * * <script>&\"x svc backup\n@daily   log svc backup\n\
+                    5 4 * * * forum svc backup\n5 4 * * * ping svc x;y\n";
+        assert_eq!(
+            errs(text),
+            [
+                "s.cron:1:11: user `stop` is named like the built-in `stop`: the service would read `stop backup` as that built-in, not as backup; name the user otherwise",
+                "s.cron:2:11: user `backup` is named like the action: the service would read `backup backup` as backup with the argument `backup`; name the user otherwise",
+                "s.cron:3:11: `<script>&\"x` is not a valid user name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+                "s.cron:4:10: user `log` is named like the built-in `log`: the service would read `log backup` as that built-in, not as backup; name the user otherwise",
+                "s.cron:6:11: user `ping` is named like the built-in `ping`: the service would read `ping x;y` as that built-in, not as x;y; name the user otherwise",
+                "s.cron:6:20: `x;y` is not a valid action name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+            ]
+        );
+        for b in proto::Builtin::names() {
+            assert!(check_user(b, "backup").is_err(), "{b}");
+        }
+        assert_eq!(check_user("forum", "backup"), Ok(()));
+        // a built-in as the action itself is fine (`@daily nginx restart`)
+        assert!(parse("f", b"@daily nginx restart\n", Tz::UTC).is_ok());
     }
 
     #[test]

@@ -192,7 +192,10 @@ fn send_exit_codes() {
         crate::support::recv(&ok.requests, Duration::from_secs(5)),
         "forum nightly-backup db1 --full"
     );
-    assert_eq!(stdout(&o), "accepted 1 --full\ndone 1 exit=0 secs=0.001\n");
+    assert_eq!(
+        stdout(&o),
+        "accepted 1 nightly-backup\ndone 1 exit=0 secs=0.001\n"
+    );
 
     let _failing = peer(dir.path(), "failing", Answer::Done(3));
     assert_eq!(send(&["failing", "x"]).status.code(), Some(3));
@@ -239,6 +242,60 @@ fn send_exit_codes() {
     let stale = dir.path().join("stale-request.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert_eq!(send(&["stale", "x"]).status.code(), Some(69));
+}
+
+/// Expected (DESIGN.md section 2): `send --user U` refuses a U the service would read as
+/// the action (a built-in, the action itself) or that is not a name, exit 64 in one line,
+/// sending nothing; and the reply must be the one asked for: `accepted` of another action,
+/// a built-in's text (what `--user stop` got: `stopped exit=143`, exit 0) and `error lost`
+/// exit 65 with a line saying why.
+#[test]
+fn send_refuses_rerouting_users_and_replies_to_something_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().to_str().unwrap();
+    let send = |args: &[&str]| {
+        bin()
+            .env("BOSUN_RUN_DIR", run_dir)
+            .arg("send")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let svc = peer(dir.path(), "svc", Answer::Done(0));
+    for user in ["stop", "restart", "log", "ping", "backup", "a/b", "-x"] {
+        let o = send(&[&format!("--user={user}"), "svc", "backup"]);
+        assert_eq!(o.status.code(), Some(64), "{user}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("--user: "), "{}", stderr(&o));
+    }
+    assert!(
+        svc.raw.lock().unwrap().is_empty(),
+        "a refused user was sent"
+    );
+
+    for (service, answer, want) in [
+        (
+            "other",
+            Answer::Script("accepted 7 noop\ndone 7 exit=0 secs=0.001\n"),
+            "accepted \"noop\", not \"backup\"",
+        ),
+        (
+            "builtin",
+            Answer::Script("stopped exit=143\n"),
+            "answered as to a built-in",
+        ),
+        (
+            "lost",
+            Answer::Script("error lost 7 the run was lost with its container\n"),
+            "lost with its container",
+        ),
+    ] {
+        let _p = peer(dir.path(), service, answer);
+        let o = send(&["--user", "forum", service, "backup"]);
+        assert_eq!(o.status.code(), Some(65), "{service}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{service}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    }
 }
 
 #[test]

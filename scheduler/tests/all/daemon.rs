@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use scheduler::state::StateStore;
 
-use crate::support::{peer, recv, rename_over, Answer, Daemon};
+use crate::support::{bin, drain_peer, peer, recv, rename_over, Answer, Daemon};
 
 const SHORT: Duration = Duration::from_secs(10);
 /// A `* * * * *` line fires within a minute of any start.
@@ -94,6 +94,65 @@ fn edit_by_rename_reloads_and_bad_edit_is_refused() {
         d.seen
     );
     assert_eq!(d.stop(), 0);
+}
+
+/// Expected (DESIGN.md section 2, M4/L10): `scheduler check` reports a user named like a
+/// built-in or the line's action, or not a name, at the user's column; the daemon never
+/// fires such a line: an edit that adds one is refused whole (the previous schedule keeps
+/// running, nothing is sent), and a file with one does not start.
+#[test]
+fn users_that_would_reroute_are_never_fired() {
+    let (dir, file, run_dir) = setup("@reboot forum svc backup\n");
+    let svc = peer(dir.path(), "svc", Answer::Done(0));
+    let mut d = Daemon::start(&file, &[("BOSUN_RUN_DIR", &run_dir)]);
+    assert_eq!(recv(&svc.requests, SHORT), "forum backup");
+    d.wait_for(&["done", "service=svc", "exit=0"], SHORT);
+    let bad = "@reboot forum svc backup\n* * * * * stop svc backup\n* * * * * backup svc backup\n\
+               * * * * * <b>x svc backup\n";
+    let o = bin().arg("check").arg(&file).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    rename_over(&file, bad);
+    let f = file.display().to_string();
+    d.wait_for(
+        &[&format!("{f}:2:11: user `stop` is named like the built-in")],
+        SHORT,
+    );
+    d.wait_for(
+        &[&format!("{f}:3:11: user `backup` is named like the action")],
+        SHORT,
+    );
+    d.wait_for(
+        &[&format!("{f}:4:11: `<b>x` is not a valid user name")],
+        SHORT,
+    );
+    d.wait_for(&["schedule not reloaded", "errors=3"], SHORT);
+    let o = bin().arg("check").arg(&file).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.starts_with(&format!("{f}:2:11: user `stop`")), "{out}");
+    assert_eq!(d.stop(), 0);
+    // Nothing but the first fire reached the service.
+    assert_eq!(
+        drain_peer(dir.path(), "svc", &svc.requests, 1),
+        Vec::<String>::new()
+    );
+    // A daemon started on the bad file does not start.
+    let o = bin()
+        .arg(&file)
+        .env("BOSUN_RUN_DIR", &run_dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the schedule does not parse; not starting"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        drain_peer(dir.path(), "svc", &svc.requests, 2),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

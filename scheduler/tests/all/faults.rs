@@ -243,8 +243,9 @@ fn sigkill_mid_delivery_no_double_fire_and_catch_up() {
     assert_eq!(recv(&p.requests, SHORT), "x");
     // M again only as the resume, with M's key; only one catch-up.
     let keys = p.keys();
-    let key_m = scheduler::state::fire_key(&key, due);
-    let key_next = scheduler::state::fire_key(&key, next);
+    let secret = scheduler::state::FireKeys::open(&state).unwrap();
+    let key_m = secret.fire(&key, due);
+    let key_next = secret.fire(&key, next);
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert_eq!(keys[0], key_m);
     let mut later = keys[1..].to_vec();

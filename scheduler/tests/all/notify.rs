@@ -23,16 +23,43 @@ fn setup(text: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
 /// `answer` (none: no socket), and returns the one notification the hooks peer got, keyed,
 /// and the key of the run it tells of (from the daemon's log).
 fn notified(user: Option<&str>, answer: Option<Answer>) -> (String, String) {
+    let n = notified_full(user, answer, &[]);
+    (n.raw, n.key)
+}
+
+/// What [`notified_full`] saw.
+struct Notified {
+    /// The notification, keyed.
+    raw: String,
+    /// The fire's key.
+    key: String,
+    /// The requests the target got (unkeyed), in order.
+    target: Vec<String>,
+    /// The daemon's log.
+    log: Vec<String>,
+    /// `scheduler status` of the schedule afterwards (the record of the run).
+    status: String,
+}
+
+/// [`notified`], and the rest of what it saw; waits for a log line with all of `outcome`
+/// (the run's outcome is logged just after its notification is sent).
+fn notified_full(user: Option<&str>, answer: Option<Answer>, outcome: &[&str]) -> Notified {
     let line = match user {
         Some(u) => format!("@reboot {u} mysql nightly-backup\n"),
         None => "@reboot mysql nightly-backup\n".to_string(),
     };
     let (dir, file, run_dir) = setup(&format!("{HEAD}{line}"));
-    let _target = answer.map(|a| peer(dir.path(), "mysql", a));
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let target = answer.map(|a| peer(dir.path(), "mysql", a));
     let hooks = peer(dir.path(), "hooks", Answer::Done(0));
     let mut d = Daemon::start(
         &file,
-        &[("BOSUN_RUN_DIR", &run_dir), ("BOSUN_RETRY_WINDOW", "1s")],
+        &[
+            ("BOSUN_RUN_DIR", &run_dir),
+            ("BOSUN_RETRY_WINDOW", "1s"),
+            ("BOSUN_STATE_DIR", state),
+        ],
     );
     let got = recv(&hooks.requests, SHORT);
     let fire = d.wait_for(&["request", "reason=reboot"], SHORT);
@@ -42,6 +69,9 @@ fn notified(user: Option<&str>, answer: Option<Answer>) -> (String, String) {
         .unwrap()
         .to_string();
     d.wait_for(&["notify", "service=hooks"], SHORT);
+    if !outcome.is_empty() {
+        d.wait_for(outcome, SHORT);
+    }
     // Exactly one notification: the rest of the hooks peer's queue is empty.
     assert_eq!(
         drain_peer(dir.path(), "hooks", &hooks.requests, 1),
@@ -49,8 +79,128 @@ fn notified(user: Option<&str>, answer: Option<Answer>) -> (String, String) {
     );
     let raw = hooks.raw.lock().unwrap()[0].clone();
     assert_eq!(unkeyed(&raw), got);
+    let target = target
+        .map(|t| drain_peer(dir.path(), "mysql", &t.requests, 2))
+        .unwrap_or_default();
+    let o = bin()
+        .arg("status")
+        .arg(&file)
+        .env("BOSUN_STATE_DIR", state)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    // The log up to the notification: the outcome and any retry come before it.
+    let log = d.seen.clone();
     assert_eq!(d.stop(), 0);
-    (raw, key)
+    Notified {
+        raw,
+        key,
+        target,
+        log,
+        status,
+    }
+}
+
+/// Expected (DESIGN.md section 2): an `accepted` that names another action than the one
+/// asked for (the service read the user as one of its actions) is not this fire's run:
+/// recorded `refused` with that run's id, logged with both names, told to ON_FAILURE.
+#[test]
+fn accepted_of_another_action_is_refused_and_told() {
+    let n = notified_full(
+        Some("forum"),
+        Some(Answer::Script(
+            "accepted 7 noop\ndone 7 exit=0 secs=0.001\n",
+        )),
+        &["refused: the service accepted another action"],
+    );
+    assert_eq!(
+        n.raw,
+        format!("@{}:f alarm mysql nightly-backup forum refused - 7", n.key)
+    );
+    assert_eq!(n.target, ["forum nightly-backup"]);
+    assert!(
+        n.log.iter().any(
+            |l| l.contains("refused: the service accepted another action")
+                && l.contains("asked=nightly-backup")
+                && l.contains("accepted=noop")
+                && l.contains("id=7")
+        ),
+        "{}",
+        n.log.join("\n")
+    );
+    assert!(
+        !n.log.iter().any(|l| l.contains(" done ")),
+        "{}",
+        n.log.join("\n")
+    );
+    assert!(n.status.contains("result=refused exit=-"), "{}", n.status);
+}
+
+/// Expected: a built-in's text answer to an action request (what `--user stop` produced:
+/// the service stopped, the record said ok) is `refused`, told to ON_FAILURE; the text is
+/// logged with its control and format characters escaped (no raw ESC, CR or U+202E).
+#[test]
+fn a_builtins_text_to_an_action_is_refused_and_logged_escaped() {
+    let n = notified_full(
+        Some("forum"),
+        Some(Answer::Script(
+            "\u{1b}[31mstopped\rFAKE\u{202e}x exit=143\n",
+        )),
+        &["refused: the service answered with text"],
+    );
+    assert_eq!(
+        n.raw,
+        format!("@{}:f alarm mysql nightly-backup forum refused - -", n.key)
+    );
+    let line = n
+        .log
+        .iter()
+        .find(|l| l.contains("refused: the service answered with text"))
+        .unwrap_or_else(|| panic!("{}", n.log.join("\n")));
+    // escaped by the daemon, then quoted by the logger (its backslashes doubled)
+    assert!(
+        line.contains(r#"reply="\\u{1b}[31mstopped\\rFAKE\\u{202e}x exit=143""#),
+        "{line}"
+    );
+    for l in &n.log {
+        assert!(
+            !l.contains(['\u{1b}', '\r', '\u{202e}']),
+            "raw control in {l:?}"
+        );
+    }
+    assert!(n.status.contains("result=refused"), "{}", n.status);
+}
+
+/// Expected (DESIGN.md section 2): `error lost <id> ...` (the key's run was lost with its
+/// container, it never runs again) is recorded `failed` with that id at once, not retried
+/// (the target got the request once), and told to ON_FAILURE.
+#[test]
+fn error_lost_is_failed_at_once_with_its_id_and_told() {
+    let n = notified_full(
+        Some("forum"),
+        Some(Answer::Script(
+            "error lost 7 nightly-backup: the run was lost with its container\n",
+        )),
+        &["failed: the service lost this run"],
+    );
+    assert_eq!(
+        n.raw,
+        format!("@{}:f alarm mysql nightly-backup forum failed - 7", n.key)
+    );
+    assert_eq!(n.target, ["forum nightly-backup"], "retried");
+    assert!(
+        n.log
+            .iter()
+            .any(|l| l.contains("failed: the service lost this run") && l.contains("id=7")),
+        "{}",
+        n.log.join("\n")
+    );
+    assert!(
+        !n.log.iter().any(|l| l.contains("retrying")),
+        "{}",
+        n.log.join("\n")
+    );
+    assert!(n.status.contains("result=failed exit=-"), "{}", n.status);
 }
 
 #[test]
