@@ -138,7 +138,9 @@ pub struct Supervisor {
     answer_here: bool,
     od: Option<OnDemandIo>,
     /// `ready = "notify"`: where the main process says `READY=1`.
-    notify: Option<std::os::unix::net::UnixDatagram>,
+    notify: Option<BoundSocket>,
+    /// A `READY=1` from another process than the main one was logged (once).
+    notify_warned: bool,
     /// When code pages and free heap are given back (see `trim`): [`crate::trim::AFTER`] after
     /// start and after a burst of activity, so a short-lived container does not pay the
     /// page faults and an idle one keeps only what idling uses.
@@ -221,6 +223,7 @@ impl Supervisor {
             answer_here,
             od,
             notify: None,
+            notify_warned: false,
             trim_at: Some(now + crate::trim::AFTER),
         }
     }
@@ -228,13 +231,10 @@ impl Supervisor {
     /// Runs until the container should end; returns the exit code.
     pub fn run(mut self, sigfd: SignalFd) -> i32 {
         if let Some(path) = self.s.notify_path() {
-            let _ = std::fs::remove_file(&path);
-            match std::os::unix::net::UnixDatagram::bind(&path)
-                .and_then(|d| d.set_nonblocking(true).map(|_| d))
-            {
+            match notify_socket(&path, self.s.run_as.as_ref()) {
                 Ok(d) => self.notify = Some(d),
                 Err(e) => {
-                    error!(path = %path.display(), error = %e, "cannot create the notify socket; the main process will never be ready")
+                    error!(error = %e, "cannot create the notify socket; the main process will never be ready")
                 }
             }
         }
@@ -266,8 +266,8 @@ impl Supervisor {
         if let Some(od) = &self.od {
             od.held.remove();
         }
-        if let Some(p) = self.s.notify_path() {
-            let _ = std::fs::remove_file(p);
+        if let Some(n) = &self.notify {
+            n.remove();
         }
         info!(code, "exit");
         code
@@ -327,7 +327,7 @@ impl Supervisor {
                 .map(|(_, p)| p.as_fd()),
             libc::POLLIN,
         );
-        let notify_at = fds.push(self.notify.as_ref().map(|n| n.as_fd()), libc::POLLIN);
+        let notify_at = fds.push(self.notify.as_ref().map(|n| n.fd.as_fd()), libc::POLLIN);
         let request_at = fds.push(
             Some(self.socket.fd.as_fd()).filter(|_| {
                 self.core.want_request_poll()
@@ -388,8 +388,8 @@ impl Supervisor {
                 p.run_ready();
             }
         }
-        if notify && self.notify.as_ref().is_some_and(ready::read_notify) {
-            self.handle(Event::Notified, Instant::now());
+        if notify {
+            self.read_notify();
         }
         if held {
             self.on_connection();
@@ -656,6 +656,26 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// `READY=1` counts from the main process only (systemd's `NotifyAccess=main`).
+    fn read_notify(&mut self) {
+        let Some(n) = &self.notify else { return };
+        let main = self.core.main_pid().map(Pid::as_raw);
+        let said = ready::read_notify(n.fd.as_fd(), main);
+        for pid in said.ignored {
+            if std::mem::replace(&mut self.notify_warned, true) {
+                tracing::debug!(
+                    sender = pid,
+                    "READY=1 from another process than the main one; ignored"
+                );
+            } else {
+                warn!(sender = pid, main = ?main, "READY=1 from another process than the main one; ignored (only the main process's own pid counts; logged once)");
+            }
+        }
+        if said.ready {
+            self.handle(Event::Notified, Instant::now());
         }
     }
 
@@ -994,6 +1014,30 @@ fn connect_nonblocking(addr: &Addr) -> nix::Result<Option<OwnedFd>> {
         Err(Errno::EAGAIN) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The notify socket: 0600, owned by the `run_as` user (root otherwise), credentials on.
+fn notify_socket(
+    path: &std::path::Path,
+    run_as: Option<&crate::config::RunAs>,
+) -> Result<BoundSocket, crate::socket::SocketError> {
+    let perms = crate::socket::Perms {
+        mode: 0o600,
+        uid: run_as.map(|r| r.uid),
+        gid: run_as.map(|r| r.gid),
+    };
+    let s = crate::socket::bind_datagram(path, perms)?;
+    let on = nix::sys::socket::setsockopt(&s.fd, nix::sys::socket::sockopt::PassCred, &true);
+    if let Err(e) = on {
+        s.remove();
+        return Err(crate::socket::SocketError::Io {
+            path: path.to_path_buf(),
+            what: "while asking for senders' credentials (SO_PASSCRED)",
+            err: e.into(),
+        });
+    }
+    set_nonblocking(s.fd.as_fd(), true);
+    Ok(s)
 }
 
 /// Logs what a [`Gate`] says, once per run of failures.

@@ -146,3 +146,64 @@ fn the_allow_list_with_real_users() {
     assert!(denied.starts_with("error denied"), "{denied}");
     assert_eq!(s.request("ping"), vec!["pong"], "root is on the list");
 }
+
+/// Sends `READY=1` to `$NOTIFY_SOCKET` from this very process, then (with `sleep`) stays.
+const SEND_READY: &str = r#"
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"STATUS=up\nREADY=1\n", os.environ["NOTIFY_SOCKET"])
+if sys.argv[1:] == ["sleep"]:
+    time.sleep(1000)
+"#;
+
+fn open_to_others(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn notify_socket_is_the_run_as_users_and_its_main_process_becomes_ready() {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    for mode in MODES {
+        let b = sup(mode);
+        open_to_others(b.dir());
+        let send = b.file("send.py", SEND_READY);
+        let s = b
+            .env("BOSUN_READY", "notify")
+            .env("BOSUN_RUN_AS", "nobody")
+            .cmd(&["/usr/bin/python3", send.to_str().unwrap(), "sleep"])
+            .start();
+        s.wait_stderr("ready child=main", Duration::from_secs(10));
+        let m = std::fs::symlink_metadata(s.path("run/.t-notify.sock")).unwrap();
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid()),
+            (0o600, 65534, 65534),
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn ready_from_another_process_than_the_main_one_is_ignored() {
+    let b = sup(Mode::Pid1);
+    let send = b.file("send.py", SEND_READY);
+    let go = b.dir().join("go");
+    let s = b
+        .env("BOSUN_READY", "notify")
+        .script(&format!(
+            "python3 {send} && echo sent > $T/sent; while [ ! -e {go} ]; do sleep 0.01; done; exec python3 {send} sleep",
+            send = send.display(),
+            go = go.display()
+        ))
+        .start();
+    s.wait_stderr("READY=1 from another process", Duration::from_secs(10));
+    s.wait_file("sent", "sent", Duration::from_secs(10));
+    assert!(!s.stderr().contains("ready child=main"), "{}", s.stderr());
+    // Now the main process itself (bash exec'd into python: the same pid) says it.
+    std::fs::write(&go, "").unwrap();
+    s.wait_stderr("ready child=main", Duration::from_secs(10));
+}

@@ -217,11 +217,18 @@ fn the_user_form_and_nc() {
 fn status_follows_sd_notify() {
     let b = with_listener(Mode::Subreaper);
     let flag = b.dir().join("go");
+    // From the main process itself (bash exec'd into python keeps the pid): a helper such
+    // as socat is another process, whose READY=1 does not count (NotifyAccess=main).
+    let send = b.file(
+        "send.py",
+        "import os, socket, time\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'STATUS=up\\nREADY=1\\n', os.environ['NOTIFY_SOCKET'])\ntime.sleep(1000)\n",
+    );
     let s = b
         .env("BOSUN_READY", "notify")
         .script(&format!(
-            "while [ ! -e {} ]; do sleep 0.01; done; printf 'STATUS=up\\nREADY=1\\n' | socat - UNIX-SENDTO:$NOTIFY_SOCKET; exec sleep 1000",
-            flag.display()
+            "while [ ! -e {} ]; do sleep 0.01; done; exec python3 {}",
+            flag.display(),
+            send.display()
         ))
         .start();
     s.wait_socket();
