@@ -243,7 +243,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         outputs,
         keys,
     });
-    let start = Utc::now();
+    // To the millisecond, as the record keeps times: an @reboot fire's time in memory and
+    // in the record is then the same, and the reports (which read the record at start,
+    // possibly after the fire's first record, and get its outcomes too) fold it into one
+    // run, not two.
+    let start = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
     info!(
         file = %config.file.display(),
         entries = schedule.entries.len(),

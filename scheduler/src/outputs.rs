@@ -10,13 +10,13 @@
 //! thousand lines never makes a fire late, and outcomes that come while a rewrite is going
 //! are written together by the next one.
 //!
-//! Each file is replaced atomically ([`write_atomic`]): a reader sees the old file or the
-//! new one, never a part. A file that cannot be written is logged once (and once more when
+//! Each file is replaced atomically ([`write_atomic`], through [`common::fs`]: a fresh
+//! `O_EXCL|O_NOFOLLOW` temporary, removed when the write fails): a reader sees the old file
+//! or the new one, never a part, and a symlink planted in the directory is never followed. A file that cannot be written is logged once (and once more when
 //! it can be written again); the schedule runs on.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsString;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -335,27 +335,12 @@ impl Writer {
     }
 }
 
-/// Replaces `path` with `bytes` so that a reader sees the old file or the new one, never
-/// a part: a temporary file in the same directory (hidden, and not `*.prom`, so the
-/// collector skips it), written, renamed over `path`. Not fsynced: both files are made
-/// again from the record at every start.
+/// Replaces a report file with `bytes` ([`common::fs::write_atomic`]): its temporary is
+/// hidden and not `*.prom` (the collector skips it), and the file is 0644, since nginx and
+/// node_exporter read it. Not fsynced: both files are made again from the record at every
+/// start.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    common::fs::write_atomic(path, bytes, 0o644, common::fs::Durability::Atomic)
 }
 
 #[cfg(test)]

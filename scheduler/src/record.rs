@@ -15,6 +15,9 @@
 //! - bounded: when a file holds more than twice [`KEEP`] records it is rewritten with the
 //!   last [`KEEP`] runs (temporary file, fsync, rename), so a crash mid-compaction leaves
 //!   the old file whole;
+//! - safe in a shared directory (DESIGN.md section 9): the directory is made 0700, files
+//!   are opened without following symlinks and made 0600, and the compaction's temporary
+//!   is fresh (`O_EXCL`) and removed when the rewrite fails, all through [`common::fs`];
 //! - plain text, readable with `cat` by an operator, and by another process (`scheduler
 //!   status`) while the daemon writes: readers see whole lines or a torn last line, which the
 //!   checksum rejects.
@@ -23,7 +26,6 @@
 //! of a hundred lines.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -238,9 +240,11 @@ fn fold(records: impl IntoIterator<Item = Run>) -> Vec<Run> {
 }
 
 /// Reads one record file; a missing file is an empty record.
+/// Never through a symlink (`ELOOP`: an error, not an empty record).
 pub fn read_file(path: &Path) -> io::Result<Contents> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    let mut bytes = Vec::new();
+    match common::fs::open_read(path) {
+        Ok(mut f) => f.read_to_end(&mut bytes)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
         Err(e) => return Err(e),
     };
@@ -294,10 +298,10 @@ struct Inner {
 }
 
 impl Recorder {
-    /// Creates the directory if needed.
+    /// Makes the directory if needed (0700, [`common::fs::private_dir`]).
     pub fn open(dir: &Path) -> Result<Recorder, RecordError> {
-        fs::create_dir_all(dir).map_err(|source| RecordError {
-            doing: "creating the state directory",
+        common::fs::private_dir(dir).map_err(|source| RecordError {
+            doing: "making the state directory",
             path: dir.to_path_buf(),
             source,
         })?;
@@ -352,17 +356,16 @@ impl Recorder {
 /// Appends one line and syncs it. A torn last line (no `\n`, a crash mid-write) is ended
 /// first, so the new record does not join it.
 fn append_line(path: &Path, line: &str) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)?;
+    let mut f = common::fs::open_append(path)?;
     let len = f.metadata()?.len();
     let mut text = String::with_capacity(line.len() + 1);
     if len > 0 {
+        // The append descriptor cannot read: the last byte through a second one, of the
+        // same file (both opened without following symlinks; one writer, under the lock).
+        let mut r = common::fs::open_read(path)?;
         let mut last = [0u8];
-        f.seek(SeekFrom::Start(len - 1))?;
-        f.read_exact(&mut last)?;
+        r.seek(SeekFrom::Start(len - 1))?;
+        r.read_exact(&mut last)?;
         if last[0] != b'\n' {
             text.push('\n');
         }
@@ -372,19 +375,17 @@ fn append_line(path: &Path, line: &str) -> io::Result<()> {
     f.sync_data()
 }
 
-/// Replaces the file with one record per run: temporary file, fsync, rename, fsync of the
-/// directory.
+/// Replaces the file with one record per run: a fresh temporary, fsync, rename, fsync of
+/// the directory ([`common::fs::write_atomic`], durable); the temporary is removed when any
+/// step fails.
 fn rewrite(path: &Path, runs: &[Run]) -> io::Result<()> {
-    let tmp = path.with_extension("runs.tmp");
-    let mut f = File::create(&tmp)?;
     let text: String = runs.iter().map(Run::encode).collect();
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    common::fs::write_atomic(
+        path,
+        text.as_bytes(),
+        0o600,
+        common::fs::Durability::Durable,
+    )
 }
 
 /// A run of `mysql nightly-backup` due at `fire` (Unix seconds), recorded 5.5 s later,
@@ -476,7 +477,7 @@ mod tests {
         );
 
         // A torn record at the end is skipped, and the next append does not join it.
-        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"r1\tk:3\t17648").unwrap();
         let rec = Recorder::open(dir.path()).unwrap();
         let mut reported = Vec::new();
@@ -488,7 +489,13 @@ mod tests {
         let read = read_file(&p).unwrap();
         assert_eq!((read.records, read.damaged, read.runs.len()), (5, 1, 3));
 
-        // Bounded: never more than 2 * KEEP records on disk, the last KEEP runs kept.
+        // Bounded: never more than 2 * KEEP records on disk, the last KEEP runs kept. The
+        // compactions write a fresh temporary: a symlink planted at the old fixed name is
+        // not followed, and no temporary is left.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "IMPORTANT").unwrap();
+        let planted = p.with_extension("runs.tmp");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
         for i in 0..(3 * KEEP) {
             rec.append("line", &run(&format!("n:{i}"), RunResult::Ok), never)
                 .unwrap();
@@ -498,5 +505,38 @@ mod tests {
         assert_eq!(read.runs.len(), KEEP);
         assert_eq!(read.runs.last().unwrap().key, format!("n:{}", 3 * KEEP - 1));
         assert_eq!(read.damaged, 0);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "IMPORTANT");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let runs = p.file_name().unwrap().to_string_lossy().into_owned();
+        let tmp = planted.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(names, [runs, tmp, "victim".to_string()]);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    /// Expected: a symlink planted at a record's path is not followed, to read or to
+    /// append (an error, reported by the daemon), and its target is left alone.
+    #[test]
+    fn a_symlink_at_the_record_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "IMPORTANT").unwrap();
+        let p = path(dir.path(), "line");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        assert!(read_file(&p).is_err());
+        let rec = Recorder::open(dir.path()).unwrap();
+        let e = rec
+            .append("line", &run("k:1", RunResult::Ok), |_, _| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("reading the record"), "{e}");
+        assert!(append_line(&p, "x\n").is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "IMPORTANT");
     }
 }

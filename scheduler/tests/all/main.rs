@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod dst;
 mod faults;
+mod files;
 mod metrics;
 mod notify;
 mod page;

@@ -147,10 +147,16 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(file: &Path, envs: &[(&str, &str)]) -> Daemon {
         let mut cmd = bin();
-        cmd.arg(file).stderr(Stdio::piped()).stdout(Stdio::null());
+        cmd.arg(file);
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        Daemon::spawn(cmd)
+    }
+
+    /// Starts `cmd` (the daemon's command line, made by [`bin`]) and reads its log.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = channel();
