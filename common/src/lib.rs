@@ -9,6 +9,7 @@
 //! * [`signal`]: signal names and process-group signalling.
 //! * [`shell`]: bash, or `/bin/sh` where there is no bash.
 //! * [`passwd`]: users and groups by name from `/etc/passwd` and `/etc/group` (no NSS).
+//! * [`peer`]: a unix socket peer's supplementary groups (`SO_PEERGROUPS`).
 //! * [`settings`]: `service.toml` and the `BOSUN_*` variables, validated all at once.
 //! * [`time`]: RFC 3339 timestamps, by hand.
 //! * [`rlimit`]: the open-file limit, raised where many connections are held.
@@ -20,6 +21,7 @@ pub mod fs;
 pub mod log;
 pub mod name;
 pub mod passwd;
+pub mod peer;
 pub mod rlimit;
 pub mod settings;
 pub mod shell;

@@ -50,6 +50,37 @@ pub fn parse_group(text: &str) -> impl Iterator<Item = (&str, u32)> + '_ {
     })
 }
 
+/// The gids of the groups of a `group(5)` text that list `user` among their members (the
+/// fourth field), in file order, each once: what `initgroups(3)` adds to the primary group.
+pub fn member_of(text: &str, user: &str) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 || f[0].is_empty() || f[0].starts_with('#') {
+            continue;
+        }
+        let Ok(gid) = f[2].parse::<u32>() else {
+            continue;
+        };
+        if f[3].split(',').any(|m| m.trim() == user) && !out.contains(&gid) {
+            out.push(gid);
+        }
+    }
+    out
+}
+
+/// The supplementary groups of `user` with primary group `primary`, as `initgroups(3)`
+/// sets them: the primary first, then every group of `/etc/group` that lists the user.
+pub fn groups_of(user: &str, primary: u32) -> Vec<u32> {
+    let mut out = vec![primary];
+    for g in member_of(&read(Path::new(GROUP)), user) {
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    out
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -108,6 +139,15 @@ mod tests {
             parse_group(text).collect::<Vec<_>>(),
             [("root", 0), ("www-data", 33), ("staff", 50)]
         );
+    }
+
+    #[test]
+    fn memberships() {
+        let text = "root:x:0:\nstaff:x:50:app,other\n# x:x:7:app\nssl:x:103: other , app\nbad:x:zz:app\nstaff2:x:50:app\n";
+        assert_eq!(member_of(text, "app"), [50, 103]);
+        assert_eq!(member_of(text, "other"), [50, 103]);
+        assert_eq!(member_of(text, "ap"), Vec::<u32>::new(), "whole names only");
+        assert_eq!(member_of(text, "root"), Vec::<u32>::new());
     }
 
     #[test]

@@ -244,6 +244,9 @@ pub struct RunAs {
     pub gid: Gid,
     /// Set when given by name (or found in passwd): used for HOME, USER and groups.
     pub user: Option<passwd::Account>,
+    /// The supplementary groups, as `initgroups(3)` (systemd's `User=`, `su`) sets them:
+    /// `gid` first, then each group of `/etc/group` that lists the user.
+    pub groups: Vec<Gid>,
 }
 
 /// Settings of on-demand start (DESIGN.md section 5).
@@ -344,12 +347,24 @@ impl Settings {
     /// Whether a peer may send requests. With no allow-list anyone who can open the socket
     /// may (the socket's mode and group are the first gate). With one, root (uid 0) is
     /// always allowed: inside the container root can act on everything anyway, and an
-    /// operator's `docker exec ... scheduler send` runs as root.
+    /// operator's `docker exec ... scheduler send` runs as root. (Root of *another*
+    /// container is uid 0 too: what keeps it out is that it cannot reach the socket, the
+    /// directory mounts of DESIGN.md section 9, not a uid rule.)
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        self.allows_groups(uid, gid, &[])
+    }
+
+    /// [`Settings::allows`], `allow_gids` matched against the peer's supplementary groups
+    /// too (`SO_PEERGROUPS`, see [`crate::peer::groups`]), as the socket file's own group
+    /// permission is.
+    pub fn allows_groups(&self, uid: u32, gid: u32, groups: &[u32]) -> bool {
         if !self.has_allow_list() {
             return true;
         }
-        uid == 0 || self.allow_uids.contains(&uid) || self.allow_gids.contains(&gid)
+        uid == 0
+            || self.allow_uids.contains(&uid)
+            || self.allow_gids.contains(&gid)
+            || groups.iter().any(|g| self.allow_gids.contains(g))
     }
 
     /// Every setting as the `BOSUN_*` variable that gives it, in the form [`Settings::load`]
@@ -855,7 +870,19 @@ pub fn parse_run_as(s: &str) -> Result<RunAs, String> {
         Some(g) => parse_group(g)?,
         None => Gid::from_raw(user.as_ref().map_or(uid.as_raw(), |u| u.gid)),
     };
-    Ok(RunAs { uid, gid, user })
+    let groups = match &user {
+        Some(u) => passwd::groups_of(&u.name, gid.as_raw())
+            .into_iter()
+            .map(Gid::from_raw)
+            .collect(),
+        None => vec![gid],
+    };
+    Ok(RunAs {
+        uid,
+        gid,
+        user,
+        groups,
+    })
 }
 
 /// A socket's permission bits: octal, `0660`, `660` or `0o660`; nothing beyond 0777 (no
@@ -1283,6 +1310,8 @@ mod tests {
         assert!(s.allows(1000, 5));
         assert!(s.allows(5, 33));
         assert!(!s.allows(5, 5));
+        assert!(s.allows_groups(5, 5, &[7, 33]), "a supplementary group");
+        assert!(!s.allows_groups(5, 5, &[7, 8]));
     }
 
     #[test]
@@ -1387,6 +1416,38 @@ mod tests {
         }
         assert_eq!(e.0.len(), 3, "{all}");
         assert_eq!(e.exit_code(), 125);
+    }
+
+    #[test]
+    fn run_as_sets_supplementary_groups() {
+        // The first account of this machine that /etc/group lists as a member somewhere
+        // (postgres in ssl-cert on the CI image); skipped where there is none.
+        let groups = std::fs::read_to_string(passwd::GROUP).unwrap_or_default();
+        let passwd_text = std::fs::read_to_string(passwd::PASSWD).unwrap_or_default();
+        let Some(a) = passwd::parse_passwd(&passwd_text)
+            .find(|a| !passwd::member_of(&groups, &a.name).is_empty())
+        else {
+            eprintln!("skipped: no user here is listed in a group");
+            return;
+        };
+        let extra = passwd::member_of(&groups, &a.name);
+        let r = parse_run_as(&a.name).unwrap();
+        assert_eq!(r.groups[0].as_raw(), a.gid, "the primary group first");
+        for g in &extra {
+            assert!(
+                r.groups.contains(&Gid::from_raw(*g)),
+                "{g} of {:?}",
+                r.groups
+            );
+        }
+        // By number too: the account is found by uid and its groups with it.
+        let r2 = parse_run_as(&format!("{}:{}", a.uid, a.gid)).unwrap();
+        assert_eq!(r2.groups, r.groups);
+        // A uid with no account has its one group only.
+        assert_eq!(
+            parse_run_as("4242424:77").unwrap().groups,
+            [Gid::from_raw(77)]
+        );
     }
 
     #[test]

@@ -360,9 +360,15 @@ fn unblock(sigs: &[libc::c_int]) -> io::Result<()> {
     Ok(())
 }
 
-/// Drops to `r`: supplementary groups first (they need root), then gid, then uid.
+/// Drops to `r`: supplementary groups first (they need root; `initgroups` semantics, as
+/// resolved with the settings), then gid, then uid.
 pub fn drop_privileges(r: &RunAs) -> io::Result<()> {
-    setgroups(&[r.gid]).map_err(io::Error::from)?;
+    let groups: &[nix::unistd::Gid] = if r.groups.is_empty() {
+        std::slice::from_ref(&r.gid)
+    } else {
+        &r.groups
+    };
+    setgroups(groups).map_err(io::Error::from)?;
     setgid(r.gid).map_err(io::Error::from)?;
     setuid(r.uid).map_err(io::Error::from)
 }

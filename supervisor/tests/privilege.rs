@@ -207,3 +207,52 @@ fn ready_from_another_process_than_the_main_one_is_ignored() {
     std::fs::write(&go, "").unwrap();
     s.wait_stderr("ready child=main", Duration::from_secs(10));
 }
+
+/// An account of this machine that `/etc/group` lists as a member of some group (postgres,
+/// a member of ssl-cert, on the CI image): (name, `id -G` it should get).
+fn user_with_supplementary_groups() -> Option<(String, String)> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let (name, gid) = (f.first()?, f.get(3)?);
+        let extra = common::passwd::member_of(&groups, name);
+        if extra.is_empty() || *name == "root" {
+            return None;
+        }
+        let mut all = vec![gid.to_string()];
+        all.extend(extra.iter().map(u32::to_string).filter(|g| g != gid));
+        Some((name.to_string(), all.join(" ")))
+    })
+}
+
+#[test]
+fn run_as_gets_the_users_supplementary_groups() {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let Some((user, want)) = user_with_supplementary_groups() else {
+        eprintln!("skipped: no user here is listed in a group");
+        return;
+    };
+    // Dropped in the child itself, and by `supervisor --exec-as` after a setup script.
+    for setup in [false, true] {
+        let b = sup(Mode::Subreaper);
+        let b = if setup {
+            let p = b.file("setup.sh", "echo setup ran\n");
+            b.env("BOSUN_SETUP", p.to_str().unwrap())
+        } else {
+            b
+        };
+        let s = b
+            .env("BOSUN_RUN_AS", &user)
+            .cmd(&["sh", "-c", "echo groups=$(id -G)"])
+            .start();
+        let out = s.wait_stdout("groups=", Duration::from_secs(10));
+        assert!(
+            out.contains(&format!("groups={want}\n")),
+            "setup={setup}: {user} should have {want}: {out}"
+        );
+    }
+}
