@@ -223,14 +223,16 @@ fn parse_line(
         return Ok(None);
     }
     let indent = text.chars().count() - trimmed.chars().count();
-    if let Some((name, value)) = setting(trimmed) {
-        return parse_setting(name, value, text, indent, settings, default).map(|()| None);
-    }
+    // Before anything else: a value quoted in a message (a zone name, a user) must not
+    // carry an escape sequence into the log or the terminal.
     if let Some(pos) = text.chars().position(|c| c.is_control() && c != '\t') {
         return Err(vec![ExprError {
             col: pos,
             message: "control character in the line: only text, blanks and tabs are allowed".into(),
         }]);
+    }
+    if let Some((name, value)) = setting(trimmed) {
+        return parse_setting(name, value, text, indent, settings, default).map(|()| None);
     }
     let tokens = cron::tokens(text);
     let mut errors = Vec::new();
@@ -424,6 +426,13 @@ fn parse_notify(name: &str, value: &str, col: usize) -> Result<Notify, Vec<ExprE
                         common::name::RULE
                     ),
                 });
+            } else if proto::Builtin::parse(action).is_some() {
+                errors.push(ExprError {
+                    col: at(words[1]),
+                    message: format!(
+                        "`{action}` is a built-in: {name}= sends an action (a callback) the arguments SERVICE ACTION USER RESULT EXIT ID, which a built-in does not take"
+                    ),
+                });
             }
             if errors.is_empty() {
                 Ok(Notify {
@@ -567,7 +576,7 @@ mod tests {
 
     #[test]
     fn notify_settings_apply_below_and_an_empty_value_turns_them_off() {
-        let text = "0 1 * * * a b\nON_FAILURE=scheduler notify\n0 1 * * * a c\n ON_SUCCESS = \"hc ping\"\n0 1 * * * a d\nON_FAILURE=\n0 1 * * * a e\nON_SUCCESS=''\n0 1 * * * a f\n";
+        let text = "0 1 * * * a b\nON_FAILURE=scheduler notify\n0 1 * * * a c\n ON_SUCCESS = \"hc beat\"\n0 1 * * * a d\nON_FAILURE=\n0 1 * * * a e\nON_SUCCESS=''\n0 1 * * * a f\n";
         let s = parse("f", text.as_bytes(), Tz::UTC).unwrap();
         let got: Vec<_> = s
             .entries
@@ -585,8 +594,8 @@ mod tests {
             [
                 (None, None),
                 (n("scheduler notify"), None),
-                (n("scheduler notify"), n("hc ping")),
-                (None, n("hc ping")),
+                (n("scheduler notify"), n("hc beat")),
+                (None, n("hc beat")),
                 (None, None),
             ]
         );
@@ -630,6 +639,14 @@ mod tests {
             assert!(check_user(b, "backup").is_err(), "{b}");
         }
         assert_eq!(check_user("forum", "backup"), Ok(()));
+        assert_eq!(
+            errs("ON_FAILURE=scheduler stop\n"),
+            ["s.cron:1:22: `stop` is a built-in: ON_FAILURE= sends an action (a callback) the arguments SERVICE ACTION USER RESULT EXIT ID, which a built-in does not take"]
+        );
+        assert_eq!(
+            errs("TZ=\u{1b}[31m\n"),
+            ["s.cron:1:4: control character in the line: only text, blanks and tabs are allowed"]
+        );
         // a built-in as the action itself is fine (`@daily nginx restart`)
         assert!(parse("f", b"@daily nginx restart\n", Tz::UTC).is_ok());
     }
