@@ -10,10 +10,19 @@
 //! another or the loop; a set of running line keys makes a fire whose previous run has not
 //! finished be skipped and logged.
 //!
-//! Every request is keyed (`@<line hash>:<fire time>`, [`crate::state::fire_key`]): a
-//! retry, a catch-up of the same fire after a restart, and a re-send after a connection lost
-//! between `accepted` and `done` all carry the fire's one key, so the service runs the fire
-//! once and answers the repeats with the first run's replies. A run a killed scheduler left
+//! Every request is keyed (`@<tag>:<fire time>`, [`crate::state::FireKeys`], the tag a
+//! keyed hash under a secret of the state directory, so nobody else can compute a coming
+//! fire's key and send it first): a retry, a catch-up of the same fire after a restart, and
+//! a re-send after a connection lost between `accepted` and `done` all carry the fire's one
+//! key, so the service runs the fire once and answers the repeats with the first run's
+//! replies.
+//!
+//! The reply must be the one asked for (DESIGN.md section 2): an `accepted` that names
+//! another action (the service read the user as one of its actions) or a built-in's text
+//! to an action request is recorded `refused`, never `ok`; `error lost <id>` (the key's run
+//! was lost with its container and never runs again) is recorded `failed` at once, without
+//! a retry. Both are told to `ON_FAILURE=`. Text from the service is logged with its
+//! control characters escaped ([`shown`]). A run a killed scheduler left
 //! `running` in the record is asked for again at the next start ([`resume`]), with its key,
 //! so the record gets its real outcome without the action running twice.
 //!

@@ -1,7 +1,7 @@
 //! `BOSUN_METRICS_FILE` (DESIGN.md section 7, "The scheduler's view"): the schedule's
 //! metrics in the Prometheus text exposition format (0.0.4), as node_exporter's textfile
 //! collector reads them. Pure: [`families`] turns the record of each line and the daemon's
-//! counts into metric families, [`render`] writes them out; only [`write_atomic`] touches
+//! counts into metric families, [`render`] writes them out; only [`crate::outputs::write_atomic`] touches
 //! the disk, so a reader (the collector) never sees half a file.
 //!
 //! Gauges come from the record, so they survive a restart of the daemon. The counter

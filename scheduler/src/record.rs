@@ -95,7 +95,7 @@ impl RunResult {
 /// One run of a schedule line, as last recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
-    /// The fire key sent as `@KEY` ([`crate::state::fire_key`]).
+    /// The fire key sent as `@KEY` ([`crate::state::FireKeys::fire`]).
     pub key: String,
     /// When the line was due.
     pub fire: DateTime<Utc>,
