@@ -51,6 +51,9 @@ pub fn signal_fd() -> nix::Result<SignalFd> {
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
+/// How often the request socket's name is checked (see [`Supervisor::check_socket_name`]).
+const NAME_CHECK: Duration = Duration::from_secs(5);
+
 /// Clients read at once while no listener runs, at most.
 const MAX_ASKING: usize = 64;
 /// How long a client may take to send its line before it is passed to the listener
@@ -132,6 +135,9 @@ pub struct Supervisor {
     asking: BTreeMap<u64, Asking>,
     /// The request socket is paused after an accept ran out of descriptors.
     request_gate: Gate,
+    /// When the socket's name is checked next, and whether its replacement was logged.
+    name_check_at: Instant,
+    replaced_logged: bool,
     next_conn: u64,
     /// Whether `ping` and `status` may be answered without the listener: not with an
     /// allow-list, which only the listener applies.
@@ -219,6 +225,8 @@ impl Supervisor {
             conns: HashMap::new(),
             asking: BTreeMap::new(),
             request_gate: Gate::default(),
+            name_check_at: now + NAME_CHECK,
+            replaced_logged: false,
             next_conn: 1,
             answer_here,
             od,
@@ -252,6 +260,10 @@ impl Supervisor {
                 no_children = self.reap(now);
             }
             self.observe_proxy(now);
+            if now >= self.name_check_at {
+                self.name_check_at = now + NAME_CHECK;
+                self.check_socket_name();
+            }
             self.handle(Event::Tick, now);
             if self.trim_at.is_some_and(|t| now >= t) {
                 self.trim_at = None;
@@ -292,6 +304,7 @@ impl Supervisor {
             ask_deadline,
             self.trim_at,
             self.request_gate.deadline(now),
+            Some(self.name_check_at).filter(|_| !self.core.exiting()),
         ]
         .into_iter()
         .chain(od_deadlines.into_iter().flatten())
@@ -656,6 +669,36 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// The request socket's name must lead to this supervisor's socket: clients find the
+    /// service by it. When it was removed or replaced (by hand, or by a process that can
+    /// write the run dir), requests no longer reach this service: said loudly, once until
+    /// it is right again. A replacement is left alone (and not removed at exit). What
+    /// prevents it is DESIGN.md section 9: clients get the directory read-only.
+    fn check_socket_name(&mut self) {
+        use crate::socket::NameCheck;
+        if self.core.exiting() {
+            return;
+        }
+        let path = self.socket.path.display().to_string();
+        let problem = match self.socket.check_name() {
+            NameCheck::Ours => {
+                if std::mem::replace(&mut self.replaced_logged, false) {
+                    info!(
+                        path,
+                        "the request socket's name leads to this service again"
+                    );
+                }
+                return;
+            }
+            NameCheck::Removed => "was removed".to_string(),
+            NameCheck::Replaced => "now leads to another file".to_string(),
+            NameCheck::Failed(e) => format!("cannot be checked: {e}"),
+        };
+        if !std::mem::replace(&mut self.replaced_logged, true) {
+            error!(path, "the request socket's name {problem}: requests do not reach this service (restart the container to bind it again; logged once)");
         }
     }
 

@@ -71,6 +71,18 @@ impl BoundSocket {
         }
     }
 
+    /// Checks that the socket's name still leads to this socket. (A removed name cannot
+    /// be put back from the descriptor: the kernel refuses to link a file with no name
+    /// left. The held on-demand socket keeps a spare link for that reason.)
+    pub fn check_name(&self) -> NameCheck {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.ino() == self.ino => NameCheck::Ours,
+            Ok(_) => NameCheck::Replaced,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => NameCheck::Removed,
+            Err(e) => NameCheck::Failed(e),
+        }
+    }
+
     /// The socket file's inode number.
     pub fn ino(&self) -> u64 {
         self.ino
@@ -98,6 +110,18 @@ impl BoundSocket {
             Err(io::Error::last_os_error())
         }
     }
+}
+
+/// What [`BoundSocket::check_name`] found.
+#[derive(Debug)]
+pub enum NameCheck {
+    /// The name leads to this socket.
+    Ours,
+    /// Nothing has the name any more.
+    Removed,
+    /// Another file has the name now (left alone: clients reach that one).
+    Replaced,
+    Failed(io::Error),
 }
 
 /// What a socket file must end up as.

@@ -776,3 +776,27 @@ fn random_kill_rounds(mode: Mode, rng: &mut fastrand::Rng) {
     assert_eq!(st.code(), Some(143), "{mode:?}: stderr:\n{}", s.stderr());
     eprintln!("{mode:?}: {:?}", began.elapsed());
 }
+
+#[test]
+fn a_removed_or_replaced_request_socket_is_said_once_and_a_replacement_left_alone() {
+    let mut s = sup(Mode::Pid1).cmd(&["sleep", "1000"]).start();
+    let sock = s.socket();
+    wait_until(Duration::from_secs(10), "socket", || {
+        sock.exists().then_some(())
+    });
+    std::fs::remove_file(&sock).unwrap();
+    // Checked every 5 s.
+    s.wait_stderr("socket's name was removed", Duration::from_secs(12));
+    // Replaced by another file: said once more (a new problem after the first? no: still
+    // wrong, so still once), left alone, and not removed at exit either.
+    std::fs::write(&sock, "someone else's").unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    s.signal(SIGTERM);
+    s.wait(Duration::from_secs(15));
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "someone else's");
+    let said = s
+        .stderr()
+        .matches("requests do not reach this service")
+        .count();
+    assert_eq!(said, 1, "{}", s.stderr());
+}

@@ -412,6 +412,11 @@ impl Core {
         }
     }
 
+    /// Whether the container is going down (the socket files are about to be removed).
+    pub fn exiting(&self) -> bool {
+        self.shutdown.is_some()
+    }
+
     /// Whether the loop watches the request socket itself (no listener runs yet).
     pub fn want_request_poll(&self) -> bool {
         self.listener == Listener::Idle && self.shutdown.is_none()
