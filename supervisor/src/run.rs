@@ -110,9 +110,9 @@ impl OnDemandIo {
 /// Descriptors kept free of proxied pairs, for the loop's own needs (spawning, the
 /// control channel, the request socket's clients).
 const FD_RESERVE: u64 = 32;
-/// Descriptors one proxied pair may use: two sockets and, while bytes are in flight, a
-/// pipe (two ends).
-const FDS_PER_PAIR: u64 = 4;
+/// Descriptors one proxied pair may use: two sockets and, while bytes are in flight both
+/// ways, two pipes (two ends each).
+const FDS_PER_PAIR: u64 = 6;
 
 /// `on_demand.max_connections`, lowered so that the pairs fit the descriptor limit.
 fn pair_cap(max_connections: usize, nofile: u64) -> usize {
@@ -1104,8 +1104,8 @@ mod tests {
     #[test]
     fn pairs_fit_the_descriptor_limit() {
         assert_eq!(pair_cap(1024, 1 << 20), 1024);
-        assert_eq!(pair_cap(1024, 1024), (1024 - 32) / 4);
-        assert_eq!(pair_cap(1024, 64), (64 - 16) / 4);
+        assert_eq!(pair_cap(1024, 1024), (1024 - 32) / 6);
+        assert_eq!(pair_cap(1024, 64), (64 - 16) / 6);
         assert_eq!(pair_cap(1024, 4), 1, "always at least one");
         assert_eq!(pair_cap(10, 1024), 10);
     }
