@@ -74,6 +74,18 @@ RUN set -eux; \
     find /usr/share/locale -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +; \
     mkdir -p /data/backup /var/www /usr/local/conf /var/log/php; \
     chown mysql:mysql /var/lib/mysql /data/backup
+# Users of the stack's own (docs/security.md): the two PHP pools run as `forum` and `wiki`,
+# not as www-data, so that one site's code cannot act as the other's; `fcgi` is the group
+# of the held FastCGI sockets (service/{php,wiki}/conf/service.toml, socket_group), which
+# nginx gives its workers as their group (`user www-data fcgi;` in nginx.conf): no user is
+# a member, so no process but nginx's workers has it. Fixed ids, the same in every
+# container and on the host's bind mounts.
+RUN set -eux; \
+    groupadd --gid 2000 fcgi; \
+    groupadd --gid 2001 forum; \
+    useradd --uid 2001 --gid forum --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin forum; \
+    groupadd --gid 2002 wiki; \
+    useradd --uid 2002 --gid wiki --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin wiki
 COPY --from=build /out/ /usr/local/sbin/
 # Helpers the services' docker-callbacks.sh source (rotate_log_file, ...).
 COPY service/common/ /usr/local/lib/bosun/

@@ -11,6 +11,10 @@
 #   3. the request socket from the host: ping/help/unknown action; `forum nightly-backup`
 #      via socat answers `done ... exit=0`, and the dump restores into a fresh database
 #      with identical CHECKSUM TABLE results; `scheduler send` as a client
+#   3b. the trust boundaries from inside the containers (tests/e2e/boundaries.sh): sockets
+#      each user can reach, read-only socket directories, MariaDB without unix_socket logins,
+#      no-new-privileges and dropped capabilities, passwords on no command line, backups and
+#      logs pruned by age, no signal from a forged pid file
 #   4. the scheduler (a `* * * * *` line from the test override) delivers into nginx;
 #      `scheduler status` shows it ok, and the failed `@reboot` line of the test schedule
 #   4c. told when it fails: the test schedule's `@reboot nosuchsite mysql nightly-backup`
@@ -23,7 +27,7 @@
 #   6. a MariaDB container killed during a backup leaves no partial file under a final name,
 #      and comes back; the next backup removes the leftover temp file
 #   7. a backup into a full disk (mysql recreated with tests/e2e/docker-compose.enospc.yaml:
-#      backups on a 4 MiB tmpfs, BACKUP_KEEP=1, filled up for real): `done ... exit=N`, N
+#      backups on a 4 MiB tmpfs, BACKUP_KEEP=1 and BACKUP_KEEP_DAYS=0, filled up for real): `done ... exit=N`, N
 #      non-zero; the earlier backup byte-identical, no new or temp file; "No space left on
 #      device" in the container log; once space is freed the next backup succeeds
 #   8. `docker-compose stop` ends every container with exit code 0 within its grace
@@ -114,6 +118,9 @@ HOOK_DIR=$(mktemp -d /tmp/bosun-e2e-hook.XXXXXX)
 export E2E_HOOK_DIR=$HOOK_DIR
 export NOTIFY_URL="http://hook:8080/hook"
 export HEALTHCHECKS_URL="http://hook:8080/hc/e2e" NOTIFY_HOST=e2e
+# Distinctive database passwords, so that the boundaries' check can look for them on command
+# lines and in logs (tests/e2e/boundaries.sh, b6).
+export FORUM_DB_PASSWORD="e2e-forum-pw-$RANDOM$RANDOM" WIKI_DB_PASSWORD="e2e-wiki-pw-$RANDOM$RANDOM"
 
 if [ ${#BUILD[@]} -gt 0 ]; then
     log "building the image (${COMPOSE_CMD[*]} build)"
@@ -173,7 +180,7 @@ check_sites_idle() {
         ! fpm_up "$s" || fail "php-fpm runs in $s before any page" || ok=1
     done
     for s in forum wiki; do
-        [ -S "$DATA/run/php/$s.sock" ] || fail "no socket $DATA/run/php/$s.sock" || ok=1
+        [ -S "$DATA/sockets/$s/$s.sock" ] || fail "no socket $DATA/sockets/$s/$s.sock" || ok=1
     done
     return $ok
 }
@@ -228,7 +235,7 @@ check_wiki_on_demand() {
     ((FORUM_MISSES == 0)) || fail "the forum failed $FORUM_MISSES pages meanwhile" || return 1
     [ "$(status_of php)" = running ] && fpm_up php || fail "the forum's php-fpm stopped too" || return 1
     log "  forum meanwhile: $(docker exec "$(cid php)" /usr/local/sbin/supervisor status)"
-    [ -S "$DATA/run/php/wiki.sock" ] || fail "the wiki's socket path is gone after php-fpm exited" || return 1
+    [ -S "$DATA/sockets/wiki/wiki.sock" ] || fail "the wiki's socket path is gone after php-fpm exited" || return 1
     # An action into the sleeping wiki does not wake it (the request socket is not the site's).
     out=$(docker exec "$(cid scheduler)" scheduler send wiki rotate-logs 2>&1) || fail "scheduler send wiki rotate-logs: $out" || return 1
     ! fpm_up wiki || fail "rotate-logs started the wiki's php-fpm" || return 1
@@ -299,6 +306,10 @@ check_client() {
         fail "the shipped schedule.cron does not pass 'scheduler check'"
 }
 check "scheduler send into php; the shipped schedule.cron passes scheduler check" check_client
+
+# ---- 3b. the trust boundaries, from inside the containers ---------------------------------
+# shellcheck source=tests/e2e/boundaries.sh
+. tests/e2e/boundaries.sh
 
 # ---- 4. the scheduler delivers ---------------------------------------------------------
 delivered() {
@@ -505,7 +516,7 @@ check "the status page on its own 127.0.0.1 port: the failed line's banner and m
 # ---- 5. a crashed main process ------------------------------------------------------
 # On demand, a php-fpm that dies is not restarted at once: the supervisor holds the socket
 # again and the next connection starts it (after a backoff of 100 ms).
-fpm_pid() { docker exec "$(cid php)" cat /run/php/php-fpm-php.pid 2>/dev/null; }
+fpm_pid() { docker exec "$(cid php)" cat /run/php-fpm.pid 2>/dev/null; }
 # A page first: it is what starts php-fpm again (SIGKILL leaves the old pid file behind).
 fpm_restarted() { local p; [ -n "$(visits)" ] && p=$(fpm_pid) && [ -n "$p" ] && [ "$p" != "$1" ]; }
 # left_of_group PGID: processes still in the killed master's process group (its workers).
@@ -570,7 +581,8 @@ check "a MariaDB killed during a backup leaves no partial file under a final nam
 
 # ---- 7. a backup into a full disk ------------------------------------------------------
 # mysql alone is recreated with one more override: BACKUP_DIR is a 4 MiB tmpfs (a real
-# filesystem that really fills up, not the host's disk) and BACKUP_KEEP=1 (a rotation that
+# filesystem that really fills up, not the host's disk) and BACKUP_KEEP=1 with
+# BACKUP_KEEP_DAYS=0 (pruning by count alone; a rotation that
 # ran before the new dump was safe would delete the only good backup). It stays so for the
 # rest of the run: `stop` and `down` do not look at the configuration.
 ENOSPC_OVERRIDE=tests/e2e/docker-compose.enospc.yaml
@@ -626,7 +638,7 @@ check_full_disk() {
     f=$(docker logs --since "$since" "$id" 2>&1 | sed -n "s|.*backup of forum: $SMALL/\([^ ]*\) (.*|\1|p" | tail -n 1)
     [ -n "$f" ] && [ "$(wc -l <<<"$after")" = 1 ] && grep -q " \./$f\$" <<<"$after" && valid_dump "$SMALL/$f" ||
         fail "after freeing space: not exactly the new valid backup '$f': $(tr '\n' '|' <<<"$after")" || return 1
-    log "  after freeing space: $f (BACKUP_KEEP=1 rotated the earlier one out)"
+    log "  after freeing space: $f (BACKUP_KEEP=1, BACKUP_KEEP_DAYS=0 rotated the earlier one out)"
 }
 check "a backup into a full disk fails with exit=N, N non-zero, and keeps the earlier backup intact" check_full_disk
 

@@ -124,7 +124,8 @@ export BOSUN_DATA=$DATA
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 # Unlike compose, Swarm does not create a missing bind source: the task fails instead.
-mkdir -p "$DATA/run" "$DATA/backup" || exit 1
+# Root-owned, as README.md says: the containers' root has no DAC_OVERRIDE.
+mkdir -p "$DATA"/run/{mysql,php,wiki,nginx} "$DATA"/sockets/{mysqld,forum,wiki} "$DATA/backup" || exit 1
 
 if [ "${E2E_BUILD:-1}" != 0 ]; then
     if ! docker image inspect debian:trixie-slim >/dev/null 2>&1 ||

@@ -1,12 +1,12 @@
 # shellcheck shell=bash
 # wiki service: sourced by bash (as root) before php-fpm starts, that is on every on-demand
 # start (the socket itself is the supervisor's, bound before this runs).
-mkdir -p /run/php /var/log/php
-chmod 0755 /run/php
-# /run is shared and outlives this container: the pid file of a killed predecessor (or of
-# a php-fpm KILLed by hand). The socket is the supervisor's (on_demand.listen in
-# service.toml), bound before this runs and held across idle stops: leave it be.
-rm -f /run/php/php-fpm-wiki.pid
+mkdir -p /var/log/php
+# This container's own /run (${BOSUN_DATA}/run/wiki; the scheduler sees it read-only): the
+# pid file of a killed predecessor, or of a php-fpm KILLed by hand. The socket is the
+# supervisor's (on_demand.listen in service.toml, in /sockets/wiki), bound before this
+# runs and held across idle stops: leave it be.
+rm -f /run/php-fpm.pid
 # Default for the demo; set WIKI_DB_PASSWORD in the environment (or .env) for real use.
 export WIKI_DB_PASSWORD=${WIKI_DB_PASSWORD:-wiki}
 /usr/sbin/php-fpm --test --fpm-config /usr/local/conf/php-fpm.conf 2>&1 | grep -v 'test is successful' >&2
