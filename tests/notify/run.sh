@@ -16,6 +16,8 @@
 #      the scheduler logs; nothing notifies about the notification
 #   4. nothing listening: notify exits 1 at once, saying why, never the URL
 #   5. bad arguments: a one-line error, exit 64
+#   and, while a delivery hangs (the server answers late), no URL nor its token on any
+#   process's command line (`ps -eo args`, as root and as nobody), nor in the log
 #
 # Every wait polls for an event with a deadline. Needs python3, curl and iconv.
 # Env: NOTIFY_KEEP=1 keeps the temp directory (logs, recorded requests).
@@ -162,18 +164,22 @@ for k, v in want.items():
 assert isinstance(m["id"], int) and m["id"] > 0, m["id"]
 lines = ["line %d" % i for i in range(2, 16)] + [
     "a \"quoted\" word and a back\\slash", "a\ttab", "non-ASCII: é ✓", "<!channel> & more",
-    "x" * 300 + "…", "bad byte: \ufffd end"]
-assert m["lines"] == lines, "lines:\n" + "\n".join(map(repr, m["lines"]))
+    "x" * 300 + "…"]
+# The byte that is not UTF-8: U+FFFD from a journal that replaces it, or the text \xff
+# from one that escapes it (the listener escapes in a log reply what is not text).
+bad = m["lines"][-1]
+assert bad in ("bad byte: \ufffd end", "bad byte: \\xff end"), repr(bad)
+assert m["lines"][:-1] == lines, "lines:\n" + "\n".join(map(repr, m["lines"]))
 t = m["text"]
 assert t.startswith("testhost: target fail FAILED with exit 3 (run %d)\n" % m["id"]), t
-assert "```\nline 2\n" in t and t.endswith("bad byte: \ufffd end\n```"), t
+assert "```\nline 2\n" in t and t.endswith(bad + "\n```"), t
 assert "&lt;!channel&gt; &amp; more" in t and "<!channel>" not in t, t
 assert "a \"quoted\" word and a back\\slash\na\ttab\n" in t, t
 p = hc[0]
 assert p["method"] == "POST" and p["path"] == sys.argv[2] + "/fail?create=1", (p["method"], p["path"])
 b = p["body"].decode("utf-8")
 assert b.startswith("testhost: target fail FAILED with exit 3 (run %d)\nline 2\n" % m["id"]), b
-assert b.endswith("bad byte: \ufffd end\n"), b
+assert b.endswith(bad + "\n"), b
 print("    webhook:", json.dumps(m, ensure_ascii=False)[:300], "...")
 print("    healthchecks:", p["method"], p["path"], len(p["body"]), "bytes")
 ' "$HC_PATH"
@@ -237,6 +243,38 @@ print("    webhook text:", repr(m["text"]))
 ' "$HC_PATH"
 }
 check "a missed run: exit and id null, no lines, a ping to /fail" check_missed
+
+# ---- 2d. the URLs on no command line ------------------------------------------------------
+check_no_url_in_argv() {
+    local before pid out rc=0 args curls
+    before=$(requests)
+    touch "$T/http/slow"
+    send scheduler notify target fail forum missed - - >"$T/slow.out" 2>&1 &
+    pid=$!
+    wait_until 20 "the webhook delivery to hang in the server" \
+        test -e "$T/http/held-$((before + 1))" || { rm -f "$T/http/slow"; return 1; }
+    # The delivery is in flight: curl runs, waiting for the answer. What every local user
+    # sees of it (ps reads /proc/PID/cmdline, readable by all), as root and as nobody:
+    args=$(ps -eo args)
+    curls=$(grep -c '^curl ' <<<"$args" || true)
+    log "  processes while the delivery hangs: $curls curl ($(grep -m1 '^curl ' <<<"$args" | cut -c1-150))"
+    if command -v setpriv >/dev/null; then
+        args+=$'\n'$(setpriv --reuid=65534 --regid=65534 --clear-groups ps -eo args)
+    fi
+    rm -f "$T/http/slow"
+    wait "$pid" || rc=$?
+    ((curls >= 1)) || fail "no curl process while the delivery hung: the check saw nothing" || return 1
+    ! grep -E "127\.0\.0\.1:$PORT|:$PORT/hook|$HC_PATH|5f8a0b1e" <<<"$args" ||
+        fail "a URL or its token on a command line" || return 1
+    ((rc == 0)) || fail "notify exited $rc: $(cat "$T/slow.out")" || return 1
+    ! grep -qE "127\.0\.0\.1:$PORT|5f8a0b1e" "$T/scheduler.log" || fail "a URL is in the log" || return 1
+    verify "$before" '
+assert sorted(r["path"] for r in new) == sorted(["/hook", sys.argv[2] + "/fail?create=1"]), [r["path"] for r in new]
+m = json.loads([r for r in new if r["path"] == "/hook"][0]["body"].decode("utf-8"))
+assert (m["user"], m["result"]) == ("forum", "missed"), m
+' "$HC_PATH"
+}
+check "a delivery in flight: neither URL nor its token on any command line (ps), nor in the log" check_no_url_in_argv
 
 # ---- 3. a webhook that answers 500 ------------------------------------------------------
 check_500() {

@@ -6,13 +6,17 @@
 Binds ADDRESS (127.0.0.1) on a free port and writes the port to DIR/port once it listens.
 Records request N (1, 2, ...) as DIR/req-N.json, written whole then renamed into place:
 {"method", "path", "headers": {name: value}, "body_b64"}. Answers 500 while DIR/fail
-exists, 200 "ok" otherwise (Slack's answer to a good webhook). Runs until killed.
+exists, 200 "ok" otherwise (Slack's answer to a good webhook). While DIR/slow exists, a
+request is recorded, DIR/held-N is made, and the answer waits until DIR/slow is removed
+(at most 60 s): a delivery that hangs, for a look at the processes meanwhile. Runs until
+killed.
 """
 import base64
 import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DIR = sys.argv[1]
@@ -39,6 +43,13 @@ class Handler(BaseHTTPRequestHandler):
                     f,
                 )
             os.rename(name + ".tmp", name)
+            n = COUNT
+        slow = os.path.join(DIR, "slow")
+        if os.path.exists(slow):
+            open(os.path.join(DIR, f"held-{n}"), "w").close()
+            end = time.monotonic() + 60
+            while os.path.exists(slow) and time.monotonic() < end:
+                time.sleep(0.05)
         failing = os.path.exists(os.path.join(DIR, "fail"))
         answer = b"broken\n" if failing else b"ok"
         self.send_response(500 if failing else 200)

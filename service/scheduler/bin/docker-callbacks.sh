@@ -170,21 +170,30 @@ _notify_slack_escape() {
 # _notify_post WHAT URL TYPE: POSTs stdin to URL; 0 when answered 2xx. curl retries twice
 # on a timeout or a 408/429/5xx answer, and gives up after 10 s per attempt; nothing else
 # retries (the scheduler does not either). Logs the outcome, never the URL.
+# The URL is a credential (a webhook's path is its token): it never goes on curl's command
+# line, where every local user sees it with `ps`. curl reads it from its standard input as
+# a config file (`-K -`, `url = "..."` with \ and " escaped as that syntax asks; curl 7.x
+# and 8.x alike), and the body comes from a private temporary file instead.
 _notify_post() {
-    local what=$1 url=$2 type=$3 out rc code=000 body tmp err
+    local what=$1 url=$2 type=$3 out rc code=000 body tmp data err
     case $url in
         http://* | https://*) ;;
         *) echo "notify: $what: not delivered: not an http:// or https:// URL" >&2; return 1 ;;
     esac
-    tmp=$(mktemp) || { echo "notify: $what: not delivered: no temporary file" >&2; return 1; }
+    if [[ $url == *[[:cntrl:]]* ]]; then
+        echo "notify: $what: not delivered: the URL holds a control character" >&2; return 1
+    fi
+    data=$(mktemp) || { echo "notify: $what: not delivered: no temporary file" >&2; return 1; }
+    tmp=$(mktemp) || { rm -f "$data"; echo "notify: $what: not delivered: no temporary file" >&2; return 1; }
+    cat >"$data"
     # stdout: the -w line only (the answer goes to $tmp); stderr: curl's own messages.
-    out=$(curl -sS --fail-with-body --proto =http,https --max-time 10 --retry 2 \
-        --retry-max-time 30 -H "Content-Type: $type" --data-binary @- -o "$tmp" \
-        -w '\n[http %{http_code}]' -- "$url" 2>&1)
+    out=$(_notify_curl_config "$url" | curl -sS --fail-with-body --proto =http,https \
+        --max-time 10 --retry 2 --retry-max-time 30 -H "Content-Type: $type" \
+        --data-binary @"$data" -o "$tmp" -w '\n[http %{http_code}]' -K - 2>&1)
     rc=$?
     body=$(head -c 200 "$tmp" | tr -d '\000-\010\016-\037\177' | tr -s '\n\t\v\f\r ' '      ')
     body=${body%" "}
-    rm -f "$tmp"
+    rm -f "$tmp" "$data"
     [[ $out =~ \[http\ ([0-9]{3})\] ]] && code=${BASH_REMATCH[1]}
     if [ $rc -eq 0 ] && [[ $code == 2[0-9][0-9] ]]; then
         echo "notify: $what: delivered (HTTP $code)"
@@ -197,4 +206,14 @@ _notify_post() {
         echo "notify: $what: not delivered: ${err:-curl exit $rc}" >&2
     fi
     return 1
+}
+
+# _notify_curl_config URL: a curl config line that sets URL (curl's config syntax: inside
+# double quotes, \ and " are escaped with a backslash). printf is a bash builtin: the URL
+# is on no process's command line here either.
+_notify_curl_config() {
+    local u=$1 bs=$'\\' bs2=$'\\\\' q='"' bsq=$'\\"'
+    u=${u//"$bs"/"$bs2"}
+    u=${u//"$q"/"$bsq"}
+    printf 'url = "%s"\n' "$u"
 }
