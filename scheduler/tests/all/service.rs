@@ -288,3 +288,70 @@ fn send_log_prints_any_output_and_an_empty_one() {
     assert_eq!(code, Some(65), "{out}");
     assert!(out.starts_with("error not-found "), "{out}");
 }
+
+/// Expected (DESIGN.md section 2, review M4): against a real service whose actions are
+/// `noop` and `backup`, a line whose user is named like another action of the target
+/// (`noop`, which `scheduler check` cannot know of) is read by the listener as `noop` with
+/// the argument `backup`: the daemon sees `accepted <id> noop`, records the run `refused`
+/// (not ok: `scheduler status` exits 1) and never counts it as the backup; `scheduler send
+/// --user noop svc backup` exits 65. The callbacks' own count file shows what ran: noop,
+/// never backup.
+#[test]
+fn a_user_named_like_another_action_is_refused_not_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let svc = Service::start(
+        dir.path(),
+        "svc",
+        &counting_callbacks(&count, ["noop", "backup"]),
+        "backup",
+    );
+    let run_dir = svc.socket.parent().unwrap().to_path_buf();
+    let file = dir.path().join("schedule.cron");
+    std::fs::write(&file, "@reboot noop svc backup\n").unwrap();
+    let state = dir.path().join("state");
+    let mut d = crate::support::Daemon::start(
+        &file,
+        &[
+            ("BOSUN_RUN_DIR", run_dir.to_str().unwrap()),
+            ("BOSUN_STATE_DIR", state.to_str().unwrap()),
+        ],
+    );
+    let line = d.wait_for(
+        &["refused: the service accepted another action"],
+        Duration::from_secs(20),
+    );
+    assert!(
+        line.contains("asked=backup") && line.contains("accepted=noop"),
+        "{line}"
+    );
+    assert_eq!(d.stop(), 0);
+    let o = Command::new(SCHEDULER)
+        .args(["status"])
+        .arg(&file)
+        .env("BOSUN_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{status}");
+    assert!(status.contains(" svc backup user=noop "), "{status}");
+    assert!(status.contains("result=refused"), "{status}");
+
+    let o = Command::new(SCHEDULER)
+        .args(["send", "--user", "noop", "svc", "backup"])
+        .env("BOSUN_RUN_DIR", &run_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(65), "{err}");
+    assert!(err.contains("accepted \"noop\", not \"backup\""), "{err}");
+    // Both requests ran noop (to its end: the listener answers `done` after it), never
+    // backup.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted(&count).get("noop") != Some(&2) {
+        assert!(Instant::now() < deadline, "{:?}", counted(&count));
+        // The callbacks write the count file in another process: nothing to block on.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(counted(&count).get("backup"), None);
+}
