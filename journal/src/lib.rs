@@ -19,14 +19,29 @@
 //!
 //! Nothing here is a reason not to start: an unusable directory gives a journal in memory,
 //! damaged or torn records are skipped, and each is one warning line for the caller to log.
+//! But a journal in memory is not durable, so [`Journal::start`] of a keyed run fails then
+//! (DESIGN.md section 2, "never run unrecorded"), and the journal tries its file again by
+//! itself at later writes (at most once per [`Options::retry_every`]): a disk that was full,
+//! read-only or missing is used again without a restart, and the first write that gets
+//! through writes the whole journal as memory holds it. Any failed write detaches the file
+//! the same way, so the file is only ever appended to while it holds all that memory holds.
+//!
+//! Files (DESIGN.md section 9): the directory is made 0700 and never reached through a
+//! symlink, the journal is opened `O_NOFOLLOW`, and a rewrite goes through a fresh
+//! `O_EXCL|O_NOFOLLOW` temporary that is removed when anything fails (`common::fs`).
+//!
+//! Keys belong to their request: a keyed start holds the digest of the request's words, and
+//! the journal knows a key by (key, digest), so one key can name two runs of other words.
 
 mod record;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::fs::{self as cfs, Durability};
 
 pub use common::time::rfc3339;
 use record::{Damage, Record};
@@ -53,6 +68,9 @@ pub struct Run {
     pub action: String,
     pub user: Option<String>,
     pub key: Option<String>,
+    /// The digest of the request's words a key is bound to (`proto::Request::digest`);
+    /// `None` for unkeyed runs and for keyed runs recorded before digests.
+    pub digest: Option<String>,
     /// The asking peer's uid.
     pub uid: u32,
     /// Unix milliseconds.
@@ -99,6 +117,8 @@ pub struct Options {
     pub compact_min_bytes: u64,
     /// fdatasync after each start and end record. Off only for tests and benchmarks.
     pub fsync: bool,
+    /// While the file cannot be written, how often a write tries it again.
+    pub retry_every: Duration,
 }
 
 impl Default for Options {
@@ -108,6 +128,7 @@ impl Default for Options {
             max_runs: 10_000,
             compact_min_bytes: 256 * 1024,
             fsync: true,
+            retry_every: Duration::from_secs(1),
         }
     }
 }
@@ -116,10 +137,14 @@ impl Default for Options {
 #[derive(Debug)]
 pub struct Journal {
     runs: BTreeMap<u64, Run>,
-    keys: HashMap<String, u64>,
+    /// (key, digest) -> run; digest `None` for starts recorded before digests.
+    keys: HashMap<(String, Option<String>), u64>,
     by_action: HashMap<String, BTreeSet<u64>>,
     next_id: u64,
+    /// The file, while it holds all that memory holds.
     store: Option<Store>,
+    /// Where the file lives; `None` for a journal that is never written.
+    home: Option<Home>,
     opts: Options,
     /// What the runs dropped for the bounds counted, by action (written by a rewrite as `T`
     /// records): with the runs kept, the counters of `metrics` ([`Journal::tallies`]).
@@ -181,24 +206,34 @@ struct Loaded {
 /// The file behind a persistent journal.
 #[derive(Debug)]
 struct Store {
-    dir: PathBuf,
-    path: PathBuf,
     /// Opened for appending.
     file: File,
-    /// Bytes of whole records in the file: a failed append is cut back to it.
+    /// Bytes of whole records in the file.
     len: u64,
     /// Rewrite when `len` passes this.
     compact_at: u64,
-    /// A failed append may have left part of a record that could not be cut off.
-    torn: bool,
+}
+
+/// Where the journal's file lives, and how trying it again goes while it cannot be written.
+#[derive(Debug)]
+struct Home {
+    dir: PathBuf,
+    path: PathBuf,
+    /// Memory holds what the file held (it was read whole, or there was none): the file
+    /// can be written anew from memory. Otherwise it is read (and merged) first.
+    loaded: bool,
+    /// The last time the file could not be written (retries wait `retry_every` from it).
+    failed_at: Option<Instant>,
+    /// Why, for the errors of writes that do not try again.
+    why: String,
 }
 
 impl Journal {
     /// Opens (creating the directory and file as needed) `<dir>/<service>.journal`. Never
-    /// fails: an unwritable or unreadable dir gives an in-memory journal and one warning;
-    /// damaged or torn records are skipped with one warning each (at most a few, then a
-    /// count). Runs that were started and never ended become `lost` (and that is recorded,
-    /// so they stay lost).
+    /// fails: an unwritable or unreadable dir gives a journal in memory and one warning (the
+    /// file is tried again at later writes); damaged or torn records are skipped with one
+    /// warning each (at most a few, then a count). Runs that were started and never ended
+    /// become `lost` (and that is recorded, so they stay lost).
     pub fn open(dir: &Path, service: &str) -> (Journal, Vec<String>) {
         Journal::open_with(dir, service, Options::default())
     }
@@ -208,17 +243,26 @@ impl Journal {
         let mut j = Journal::in_memory_with(opts);
         let mut warnings = Vec::new();
         let path = dir.join(format!("{service}.journal"));
-        let memory_only = |what: &str, e: io::Error| {
+        j.home = Some(Home {
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+            loaded: false,
+            failed_at: None,
+            why: String::new(),
+        });
+        let memory_only = |what: &str, e: &io::Error| {
             format!(
-                "journal {}: {what}: {e}; keeping the journal in memory only",
-                path.display()
+                "journal {}: {what}: {}; keeping the journal in memory, trying the file again at later writes",
+                path.display(),
+                describe(e)
             )
         };
-        if let Err(e) = fs::create_dir_all(dir) {
-            warnings.push(memory_only("cannot create its directory", e));
+        if let Err(e) = cfs::private_dir(dir) {
+            warnings.push(memory_only("cannot make its directory", &e));
+            j.detached(&e);
             return (j, warnings);
         }
-        let (loaded, created) = match File::open(&path) {
+        let (loaded, created) = match cfs::open_read(&path) {
             Ok(f) => match f.metadata() {
                 Ok(m) if m.is_file() => {
                     (j.load(io::BufReader::new(f), &path, &mut warnings), false)
@@ -233,19 +277,19 @@ impl Journal {
             Ok(l) => l,
             Err(e) => {
                 // what was read before the error is kept: its ids are not handed out again
-                warnings.push(memory_only("cannot read it", e));
+                warnings.push(memory_only("cannot read it", &e));
+                j.detached(&e);
                 return (j, warnings);
             }
         };
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path);
-        let file = match file {
+        if let Some(h) = &mut j.home {
+            h.loaded = true;
+        }
+        let file = match cfs::open_append(&path) {
             Ok(f) => f,
             Err(e) => {
-                warnings.push(memory_only("cannot open it for writing", e));
+                warnings.push(memory_only("cannot open it for writing", &e));
+                j.detached(&e);
                 return (j, warnings);
             }
         };
@@ -253,26 +297,20 @@ impl Journal {
         let compact_at = live.saturating_mul(2).max(j.opts.compact_min_bytes);
         let dirty = dirty || len > compact_at;
         j.store = Some(Store {
-            dir: dir.to_path_buf(),
-            path,
             file,
             len,
             compact_at,
-            torn: false,
         });
         let settled = if dirty {
             j.rewrite()
         } else if created && j.opts.fsync {
-            sync_dir(dir)
+            cfs::sync_dir(dir)
         } else {
             Ok(())
         };
         if let Err(e) = settled {
-            let st = j.store.take().expect("just set");
-            warnings.push(format!(
-                "journal {}: cannot write it: {e}; keeping the journal in memory only",
-                st.path.display()
-            ));
+            warnings.push(memory_only("cannot write it", &e));
+            j.detached(&e);
         }
         (j, warnings)
     }
@@ -289,19 +327,20 @@ impl Journal {
             by_action: HashMap::new(),
             next_id: 1,
             store: None,
+            home: None,
             opts,
             dropped: HashMap::new(),
         }
     }
 
-    /// Whether it has a file behind it.
+    /// Whether its file holds what memory holds (writes go to the file).
     pub fn is_persistent(&self) -> bool {
         self.store.is_some()
     }
 
-    /// The file behind it, if any.
+    /// The file behind it, if any (also while it cannot be written).
     pub fn path(&self) -> Option<&Path> {
-        self.store.as_ref().map(|s| s.path.as_path())
+        self.home.as_ref().map(|h| h.path.as_path())
     }
 
     /// Larger than every id ever recorded (ids are never reused across restarts).
@@ -309,10 +348,18 @@ impl Journal {
         self.next_id
     }
 
-    /// Records a start; durable (fsync) before it returns Ok, because the key must be known
-    /// before the action runs (exactly once). An error means the write failed: the run is
-    /// kept in memory all the same, and the caller logs and goes on.
+    /// Records a start without a digest; see [`Journal::start_with`].
     pub fn start(&mut self, s: Start) -> io::Result<()> {
+        self.start_with(s, None)
+    }
+
+    /// Records a start, with the digest of the request's words for a keyed run. Ok means
+    /// durable (written and fdatasync'd): only then may a keyed run start (exactly once).
+    /// An error means it is not on disk (the file cannot be written now, or the journal is
+    /// in memory only): a keyed run is then forgotten (it must not run, and its key must not
+    /// replay), an unkeyed one is kept in memory all the same, for the caller to run.
+    pub fn start_with(&mut self, s: Start, digest: Option<String>) -> io::Result<()> {
+        let digest = digest.filter(|_| s.key.is_some());
         let rec = Record::Start {
             id: s.id,
             start_ms: s.start_ms,
@@ -320,21 +367,27 @@ impl Journal {
             action: s.action.clone(),
             user: s.user.clone(),
             key: s.key.clone(),
+            digest: digest.clone(),
         };
+        let keyed = s.key.is_some();
         self.insert(Run {
             id: s.id,
             action: s.action,
             user: s.user,
             key: s.key,
+            digest,
             uid: s.uid,
             start_ms: s.start_ms,
             end: None,
             lost: false,
             lines: Vec::new(),
         });
-        self.append(&rec, true)
+        let written = self.write(&rec, true);
+        if written.is_err() && keyed {
+            self.remove(s.id);
+        }
+        written
     }
-
     /// Appends an output line of a running run to its in-memory ring (the last
     /// [`LINES_PER_RUN`] are kept); no I/O. Lines of unknown or ended runs are ignored.
     pub fn output(&mut self, id: u64, line: &[u8]) {
@@ -371,7 +424,7 @@ impl Journal {
             lines: run.lines.clone(),
         };
         let action = run.action.clone();
-        let written = self.append(&rec, false);
+        let written = self.write(&rec, false);
         self.prune(&action);
         written?;
         match &self.store {
@@ -394,9 +447,13 @@ impl Journal {
         self.runs.get(&id)
     }
 
-    /// The run that was started with this key, if it is still kept.
-    pub fn by_key(&self, key: &str) -> Option<&Run> {
-        self.keys.get(key).and_then(|id| self.runs.get(id))
+    /// The run that was started with this key for these words (`digest`), if it is still
+    /// kept; a run recorded before digests answers its key whatever the words.
+    pub fn by_key(&self, key: &str, digest: &str) -> Option<&Run> {
+        self.keys
+            .get(&(key.to_string(), Some(digest.to_string())))
+            .or_else(|| self.keys.get(&(key.to_string(), None)))
+            .and_then(|id| self.runs.get(id))
     }
 
     /// Newest first, at most `limit`, optionally only one action.
@@ -543,11 +600,13 @@ impl Journal {
                 action,
                 user,
                 key,
+                digest,
             } => self.insert(Run {
                 id,
                 action,
                 user,
                 key,
+                digest,
                 uid,
                 start_ms,
                 end: None,
@@ -588,7 +647,7 @@ impl Journal {
         self.next_id = self.next_id.max(run.id.saturating_add(1));
         self.remove(run.id);
         if let Some(k) = &run.key {
-            self.keys.insert(k.clone(), run.id);
+            self.keys.insert((k.clone(), run.digest.clone()), run.id);
         }
         self.by_action
             .entry(run.action.clone())
@@ -602,8 +661,9 @@ impl Journal {
             return;
         };
         if let Some(k) = &run.key {
-            if self.keys.get(k) == Some(&id) {
-                self.keys.remove(k);
+            let k = (k.clone(), run.digest.clone());
+            if self.keys.get(&k) == Some(&id) {
+                self.keys.remove(&k);
             }
         }
         if let Some(ids) = self.by_action.get_mut(&run.action) {
@@ -656,19 +716,18 @@ impl Journal {
         dropped
     }
 
-    /// Appends one record, fsync'd when `sync` (and the options allow); a failed append is
-    /// cut back off the file, so the next record starts on a line of its own.
-    fn append(&mut self, rec: &Record, sync: bool) -> io::Result<()> {
+    /// Writes one record: appended (fsync'd when `sync` and the options allow) while the
+    /// file is attached; otherwise, when a retry is due, the file is attached again, which
+    /// writes all of memory (this record too: it is in memory already). Any failure detaches
+    /// the file until the next retry.
+    fn write(&mut self, rec: &Record, sync: bool) -> io::Result<()> {
+        if self.store.is_none() {
+            return self.attach();
+        }
         let Some(st) = &mut self.store else {
             return Ok(());
         };
         let mut buf = Vec::with_capacity(128);
-        if st.torn {
-            // An earlier failed append could not be cut off: end its line, so that this
-            // record reads on a line of its own.
-            st.len = st.file.metadata()?.len();
-            buf.push(b'\n');
-        }
         record::encode(rec, &mut buf);
         let fsync = self.opts.fsync && sync;
         let written =
@@ -678,97 +737,187 @@ impl Journal {
         match written {
             Ok(()) => {
                 st.len += buf.len() as u64;
-                st.torn = false;
                 Ok(())
             }
             Err(e) => {
-                st.torn = st.file.set_len(st.len).is_err();
+                // Whatever part of it reached the file, the file is written anew from memory
+                // when it can be: appending after a torn record is never needed.
+                self.detached(&e);
                 Err(e)
             }
         }
     }
 
-    /// Writes the whole file anew from memory: the id high-water mark, then each kept run
-    /// (its start, and its end or its loss). Atomic: a temp file, fsync'd, renamed over the
-    /// journal, then the directory fsync'd.
-    fn rewrite(&mut self) -> io::Result<()> {
-        let Some(st) = &mut self.store else {
-            return Ok(());
-        };
-        let mut tmp_name = st.path.clone().into_os_string();
-        tmp_name.push(".tmp");
-        let tmp = PathBuf::from(tmp_name);
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut w = io::BufWriter::with_capacity(64 * 1024, f);
-        let mut buf = Vec::with_capacity(1024);
-        let mut len = 0u64;
-        let mut put = |rec: &Record, w: &mut io::BufWriter<File>| {
-            buf.clear();
-            record::encode(rec, &mut buf);
-            len += buf.len() as u64;
-            w.write_all(&buf)
-        };
-        put(&Record::NextId(self.next_id), &mut w)?;
-        let mut dropped: Vec<(&String, &Tally)> = self.dropped.iter().collect();
-        dropped.sort_by(|a, b| a.0.cmp(b.0));
-        for (action, tally) in dropped {
-            put(
-                &Record::Tally {
-                    action: action.clone(),
-                    tally: *tally,
-                },
-                &mut w,
-            )?;
+    /// The file cannot be written (`e`): memory only until a retry gets through.
+    fn detached(&mut self, e: &io::Error) {
+        self.store = None;
+        if let Some(h) = &mut self.home {
+            h.failed_at = Some(Instant::now());
+            h.why = describe(e);
         }
-        for run in self.runs.values() {
-            put(
-                &Record::Start {
-                    id: run.id,
-                    start_ms: run.start_ms,
-                    uid: run.uid,
-                    action: run.action.clone(),
-                    user: run.user.clone(),
-                    key: run.key.clone(),
-                },
-                &mut w,
-            )?;
-            if let Some(end) = run.end {
-                put(
-                    &Record::End {
-                        id: run.id,
-                        end_ms: end.end_ms,
-                        exit: end.exit,
-                        secs: end.secs,
-                        lines: run.lines.clone(),
-                    },
-                    &mut w,
-                )?;
-            } else if run.lost {
-                put(&Record::Lost(run.id), &mut w)?;
+    }
+
+    /// Tries the file again, when a retry is due: makes the directory, reads the file when
+    /// memory does not hold it yet (what memory has wins; ids only go up), writes it whole
+    /// from memory and appends from there.
+    fn attach(&mut self) -> io::Result<()> {
+        let Some(h) = &self.home else {
+            return Err(io::Error::other("the journal is kept in memory only"));
+        };
+        if let Some(at) = h.failed_at {
+            if at.elapsed() < self.opts.retry_every {
+                return Err(io::Error::other(format!(
+                    "the journal file {} cannot be written ({}); kept in memory",
+                    h.path.display(),
+                    h.why
+                )));
             }
         }
-        let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
-        if self.opts.fsync {
-            f.sync_all()?;
+        let (dir, path, loaded) = (h.dir.clone(), h.path.clone(), h.loaded);
+        let tried = (|| {
+            cfs::private_dir(&dir)?;
+            if !loaded {
+                self.merge_file(&path)?;
+            }
+            self.rewrite()
+        })();
+        match tried {
+            Ok(()) => {
+                if let Some(h) = &mut self.home {
+                    h.loaded = true;
+                    h.failed_at = None;
+                    h.why.clear();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.detached(&e);
+                Err(e)
+            }
         }
-        drop(f);
-        // opened before the rename, so that appends never go to the replaced file
-        let appender = OpenOptions::new().append(true).open(&tmp)?;
-        fs::rename(&tmp, &st.path)?;
-        st.file = appender;
-        st.torn = false;
-        st.len = len;
-        st.compact_at = st.len.saturating_mul(2).max(self.opts.compact_min_bytes);
-        if self.opts.fsync {
-            sync_dir(&st.dir)?;
+    }
+
+    /// Reads the file memory does not hold yet into memory: runs memory has (made while the
+    /// file was unreachable) win over the file's of the same id.
+    fn merge_file(&mut self, path: &Path) -> io::Result<()> {
+        let f = match cfs::open_read(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let mut disk = Journal::in_memory_with(self.opts.clone());
+        let mut warnings = Vec::new();
+        disk.load(io::BufReader::new(f), path, &mut warnings)?;
+        self.next_id = self.next_id.max(disk.next_id);
+        for (action, t) in disk.dropped {
+            self.dropped.entry(action).or_default().merge(&t);
+        }
+        for (id, run) in disk.runs {
+            if !self.runs.contains_key(&id) {
+                self.insert(run);
+            }
+        }
+        let actions: Vec<String> = self.by_action.keys().cloned().collect();
+        for a in actions {
+            self.prune(&a);
         }
         Ok(())
     }
+
+    /// Writes the whole file anew from memory: the id high-water mark, then each kept run
+    /// (its start, and its end or its loss). Atomic: a fresh temporary, fsync'd, renamed
+    /// over the journal, then the directory fsync'd; the temporary is removed when anything
+    /// fails. Appends go on in the new file.
+    fn rewrite(&mut self) -> io::Result<()> {
+        let Some(h) = &self.home else {
+            return Ok(());
+        };
+        let path = h.path.clone();
+        let durability = if self.opts.fsync {
+            Durability::Durable
+        } else {
+            Durability::Atomic
+        };
+        let mut len = 0u64;
+        cfs::replace_with(&path, 0o600, durability, |f| {
+            let mut w = io::BufWriter::with_capacity(64 * 1024, f);
+            let mut buf = Vec::with_capacity(1024);
+            let mut put = |rec: &Record, w: &mut io::BufWriter<&mut File>| {
+                buf.clear();
+                record::encode(rec, &mut buf);
+                len += buf.len() as u64;
+                w.write_all(&buf)
+            };
+            put(&Record::NextId(self.next_id), &mut w)?;
+            let mut dropped: Vec<(&String, &Tally)> = self.dropped.iter().collect();
+            dropped.sort_by(|a, b| a.0.cmp(b.0));
+            for (action, tally) in dropped {
+                put(
+                    &Record::Tally {
+                        action: action.clone(),
+                        tally: *tally,
+                    },
+                    &mut w,
+                )?;
+            }
+            for run in self.runs.values() {
+                put(
+                    &Record::Start {
+                        id: run.id,
+                        start_ms: run.start_ms,
+                        uid: run.uid,
+                        action: run.action.clone(),
+                        user: run.user.clone(),
+                        key: run.key.clone(),
+                        digest: run.digest.clone(),
+                    },
+                    &mut w,
+                )?;
+                if let Some(end) = run.end {
+                    put(
+                        &Record::End {
+                            id: run.id,
+                            end_ms: end.end_ms,
+                            exit: end.exit,
+                            secs: end.secs,
+                            lines: run.lines.clone(),
+                        },
+                        &mut w,
+                    )?;
+                } else if run.lost {
+                    put(&Record::Lost(run.id), &mut w)?;
+                }
+            }
+            w.flush()
+        })?;
+        let file = match cfs::open_append(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                // renamed already: appending to the old file would write to a removed inode
+                self.detached(&e);
+                return Err(e);
+            }
+        };
+        self.store = Some(Store {
+            file,
+            len,
+            compact_at: len.saturating_mul(2).max(self.opts.compact_min_bytes),
+        });
+        Ok(())
+    }
+}
+
+/// An I/O error as a log line says it: `ELOOP` is a planted symlink, not followed.
+fn describe(e: &io::Error) -> String {
+    /// `ELOOP` on Linux: what `O_NOFOLLOW` gives for a symlink.
+    const ELOOP: i32 = 40;
+    if e.raw_os_error() == Some(ELOOP) {
+        return format!("{e} (a symbolic link; not followed)");
+    }
+    e.to_string()
 }
 
 /// Consumes `r` up to and with the next newline: (bytes consumed, whether a newline ended it).
@@ -787,10 +936,6 @@ fn skip_line(r: &mut impl io::BufRead) -> io::Result<(u64, bool)> {
         n += l as u64;
         r.consume(l);
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 impl Run {

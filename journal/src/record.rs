@@ -5,7 +5,10 @@
 //! Kinds:
 //! - `N <next_id>`: the id high-water mark, written first by a rewrite, so ids of dropped
 //!   runs are never handed out again;
-//! - `S <id> <start_ms> <uid> <action> <user|-> <key|->`: a run started;
+//! - `S <id> <start_ms> <uid> <action> <user|-> <key|-> [<digest>]`: a run started; a keyed
+//!   run has the digest of its words (`proto::Request::digest`), which binds the key to
+//!   them. A start without one (written before digests) replays its key for any words;
+//!   a reader older than the digest skips a start with one as damaged;
 //! - `E <id> <end_ms> <exit> <secs>` then `\t<line>` for each kept output line: it ended;
 //! - `L <id>`: it was found running when the journal was reopened, so it is lost;
 //! - `T <action> <ok> <failed> <lost> <secs> <last_success_ms|->`: what the runs of an action
@@ -27,6 +30,7 @@ pub(crate) enum Record {
         action: String,
         user: Option<String>,
         key: Option<String>,
+        digest: Option<String>,
     },
     End {
         id: u64,
@@ -93,6 +97,7 @@ pub(crate) fn encode(rec: &Record, out: &mut Vec<u8>) {
             action,
             user,
             key,
+            digest,
         } => {
             body.extend_from_slice(format!("S {id} {start_ms} {uid} ").as_bytes());
             escape_name(Some(action), &mut body);
@@ -100,6 +105,10 @@ pub(crate) fn encode(rec: &Record, out: &mut Vec<u8>) {
             escape_name(user.as_deref(), &mut body);
             body.push(b' ');
             escape_name(key.as_deref(), &mut body);
+            if let Some(d) = digest {
+                body.push(b' ');
+                escape_name(Some(d), &mut body);
+            }
         }
         Record::End {
             id,
@@ -174,6 +183,10 @@ fn parse_body(body: &[u8]) -> Option<Record> {
             action: unescape_name(f.next()?)??,
             user: unescape_name(f.next()?)?,
             key: unescape_name(f.next()?)?,
+            digest: match f.next() {
+                None => None,
+                Some(d) => Some(unescape_name(d)??),
+            },
         },
         "E" => Record::End {
             id: f.next()?.parse().ok()?,
@@ -320,6 +333,7 @@ mod tests {
                 action: "nightly-backup".into(),
                 user: Some("a b".into()),
                 key: None,
+                digest: None,
             },
             &mut out,
         );
@@ -328,6 +342,34 @@ mod tests {
             text.ends_with(" S 7 1000 0 nightly-backup a\\x20b -\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_start_with_a_digest_and_one_without() {
+        let mut rec = Record::Start {
+            id: 7,
+            start_ms: 1000,
+            uid: 0,
+            action: "backup".into(),
+            user: None,
+            key: Some("k:1".into()),
+            digest: Some("0123456789abcdef0123456789abcdef".into()),
+        };
+        let mut out = Vec::new();
+        encode(&rec, &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.ends_with(" S 7 1000 0 backup - k:1 0123456789abcdef0123456789abcdef\n"),
+            "{text}"
+        );
+        assert_eq!(decode(&out[..out.len() - 1]), Ok(rec.clone()));
+        // as written before digests: still read, without one
+        if let Record::Start { digest, .. } = &mut rec {
+            *digest = None;
+        }
+        let body = b"S 7 1000 0 backup - k:1";
+        let line = format!("{:08x} {}", crc32(body), std::str::from_utf8(body).unwrap());
+        assert_eq!(decode(line.as_bytes()), Ok(rec));
     }
 
     #[test]
@@ -412,11 +454,11 @@ mod tests {
         fn records_round_trip(
             id in any::<u64>(), ms in any::<i64>(), uid in any::<u32>(), exit in any::<i32>(),
             secs in 0.0f64..1e9, action in any::<String>(),
-            user in name(), key in name(),
+            user in name(), key in name(), digest in name(),
             lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..5),
         ) {
             for rec in [
-                Record::Start { id, start_ms: ms, uid, action, user, key },
+                Record::Start { id, start_ms: ms, uid, action, user, key, digest },
                 Record::End { id, end_ms: ms, exit, secs, lines },
                 Record::Lost(id),
                 Record::NextId(id),

@@ -25,6 +25,9 @@ fn end(id: u64, exit: i32) -> End {
     }
 }
 
+/// Any digest: runs started with `Journal::start` have none, so their key answers any words.
+const D: &str = "0123456789abcdef0123456789abcdef";
+
 fn fast() -> Options {
     Options {
         fsync: false,
@@ -77,9 +80,9 @@ fn round_trip_across_reopen() {
         vec![b"back\\slash \xff\xfe tab\there\r".to_vec(), Vec::new()]
     );
     assert_eq!(r3.end, Some(end(3, 2)));
-    assert_eq!(j.by_key("nightly:1").map(|r| r.id), Some(1));
-    assert_eq!(j.by_key("nightly:2").map(|r| r.id), Some(3));
-    assert!(j.by_key("nightly:3").is_none());
+    assert_eq!(j.by_key("nightly:1", D).map(|r| r.id), Some(1));
+    assert_eq!(j.by_key("nightly:2", D).map(|r| r.id), Some(3));
+    assert!(j.by_key("nightly:3", D).is_none());
 }
 
 #[test]
@@ -192,7 +195,7 @@ fn torn_last_record_at_every_offset() {
             assert_eq!(w.len(), 1, "cut {cut}: {w:?}");
             assert!(w[0].contains("torn last record skipped"), "{w:?}");
             assert_eq!(after, before, "cut {cut}");
-            assert!(j.by_key("k7").is_none());
+            assert!(j.by_key("k7", D).is_none());
         }
         assert!(j.next_id() >= 4);
         drop(j);
@@ -267,12 +270,22 @@ fn unwritable_dir_gives_memory_and_one_warning() {
     fs::write(&not_a_dir, "x").unwrap();
     let (mut j, w) = open(&not_a_dir.join("state"));
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("in memory only"), "{w:?}");
+    assert!(w[0].contains("keeping the journal in memory"), "{w:?}");
     assert!(!j.is_persistent());
-    j.start(start(1, "a", Some("k"))).unwrap();
-    j.output(1, b"line");
-    j.end(1, end(1, 0)).unwrap();
-    assert_eq!(j.by_key("k").unwrap().lines, vec![b"line".to_vec()]);
+    // Not durable: a keyed start is refused and forgotten (it must not run, nor replay).
+    let e = j.start(start(1, "a", Some("k"))).unwrap_err();
+    assert!(e.to_string().contains("cannot be written"), "{e}");
+    assert!(j.get(1).is_none() && j.by_key("k", D).is_none());
+    // An unkeyed one is kept in memory, its write failing all the same.
+    assert!(j.start(start(2, "a", None)).is_err());
+    j.output(2, b"line");
+    assert!(j.end(2, end(2, 0)).is_err());
+    assert_eq!(j.get(2).unwrap().lines, vec![b"line".to_vec()]);
+    assert_eq!(
+        j.next_id(),
+        3,
+        "the refused start's id is not handed out again"
+    );
     // a journal path that is a directory: unreadable
     fs::create_dir(tmp.path().join("mysql.journal")).unwrap();
     let (j, w) = open(tmp.path());
@@ -327,12 +340,13 @@ fn history_order_limit_filter_and_line() {
 #[test]
 fn output_keeps_the_last_lines() {
     let mut j = Journal::in_memory();
-    j.start(start(1, "a", None)).unwrap();
+    // never written, so never durable: the write fails, the unkeyed run is kept
+    j.start(start(1, "a", None)).unwrap_err();
     for i in 0..LINES_PER_RUN + 50 {
         j.output(1, format!("line {i}").as_bytes());
     }
     j.output(1, &vec![b'x'; journal::MAX_LINE_BYTES + 10]);
-    j.end(1, end(1, 0)).unwrap();
+    j.end(1, end(1, 0)).unwrap_err();
     j.output(1, b"after the end");
     let r = j.get(1).unwrap();
     assert_eq!(r.lines.len(), LINES_PER_RUN);
@@ -368,14 +382,14 @@ fn compaction_keeps_last_runs_of_each_action_and_their_keys() {
             assert_eq!(h.len(), RUNS_PER_ACTION, "{action}");
             for r in &h {
                 let key = format!("k{}", r.id);
-                assert_eq!(j.by_key(&key).map(|r| r.id), Some(r.id));
+                assert_eq!(j.by_key(&key, D).map(|r| r.id), Some(r.id));
                 assert_eq!(r.lines, vec![format!("out {}", r.id).into_bytes()]);
             }
         }
         assert_eq!(j.history(Some("c"), 1000).len(), 30);
         assert!(j.get(1_000_000).is_some());
-        assert_eq!(j.by_key("slow-key").map(|r| r.id), Some(1_000_000));
-        assert!(j.by_key("k1").is_none(), "dropped with its run");
+        assert_eq!(j.by_key("slow-key", D).map(|r| r.id), Some(1_000_000));
+        assert!(j.by_key("k1", D).is_none(), "dropped with its run");
     };
     check(&j);
     let mem: Vec<Run> = j.history(None, 1000).into_iter().cloned().collect();
@@ -638,10 +652,17 @@ fn an_overlong_line_is_skipped_unread() {
 #[test]
 fn a_journal_that_is_not_a_file_gives_memory() {
     let tmp = tempfile::tempdir().unwrap();
+    // A symlink is not followed (DESIGN.md section 9), whatever it points to.
     std::os::unix::fs::symlink("/dev/zero", file(tmp.path())).unwrap();
     let (j, w) = open(tmp.path());
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("not a regular file"), "{w:?}");
+    assert!(w[0].contains("a symbolic link; not followed"), "{w:?}");
+    assert!(!j.is_persistent());
+    // A directory is no journal either.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(file(tmp.path())).unwrap();
+    let (j, w) = open(tmp.path());
+    assert_eq!(w.len(), 1, "{w:?}");
     assert!(!j.is_persistent());
 }
 
@@ -656,7 +677,8 @@ fn api_as_agreed() {
     let _: fn(&mut Journal, u64, &[u8]) = Journal::output;
     let _: fn(&mut Journal, u64, End) -> std::io::Result<()> = Journal::end;
     let _: for<'a> fn(&'a Journal, u64) -> Option<&'a Run> = Journal::get;
-    let _: for<'a> fn(&'a Journal, &str) -> Option<&'a Run> = Journal::by_key;
+    let _: for<'a> fn(&'a Journal, &str, &str) -> Option<&'a Run> = Journal::by_key;
+    let _: fn(&mut Journal, Start, Option<String>) -> std::io::Result<()> = Journal::start_with;
     let _: for<'a> fn(&'a Journal, Option<&str>, usize) -> Vec<&'a Run> = Journal::history;
     let _: fn(&Run) -> String = Run::history_line;
     let _: fn(i64) -> String = journal::rfc3339;
@@ -668,6 +690,7 @@ fn api_as_agreed() {
         action: "a".into(),
         user: None,
         key: None,
+        digest: None,
         uid: 0,
         start_ms: 0,
         end: Some(End {
@@ -689,4 +712,330 @@ fn api_as_agreed() {
         uid: 0,
         start_ms: 0,
     };
+}
+
+fn retry_at_once() -> Options {
+    Options {
+        retry_every: std::time::Duration::ZERO,
+        ..Options::default()
+    }
+}
+
+fn digest_start(id: u64, action: &str, key: &str) -> Start {
+    Start {
+        key: Some(key.into()),
+        ..start(id, action, None)
+    }
+}
+
+/// DESIGN.md section 2: the same key with other words is another run, never a replay.
+#[test]
+fn a_key_belongs_to_its_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (noop, backup) = ("1".repeat(32), "2".repeat(32));
+    {
+        let (mut j, _) = open(tmp.path());
+        j.start_with(digest_start(1, "noop", "K"), Some(noop.clone()))
+            .unwrap();
+        j.end(1, end(1, 0)).unwrap();
+        assert_eq!(j.by_key("K", &noop).map(|r| r.id), Some(1));
+        assert!(
+            j.by_key("K", &backup).is_none(),
+            "other words: not a replay"
+        );
+        j.start_with(digest_start(2, "backup", "K"), Some(backup.clone()))
+            .unwrap();
+        j.end(2, end(2, 0)).unwrap();
+        assert_eq!(j.by_key("K", &noop).map(|r| r.id), Some(1));
+        assert_eq!(j.by_key("K", &backup).map(|r| r.id), Some(2));
+    }
+    // Both kept across a reopen, and across a rewrite.
+    for _ in 0..2 {
+        let (mut j, w) = open(tmp.path());
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(j.by_key("K", &noop).map(|r| r.id), Some(1));
+        assert_eq!(j.by_key("K", &backup).map(|r| r.id), Some(2));
+        assert_eq!(j.get(2).unwrap().digest.as_deref(), Some(backup.as_str()));
+        assert!(j.by_key("K", &"3".repeat(32)).is_none());
+        // a run that never ends: lost at the next open, which rewrites the file
+        let id = j.next_id();
+        j.start(start(id, "z", None)).unwrap();
+    }
+    // A digest without a key means nothing.
+    let (mut j, _) = open(tmp.path());
+    j.start_with(start(3, "x", None), Some(noop.clone()))
+        .unwrap();
+    assert_eq!(j.get(3).unwrap().digest, None);
+}
+
+#[test]
+fn a_start_written_before_digests_replays_for_any_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    // written by the older listener: `S` without the digest field
+    let (mut j, _) = open(tmp.path());
+    j.start(start(1, "backup", Some("old"))).unwrap();
+    j.end(1, end(1, 0)).unwrap();
+    drop(j);
+    let text = fs::read_to_string(file(tmp.path())).unwrap();
+    assert!(text.contains(" S 1 ") && text.contains(" old\n"), "{text}");
+    let (j, w) = open(tmp.path());
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(j.by_key("old", D).map(|r| r.id), Some(1));
+    assert_eq!(j.by_key("old", &"9".repeat(32)).map(|r| r.id), Some(1));
+}
+
+/// A tiny tmpfs, unmounted at drop: a disk that really fills.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        if !nix_is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs");
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills it to the last byte.
+    fn fill(&self) {
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=1k", "count=100000"])
+            .arg(format!("of={}", self.path().join("filler").display()))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        // tmpfs also keeps a few bytes in small writes: fill what dd left
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.path().join("filler"))
+            .unwrap();
+        while std::io::Write::write(&mut f, b"x").is_ok() {}
+    }
+
+    fn free(&self) {
+        fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+/// DESIGN.md section 2, "never run unrecorded": a full disk refuses keyed starts, keeps
+/// unkeyed runs in memory, and once space is back the next write puts everything on disk,
+/// without a reopen; no temporary is left behind.
+#[test]
+fn a_full_disk_refuses_keyed_starts_and_recovers_by_itself() {
+    let Some(fs_) = Tmpfs::mount("64k") else {
+        return;
+    };
+    let dir = fs_.path().join("state");
+    let (mut j, w) = Journal::open_with(&dir, "mysql", retry_at_once());
+    assert!(w.is_empty(), "{w:?}");
+    j.start(start(1, "a", None)).unwrap();
+    j.end(1, end(1, 0)).unwrap();
+    fs_.fill();
+    // the file's last page may still hold a few records: write until the disk says no
+    let mut id = 2;
+    while j.start(start(id, "a", None)).is_ok() {
+        j.end(id, end(id, 0)).unwrap();
+        id += 1;
+        assert!(id < 1000, "the disk never filled");
+    }
+    assert!(!j.is_persistent());
+    let e = j
+        .start_with(digest_start(id + 1, "backup", "K"), Some(D.into()))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(28), "ENOSPC: {e}");
+    assert!(j.get(id + 1).is_none() && j.by_key("K", D).is_none());
+    // unkeyed: kept in memory, its write fails
+    let id = id + 2;
+    assert!(j.start(start(id, "a", None)).is_err());
+    j.output(id, b"kept in memory");
+    assert!(j.end(id, end(id, 0)).is_err());
+    assert_eq!(names(&dir), ["mysql.journal"], "no temporary left");
+    fs_.free();
+    // the next write gets through: everything memory has is on disk
+    let kept = id;
+    let id = id + 1;
+    j.start_with(digest_start(id, "backup", "K"), Some(D.into()))
+        .unwrap();
+    assert!(j.is_persistent());
+    j.end(id, end(id, 0)).unwrap();
+    drop(j);
+    let (j, w) = open(&dir);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(j.get(kept).unwrap().lines, vec![b"kept in memory".to_vec()]);
+    assert_eq!(j.by_key("K", D).map(|r| r.id), Some(id));
+    assert!(
+        j.get(kept - 1).is_none(),
+        "the refused keyed start is nowhere"
+    );
+    assert_eq!(j.next_id(), id + 1);
+    assert_eq!(names(&dir), ["mysql.journal"]);
+}
+
+/// A full disk at open (the rewrite of a journal with a lost run fails): memory only, and
+/// the file is used again once it can be, without a reopen.
+#[test]
+fn a_failed_rewrite_at_open_is_retried_at_later_writes() {
+    let Some(fs_) = Tmpfs::mount("64k") else {
+        return;
+    };
+    let dir = fs_.path().join("state");
+    {
+        let (mut j, _) = Journal::open_with(&dir, "mysql", retry_at_once());
+        j.start(start(1, "slow", None)).unwrap(); // never ends: lost at the reopen
+    }
+    fs_.fill();
+    let (mut j, w) = Journal::open_with(&dir, "mysql", retry_at_once());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("cannot write it"), "{w:?}");
+    assert!(!j.is_persistent());
+    assert!(j.get(1).unwrap().lost);
+    assert!(j
+        .start_with(digest_start(2, "b", "K"), Some(D.into()))
+        .is_err());
+    assert_eq!(names(&dir), ["mysql.journal"], "no temporary left");
+    fs_.free();
+    j.start_with(digest_start(3, "b", "K"), Some(D.into()))
+        .unwrap();
+    drop(j);
+    let (j, w) = open(&dir);
+    assert!(w.is_empty(), "{w:?}");
+    assert!(j.get(1).unwrap().lost);
+    assert_eq!(j.by_key("K", D).map(|r| r.id), Some(3));
+    assert!(j.get(3).unwrap().lost, "never ended: lost at this reopen");
+}
+
+/// Retries are rate-limited: while failing, at most one try per `retry_every`.
+#[test]
+fn retries_wait_their_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("file");
+    fs::write(&not_a_dir, "x").unwrap();
+    let dir = not_a_dir.join("state");
+    let opts = Options {
+        retry_every: std::time::Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let (mut j, _) = Journal::open_with(&dir, "mysql", opts);
+    let (k, _) = Journal::open_with(&dir, "mysql", retry_at_once());
+    fs::remove_file(&not_a_dir).unwrap();
+    // the directory could be made now, but no retry is due
+    assert!(j.start(start(1, "a", None)).is_err());
+    assert!(!not_a_dir.exists());
+    drop(j);
+    let mut j = k;
+    fs::write(&not_a_dir, "x").unwrap();
+    assert!(j.start(start(1, "a", None)).is_err());
+    fs::remove_file(&not_a_dir).unwrap();
+    j.start(start(2, "a", Some("k"))).unwrap();
+    assert!(j.is_persistent());
+    assert!(file(&dir).is_file());
+}
+
+/// A directory that appears with a journal in it (a volume mounted late): what it holds is
+/// read and kept beside what memory has, and its ids are not handed out again.
+#[test]
+fn a_journal_found_at_a_retry_is_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    drop(three_runs(other.path()));
+    let dir = tmp.path().join("state");
+    fs::write(&dir, "not yet").unwrap();
+    let (mut j, w) = Journal::open_with(&dir, "mysql", retry_at_once());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(j.start(start(10, "a", None)).is_err());
+    fs::remove_file(&dir).unwrap();
+    fs::create_dir(&dir).unwrap();
+    fs::copy(file(other.path()), file(&dir)).unwrap();
+    j.start(start(11, "a", None)).unwrap();
+    assert!(j.get(1).is_some() && j.get(3).is_some() && j.get(10).is_some());
+    assert!(j.get(2).unwrap().lost);
+    drop(j);
+    let (j, _) = open(&dir);
+    assert_eq!(j.next_id(), 12);
+    assert!(j.get(1).is_some() && j.get(10).is_some() && j.get(11).is_some());
+}
+
+/// DESIGN.md section 9: the state directory is made 0700; the journal and its temporaries
+/// are never written through a planted symlink.
+#[test]
+fn planted_symlinks_are_not_followed() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let (j, _) = open(&dir);
+    drop(j);
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "IMPORTANT").unwrap();
+    // the journal itself
+    fs::remove_file(file(&dir)).unwrap();
+    symlink(&victim, file(&dir)).unwrap();
+    let (mut j, w) = open(&dir);
+    assert!(w[0].contains("not followed"), "{w:?}");
+    assert!(j.start(start(1, "a", Some("k"))).is_err());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "IMPORTANT");
+    // every temporary name a rewrite might use, and the old fixed one
+    fs::remove_file(file(&dir)).unwrap();
+    let mut planted = vec![".mysql.journal.tmp".to_string(), "mysql.journal.tmp".into()];
+    for n in 0..50 {
+        planted.push(format!(".mysql.journal.{}.{n}.tmp", std::process::id()));
+    }
+    for p in &planted {
+        symlink(&victim, dir.join(p)).unwrap();
+    }
+    let (mut j, w) = open(&dir);
+    assert!(w.is_empty(), "{w:?}");
+    j.start(start(1, "slow", None)).unwrap();
+    drop(j);
+    // the lost run makes the next open rewrite the file
+    let (mut j, w) = open(&dir);
+    assert!(w.is_empty(), "{w:?}");
+    assert!(j.get(1).unwrap().lost);
+    j.start(start(2, "a", Some("k"))).unwrap();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "IMPORTANT");
+    assert!(!fs::symlink_metadata(file(&dir))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::read_to_string(file(&dir)).unwrap().contains(" L 1\n"));
 }

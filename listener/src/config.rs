@@ -4,10 +4,15 @@
 //! listener was started by hand with a bad environment; every problem is reported at once.
 //!
 //! Beside the settings, `BOSUN_NEXT_ID`: not a setting but where the supervisor's count of
-//! request ids stands, so ids are not reused after a listener restart.
+//! request ids stands, so ids are not reused after a listener restart. And two limits of
+//! the listener's own, read here until they are settings of `common::settings`:
+//! `BOSUN_REPLAY_WAIT` (how long a repeated key waits for its running run, default 10m)
+//! and `BOSUN_MAX_CONNECTIONS` (open connections, default from `RLIMIT_NOFILE`, at most
+//! 1024).
 
 use std::fmt;
 use std::ops::Deref;
+use std::time::Duration;
 
 use common::settings::{Role, Sources};
 pub use common::settings::{Settings, DEFAULT_CALLBACKS};
@@ -19,7 +24,16 @@ pub struct Config {
     pub settings: Settings,
     /// `BOSUN_NEXT_ID`: the first request id to hand out (default 1).
     pub next_id: u64,
+    /// `BOSUN_REPLAY_WAIT`: how long a repeated key waits for the end of its running run
+    /// before `error busy` (default [`REPLAY_WAIT`]).
+    pub replay_wait: Duration,
+    /// `BOSUN_MAX_CONNECTIONS`: open connections served at once; `None`: from the
+    /// descriptor limit ([`crate::server`]).
+    pub max_connections: Option<usize>,
 }
+
+/// The default of `BOSUN_REPLAY_WAIT`.
+pub const REPLAY_WAIT: Duration = Duration::from_secs(600);
 
 impl Deref for Config {
     type Target = Settings;
@@ -65,8 +79,37 @@ impl Config {
                 1
             }),
         };
+        let replay_wait = match get("BOSUN_REPLAY_WAIT").filter(|v| !v.trim().is_empty()) {
+            None => REPLAY_WAIT,
+            Some(v) => common::duration::parse(v.trim())
+                .ok()
+                .filter(|d| !d.is_zero())
+                .unwrap_or_else(|| {
+                    errors.push(format!(
+                        "BOSUN_REPLAY_WAIT: {v:?} is not a duration above 0 (30s, 10m, 1h)"
+                    ));
+                    REPLAY_WAIT
+                }),
+        };
+        let max_connections = match get("BOSUN_MAX_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    errors.push(format!(
+                        "BOSUN_MAX_CONNECTIONS: {v:?} is not a whole number above 0"
+                    ));
+                    None
+                }
+            },
+        };
         match loaded {
-            Ok(settings) if errors.is_empty() => Ok(Config { settings, next_id }),
+            Ok(settings) if errors.is_empty() => Ok(Config {
+                settings,
+                next_id,
+                replay_wait,
+                max_connections,
+            }),
             _ => Err(ConfigErrors(errors)),
         }
     }
@@ -81,7 +124,6 @@ impl Config {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = pairs
@@ -97,6 +139,16 @@ mod tests {
         assert_eq!(c.service, "mysql");
         assert_eq!(c.next_id, 1);
         assert_eq!(c.read_timeout, Duration::from_secs(5));
+        assert_eq!(c.replay_wait, REPLAY_WAIT);
+        assert_eq!(c.max_connections, None);
+        let c = cfg(&[
+            ("BOSUN_SERVICE", "mysql"),
+            ("BOSUN_REPLAY_WAIT", "2s"),
+            ("BOSUN_MAX_CONNECTIONS", "8"),
+        ])
+        .unwrap();
+        assert_eq!(c.replay_wait, Duration::from_secs(2));
+        assert_eq!(c.max_connections, Some(8));
     }
 
     #[test]
@@ -105,15 +157,19 @@ mod tests {
             ("BOSUN_ACTION_TIMEOUT", "soon"),
             ("BOSUN_MAX_ACTIONS", "0"),
             ("BOSUN_NEXT_ID", "-1"),
+            ("BOSUN_REPLAY_WAIT", "0s"),
+            ("BOSUN_MAX_CONNECTIONS", "many"),
         ])
         .unwrap_err();
         let text = e.to_string();
-        assert_eq!(text.lines().count(), 4, "{text}");
+        assert_eq!(text.lines().count(), 6, "{text}");
         for needle in [
             "listener: bad setting no service name",
             "listener: bad setting BOSUN_ACTION_TIMEOUT: \"soon\" is not a duration",
             "listener: bad setting BOSUN_MAX_ACTIONS: \"0\" is not",
             "listener: bad setting BOSUN_NEXT_ID: \"-1\" is not a whole number",
+            "listener: bad setting BOSUN_REPLAY_WAIT: \"0s\" is not a duration",
+            "listener: bad setting BOSUN_MAX_CONNECTIONS: \"many\" is not a whole number",
         ] {
             assert!(text.contains(needle), "{needle:?} in {text}");
         }

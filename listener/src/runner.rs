@@ -4,7 +4,7 @@
 //! The function name and the request's tokens are passed as `$0` and positional parameters,
 //! never spliced into the `-c` text, so `echo-args $(rm -rf /)` reaches the callback as
 //! three literal words. Output is relayed line by line to the listener's stderr (the
-//! container log), each line prefixed `[action#id] `, bytes untouched.
+//! container log), each line prefixed `[action#id] `, control bytes escaped.
 //!
 //! "Done" means the bash has exited; a background grandchild that outlives it keeps its
 //! output relayed, but does not hold the request open.
@@ -255,11 +255,14 @@ async fn relay(mut from: impl AsyncRead + Unpin, prefix: String, sink: Option<Li
     }
 }
 
-/// One log line, written with one `write` so concurrent actions do not interleave.
+/// One log line, written with one `write` so concurrent actions do not interleave; control
+/// bytes and invalid UTF-8 escaped (`crate::text`), so output cannot steer a terminal or
+/// forge a log line (the journal keeps the bytes as they were).
 fn emit(prefix: &str, line: &[u8]) {
+    let line = crate::text::escape_output(line);
     let mut out = Vec::with_capacity(prefix.len() + line.len() + 1);
     out.extend_from_slice(prefix.as_bytes());
-    out.extend_from_slice(line);
+    out.extend_from_slice(&line);
     out.push(b'\n');
     let _ = std::io::stderr().lock().write_all(&out);
 }

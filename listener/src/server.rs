@@ -6,10 +6,21 @@
 //! client only ever holds its own task. Actions are reserved in one table under a lock
 //! (same action twice -> `busy`, full table -> `too-many`) before anything is spawned, and a
 //! counter of live actions lets shutdown wait for their `done` lines.
+//!
+//! Exhaustion (DESIGN.md section 2, "load and exhaustion"): open connections are counted,
+//! and one over the limit is answered `error too-many` and closed at once; when `accept`
+//! itself fails for want of descriptors, accepting pauses until a connection ends (or a
+//! back-off passes), one client is answered `too-many` through a reserve descriptor per
+//! pause, and that is logged once per episode, never in a loop. Waiters on a running key
+//! are capped per key and in all, and wait at most `BOSUN_REPLAY_WAIT`.
+//!
+//! Keyed requests are never run unrecorded: the start must be durable in the journal first
+//! (else `error unavailable`), and while the journal is in memory only the listener does not
+//! exit on idle, so what memory holds is written out once the file can be written again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,6 +40,21 @@ use journal::{End, Journal, Run, Start};
 
 /// At most this many runs in a `history` reply (DESIGN.md section 7).
 const HISTORY_LINES: usize = 100;
+
+/// Waiters on one running key, at most; more get `error busy` at once.
+const WAITERS_PER_KEY: usize = 8;
+/// Waiters on running keys in all, at most.
+const WAITERS: usize = 64;
+/// Connections at most, whatever the descriptor limit allows.
+const MAX_CONNECTIONS: usize = 1024;
+/// Descriptors kept for everything but connections (journal, runtime, actions' pipes).
+const FD_MARGIN: u64 = 48;
+/// Out of descriptors: how long accepting pauses when no connection ends meanwhile.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
+/// Log lines about bad or denied requests: at most this many per [`LOG_WINDOW`], then one
+/// line with the count of those left out.
+const LOG_BURST: u32 = 20;
+const LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// How long a reply write may take before the client is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,8 +79,42 @@ struct State {
     active: usize,
     /// When the last connection or action ended (`listener_idle` counts from there).
     last_busy: Option<Instant>,
-    /// Keys of keyed runs started here whose end is not in the journal yet.
-    keys: HashMap<String, u64>,
+    /// (key, digest) of keyed runs started here whose end is not in the journal yet.
+    keys: HashMap<(String, String), u64>,
+    /// Waiters on running keys: per key, and in all.
+    waiters: HashMap<String, usize>,
+    waiting: usize,
+    /// The journal could not be written at the last write (logged once per episode).
+    journal_down: bool,
+    /// Rate limit of the bad/denied request lines.
+    noisy: Throttle,
+}
+
+/// At most [`LOG_BURST`] lines per [`LOG_WINDOW`]; the rest counted, and told with the next.
+#[derive(Debug, Default)]
+struct Throttle {
+    window: Option<Instant>,
+    lines: u32,
+    dropped: u64,
+}
+
+impl Throttle {
+    /// Whether a line may be logged now, and how many were left out before it.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= LOG_WINDOW)
+        {
+            self.window = Some(now);
+            self.lines = 0;
+        }
+        if self.lines >= LOG_BURST {
+            self.dropped += 1;
+            return None;
+        }
+        self.lines += 1;
+        Some(std::mem::take(&mut self.dropped))
+    }
 }
 
 /// Shared by every connection task.
@@ -117,7 +177,9 @@ pub async fn serve(
         max_actions = server.cfg.max_actions,
         "listening"
     );
-    let mut acceptor = tokio::spawn(accept_loop(listener, handed, server.clone()));
+    let limit = connection_limit(server.cfg.max_connections);
+    tracing::debug!(max_connections = limit, "connections");
+    let mut acceptor = tokio::spawn(accept_loop(listener, handed, server.clone(), limit));
     tokio::select! {
         () = shutdown => {}
         _ = &mut acceptor => {
@@ -142,15 +204,32 @@ pub async fn serve(
     tracing::info!("stopped");
 }
 
+/// Open connections served at once: `BOSUN_MAX_CONNECTIONS`, else half of what the
+/// descriptor limit leaves beside [`FD_MARGIN`], at most [`MAX_CONNECTIONS`], at least 1.
+fn connection_limit(set: Option<usize>) -> usize {
+    if let Some(n) = set {
+        return n;
+    }
+    use nix::sys::resource::{getrlimit, Resource};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let n = soft.saturating_sub(FD_MARGIN) / 2;
+    usize::try_from(n)
+        .unwrap_or(MAX_CONNECTIONS)
+        .clamp(1, MAX_CONNECTIONS)
+}
+
 /// Serves the clients accepted on the request socket and those the supervisor passes on.
-/// Returns once nothing has been connected or running for `listener_idle`.
+/// Returns once nothing has been connected or running for `listener_idle` (never while the
+/// journal is in memory only: what it holds would be lost with the process).
 async fn accept_loop(
     listener: UnixListener,
     mut handed: tokio::sync::mpsc::UnboundedReceiver<std::os::fd::OwnedFd>,
     server: Arc<Server>,
+    limit: usize,
 ) {
     let conns = Arc::new(Conns::default());
     let started = Instant::now();
+    let mut gate = Gate::new();
     loop {
         let quiet = async {
             let Some(idle) = server.cfg.listener_idle else {
@@ -172,7 +251,10 @@ async fn accept_loop(
         let got = tokio::select! {
             quiet = quiet => {
                 if quiet {
-                    return;
+                    if server.journal().is_persistent() {
+                        return;
+                    }
+                    tracing::debug!("idle, but the journal is in memory only: not exiting");
                 }
                 continue;
             }
@@ -184,6 +266,13 @@ async fn accept_loop(
         };
         match got {
             Ok(stream) => {
+                gate.accepted();
+                if conns.live.load(Ordering::Relaxed) >= limit {
+                    gate.over_limit(limit);
+                    refuse(stream.into_std().ok(), &too_many_connections(limit));
+                    continue;
+                }
+                gate.under_limit();
                 conns.opened();
                 let conns = conns.clone();
                 let server = server.clone();
@@ -193,13 +282,156 @@ async fn accept_loop(
                     conns.closed();
                 });
             }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EMFILE | nix::libc::ENFILE)
+                ) =>
+            {
+                // The backlog holds the clients; the socket stays readable, so polling it now
+                // would spin. Answer one through the reserve descriptor, then pause until a
+                // connection ends or the back-off passes.
+                gate.exhausted(&e, conns.live.load(Ordering::Relaxed));
+                gate.shed(&listener, &too_many_connections(limit));
+                let freed = conns.freed.notified();
+                tokio::select! {
+                    () = freed => {}
+                    () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                }
+            }
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning; the backlog holds them.
-                tracing::error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                gate.failed(&e);
+                tokio::time::sleep(ACCEPT_PAUSE).await;
             }
         }
     }
+}
+
+fn too_many_connections(limit: usize) -> String {
+    Reply::error(
+        ErrorCode::TooMany,
+        format!("{limit} connections are open, the most served at once; try again"),
+    )
+    .to_string()
+}
+
+/// What accepting has run into, so that each episode (out of descriptors, at the connection
+/// limit, another accept error) is logged once when it starts and once when it ends.
+struct Gate {
+    /// A descriptor kept open to be closed when `accept` fails with EMFILE, so one client
+    /// can still be accepted and answered.
+    reserve: Option<std::fs::File>,
+    exhausted: Option<(Instant, u64)>,
+    over: Option<(Instant, u64)>,
+    failing: bool,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            reserve: reserve_fd(),
+            exhausted: None,
+            over: None,
+            failing: false,
+        }
+    }
+
+    fn accepted(&mut self) {
+        if let Some((since, shed)) = self.exhausted.take() {
+            tracing::info!(
+                paused_ms = since.elapsed().as_millis() as u64,
+                answered_too_many = shed,
+                "file descriptors free again; accepting"
+            );
+        }
+        if std::mem::take(&mut self.failing) {
+            tracing::info!("accepting again");
+        }
+        if self.reserve.is_none() {
+            self.reserve = reserve_fd();
+        }
+    }
+
+    fn over_limit(&mut self, limit: usize) {
+        match &mut self.over {
+            Some((_, n)) => *n += 1,
+            None => {
+                tracing::warn!(
+                    max_connections = limit,
+                    "connections at the limit; answering too-many"
+                );
+                self.over = Some((Instant::now(), 1));
+            }
+        }
+    }
+
+    fn under_limit(&mut self) {
+        if let Some((since, n)) = self.over.take() {
+            tracing::info!(
+                secs = since.elapsed().as_secs(),
+                answered_too_many = n,
+                "connections below the limit again"
+            );
+        }
+    }
+
+    fn exhausted(&mut self, e: &std::io::Error, live: usize) {
+        if self.exhausted.is_none() {
+            tracing::warn!(
+                error = %e,
+                connections = live,
+                "out of file descriptors; accepting paused until one frees"
+            );
+            self.exhausted = Some((Instant::now(), 0));
+        }
+    }
+
+    /// Closes the reserve descriptor, accepts one client with it, answers `reply` and
+    /// closes; the reserve is opened again at the next accept.
+    fn shed(&mut self, listener: &UnixListener, reply: &str) {
+        if self.reserve.take().is_none() {
+            self.reserve = reserve_fd();
+            return;
+        }
+        let flags =
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK;
+        if let Ok(fd) = nix::sys::socket::accept4(listener.as_fd().as_raw_fd(), flags) {
+            // SAFETY: accept4 just returned this descriptor; nothing else owns it.
+            let conn = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+            refuse(Some(conn), reply);
+            if let Some((_, n)) = &mut self.exhausted {
+                *n += 1;
+            }
+        }
+        self.reserve = reserve_fd();
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        if !std::mem::replace(&mut self.failing, true) {
+            tracing::error!(error = %e, "accept failed; trying again");
+        }
+    }
+}
+
+fn reserve_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Answers a connection that is not served with `reply` and closes it, without waiting: what
+/// the client sent so far is read first (closing a unix socket with unread data resets the
+/// connection under the reply), the line fits in an empty socket buffer.
+fn refuse(conn: Option<std::os::unix::net::UnixStream>, reply: &str) {
+    use std::io::{Read, Write};
+    let Some(mut conn) = conn else { return };
+    let _ = conn.set_nonblocking(true);
+    let mut buf = [0u8; 4096];
+    for _ in 0..2 {
+        if !matches!(conn.read(&mut buf), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let _ = conn.write_all(format!("{reply}\n").as_bytes());
+    let _ = conn.shutdown(std::net::Shutdown::Write);
 }
 
 /// Counts connections so that the heap a burst of them left behind is given back once the
@@ -207,6 +439,8 @@ async fn accept_loop(
 /// otherwise leave the listener's resident set ~0.5 MB larger for the container's life.
 #[derive(Debug, Default)]
 struct Conns {
+    /// Told when a connection ends (accepting resumes when descriptors were out).
+    freed: Notify,
     live: std::sync::atomic::AtomicUsize,
     since_trim: std::sync::atomic::AtomicUsize,
     trim_pending: std::sync::atomic::AtomicBool,
@@ -227,6 +461,7 @@ impl Conns {
 
     fn closed(self: &Arc<Self>) {
         let live = self.live.fetch_sub(1, Ordering::Relaxed) - 1;
+        self.freed.notify_waiters();
         if live < TRIM_BELOW
             && self.since_trim.load(Ordering::Relaxed) >= TRIM_AFTER
             && !self.trim_pending.swap(true, Ordering::Relaxed)
@@ -293,6 +528,34 @@ impl Server {
                 }
             }
         };
+        // Before anything is read for its meaning (review L11): a denied peer learns nothing
+        // of the actions and cannot fill the log with its lines.
+        if !self.cfg.allows(peer.uid, peer.gid) {
+            if let Some(left_out) = self.noisy() {
+                tracing::warn!(
+                    uid = peer.uid,
+                    gid = peer.gid,
+                    pid = peer.pid,
+                    left_out,
+                    "denied"
+                );
+            }
+            let reply = Reply::error(
+                ErrorCode::Denied,
+                format!(
+                    "uid {} gid {} may not use this socket (BOSUN_ALLOW_UIDS/BOSUN_ALLOW_GIDS)",
+                    peer.uid, peer.gid
+                ),
+            );
+            // its line read (bounded), so closing does not reset the connection under the reply
+            let _ = read_line(
+                &mut stream,
+                self.cfg.read_timeout.min(Duration::from_secs(1)),
+            )
+            .await;
+            answer(&mut stream, &reply.to_string()).await;
+            return;
+        }
         let line = match read_line(&mut stream, self.cfg.read_timeout).await {
             Line::Got(l) => l,
             Line::Gone => {
@@ -308,14 +571,14 @@ impl Server {
                     "timed out after {} waiting for the request line",
                     common::duration::show(self.cfg.read_timeout)
                 );
-                tracing::warn!(uid = peer.uid, pid = peer.pid, error = %msg, "bad request");
+                self.bad_request(peer, ErrorCode::BadRequest, &msg, &[]);
                 let reply = Reply::error(ErrorCode::BadRequest, msg);
                 answer(&mut stream, &reply.to_string()).await;
                 return;
             }
             Line::TooLong => {
                 let e = RequestError::TooLong;
-                tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "bad request");
+                self.bad_request(peer, e.code(), &e.to_string(), &[]);
                 answer(
                     &mut stream,
                     &Reply::error(e.code(), e.to_string()).to_string(),
@@ -337,7 +600,7 @@ impl Server {
         let tokens = match proto::parse_line(line) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "bad request");
+                self.bad_request(peer, e.code(), &e.to_string(), line);
                 return Some(Reply::error(e.code(), e.to_string()).to_string());
             }
         };
@@ -345,7 +608,14 @@ impl Server {
         let req = match Request::resolve(&tokens, |t| known.has(t)) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(uid = peer.uid, pid = peer.pid, request = %tokens.join(" "), error = %e, "bad request");
+                // The error names what was sent: the excerpt says it, at most once.
+                let why = match &e {
+                    RequestError::UnknownAction(_) => "no such action",
+                    RequestError::MissingAction(_) => "no action after the user",
+                    RequestError::BadKey(_) => "bad key",
+                    _ => "bad request",
+                };
+                self.bad_request(peer, e.code(), why, line);
                 let reply = match (&*known, &e) {
                     (Known::Broken(msg), RequestError::UnknownAction(_)) => Reply::error(
                         ErrorCode::Unavailable,
@@ -360,7 +630,7 @@ impl Server {
             }
         };
         if let Some(user) = req.user.as_deref().filter(|u| !valid_user(u)) {
-            tracing::warn!(uid = peer.uid, pid = peer.pid, user = %user.escape_debug(), "bad request");
+            self.bad_request(peer, ErrorCode::BadRequest, "not a valid user name", line);
             return Some(
                 Reply::error(
                     ErrorCode::BadRequest,
@@ -394,19 +664,6 @@ impl Server {
         } else {
             log_request!(info);
         }
-        if !self.cfg.allows(peer.uid, peer.gid) {
-            tracing::warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, action = %req.action, "denied");
-            return Some(
-                Reply::error(
-                    ErrorCode::Denied,
-                    format!(
-                        "uid {} gid {} may not use this socket (BOSUN_ALLOW_UIDS/BOSUN_ALLOW_GIDS)",
-                        peer.uid, peer.gid
-                    ),
-                )
-                .to_string(),
-            );
-        }
         if self.shutdown.is_cancelled() {
             return Some(shutting_down().to_string());
         }
@@ -415,6 +672,11 @@ impl Server {
             .builtin()
             .filter(|&b| !(b == Builtin::Reload && known.has("reload")));
         if let Some(b) = builtin {
+            // `stop backup`, `ping now`: a built-in refuses words it does not take (a user
+            // named like a built-in can never reroute a request to it).
+            if let Err(e) = b.check_words(&req.args) {
+                return Some(Reply::error(e.code(), e.to_string()).to_string());
+            }
             return Some(match b.by() {
                 By::Listener => self.answer(b, &req, &known),
                 By::Supervisor => self.forward(b).await,
@@ -469,14 +731,37 @@ impl Server {
             Query::Log(id) => match j.get(id) {
                 None => Reply::error(ErrorCode::NotFound, format!("no run {id} in the journal"))
                     .to_string(),
+                // as the container log shows them: control bytes escaped
                 Some(run) => run
                     .lines
                     .iter()
-                    .map(|l| String::from_utf8_lossy(l))
+                    .map(|l| String::from_utf8_lossy(&crate::text::escape_output(l)).into_owned())
                     .collect::<Vec<_>>()
                     .join("\n"),
             },
         }
+    }
+
+    /// Logs a bad request once: who sent it, the reply's code, why, and at most 200 bytes of
+    /// what was sent, escaped; rate-limited with the denied lines.
+    fn bad_request(&self, peer: Peer, code: ErrorCode, why: &str, sent: &[u8]) {
+        let Some(left_out) = self.noisy() else {
+            return;
+        };
+        tracing::warn!(
+            uid = peer.uid,
+            pid = peer.pid,
+            code = code.as_str(),
+            why,
+            sent = %crate::text::excerpt(sent),
+            left_out,
+            "bad request"
+        );
+    }
+
+    /// Whether a bad/denied request line may be logged now: `Some(left out before it)`.
+    fn noisy(&self) -> Option<u64> {
+        lock(&self.state).noisy.allow(Instant::now())
     }
 
     fn journal(&self) -> MutexGuard<'_, Journal> {
@@ -492,57 +777,122 @@ impl Server {
         id: u64,
         write: impl FnOnce(&mut Journal) -> std::io::Result<()>,
     ) {
-        if let Err(e) = write(&mut self.journal()) {
-            tracing::error!(id, error = %e, "journal: cannot record the {what}");
+        let written = write(&mut self.journal());
+        self.journal_state(what, id, written.as_ref().err());
+    }
+
+    /// Logs the journal going down (once, not at every run) and coming back.
+    fn journal_state(&self, what: &str, id: u64, err: Option<&std::io::Error>) {
+        let mut st = lock(&self.state);
+        match err {
+            Some(e) if !st.journal_down => {
+                st.journal_down = true;
+                tracing::error!(
+                    id,
+                    error = %e,
+                    "journal: cannot record the {what}; keyed requests are refused until it can \
+                     be written, others run and are kept in memory"
+                );
+            }
+            None if st.journal_down => {
+                st.journal_down = false;
+                tracing::info!(id, "journal: written again");
+            }
+            _ => {}
         }
     }
 
-    /// A keyed request whose key has been seen: the first run's replies, never a second
-    /// run. `None`: the key is new.
-    async fn replay(&self, stream: &mut UnixStream, key: &str) -> Option<String> {
+    /// A keyed request whose key has been seen with these words (`digest`): the first run's
+    /// replies, never a second run. `None`: the key is new for these words (the same key
+    /// with other words is another run, DESIGN.md section 2). A lost run's key is answered
+    /// `error lost`; a waiter on a running one waits at most `replay_wait`, and there are
+    /// at most [`WAITERS_PER_KEY`] of them per key and [`WAITERS`] in all, the others
+    /// answered `error busy` at once.
+    async fn replay(&self, stream: &mut UnixStream, key: &str, digest: &str) -> Option<String> {
+        let k = (key.to_string(), digest.to_string());
         let id = {
             let st = lock(&self.state);
-            match st.keys.get(key) {
+            match st.keys.get(&k) {
                 Some(&id) => id,
-                None => self.journal().by_key(key)?.id,
+                None => self.journal().by_key(key, digest)?.id,
             }
         };
+        let mut slot = None;
+        let deadline = tokio::time::Instant::now() + self.cfg.replay_wait;
         let mut accepted = false;
         loop {
             let ended = self.ended.notified();
             let run = self.journal().get(id).cloned();
-            let Some(run) = run else {
-                // Started here, its start not recorded (the write failed): wait for its end.
-                ended.await;
-                continue;
+            let action = match &run {
+                Some(r) => r.action.clone(),
+                None => {
+                    let st = lock(&self.state);
+                    if !st.keys.contains_key(&k) {
+                        // its start could not be recorded: it never ran
+                        return Some(unrecorded_reply(key));
+                    }
+                    st.running
+                        .iter()
+                        .find(|(_, r)| r.id == id)
+                        .map(|(a, _)| a.clone())
+                        .unwrap_or_default()
+                }
             };
-            if run.lost {
-                tracing::warn!(id, key, "keyed request: its run was lost; not run again");
-                return Some(
-                    Reply::error(
-                        ErrorCode::Unavailable,
-                        format!(
-                            "run {id} of key {key} was lost (the container stopped while it ran); \
-                             it is not run again"
-                        ),
-                    )
-                    .to_string(),
-                );
+            if let Some(run) = &run {
+                if run.lost {
+                    tracing::warn!(id, key, "keyed request: its run was lost; not run again");
+                    return Some(
+                        Reply::error(
+                            ErrorCode::Lost,
+                            format!(
+                                "{id} the run of key {key} was lost (the container or the \
+                                 listener stopped while it ran); it is not run again"
+                            ),
+                        )
+                        .to_string(),
+                    );
+                }
             }
-            if !accepted {
-                tracing::info!(id, key, action = %run.action, "keyed request: already run");
+            let ended_run = run.as_ref().and_then(|r| r.end.map(|e| (r, e)));
+            if ended_run.is_none() && slot.is_none() {
+                slot = self.wait_slot(key);
+                if slot.is_none() {
+                    tracing::warn!(id, key, "keyed request: too many waiting on this run");
+                    return Some(still_running(&action, id));
+                }
+            }
+            if !accepted && run.is_some() {
+                tracing::info!(id, key, action = %action, "keyed request: already run");
                 let line = Reply::Accepted {
                     id,
-                    action: run.action.clone(),
+                    action: action.clone(),
                 };
                 let _ = write_line(stream, &line.to_string()).await;
                 accepted = true;
             }
-            if let Some(end) = run.end {
-                return Some(done_of(&run, end).to_string());
+            if let Some((run, end)) = ended_run {
+                return Some(done_of(run, end).to_string());
             }
-            ended.await;
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return Some(still_running(&action, id));
+            }
         }
+    }
+
+    /// A place among the waiters on running keys, given back when dropped; `None` when the
+    /// key or the whole has as many as it may.
+    fn wait_slot(&self, key: &str) -> Option<WaitSlot<'_>> {
+        let mut st = lock(&self.state);
+        let of_key = st.waiters.get(key).copied().unwrap_or(0);
+        if of_key >= WAITERS_PER_KEY || st.waiting >= WAITERS {
+            return None;
+        }
+        st.waiters.insert(key.to_string(), of_key + 1);
+        st.waiting += 1;
+        Some(WaitSlot {
+            server: self,
+            key: key.to_string(),
+        })
     }
 
     fn help(&self, known: &Known) -> String {
@@ -601,8 +951,10 @@ impl Server {
         req: Request,
         function: String,
     ) -> Option<String> {
-        if let Some(key) = &req.key {
-            if let Some(text) = self.replay(stream, key).await {
+        // A key is bound to the words of its request.
+        let keyed = req.key.clone().map(|key| (key, req.digest()));
+        if let Some((key, digest)) = &keyed {
+            if let Some(text) = self.replay(stream, key, digest).await {
                 return Some(text);
             }
         }
@@ -610,8 +962,8 @@ impl Server {
             let mut st = lock(&self.state);
             // Checked again under the lock that reserves: two requests with one new key at
             // once, the second follows the first.
-            let seen = req.key.as_ref().filter(|key| {
-                st.keys.contains_key(key.as_str()) || self.journal().by_key(key).is_some()
+            let seen = keyed.as_ref().filter(|k| {
+                st.keys.contains_key(*k) || self.journal().by_key(&k.0, &k.1).is_some()
             });
             if let Some(key) = seen {
                 Err(key.clone())
@@ -647,15 +999,21 @@ impl Server {
                     },
                 );
                 st.active += 1;
-                if let Some(key) = &req.key {
-                    st.keys.insert(key.clone(), id);
+                if let Some(k) = &keyed {
+                    st.keys.insert(k.clone(), id);
                 }
                 Ok(id)
             }
         };
         let id = match id {
             Ok(id) => id,
-            Err(key) => return self.replay(stream, &key).await,
+            Err((key, digest)) => {
+                return Some(
+                    self.replay(stream, &key, &digest)
+                        .await
+                        .unwrap_or_else(|| unrecorded_reply(&key)),
+                )
+            }
         };
         let action = req.action.clone();
         // Recorded, durably, before the action runs: a key is known before its run starts.
@@ -667,14 +1025,40 @@ impl Server {
             uid: peer.uid,
             start_ms: unix_ms(),
         };
-        self.journal_write("start", id, move |j| j.start(start));
+        let digest = keyed.as_ref().map(|k| k.1.clone());
+        let written = self.journal().start_with(start, digest);
+        self.journal_state("start", id, written.as_ref().err());
+        match (written, &keyed) {
+            (Err(e), Some(k)) => {
+                // Never run unrecorded (DESIGN.md section 2): a keyed run starts only once
+                // its start is durable, or a retry of the same key could run it twice.
+                tracing::warn!(action = %action, id, key = %k.0, error = %e, "keyed request refused: its start cannot be recorded");
+                lock(&self.state).keys.remove(k);
+                self.release_slot(&action, id);
+                self.finished();
+                self.ended.notify_waiters();
+                return Some(
+                    Reply::error(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "journal cannot record the start ({e}); {action} not run, try again"
+                        ),
+                    )
+                    .to_string(),
+                );
+            }
+            // unkeyed: runs all the same, kept in memory (logged once by journal_state)
+            (Err(_), None) => {}
+            // waiters on the key can say `accepted` now
+            (Ok(()), _) => self.ended.notify_waiters(),
+        }
         let sink = {
             let j = self.journal.clone();
             LineSink::new(move |line: &[u8]| {
                 j.lock().unwrap_or_else(|e| e.into_inner()).output(id, line)
             })
         };
-        let key = req.key.clone();
+        let key = keyed;
         let spec = Spec {
             id,
             action: action.clone(),
@@ -691,7 +1075,7 @@ impl Server {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(action = %action, id, error = %e, "cannot start the action");
-                self.record_end(id, key.as_deref(), 127, 0.0);
+                self.record_end(id, key.as_ref(), 127, 0.0);
                 self.release_slot(&action, id);
                 self.finished();
                 return Some(
@@ -728,7 +1112,7 @@ impl Server {
             .finish(self.shutdown.clone(), self.cfg.stop_timeout)
             .await;
         // In the journal before anyone is told `done`, so `history` and a repeated key see it.
-        self.record_end(id, key.as_deref(), outcome.exit, outcome.secs);
+        self.record_end(id, key.as_ref(), outcome.exit, outcome.secs);
         // Free the action before saying done, so a client that reacts to `done` at once
         // is not told `busy`.
         self.release_slot(&action, id);
@@ -776,7 +1160,7 @@ impl Server {
     }
 
     /// Records a run's end, then lets requests waiting on its key go.
-    fn record_end(&self, id: u64, key: Option<&str>, exit: i32, secs: f64) {
+    fn record_end(&self, id: u64, key: Option<&(String, String)>, exit: i32, secs: f64) {
         let end = End {
             end_ms: unix_ms(),
             exit,
@@ -804,6 +1188,39 @@ impl Server {
             self.idle.notify_waiters();
         }
     }
+}
+
+/// A place among the replay waiters ([`Server::wait_slot`]).
+struct WaitSlot<'a> {
+    server: &'a Server,
+    key: String,
+}
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.server.state);
+        st.waiting = st.waiting.saturating_sub(1);
+        if let Some(n) = st.waiters.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                st.waiters.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// `error busy <action> still running as <id>`: ask again later.
+fn still_running(action: &str, id: u64) -> String {
+    Reply::error(ErrorCode::Busy, format!("{action} still running as {id}")).to_string()
+}
+
+/// A key whose start could not be recorded: it did not run; the client may try again.
+fn unrecorded_reply(key: &str) -> String {
+    Reply::error(
+        ErrorCode::Unavailable,
+        format!("journal cannot record the start of key {key}; not run, try again"),
+    )
+    .to_string()
 }
 
 /// A user name is handed to callbacks that build paths and command lines from it
