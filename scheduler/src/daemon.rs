@@ -22,7 +22,7 @@
 //! to an action request is recorded `refused`, never `ok`; `error lost <id>` (the key's run
 //! was lost with its container and never runs again) is recorded `failed` at once, without
 //! a retry. Both are told to `ON_FAILURE=`. Text from the service is logged with its
-//! control characters escaped ([`shown`]). A run a killed scheduler left
+//! control characters escaped ([`crate::shown`]). A run a killed scheduler left
 //! `running` in the record is asked for again at the next start ([`resume`]), with its key,
 //! so the record gets its real outcome without the action running twice.
 //!
@@ -63,6 +63,7 @@ use crate::outputs::{self, Outputs};
 use crate::planner::{missed_while_down, Fire, Outcome, Planner};
 use crate::record::{RecordError, Recorder, Run, RunResult};
 use crate::schedule::{self, Entry, FileErrors, Notify, Schedule, When};
+use crate::shown::shown;
 use crate::state::{FireKeys, StateError, StateStore};
 use crate::timer::{RealtimeTimer, Wake};
 
@@ -1020,21 +1021,4 @@ async fn attempt(
     // Text only, to a built-in such as `restart`: answered, nothing more to wait for.
     note(shared, job, RunResult::Ok, None, None, None);
     Attempt::Over
-}
-
-/// Text the service sent, made safe for one log line: control characters (C0, DEL, C1),
-/// format characters (U+202E and the like) and other characters that do not print are
-/// written as Rust escapes (`\u{1b}`), so a reply cannot move the cursor, rewrite the line
-/// or fake another log line on an operator's terminal.
-pub fn shown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let escaped = c.escape_debug();
-        if escaped.len() > 1 && !matches!(c, '"' | '\'' | '\\') {
-            out.extend(escaped);
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -123,7 +123,15 @@ impl fmt::Display for FileErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.file, e.line, e.col, e.message)?;
+            // A message quotes the file's own text (a user, a zone): shown, not obeyed.
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                crate::shown::shown(&self.file),
+                e.line,
+                e.col,
+                crate::shown::shown(&e.message)
+            )?;
         }
         Ok(())
     }
@@ -642,6 +650,10 @@ mod tests {
         assert_eq!(
             errs("ON_FAILURE=scheduler stop\n"),
             ["s.cron:1:22: `stop` is a built-in: ON_FAILURE= sends an action (a callback) the arguments SERVICE ACTION USER RESULT EXIT ID, which a built-in does not take"]
+        );
+        assert_eq!(
+            errs("5 4 * * * \u{202e}x svc backup\n"),
+            ["s.cron:1:11: `\\u{202e}x` is not a valid user name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"]
         );
         assert_eq!(
             errs("TZ=\u{1b}[31m\n"),
