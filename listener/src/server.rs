@@ -742,21 +742,44 @@ impl Server {
         }
     }
 
-    /// Logs a bad request once: who sent it, the reply's code, why, and at most 200 bytes of
-    /// what was sent, escaped; rate-limited with the denied lines.
+    /// Logs a bad request once: who sent it, the reply's code and at most [`text::EXCERPT`]
+    /// bytes of what was sent, escaped (the error's own text would say it again);
+    /// rate-limited with the denied lines. `why` goes to the log only when nothing was sent.
+    ///
+    /// [`text::EXCERPT`]: crate::text::EXCERPT
     fn bad_request(&self, peer: Peer, code: ErrorCode, why: &str, sent: &[u8]) {
         let Some(left_out) = self.noisy() else {
             return;
         };
-        tracing::warn!(
-            uid = peer.uid,
-            pid = peer.pid,
-            code = code.as_str(),
-            why,
-            sent = %crate::text::excerpt(sent),
-            left_out,
-            "bad request"
-        );
+        let code = code.as_str();
+        match (sent.is_empty(), left_out) {
+            (true, 0) => tracing::warn!(uid = peer.uid, pid = peer.pid, code, why, "bad request"),
+            (true, _) => {
+                tracing::warn!(
+                    uid = peer.uid,
+                    pid = peer.pid,
+                    code,
+                    why,
+                    left_out,
+                    "bad request"
+                )
+            }
+            (false, 0) => tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                code,
+                sent = %crate::text::excerpt(sent),
+                "bad request"
+            ),
+            (false, _) => tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                code,
+                sent = %crate::text::excerpt(sent),
+                left_out,
+                "bad request"
+            ),
+        }
     }
 
     /// Whether a bad/denied request line may be logged now: `Some(left out before it)`.

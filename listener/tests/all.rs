@@ -14,6 +14,12 @@ mod clients;
 mod config;
 #[path = "all/control.rs"]
 mod control;
+#[path = "all/exhaustion.rs"]
+mod exhaustion;
+#[path = "all/journal_faults.rs"]
+mod journal_faults;
+#[path = "all/keys.rs"]
+mod keys;
 #[path = "all/protocol.rs"]
 mod protocol;
 #[path = "all/security.rs"]

@@ -99,6 +99,12 @@ pub struct Opts {
     pub callbacks: Option<String>,
     pub env: Vec<(String, String)>,
     pub ctl: Ctl,
+    /// RLIMIT_NOFILE (soft and hard) of the listener.
+    pub nofile: Option<u64>,
+    /// The listener's umask.
+    pub umask: Option<u32>,
+    /// BOSUN_STATE_DIR instead of `<temp dir>/state` (kept across listeners).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Opts {
@@ -107,6 +113,9 @@ impl Default for Opts {
             callbacks: Some(CALLBACKS.to_string()),
             env: Vec::new(),
             ctl: Ctl::Answer,
+            nofile: None,
+            umask: None,
+            state_dir: None,
         }
     }
 }
@@ -122,6 +131,18 @@ impl Opts {
     }
     pub fn ctl(mut self, ctl: Ctl) -> Self {
         self.ctl = ctl;
+        self
+    }
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
+    }
+    pub fn umask(mut self, m: u32) -> Self {
+        self.umask = Some(m);
+        self
+    }
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
         self
     }
 }
@@ -170,11 +191,17 @@ impl Listener {
         let cfd = high(&theirs);
         drop(theirs);
         let (l_raw, c_raw): (RawFd, RawFd) = (lfd.as_raw_fd(), cfd.as_raw_fd());
+        let (nofile, umask) = (opts.nofile, opts.umask);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_listener"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BOSUN_SERVICE", "test")
-            .env("BOSUN_STATE_DIR", dir.path().join("state"))
+            .env(
+                "BOSUN_STATE_DIR",
+                opts.state_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("state")),
+            )
             .env("BOSUN_CALLBACKS", &callbacks)
             .env("BOSUN_READ_TIMEOUT", "2s")
             .env("BOSUN_STOP_TIMEOUT", "3s")
@@ -184,11 +211,24 @@ impl Listener {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
+        // SAFETY: only async-signal-safe calls (dup2, setrlimit, umask) between fork and
+        // exec.
         unsafe {
             cmd.pre_exec(move || {
                 if nix::libc::dup2(l_raw, 3) < 0 || nix::libc::dup2(c_raw, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(n) = nofile {
+                    let lim = nix::libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(m) = umask {
+                    nix::libc::umask(m);
                 }
                 Ok(())
             });
