@@ -951,7 +951,7 @@ async fn attempt(
                 handled();
                 return Attempt::Over;
             }
-            Reply::Text(text) if proto::Builtin::parse(&job.action).is_none() => {
+            Reply::Text(text) if first && proto::Builtin::parse(&job.action).is_none() => {
                 // A built-in's answer to an action request: the service read it as a
                 // built-in (`stop`, ...), which is not what this line asks for.
                 note(shared, job, RunResult::Refused, None, None, None);
