@@ -355,3 +355,70 @@ fn a_user_named_like_another_action_is_refused_not_ok() {
     }
     assert_eq!(counted(&count).get("backup"), None);
 }
+
+/// Expected (review M1, end to end): a squatter who sends the scheduled fire's key first
+/// with other words (`@KEY noop`) does not make the fire "already done". Here the test
+/// knows the key (it reads the daemon's secret, which a squatter cannot: see
+/// `state::tests::fire_keys_need_the_secret`), and the fire is a catch-up of a known
+/// instant (the top of the hour, missed while down). The real listener ties a key to its
+/// words, so the backup runs under its key and the record says ok because it did; the
+/// squatter's noop ran once, on its own.
+#[test]
+fn a_squatted_key_does_not_make_the_fire_done() {
+    use chrono::{DurationRound, Utc};
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let svc = Service::start(
+        dir.path(),
+        "svc",
+        &counting_callbacks(&count, ["noop", "backup"]),
+        "backup",
+    );
+    let run_dir = svc.socket.parent().unwrap().to_path_buf();
+    let text = "0 * * * * forum svc backup\n";
+    let file = dir.path().join("schedule.cron");
+    std::fs::write(&file, text).unwrap();
+    let line_key = scheduler::schedule::parse("f", text.as_bytes(), chrono_tz::Tz::UTC)
+        .unwrap()
+        .entries[0]
+        .key();
+    let state = dir.path().join("state");
+    let due = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    // Last handled fire: just before the top of the hour, so the daemon catches it up.
+    scheduler::state::StateStore::open(&state)
+        .unwrap()
+        .record(&line_key, due - chrono::Duration::minutes(1))
+        .unwrap();
+    let key = scheduler::state::FireKeys::open(&state)
+        .unwrap()
+        .fire(&line_key, due);
+    let squat = svc.request(&format!("@{key} noop"));
+    assert!(squat.contains("exit=0"), "{squat}");
+
+    let mut d = crate::support::Daemon::start(
+        &file,
+        &[
+            ("BOSUN_RUN_DIR", run_dir.to_str().unwrap()),
+            ("BOSUN_STATE_DIR", state.to_str().unwrap()),
+        ],
+    );
+    let line = d.wait_for(&["request", "reason=catch-up"], Duration::from_secs(20));
+    assert!(line.contains(&format!("key={key}")), "{line}");
+    d.wait_for(&["accepted", "action=backup"], Duration::from_secs(20));
+    d.wait_for(&["done", "service=svc", "exit=0"], Duration::from_secs(20));
+    assert_eq!(d.stop(), 0);
+    let o = Command::new(SCHEDULER)
+        .args(["status"])
+        .arg(&file)
+        .env("BOSUN_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{status}");
+    assert!(status.contains("result=ok exit=0"), "{status}");
+    let ran = counted(&count);
+    assert_eq!(ran.get("noop"), Some(&1), "{ran:?}");
+    assert!(ran.get("backup").is_some_and(|n| *n >= 1), "{ran:?}");
+}
