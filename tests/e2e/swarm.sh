@@ -13,6 +13,8 @@
 #      `done ... exit=0`, and the dump is a valid gzip file
 #   4. the scheduler's `* * * * *` line delivers into nginx within the minute, and the
 #      status page on 127.0.0.1:$BOSUN_STATUS_PORT shows that run ok
+#   3b. the trust boundaries from inside the containers (tests/e2e/boundaries.sh), as in the
+#      compose e2e but for no-new-privileges, which Swarm does not set
 #   5. the mysql task's container killed: Swarm replaces it (restart_policy), the new task
 #      is healthy and takes a backup
 #
@@ -121,6 +123,8 @@ else
 fi
 CREATED_DATA=1
 export BOSUN_DATA=$DATA
+# Distinctive database passwords, looked for on command lines and in logs (boundaries.sh b6).
+export FORUM_DB_PASSWORD="e2e-forum-pw-$RANDOM$RANDOM" WIKI_DB_PASSWORD="e2e-wiki-pw-$RANDOM$RANDOM"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 # Unlike compose, Swarm does not create a missing bind source: the task fails instead.
@@ -253,6 +257,13 @@ check_backup() {
     log "  dump: $(basename "$f") ($(stat -c %s "$f") bytes)"
 }
 check "a backup requested with socat from the host: accepted, done exit=0, a valid dump" check_backup
+
+# ---- 3b. the trust boundaries, from inside the tasks' containers -------------------------
+# The checks of the compose e2e (tests/e2e/boundaries.sh). Swarm drops security_opt
+# (docker-compose.swarm.yaml), so no-new-privileges is reported there, not required.
+BOUNDARIES_NNP=0
+# shellcheck source=tests/e2e/boundaries.sh
+. tests/e2e/boundaries.sh
 
 # ---- 4. the scheduler --------------------------------------------------------------------
 delivered() {
