@@ -422,3 +422,128 @@ fn a_squatted_key_does_not_make_the_fire_done() {
     assert_eq!(ran.get("noop"), Some(&1), "{ran:?}");
     assert!(ran.get("backup").is_some_and(|n| *n >= 1), "{ran:?}");
 }
+
+/// Every descendant of `root` (children, their children, ...), from /proc.
+fn descendants(root: u32) -> Vec<i32> {
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = Default::default();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold blanks and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if let Some(ppid) = rest.split(' ').nth(1).and_then(|p| p.parse().ok()) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root as i32];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// Expected (DESIGN.md section 2, `error lost`): a keyed run whose service dies with it
+/// (the supervisor, the listener and the action all SIGKILLed, as when a container is
+/// killed) is `lost` in the service's journal after the restart; the daemon, whose
+/// connection broke after `accepted`, asks again with the fire's key, gets `error lost
+/// <id>`, records the run `failed` with that id at once (no more retries), and tells
+/// ON_FAILURE. The action ran once.
+#[test]
+fn a_run_lost_with_its_service_is_failed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let callbacks = format!(
+        "{}CB_long() {{ count; sleep 1000; }}\n",
+        counting_callbacks(&count, [])
+    );
+    let mut svc = Service::start(dir.path(), "svc", &callbacks, "long");
+    let run_dir = svc.socket.parent().unwrap().to_path_buf();
+    let hooks = crate::support::peer(&run_dir, "hooks", crate::support::Answer::Done(0));
+    let file = dir.path().join("schedule.cron");
+    std::fs::write(&file, "ON_FAILURE=hooks alarm\n@reboot svc long\n").unwrap();
+    let state = dir.path().join("state");
+    let mut d = crate::support::Daemon::start(
+        &file,
+        &[
+            ("BOSUN_RUN_DIR", run_dir.to_str().unwrap()),
+            ("BOSUN_STATE_DIR", state.to_str().unwrap()),
+            ("BOSUN_RETRY_WINDOW", "60s"),
+        ],
+    );
+    let line = d.wait_for(&["accepted", "action=long"], Duration::from_secs(20));
+    let id: u64 = line
+        .split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted(&count).get("long") != Some(&1) {
+        assert!(Instant::now() < deadline, "long did not start");
+        // Written by the callback in another process: nothing to block on.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The container dies: everything at once, no stop in order.
+    // Frozen first (the action, the listener, then the supervisor), so that none sees
+    // another die and ends its run in order (the listener would TERM the action and
+    // answer `done exit=143`); then all killed.
+    use nix::sys::signal::{kill, Signal};
+    let mut tree = descendants(svc.child.id());
+    tree.reverse();
+    tree.push(svc.child.id() as i32);
+    for &p in &tree {
+        let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGSTOP);
+    }
+    for &p in &tree {
+        let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+    }
+    let _ = svc.child.wait();
+    // Dead (gone, or a zombie nobody reaps: its descriptors closed) before the restart,
+    // or the new supervisor finds the old socket still answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in tree {
+        let stat = format!("/proc/{p}/stat");
+        while std::fs::read_to_string(&stat)
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+        {
+            assert!(Instant::now() < deadline, "{p} did not die");
+            // Another process's death: nothing to block on from here.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    d.wait_for(&["target unavailable; retrying"], Duration::from_secs(20));
+    // The container starts again, with its journal.
+    let _svc2 = Service::start(dir.path(), "svc", &callbacks, "long");
+    let line = d.wait_for(
+        &["failed: the service lost this run"],
+        Duration::from_secs(60),
+    );
+    assert!(line.contains(&format!("id={id}")), "{line}");
+    assert_eq!(
+        crate::support::recv(&hooks.requests, Duration::from_secs(10)),
+        format!("alarm svc long - failed - {id}")
+    );
+    assert_eq!(d.stop(), 0);
+    let o = Command::new(SCHEDULER)
+        .args(["status"])
+        .arg(&file)
+        .env("BOSUN_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{status}");
+    assert!(status.contains("result=failed exit=-"), "{status}");
+    assert_eq!(counted(&count).get("long"), Some(&1), "ran again");
+}
