@@ -343,3 +343,52 @@ fn a_denied_peer_learns_nothing_of_the_actions() {
     );
     assert_eq!(lines.iter().filter(|s| s.contains("denied")).count(), 3);
 }
+
+#[test]
+fn replay_waiters_are_capped_in_all() {
+    // Nine keyed runs of nine actions; eight waiters on each of the first eight fill the 64
+    // places, and a waiter on the ninth is told busy although its key has none.
+    let mut cbs = CALLBACKS.to_string();
+    for i in 0..9 {
+        cbs.push_str(&format!("CB_hold{i}() {{ sleep 30; }}\n"));
+    }
+    let l = Listener::start(
+        Opts::default()
+            .callbacks(Some(&cbs))
+            .env("BOSUN_MAX_ACTIONS", "10"),
+    )
+    .ready();
+    let mut held = Vec::new();
+    for i in 0..9 {
+        let (s, line) = start_action(l.path(), &format!("@k{i} hold{i}"));
+        assert_eq!(line, format!("accepted {} hold{i}", i + 1));
+        held.push(s);
+    }
+    for i in 0..8 {
+        for _ in 0..8 {
+            let (s, line) = start_action(l.path(), &format!("@k{i} hold{i}"));
+            assert_eq!(line, format!("accepted {} hold{i}", i + 1));
+            held.push(s);
+        }
+    }
+    let r = l.request(b"@k8 hold8\n");
+    assert_eq!(r, ["error busy hold8 still running as 9"]);
+    // An ended run's key is answered at once, whatever the waiters.
+    assert_eq!(l.request(b"@done hello\n")[0], "accepted 10 hello");
+    assert_eq!(l.request(b"@done hello\n")[0], "accepted 10 hello");
+}
+
+#[test]
+fn bad_request_lines_are_rate_limited() {
+    let l = Listener::start(Opts::default()).ready();
+    for i in 0..30 {
+        let r = l.request(format!("nope{i}\n").as_bytes());
+        assert!(r[0].starts_with("error unknown-action "), "{r:?}");
+    }
+    // every request answered; the log holds at most 20 of them in this window
+    assert_eq!(l.request(b"hello\n")[0], "accepted 1 hello");
+    l.log.wait_for("[hello#1] hello");
+    let lines = l.log.wait_until("log", |_| true);
+    let logged = lines.iter().filter(|s| s.contains("bad request")).count();
+    assert_eq!(logged, 20, "{lines:#?}");
+}
