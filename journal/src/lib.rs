@@ -262,7 +262,7 @@ impl Journal {
             j.detached(&e);
             return (j, warnings);
         }
-        let (loaded, created) = match cfs::open_read(&path) {
+        let (loaded, created) = match open_journal(&path) {
             Ok(f) => match f.metadata() {
                 Ok(m) if m.is_file() => {
                     (j.load(io::BufReader::new(f), &path, &mut warnings), false)
@@ -800,7 +800,7 @@ impl Journal {
     /// Reads the file memory does not hold yet into memory: runs memory has (made while the
     /// file was unreachable) win over the file's of the same id.
     fn merge_file(&mut self, path: &Path) -> io::Result<()> {
-        let f = match cfs::open_read(path) {
+        let f = match open_journal(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -908,6 +908,18 @@ impl Journal {
         });
         Ok(())
     }
+}
+
+/// Opens the journal to read (`O_NOFOLLOW`), after a look at what is there: a fifo would
+/// block the open (and the listener with it) until someone writes to it.
+fn open_journal(path: &Path) -> io::Result<File> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
+            return Err(io::Error::other("not a regular file"))
+        }
+        _ => {}
+    }
+    cfs::open_read(path)
 }
 
 /// An I/O error as a log line says it: `ELOOP` is a planted symlink, not followed.

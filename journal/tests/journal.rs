@@ -658,12 +658,19 @@ fn a_journal_that_is_not_a_file_gives_memory() {
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("a symbolic link; not followed"), "{w:?}");
     assert!(!j.is_persistent());
-    // A directory is no journal either.
-    let tmp = tempfile::tempdir().unwrap();
-    fs::create_dir(file(tmp.path())).unwrap();
-    let (j, w) = open(tmp.path());
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(!j.is_persistent());
+    // Nor is a directory, or a fifo (which would block the open until someone writes).
+    for make in ["mkdir", "mkfifo"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new(make)
+            .arg(file(tmp.path()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let (j, w) = open(tmp.path());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("not a regular file"), "{make}: {w:?}");
+        assert!(!j.is_persistent());
+    }
 }
 
 /// The API the listener is written against, with its exact types: a rename here breaks it.
