@@ -67,6 +67,8 @@ pub const KEYS: &[&str] = &[
     "kill_grace",
     "listener_start",
     "listener_idle",
+    "replay_wait",
+    "max_connections",
     "on_demand",
 ];
 /// The keys of the `[on_demand]` table (`BOSUN_ON_DEMAND_<KEY>`).
@@ -80,6 +82,9 @@ pub const ON_DEMAND_KEYS: &[&str] = &[
     "max_connections",
     "connection_idle",
 ];
+
+/// `replay_wait`'s default: how long a keyed request waits on its key's run still going.
+pub const REPLAY_WAIT: Duration = Duration::from_secs(600);
 
 /// `on_demand.socket_mode`'s default: the web server's group may connect, nobody else
 /// (systemd's `SocketMode=` is 0666; a FastCGI socket is code execution, so not here).
@@ -291,7 +296,8 @@ pub struct Settings {
     pub socket_gid: Option<Gid>,
     /// Peers allowed by uid; empty together with `allow_gids` = anyone.
     pub allow_uids: Vec<u32>,
-    /// Peers allowed by primary gid.
+    /// Peers allowed by group: the primary gid or a supplementary one
+    /// ([`Settings::allows_groups`]).
     pub allow_gids: Vec<u32>,
     /// How many actions may run at once.
     pub max_actions: usize,
@@ -312,6 +318,13 @@ pub struct Settings {
     /// no action for this long exits, to be started again by the next request; `None`
     /// (`0`, or `listener_start = boot`): it stays.
     pub listener_idle: Option<Duration>,
+    /// `replay_wait`: how long a keyed request waits for the end of its key's run still
+    /// going before `error busy <action> still running as <id>` (default [`REPLAY_WAIT`]).
+    pub replay_wait: Duration,
+    /// `max_connections`: the listener's open connections at most; one more is answered
+    /// `error too-many`. `None` (unset): the listener computes it from its descriptor
+    /// limit (half of `RLIMIT_NOFILE` - 48, at most 1024; see its `server` module).
+    pub max_connections: Option<usize>,
 }
 
 impl Settings {
@@ -420,6 +433,12 @@ impl Settings {
             ("KILL_GRACE", d(self.kill_grace)),
             ("LISTENER_START", self.listener_start.as_str().into()),
             ("LISTENER_IDLE", self.listener_idle.map_or("0".into(), d)),
+            ("REPLAY_WAIT", d(self.replay_wait)),
+            (
+                "MAX_CONNECTIONS",
+                self.max_connections
+                    .map_or(String::new(), |n| n.to_string()),
+            ),
         ];
         match &self.on_demand {
             None => env.push(("ON_DEMAND_LISTEN", String::new())),
@@ -698,10 +717,7 @@ impl Loader<'_, '_> {
         let allow_gids = self.parsed("allow_gids", Vec::new(), |s| {
             id_list(s, lookup_group, "group")
         });
-        let max_actions = self.parsed("max_actions", 8, |s| match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("{s:?} is not a whole number of at least 1")),
-        });
+        let max_actions = self.parsed("max_actions", 8, whole_number);
         let action_timeout = self.duration("action_timeout", Duration::from_secs(3600));
         let action_timeouts = self.parsed("action_timeouts", BTreeMap::new(), action_timeouts);
         let read_timeout = self.duration("read_timeout", Duration::from_secs(5));
@@ -715,6 +731,14 @@ impl Loader<'_, '_> {
         });
         let listener_idle = Some(self.duration("listener_idle", Duration::from_secs(600)))
             .filter(|d| !d.is_zero() && listener_start == ListenerStart::Request);
+        let replay_wait = self.parsed("replay_wait", REPLAY_WAIT, |s| match duration::parse(s) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(format!(
+                "{s:?} is not a duration above 0 (a repeated key must be able to wait for its run)"
+            )),
+            Err(e) => Err(e.to_string()),
+        });
+        let max_connections = self.optional("max_connections", whole_number);
 
         // Every on-demand value is checked, also without `listen`; an empty
         // BOSUN_ON_DEMAND_LISTEN turns on-demand start off for this container.
@@ -724,13 +748,10 @@ impl Loader<'_, '_> {
         let backend = self.optional("on_demand_backend", Addr::parse);
         let od_mode = self.parsed("on_demand_socket_mode", ON_DEMAND_SOCKET_MODE, parse_mode);
         let od_gid = self.optional("on_demand_socket_group", parse_group);
-        let max_connections = self.parsed(
+        let od_max_connections = self.parsed(
             "on_demand_max_connections",
             ON_DEMAND_MAX_CONNECTIONS,
-            |s| match s.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{s:?} is not a whole number of at least 1")),
-            },
+            whole_number,
         );
         let connection_idle =
             Some(self.duration("on_demand_connection_idle", ON_DEMAND_CONNECTION_IDLE))
@@ -742,7 +763,7 @@ impl Loader<'_, '_> {
             start_timeout,
             socket_mode: od_mode,
             socket_gid: od_gid,
-            max_connections,
+            max_connections: od_max_connections,
             connection_idle,
         });
         // Proxy mode: unless told otherwise, the backend is ready when it accepts.
@@ -795,7 +816,17 @@ impl Loader<'_, '_> {
             listener,
             listener_start,
             listener_idle,
+            replay_wait,
+            max_connections,
         }
+    }
+}
+
+/// A count of at least 1 (`max_actions`, `max_connections`, `on_demand.max_connections`).
+fn whole_number(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
     }
 }
 
@@ -1121,7 +1152,9 @@ mod file {
     fn scalar(cx: &mut Ctx<'_>, key: &str, v: &DeValue<'_>, span: Range<usize>) -> Option<String> {
         match v {
             DeValue::String(s) => Some(s.to_string()),
-            DeValue::Integer(n) if key == "max_actions" => Some(integer(n, false)),
+            DeValue::Integer(n) if key == "max_actions" || key == "max_connections" => {
+                Some(integer(n, false))
+            }
             DeValue::Integer(n)
                 if matches!(
                     key,
@@ -1195,6 +1228,15 @@ mod tests {
         assert_eq!(s.socket_path(), PathBuf::from("/run/mysql-request.sock"));
         assert!(s.allows(1234, 1234));
         assert!(s.on_demand.is_none());
+        assert_eq!(s.replay_wait, REPLAY_WAIT);
+        assert_eq!(s.max_connections, None, "the listener computes it");
+        // Unset reads back as unset: the listener gets no fixed number from the supervisor.
+        let env = s.to_env();
+        assert!(env.contains(&("BOSUN_MAX_CONNECTIONS".into(), String::new())));
+        assert!(env.contains(&("BOSUN_REPLAY_WAIT".into(), "10m".into())));
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let back = load_env(&pairs, Role::Listener).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{s:?}"));
     }
 
     #[test]
@@ -1212,6 +1254,8 @@ mod tests {
                 ("BOSUN_ALLOW_UIDS", "0,no-such-user-here"),
                 ("BOSUN_ON_DEMAND_LISTEN", "localhost"),
                 ("BOSUN_ON_DEMAND_BACKEND", "localhost:9000"),
+                ("BOSUN_REPLAY_WAIT", "soon"),
+                ("BOSUN_MAX_CONNECTIONS", "many"),
             ],
             Role::Listener,
         )
@@ -1230,10 +1274,32 @@ mod tests {
             "BOSUN_ALLOW_UIDS: \"no-such-user-here\" is neither",
             "BOSUN_ON_DEMAND_LISTEN: \"localhost\" is neither a socket path",
             "BOSUN_ON_DEMAND_BACKEND: \"localhost:9000\" is neither a socket path",
+            "BOSUN_REPLAY_WAIT: \"soon\" is not a duration",
+            "BOSUN_MAX_CONNECTIONS: \"many\" is not a whole number of at least 1",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
-        assert_eq!(e.0.len(), 12, "{all}");
+        assert_eq!(e.0.len(), 14, "{all}");
+        // Zero is no limit and no wait: both refused.
+        let e = load_env(
+            &[
+                ("BOSUN_SERVICE", "x"),
+                ("BOSUN_REPLAY_WAIT", "0s"),
+                ("BOSUN_MAX_CONNECTIONS", "0"),
+            ],
+            Role::Listener,
+        )
+        .unwrap_err();
+        let all = e.to_string();
+        assert!(
+            all.contains("BOSUN_REPLAY_WAIT: \"0s\" is not a duration above 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("BOSUN_MAX_CONNECTIONS: \"0\" is not a whole number"),
+            "{all}"
+        );
+        assert_eq!(e.0.len(), 2, "{all}");
         assert_eq!(e.exit_code(), 125);
     }
 
@@ -1332,6 +1398,8 @@ mod tests {
                 ("BOSUN_ACTION_TIMEOUTS", "a=5m,b=250ms"),
                 ("BOSUN_KILL_GRACE", "2"),
                 ("BOSUN_LISTENER_START", "boot"),
+                ("BOSUN_REPLAY_WAIT", "1m 30s"),
+                ("BOSUN_MAX_CONNECTIONS", "300"),
                 ("BOSUN_ON_DEMAND_LISTEN", "127.0.0.1:8080"),
                 ("BOSUN_ON_DEMAND_BACKEND", "/run/php/fpm.sock"),
                 ("BOSUN_ON_DEMAND_IDLE", "5m"),
@@ -1350,6 +1418,8 @@ mod tests {
         assert_eq!(back.ready, Some(Ready::Socket("/run/php/fpm.sock".into())));
         assert_eq!(back.stop_signal, Signal::SIGQUIT);
         assert_eq!(back.socket_mode, 0o640);
+        assert_eq!(back.replay_wait, Duration::from_secs(90));
+        assert_eq!(back.max_connections, Some(300));
         let od = back.on_demand.unwrap();
         assert_eq!(
             (od.socket_mode, od.socket_gid),
@@ -1611,6 +1681,59 @@ mod tests {
             let env = s.to_env();
             assert!(env.contains(&("BOSUN_ALLOW_UIDS".into(), "0,33".into())));
             assert!(env.contains(&("BOSUN_ACTION_TIMEOUTS".into(), "nightly-backup=3h".into())));
+        }
+
+        #[test]
+        fn replay_wait_and_max_connections_in_the_file() {
+            let s = load_with(
+                "service = \"a\"\nexec = [\"true\"]\nreplay_wait = \"2m\"\nmax_connections = 40\n",
+                &[],
+                &[],
+            )
+            .unwrap();
+            assert_eq!(s.replay_wait, Duration::from_secs(120));
+            assert_eq!(s.max_connections, Some(40));
+            let env = s.to_env();
+            assert!(env.contains(&("BOSUN_REPLAY_WAIT".into(), "2m".into())));
+            assert!(env.contains(&("BOSUN_MAX_CONNECTIONS".into(), "40".into())));
+            // The environment wins over the file, as for every key.
+            let s = load_with(
+                "service = \"a\"\nexec = [\"true\"]\nreplay_wait = \"2m\"\nmax_connections = \"40\"\n",
+                &[("BOSUN_REPLAY_WAIT", "5s"), ("BOSUN_MAX_CONNECTIONS", "7")],
+                &[],
+            )
+            .unwrap();
+            assert_eq!(
+                (s.replay_wait, s.max_connections),
+                (Duration::from_secs(5), Some(7))
+            );
+            let e = load_with(
+                "service = \"a\"\nexec = [\"true\"]\nreplay_wait = \"soon\"\nmax_connections = 0\n",
+                &[],
+                &[],
+            )
+            .unwrap_err();
+            let all = e.to_string();
+            assert!(
+                all.contains(":3:15: replay_wait: \"soon\" is not a duration"),
+                "{all}"
+            );
+            assert!(
+                all.contains(":4:19: max_connections: \"0\" is not a whole number of at least 1"),
+                "{all}"
+            );
+            assert_eq!(e.0.len(), 2, "{all}");
+            let e = load_with(
+                "service = \"a\"\nexec = [\"true\"]\nmax_connections = 1.5\n",
+                &[],
+                &[],
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(":3:19: max_connections: expected a string"),
+                "{e}"
+            );
         }
 
         #[test]

@@ -4,15 +4,13 @@
 //! listener was started by hand with a bad environment; every problem is reported at once.
 //!
 //! Beside the settings, `BOSUN_NEXT_ID`: not a setting but where the supervisor's count of
-//! request ids stands, so ids are not reused after a listener restart. And two limits of
-//! the listener's own, read here until they are settings of `common::settings`:
-//! `BOSUN_REPLAY_WAIT` (how long a repeated key waits for its running run, default 10m)
-//! and `BOSUN_MAX_CONNECTIONS` (open connections, default from `RLIMIT_NOFILE`, at most
-//! 1024).
+//! request ids stands, so ids are not reused after a listener restart. The listener's own
+//! limits (`replay_wait`, `max_connections`) are settings like the others; only the
+//! default of `max_connections`, computed from the descriptor limit, is the listener's
+//! (`server::connection_limit`).
 
 use std::fmt;
 use std::ops::Deref;
-use std::time::Duration;
 
 use common::settings::{Role, Sources};
 pub use common::settings::{Settings, DEFAULT_CALLBACKS};
@@ -24,16 +22,7 @@ pub struct Config {
     pub settings: Settings,
     /// `BOSUN_NEXT_ID`: the first request id to hand out (default 1).
     pub next_id: u64,
-    /// `BOSUN_REPLAY_WAIT`: how long a repeated key waits for the end of its running run
-    /// before `error busy` (default [`REPLAY_WAIT`]).
-    pub replay_wait: Duration,
-    /// `BOSUN_MAX_CONNECTIONS`: open connections served at once; `None`: from the
-    /// descriptor limit ([`crate::server`]).
-    pub max_connections: Option<usize>,
 }
-
-/// The default of `BOSUN_REPLAY_WAIT`.
-pub const REPLAY_WAIT: Duration = Duration::from_secs(600);
 
 impl Deref for Config {
     type Target = Settings;
@@ -79,37 +68,8 @@ impl Config {
                 1
             }),
         };
-        let replay_wait = match get("BOSUN_REPLAY_WAIT").filter(|v| !v.trim().is_empty()) {
-            None => REPLAY_WAIT,
-            Some(v) => common::duration::parse(v.trim())
-                .ok()
-                .filter(|d| !d.is_zero())
-                .unwrap_or_else(|| {
-                    errors.push(format!(
-                        "BOSUN_REPLAY_WAIT: {v:?} is not a duration above 0 (30s, 10m, 1h)"
-                    ));
-                    REPLAY_WAIT
-                }),
-        };
-        let max_connections = match get("BOSUN_MAX_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
-            None => None,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    errors.push(format!(
-                        "BOSUN_MAX_CONNECTIONS: {v:?} is not a whole number above 0"
-                    ));
-                    None
-                }
-            },
-        };
         match loaded {
-            Ok(settings) if errors.is_empty() => Ok(Config {
-                settings,
-                next_id,
-                replay_wait,
-                max_connections,
-            }),
+            Ok(settings) if errors.is_empty() => Ok(Config { settings, next_id }),
             _ => Err(ConfigErrors(errors)),
         }
     }
@@ -124,6 +84,7 @@ impl Config {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = pairs
@@ -139,7 +100,7 @@ mod tests {
         assert_eq!(c.service, "mysql");
         assert_eq!(c.next_id, 1);
         assert_eq!(c.read_timeout, Duration::from_secs(5));
-        assert_eq!(c.replay_wait, REPLAY_WAIT);
+        assert_eq!(c.replay_wait, common::settings::REPLAY_WAIT);
         assert_eq!(c.max_connections, None);
         let c = cfg(&[
             ("BOSUN_SERVICE", "mysql"),
@@ -169,7 +130,7 @@ mod tests {
             "listener: bad setting BOSUN_MAX_ACTIONS: \"0\" is not",
             "listener: bad setting BOSUN_NEXT_ID: \"-1\" is not a whole number",
             "listener: bad setting BOSUN_REPLAY_WAIT: \"0s\" is not a duration",
-            "listener: bad setting BOSUN_MAX_CONNECTIONS: \"many\" is not a whole number",
+            "listener: bad setting BOSUN_MAX_CONNECTIONS: \"many\" is not a whole number of at least 1",
         ] {
             assert!(text.contains(needle), "{needle:?} in {text}");
         }
@@ -177,14 +138,21 @@ mod tests {
 
     #[test]
     fn what_the_supervisor_gives_reads_back() {
-        let s = cfg(&[("BOSUN_SERVICE", "x"), ("BOSUN_READ_TIMEOUT", "2")])
-            .unwrap()
-            .settings;
+        let s = cfg(&[
+            ("BOSUN_SERVICE", "x"),
+            ("BOSUN_READ_TIMEOUT", "2"),
+            ("BOSUN_REPLAY_WAIT", "45s"),
+            ("BOSUN_MAX_CONNECTIONS", "12"),
+        ])
+        .unwrap()
+        .settings;
         let mut env = s.to_env();
         env.push(("BOSUN_NEXT_ID".into(), "7".into()));
         let map: HashMap<String, String> = env.into_iter().collect();
         let c = Config::from_lookup(|k| map.get(k).cloned()).unwrap();
         assert_eq!(c.read_timeout, Duration::from_secs(2));
         assert_eq!(c.next_id, 7);
+        assert_eq!(c.replay_wait, Duration::from_secs(45));
+        assert_eq!(c.max_connections, Some(12));
     }
 }

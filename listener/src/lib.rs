@@ -131,13 +131,16 @@ fn take_socket(fd: RawFd) -> Result<OwnedFd, &'static str> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// 1,000 clients at once need more than the common soft limit of 1024 fds.
+/// 1,000 clients at once need more than the common soft limit of 1024 fds: the soft limit
+/// is raised to the hard one, up to [`NOFILE_CAP`] (never lowered).
 fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let want = hard.min(65536);
-        if soft < want {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+    if let Some((before, now)) = common::rlimit::raise_nofile(NOFILE_CAP) {
+        if now > before {
+            tracing::debug!(before, now, "open-file limit raised");
         }
     }
 }
+
+/// How far the listener raises its soft `RLIMIT_NOFILE`: enough for [`server`]'s 1024
+/// connections and far beyond, without taking a hard limit of millions.
+const NOFILE_CAP: u64 = 65536;

@@ -204,14 +204,15 @@ pub async fn serve(
     tracing::info!("stopped");
 }
 
-/// Open connections served at once: `BOSUN_MAX_CONNECTIONS`, else half of what the
-/// descriptor limit leaves beside [`FD_MARGIN`], at most [`MAX_CONNECTIONS`], at least 1.
+/// Open connections served at once: `max_connections` (`BOSUN_MAX_CONNECTIONS`) when set,
+/// else (the setting's default, computed here since it is this process's limit that counts)
+/// half of what the descriptor limit leaves beside [`FD_MARGIN`], at most
+/// [`MAX_CONNECTIONS`], at least 1.
 fn connection_limit(set: Option<usize>) -> usize {
     if let Some(n) = set {
         return n;
     }
-    use nix::sys::resource::{getrlimit, Resource};
-    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let soft = common::rlimit::nofile().map_or(1024, |(soft, _)| soft);
     let n = soft.saturating_sub(FD_MARGIN) / 2;
     usize::try_from(n)
         .unwrap_or(MAX_CONNECTIONS)
@@ -530,7 +531,10 @@ impl Server {
         };
         // Before anything is read for its meaning (review L11): a denied peer learns nothing
         // of the actions and cannot fill the log with its lines.
-        if !self.cfg.allows(peer.uid, peer.gid) {
+        // `allow_gids` matches supplementary groups too, as the socket file's group
+        // permission does; without them (an old kernel) the primary gid still counts.
+        let groups = common::peer::groups(stream.as_fd()).unwrap_or_default();
+        if !self.cfg.allows_groups(peer.uid, peer.gid, &groups) {
             if let Some(left_out) = self.noisy() {
                 tracing::warn!(
                     uid = peer.uid,
