@@ -26,3 +26,5 @@ mod protocol;
 mod security;
 #[path = "all/shutdown.rs"]
 mod shutdown;
+#[path = "all/with_supervisor.rs"]
+mod with_supervisor;
