@@ -26,6 +26,8 @@
 #   b8. nginx's rotate-logs, more times than LOG_KEEP: no generation younger than
 #       LOG_KEEP_DAYS goes; an old one beyond LOG_KEEP does
 #   b9. rotate-logs in php with a pid file saying -1: nothing signalled, the pid ignored
+#   b10. an upgrade: mysql's volume set back to the old accounts (root and mysql@localhost
+#       by unix_socket, no password file); after a restart the setup has migrated it
 
 # in_ CONTAINER-SERVICE [docker exec options] -- CMD...: run in that service's container.
 in_() {
@@ -287,3 +289,33 @@ check_b9() {
     return $ok
 }
 check "b9 rotate-logs in php trusts no pid file: -1 and a pid that is not php-fpm's are not signalled" check_b9
+
+# ---- b10 ----------------------------------------------------------------------------------
+# An upgrade: the mysql volume made as before these boundaries (root and mysql@localhost by
+# unix_socket, no password file), then mysql restarted: its setup migrates by itself.
+check_b10() {
+    local ok=0 out
+    in_ mysql -- mariadb -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket;
+        CREATE USER 'mysql'@'localhost' IDENTIFIED VIA unix_socket;
+        GRANT ALL PRIVILEGES ON *.* TO 'mysql'@'localhost' WITH GRANT OPTION;" || return 1
+    in_ mysql -- rm -f /var/lib/mysql/.bosun-root.cnf /root/.my.cnf || return 1
+    out=$(in_ php -- mariadb --protocol=socket -uroot -N -e 'SELECT CURRENT_USER()' 2>&1)
+    log "  as before: root in php logs in as MariaDB root: $out"
+    [ "$out" = "root@localhost" ] || fail "could not set up the old accounts: $out" || return 1
+    docker restart "$(cid mysql)" >/dev/null || return 1
+    wait_until 180 "mysql healthy again" all_healthy || return 1
+    log "  $(docker logs "$(cid mysql)" 2>&1 | grep -m1 'mysql-setup: root:')"
+    if out=$(in_ php -- mariadb --protocol=socket -uroot -e 'SELECT 1' 2>&1); then
+        fail "root in php still logs in after the upgrade" || ok=1
+    else
+        log "  after: root in php: $out"
+    fi
+    out=$(in_ mysql -- mariadb -N -B -e \
+        "SELECT CONCAT(user, '@', host) FROM mysql.global_priv WHERE priv LIKE '%unix_socket%' OR user = 'mysql'") ||
+        fail "no login as root in mysql after the upgrade: $out" || return 1
+    [ -z "$out" ] || fail "left after the upgrade: $out" || ok=1
+    in_ mysql -- test -s /var/lib/mysql/.bosun-root.cnf || fail "no password file after the upgrade" || ok=1
+    [ -n "$(visits)" ] || fail "no forum page after the upgrade" || ok=1
+    return $ok
+}
+check "b10 upgrade: a mysql volume with root and mysql@localhost by unix_socket is migrated on restart (password file, no unix_socket, pages served)" check_b10

@@ -659,7 +659,9 @@ check_stop() {
         [ "$code" = 0 ] || ok=1
         awk -v s="$secs" -v g="${graces[$s]}" 'BEGIN { exit !(s < g) }' || ok=1
     done
-    if docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep -q 'mariadbd: Shutdown complete'; then
+    # The log driver may still be writing the container's last lines when `stop` returns.
+    shutdown_logged() { docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep -q 'mariadbd: Shutdown complete'; }
+    if wait_until 10 "MariaDB's 'Shutdown complete' in its log" shutdown_logged; then
         log "  mysql: $(docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep 'Shutdown complete' | tail -n 1)"
     else
         log "  MariaDB did not log 'Shutdown complete'"
