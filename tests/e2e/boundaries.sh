@@ -238,10 +238,15 @@ send_nginx() {
 }
 # nginx_gens: the generations of nginx's access log, highest first.
 nginx_gens() { in_ nginx -- bash -c 'ls /var/log/nginx/ | sed -n "s/^access\.log\.\([0-9]*\)\(\.gz\)\{0,1\}$/\1/p" | sort -n | tr "\n" " "'; }
+# logged_request: a request, then whether nginx's access.log has it (a request made before
+# nginx has reopened its logs after a rotation is written to the generation just rotated).
+logged_request() {
+    curl -fsS --max-time 10 -o /dev/null "$URL/style.css" && in_ nginx -- test -s /var/log/nginx/access.log
+}
 check_b8() {
     local ok=0 i r gens top f
     for i in $(seq 9); do
-        curl -fsS --max-time 10 -o /dev/null "$URL/style.css" || return 1
+        wait_until 10 "a request in the reopened access log" logged_request || return 1
         r=$(send_nginx rotate-logs) || fail "rotate-logs: $r" || return 1
     done
     gens=$(nginx_gens)
@@ -254,7 +259,7 @@ check_b8() {
     # As the file's owner (www-data): root in nginx has no FOWNER to date another's file back.
     f=/var/log/nginx/access.log.$top.gz
     in_ nginx -u "$(in_ nginx -- stat -c %u "$f")" -- touch -d '30 days ago' "$f" || return 1
-    curl -fsS --max-time 10 -o /dev/null "$URL/style.css"
+    wait_until 10 "a request in the reopened access log" logged_request || return 1
     r=$(send_nginx rotate-logs)
     # What the run printed: `log ID`.
     r=$(in_ scheduler -- scheduler send nginx log "$(sed -n 's/^accepted \([0-9]*\) .*/\1/p' <<<"$r")" 2>&1)
