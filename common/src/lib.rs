@@ -13,6 +13,7 @@
 //! * [`settings`]: `service.toml` and the `BOSUN_*` variables, validated all at once.
 //! * [`time`]: RFC 3339 timestamps, by hand.
 //! * [`rlimit`]: the open-file limit, raised where many connections are held.
+//! * [`text`]: others' bytes (action output, requests, replies) made safe to show.
 //! * [`fs`]: state files written safely: a 0700 directory, no symlinks followed, atomic replace.
 
 pub mod duration;
@@ -26,4 +27,5 @@ pub mod rlimit;
 pub mod settings;
 pub mod shell;
 pub mod signal;
+pub mod text;
 pub mod time;

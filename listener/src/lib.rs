@@ -10,7 +10,7 @@
 //! * [`runner`]: one action's process group, output relay, timeout.
 //! * [`control`]: the channel to the supervisor (hold/release, forwarded built-ins).
 //! * [`metrics`]: the journal's part of the `metrics` built-in.
-//! * [`text`]: others' bytes (action output, bad requests) made safe for the log.
+//! * text from others (action output, bad requests) is made safe for the log by `common::text`.
 //!
 //! Its log is `common::log`'s, as the supervisor's and the scheduler's.
 //!
@@ -22,7 +22,6 @@ pub mod control;
 pub mod metrics;
 pub mod runner;
 pub mod server;
-pub mod text;
 
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;

@@ -259,7 +259,7 @@ async fn relay(mut from: impl AsyncRead + Unpin, prefix: String, sink: Option<Li
 /// bytes and invalid UTF-8 escaped (`crate::text`), so output cannot steer a terminal or
 /// forge a log line (the journal keeps the bytes as they were).
 fn emit(prefix: &str, line: &[u8]) {
-    let line = crate::text::escape_output(line);
+    let line = common::text::escape_output(line);
     let mut out = Vec::with_capacity(prefix.len() + line.len() + 1);
     out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(&line);

@@ -739,18 +739,17 @@ impl Server {
                 Some(run) => run
                     .lines
                     .iter()
-                    .map(|l| String::from_utf8_lossy(&crate::text::escape_output(l)).into_owned())
+                    .map(|l| String::from_utf8_lossy(&common::text::escape_output(l)).into_owned())
                     .collect::<Vec<_>>()
                     .join("\n"),
             },
         }
     }
 
-    /// Logs a bad request once: who sent it, the reply's code and at most [`text::EXCERPT`]
-    /// bytes of what was sent, escaped (the error's own text would say it again);
-    /// rate-limited with the denied lines. `why` goes to the log only when nothing was sent.
-    ///
-    /// [`text::EXCERPT`]: crate::text::EXCERPT
+    /// Logs a bad request once: who sent it, the reply's code and at most
+    /// [`common::text::EXCERPT`] bytes of what was sent, escaped (the error's own text would
+    /// say it again); rate-limited with the denied lines. `why` goes to the log only when
+    /// nothing was sent.
     fn bad_request(&self, peer: Peer, code: ErrorCode, why: &str, sent: &[u8]) {
         let Some(left_out) = self.noisy() else {
             return;
@@ -772,14 +771,14 @@ impl Server {
                 uid = peer.uid,
                 pid = peer.pid,
                 code,
-                sent = %crate::text::excerpt(sent),
+                sent = %common::text::excerpt(sent),
                 "bad request"
             ),
             (false, _) => tracing::warn!(
                 uid = peer.uid,
                 pid = peer.pid,
                 code,
-                sent = %crate::text::excerpt(sent),
+                sent = %common::text::excerpt(sent),
                 left_out,
                 "bad request"
             ),

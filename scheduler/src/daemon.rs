@@ -63,9 +63,9 @@ use crate::outputs::{self, Outputs};
 use crate::planner::{missed_while_down, Fire, Outcome, Planner};
 use crate::record::{RecordError, Recorder, Run, RunResult};
 use crate::schedule::{self, Entry, FileErrors, Notify, Schedule, When};
-use crate::shown::shown;
 use crate::state::{FireKeys, StateError, StateStore};
 use crate::timer::{RealtimeTimer, Wake};
+use common::text::shown;
 
 /// Settings of the daemon, from the environment (see [`Config::from_env`]).
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@
 //! `scheduler status`), which [`status`] reads. The reports are pure too: [`summary`] (what
 //! they need of a line's runs), [`metrics`] (the Prometheus text) and [`page`] (the status
 //! page); [`outputs`] is the daemon's writer of `BOSUN_METRICS_FILE` and
-//! `BOSUN_STATUS_HTML`. [`cli`] is the command line; [`shown`] escapes text from outside
+//! `BOSUN_STATUS_HTML`. [`cli`] is the command line; `common::text::shown` escapes text from outside
 //! for the log and the terminal.
 
 pub mod cli;
@@ -24,7 +24,7 @@ pub mod plan;
 pub mod planner;
 pub mod record;
 pub mod schedule;
-pub mod shown;
+
 pub mod state;
 pub mod status;
 pub mod summary;

@@ -127,10 +127,10 @@ impl fmt::Display for FileErrors {
             write!(
                 f,
                 "{}:{}:{}: {}",
-                crate::shown::shown(&self.file),
+                common::text::shown(&self.file),
                 e.line,
                 e.col,
-                crate::shown::shown(&e.message)
+                common::text::shown(&e.message)
             )?;
         }
         Ok(())

@@ -1,7 +1,9 @@
-//! What the listener writes about others' bytes: an action's output relayed to the
-//! container log and returned by `log ID`, and an excerpt of a bad request. Both come from
-//! outside (a callback prints what its tools print; anyone who reaches the socket chooses
-//! the request), so neither may steer a terminal or forge log lines (review L5, M9).
+//! Others' bytes made safe to show, one rule for the three programs: an action's output
+//! relayed to the container log and returned by `log ID` ([`escape_output`]), an excerpt of
+//! a bad request ([`excerpt`]), a service's reply or a schedule line quoted in the
+//! scheduler's log and errors ([`shown`]). All come from outside (a callback prints what its
+//! tools print; anyone who reaches a socket chooses the request), so none may steer a
+//! terminal or forge log lines (review L5, M9).
 
 use std::borrow::Cow;
 
@@ -69,6 +71,23 @@ pub fn excerpt(sent: &[u8]) -> String {
     out
 }
 
+/// `text` made safe for one log line or a terminal: control characters (C0, DEL, C1),
+/// format characters (U+202E and the like) and other characters that do not print are
+/// written as Rust escapes (`\u{1b}`), so a reply cannot move the cursor, rewrite the line
+/// or fake another log line on an operator's terminal.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let escaped = c.escape_debug();
+        if escaped.len() > 1 && !matches!(c, '"' | '\'' | '\\') {
+            out.extend(escaped);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +131,14 @@ mod tests {
         let mut s = vec![b'y'; 149];
         s.extend_from_slice("é".as_bytes());
         assert_eq!(excerpt(&s), format!("{}... (+1 bytes)", "y".repeat(149)));
+    }
+
+    #[test]
+    fn controls_and_format_characters_are_escaped_the_rest_kept() {
+        assert_eq!(
+            shown("a\u{1b}[31mb\rc\td\u{202e}e\u{9b}f \"é ✓\" \\ '"),
+            "a\\u{1b}[31mb\\rc\\td\\u{202e}e\\u{9b}f \"é ✓\" \\ '"
+        );
+        assert_eq!(shown("plain text"), "plain text");
     }
 }
