@@ -22,7 +22,7 @@
 //! to an action request is recorded `refused`, never `ok`; `error lost <id>` (the key's run
 //! was lost with its container and never runs again) is recorded `failed` at once, without
 //! a retry. Both are told to `ON_FAILURE=`. Text from the service is logged with its
-//! control characters escaped ([`crate::shown`]). A run a killed scheduler left
+//! control characters escaped (`common::text::shown`). A run a killed scheduler left
 //! `running` in the record is asked for again at the next start ([`resume`]), with its key,
 //! so the record gets its real outcome without the action running twice.
 //!
