@@ -46,7 +46,9 @@ fn is_escaped(c: char) -> bool {
     c.is_control() && c != '\t'
 }
 
-fn hex(b: u8, out: &mut Vec<u8>) {
+/// Appends `b` as `\xHH` (lowercase): how the log, `log ID` and the journal file write a
+/// byte they do not show as itself.
+pub fn hex(b: u8, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.extend_from_slice(&[
         b'\\',

@@ -219,16 +219,6 @@ fn parse_body(body: &[u8]) -> Option<Record> {
     Some(rec)
 }
 
-fn hex(b: u8, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend_from_slice(&[
-        b'\\',
-        b'x',
-        HEX[usize::from(b >> 4)],
-        HEX[usize::from(b & 15)],
-    ]);
-}
-
 /// Escapes UTF-8 text except `\`, which becomes `\\`, and bytes `keep` refuses, which become
 /// `\xHH`; every byte of an invalid UTF-8 sequence becomes `\xHH`.
 fn escape(bytes: &[u8], keep: impl Fn(u8) -> bool, out: &mut Vec<u8>) {
@@ -239,11 +229,11 @@ fn escape(bytes: &[u8], keep: impl Fn(u8) -> bool, out: &mut Vec<u8>) {
                 b'\n' => out.extend_from_slice(b"\\n"),
                 b'\r' => out.extend_from_slice(b"\\r"),
                 b if keep(b) => out.push(b),
-                b => hex(b, out),
+                b => common::text::hex(b, out),
             }
         }
         for &b in chunk.invalid() {
-            hex(b, out);
+            common::text::hex(b, out);
         }
     }
 }
@@ -258,7 +248,7 @@ fn escape_line(line: &[u8], out: &mut Vec<u8>) {
 fn escape_name(name: Option<&str>, out: &mut Vec<u8>) {
     match name {
         None => out.push(b'-'),
-        Some("-") => hex(b'-', out),
+        Some("-") => common::text::hex(b'-', out),
         Some("") => out.extend_from_slice(b"\\e"),
         Some(s) => escape(s.as_bytes(), |b| b > b' ' && b != 0x7f, out),
     }
