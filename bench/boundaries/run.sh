@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # What the trust boundaries (issue 20, DESIGN.md section 9) cost: the stack as it was
 # before them and the stack as it is, up side by side, measured in one interleaved run
-# (bench/boundaries/measure.py): `ping` and a real action (`rotate-logs`: listener,
-# journal, callback) on nginx's request socket from the host, the forum's page (nginx ->
-# php-fpm -> MariaDB) and a static file through nginx.
+# (bench/boundaries/measure.py): `ping` on nginx's request socket and a real action whose
+# callback does nothing (the scheduler's `rotate-logs`: listener, journal, bash) from the
+# host, the forum's page (nginx -> php-fpm -> MariaDB) and a static file through nginx.
 #
 #   bench/boundaries/run.sh [BEFORE_REV]      (default 6193fd8, the review's commit)
 #
 # Builds bosun:before from BEFORE_REV (a git worktree) unless that image exists, and
 # bosun:local from this tree unless BUILD=0. Writes bench/boundaries/RESULTS.md.
-# Env: COMPOSE ("docker-compose"), ROUNDS (200), ACTION_ROUNDS (40), BUILD (1).
+# Env: COMPOSE ("docker-compose"), ROUNDS (200), ACTION_ROUNDS (100), BUILD (1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BEFORE_REV=${1:-6193fd8}
 read -r -a COMPOSE_CMD <<<"${COMPOSE:-docker-compose}"
 ROUNDS=${ROUNDS:-200}
-ACTION_ROUNDS=${ACTION_ROUNDS:-40}
+ACTION_ROUNDS=${ACTION_ROUNDS:-100}
 WORK=$(mktemp -d /tmp/bosun-bound.XXXXXX)
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -70,8 +70,8 @@ done
 log "both healthy; measuring ($ROUNDS rounds)"
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 table=$(python3 bench/boundaries/measure.py \
-    --before "$WORK/data-before/run/nginx-request.sock,18180" \
-    --after "$WORK/data-after/run/nginx-request.sock,18190" \
+    --before "$WORK/data-before/run/nginx-request.sock,$WORK/data-before/run/scheduler-request.sock,18180" \
+    --after "$WORK/data-after/run/nginx-request.sock,$WORK/data-after/run/scheduler-request.sock,18190" \
     --rounds "$ROUNDS" --action-rounds "$ACTION_ROUNDS")
 echo "$table"
 {
