@@ -7,6 +7,7 @@
 #     mariadb-install-db and the imports, is the step that needs the most)
 #   - a page of the forum and of the wiki (nginx -> php-fpm -> MariaDB)
 #   - `forum nightly-backup` and `rotate-logs` of that service answer exit=0
+#   - php and nginx: the master killed with SIGKILL, its workers go and pages come back
 #   - `docker stop` of that service ends with exit code 0 within its grace
 # A capability without which one of these fails is needed; one without which all pass is
 # not, and the script says so (exit 1), so that cap_add stays minimal.
@@ -86,6 +87,24 @@ failure_in() {
 # up_or_failed SERVICE: every container healthy, or SERVICE's start failed.
 up_or_failed() { all_healthy || [ -n "$(failure_in "$1")" ]; }
 
+# crash_recovers SERVICE (php or nginx): its master killed with SIGKILL, what was left of its
+# process group (workers of another uid: the supervisor needs CAP_KILL to stop them) goes,
+# and pages are served again (php on demand: the next page starts php-fpm; nginx restarted).
+crash_recovers() {
+    local s=$1 old pidfile=/run/php-fpm.pid end
+    [ "$s" = nginx ] && pidfile=/run/nginx.pid
+    old=$(docker exec "$(cid "$s")" cat "$pidfile" 2>/dev/null)
+    [ -n "$old" ] || { echo "no pid file of $s's master"; return 1; }
+    docker exec "$(cid "$s")" kill -KILL "$old" || { echo "kill of $s's master failed"; return 1; }
+    end=$((SECONDS + 20))
+    while docker exec "$(cid "$s")" ps -eo pgid= | awk -v g="$old" '$1 == g' | grep -q .; do
+        ((SECONDS < end)) || { echo "$s's master killed: its workers stay"; return 1; }
+        sleep 0.2
+    done
+    wait_until 60 "pages after $s's master was killed" page >/dev/null 2>&1 ||
+        { echo "$s's master killed: no page after"; return 1; }
+}
+
 # works SERVICE: the checks above; says what failed.
 works() {
     local s=$1 r id code f
@@ -101,6 +120,7 @@ works() {
     r=$(request mysql 'forum nightly-backup')
     grep -qE '^done [^ ]+ exit=0( |$)' <<<"$r" || { echo "backup: $(tr '\n' '|' <<<"$r")"; return 1; }
     if [ "$s" != mysql ]; then
+        crash_recovers "$s" || return 1
         page || return 1    # something to rotate
     fi
     r=$(request "$s" 'rotate-logs')

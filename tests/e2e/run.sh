@@ -23,7 +23,8 @@
 #      none), through which its webhook and healthchecks ping reach a receiver container on
 #      that network (tests/e2e/hook.sh in tests/e2e/docker-compose.hook.yaml)
 #   5. the forum's php-fpm master killed with SIGKILL: its workers go with it, the next
-#      page starts php-fpm again (on demand), pages count on
+#      page starts php-fpm again (on demand), pages count on; nginx's master likewise: its
+#      workers go, nginx is restarted and serves
 #   6. a MariaDB container killed during a backup leaves no partial file under a final name,
 #      and comes back; the next backup removes the leftover temp file
 #   7. a backup into a full disk (mysql recreated with tests/e2e/docker-compose.enospc.yaml:
@@ -519,9 +520,10 @@ check "the status page on its own 127.0.0.1 port: the failed line's banner and m
 fpm_pid() { docker exec "$(cid php)" cat /run/php-fpm.pid 2>/dev/null; }
 # A page first: it is what starts php-fpm again (SIGKILL leaves the old pid file behind).
 fpm_restarted() { local p; [ -n "$(visits)" ] && p=$(fpm_pid) && [ -n "$p" ] && [ "$p" != "$1" ]; }
-# left_of_group PGID: processes still in the killed master's process group (its workers).
-left_of_group() { docker exec "$(cid php)" ps -eo pgid=,pid=,args= | awk -v g="$1" '$1 == g'; }
-no_orphans() { [ -z "$(left_of_group "$1")" ]; }
+# left_of_group PGID [SERVICE]: processes still in the killed master's process group (its
+# workers), in php or SERVICE.
+left_of_group() { docker exec "$(cid "${2:-php}")" ps -eo pgid=,pid=,args= | awk -v g="$1" '$1 == g'; }
+no_orphans() { [ -z "$(left_of_group "$1" "${2:-php}")" ]; }
 check_crash() {
     local old a b
     a=$(visits)
@@ -536,6 +538,23 @@ check_crash() {
     [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ] || fail "the counter did not go on"
 }
 check "php-fpm's master killed: its workers go, the next page starts it again, pages count on" check_crash
+
+# nginx is not on demand: a master that dies is restarted (restart = "on-failure") once its
+# workers, which run as www-data, are gone. The supervisor (root) can signal them only with
+# CAP_KILL: without it the orphaned worker keeps ports 80 and 8081 and every restart fails
+# to bind, so this is also what keeps KILL in nginx's cap_add (tests/e2e/caps.sh).
+nginx_pid() { docker exec "$(cid nginx)" cat /run/nginx.pid 2>/dev/null; }
+nginx_restarted() { local p; p=$(nginx_pid) && [ -n "$p" ] && [ "$p" != "$1" ] && [ -n "$(visits)" ]; }
+check_nginx_crash() {
+    local old
+    old=$(nginx_pid) && [ -n "$old" ] || fail "no nginx pid file" || return 1
+    docker exec "$(cid nginx)" kill -KILL "$old" || return 1
+    wait_until 20 "the killed nginx master's workers to go" no_orphans "$old" nginx ||
+        fail "left behind: $(left_of_group "$old" nginx | tr '\n' '|')" || return 1
+    wait_until 60 "nginx started again and serving" nginx_restarted "$old" || return 1
+    log "  nginx master $old killed; now $(nginx_pid); $(docker exec "$(cid nginx)" /usr/local/sbin/supervisor status)"
+}
+check "nginx's master killed: its workers (www-data) go, nginx is restarted, pages are served" check_nginx_crash
 
 # ---- 6. a backup killed midway ---------------------------------------------------------
 tmp_present() { compgen -G "$DATA/backup/.bulk-*.tmp.*" >/dev/null; }
