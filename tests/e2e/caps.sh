@@ -69,13 +69,6 @@ open(out, "w").write(text[: m.start()] + new + text[m.end():])
 PY
 }
 
-all_healthy() {
-    local s id
-    for s in "${SERVICES[@]}"; do
-        id=$(cid "$s") && [ -n "$id" ] || return 1
-        [ "$(docker inspect -f '{{.State.Health.Status}}' "$id")" = healthy ] || return 1
-    done
-}
 request() { printf '%s\n' "$2" | timeout 60 socat -t 50 - "UNIX-CONNECT:$DATA/run/$1-request.sock"; }
 page() { curl -fsS --max-time 20 "$@" "$URL/" | grep -q 'id="visits"'; }
 

@@ -1,4 +1,4 @@
-# Shared by the end-to-end scripts (run.sh, busybox.sh, swarm.sh): sourced, not run.
+# Shared by the end-to-end scripts (run.sh, busybox.sh, swarm.sh, caps.sh): sourced, not run.
 # Set E2E_TAG (the log prefix) and START=$SECONDS before sourcing; PASSED, FAILED and
 # FAILURES count the checks.
 PASSED=0
@@ -6,6 +6,17 @@ FAILED=0
 FAILURES=()
 
 log() { printf '[%s %4ds] %s\n' "${E2E_TAG:-e2e}" $((SECONDS - START)) "$*"; }
+
+# all_healthy: every service in SERVICES has a container (the caller's `cid SERVICE`) that
+# Docker reports healthy.
+all_healthy() {
+    local s id st
+    for s in "${SERVICES[@]}"; do
+        id=$(cid "$s") && [ -n "$id" ] || return 1
+        st=$(docker inspect -f '{{.State.Health.Status}}' "$id") || return 1
+        [ "$st" = healthy ] || return 1
+    done
+}
 
 # wait_until SECONDS WHAT CMD...: poll CMD until it succeeds; fail after SECONDS.
 wait_until() {

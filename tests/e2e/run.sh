@@ -132,14 +132,6 @@ fi
 log "image size $(docker image inspect -f '{{.Size}}' "bosun:${BOSUN_TAG:-local}" | awk '{printf "%.0f MB", $1/1e6}')"
 
 # ---- 1. healthy, PID 1 ------------------------------------------------------------------
-all_healthy() {
-    local s id st
-    for s in "${SERVICES[@]}"; do
-        id=$(cid "$s") && [ -n "$id" ] || return 1
-        st=$(docker inspect -f '{{.State.Health.Status}}' "$id") || return 1
-        [ "$st" = healthy ] || return 1
-    done
-}
 check_up() {
     local t=$SECONDS
     dc up -d "${BUILD[@]}" || return 1

@@ -175,13 +175,6 @@ case $(docker info -f '{{.Swarm.LocalNodeState}}') in
 esac
 
 # ---- 1. deployed, healthy, PID 1 --------------------------------------------------------
-all_healthy() {
-    local s id
-    for s in "${SERVICES[@]}"; do
-        id=$(cid "$s") && [ -n "$id" ] || return 1
-        [ "$(docker inspect -f '{{.State.Health.Status}}' "$id")" = healthy ] || return 1
-    done
-}
 check_deploy() {
     local t=$SECONDS out
     out=$(docker stack deploy "${STACK_FILES[@]}" "$STACK" 2>&1)

@@ -63,15 +63,7 @@ impl Sup {
     /// Starts it with `toml` as its service.toml and `env` on top; waits until its
     /// request socket answers `ping`.
     fn start(toml: &str, env: &[(&str, &str)]) -> Sup {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("service.toml"), toml).unwrap();
-        std::fs::write(dir.path().join("callbacks.sh"), CALLBACKS).unwrap();
-        let mut child = command(dir.path(), env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn supervisor");
+        let (dir, mut child) = spawn(toml, env);
         let stderr = Lines::default();
         let lines = stderr.clone();
         let err = child.stderr.take().unwrap();
@@ -133,17 +125,24 @@ impl Drop for Sup {
     }
 }
 
-/// Runs the supervisor to its exit (bad settings: at once); returns (status, stderr).
-fn refused(toml: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+/// Starts the supervisor in a fresh directory with `toml` as its service.toml, the test's
+/// callbacks and `env` on top, its stderr piped.
+fn spawn(toml: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Child) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("service.toml"), toml).unwrap();
     std::fs::write(dir.path().join("callbacks.sh"), CALLBACKS).unwrap();
-    let mut child = command(dir.path(), env)
+    let child = command(dir.path(), env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("spawn supervisor");
+    (dir, child)
+}
+
+/// Runs the supervisor to its exit (bad settings: at once); returns (status, stderr).
+fn refused(toml: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let (dir, mut child) = spawn(toml, env);
     let end = Instant::now() + DEADLINE;
     let st = loop {
         if let Some(st) = child.try_wait().unwrap() {

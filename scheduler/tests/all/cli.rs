@@ -173,18 +173,20 @@ fn usage_errors_exit_64_with_one_line() {
     assert_eq!(o.status.code(), Some(64));
 }
 
+/// `scheduler send ARGS` with `run_dir` as BOSUN_RUN_DIR.
+fn send_in(run_dir: &std::path::Path, args: &[&str]) -> Output {
+    bin()
+        .env("BOSUN_RUN_DIR", run_dir)
+        .arg("send")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn send_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().to_str().unwrap();
-    let send = |args: &[&str]| {
-        bin()
-            .env("BOSUN_RUN_DIR", run_dir)
-            .arg("send")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let send = |args: &[&str]| send_in(dir.path(), args);
     let ok = peer(dir.path(), "ok", Answer::Done(0));
     let o = send(&["--user", "forum", "ok", "nightly-backup", "db1", "--full"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -252,15 +254,7 @@ fn send_exit_codes() {
 #[test]
 fn send_refuses_rerouting_users_and_replies_to_something_else() {
     let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().to_str().unwrap();
-    let send = |args: &[&str]| {
-        bin()
-            .env("BOSUN_RUN_DIR", run_dir)
-            .arg("send")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let send = |args: &[&str]| send_in(dir.path(), args);
     let svc = peer(dir.path(), "svc", Answer::Done(0));
     for user in ["stop", "restart", "log", "ping", "backup", "a/b", "-x"] {
         let o = send(&[&format!("--user={user}"), "svc", "backup"]);
