@@ -224,27 +224,7 @@ fn replay_wait_and_max_connections_reach_the_listener_from_service_toml() {
     }
     let end = Instant::now() + DEADLINE;
     let refused = loop {
-        // Refused at once, unread: the connection may be closed before the line is written
-        // (EPIPE), or with the line unread (ECONNRESET after the reply), so neither is the
-        // test's failure; the reply is.
-        let mut c = UnixStream::connect(s.socket()).unwrap();
-        c.set_read_timeout(Some(DEADLINE)).unwrap();
-        let _ = c.write_all(b"ping\n");
-        let _ = c.shutdown(std::net::Shutdown::Write);
-        let mut got = Vec::new();
-        let mut buf = [0u8; 512];
-        loop {
-            match std::io::Read::read(&mut c, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                Err(e) => panic!("no reply within the deadline: {e}"),
-            }
-        }
-        let r: Vec<String> = String::from_utf8_lossy(&got)
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let r = request(&s.socket(), b"ping\n");
         if r != ["pong"] {
             break r;
         }
