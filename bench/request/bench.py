@@ -122,21 +122,40 @@ class Listener:
             self.lines.put((t, line))
 
     def _supervise(self):
+        """The supervisor's side of the control socket (proto/src/control.rs): answers
+        `cmd`, keeps the connection a `hold` comes with, and writes a `release`'s reply
+        (the `done` line) to it, as the supervisor does."""
+        held = {}
         while True:
             try:
-                data = self.ctl.recv(16384)
+                data, fds, _, _ = socket.recv_fds(self.ctl, 16384, 1)
             except OSError:
                 return
             if not data:
                 return
             text = data.decode(errors="replace")
-            if text.startswith("cmd "):
-                _, seq, cmd = text.split(" ", 2)
+            head, _, rest = text.partition(" ")
+            if head == "hold" and fds:
+                held[rest.split(" ", 1)[0]] = socket.socket(fileno=fds.pop())
+            elif head == "release":
+                rid, _, reply = rest.partition(" ")
+                conn = held.pop(rid, None)
+                if conn is not None:
+                    try:
+                        if reply:
+                            conn.sendall(reply.encode() + b"\n")
+                    except OSError:
+                        pass
+                    conn.close()
+            elif head == "cmd":
+                seq, _, cmd = rest.partition(" ")
                 reply = "main running pid=1" if cmd == "status" else f"{cmd} ok"
                 try:
                     self.ctl.send(f"reply {seq} {reply}".encode())
                 except OSError:
                     return
+            for fd in fds:
+                os.close(fd)
 
     def next_line(self, end):
         left = end - time.monotonic()
@@ -205,32 +224,50 @@ class Supervised(Listener):
             stderr=subprocess.PIPE,
         )
         self.ctl = None
+        self.binary = binary
         self.lines = queue.Queue()
         self.log_tail = []
         threading.Thread(target=self._read_log, daemon=True).start()
+        # Ready when the socket answers `ping`: the supervisor answers it itself while no
+        # listener runs, and starts the listener at the first action (listener_start =
+        # request), so a `listening` line may never come before a request.
         end = time.monotonic() + DEADLINE
-        while "listening" not in self.next_line(end):
-            pass
-        self.listener_pid = None
-        for _ in range(100):
-            try:
-                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                kids = []
-            for k in kids:
-                try:
-                    if os.path.realpath(f"/proc/{k}/exe") == os.path.realpath(binary):
-                        self.listener_pid = k
-                except OSError:
-                    pass
-            if self.listener_pid:
-                break
+        while not self._pong():
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise RuntimeError("supervisor: the socket never answered `ping`; log tail:\n"
+                                   + "\n".join(self.log_tail))
             time.sleep(0.05)
 
+    def _pong(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect(self.sock)
+            s.sendall(b"ping\n")
+            return s.makefile("rb").read() == b"pong\n"
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def listener_pid(self):
+        """The running listener's pid (a child of the supervisor), or None."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            return None
+        for k in kids:
+            try:
+                if os.path.realpath(f"/proc/{k}/exe") == os.path.realpath(self.binary):
+                    return k
+            except OSError:
+                pass
+        return None
+
     def memory(self):
-        a, b = mem(self.proc.pid), mem(self.listener_pid) if self.listener_pid else {}
-        return a, b
+        lp = self.listener_pid()
+        return mem(self.proc.pid), mem(lp) if lp else {}
 
     def stop(self):
         if self.proc.poll() is None:
@@ -261,7 +298,7 @@ def supervised_run(a, tmp):
         s.stop()
     mem_line = (
         f"Under the real supervisor (`supervisor -- sleep infinity`, subreaper mode): Pss idle "
-        f"supervisor {sup_idle.get('Pss')} kB + listener {lis_idle.get('Pss')} kB = "
+        f"supervisor {sup_idle.get('Pss')} kB + listener {lis_idle.get('Pss', 0)} kB = "
         f"**{(sup_idle.get('Pss') or 0) + (lis_idle.get('Pss') or 0)} kB**; 1 s after the load "
         f"{sup_after.get('Pss')} + {lis_after.get('Pss')} = "
         f"{(sup_after.get('Pss') or 0) + (lis_after.get('Pss') or 0)} kB. "
