@@ -16,7 +16,7 @@ import threading
 import queue
 import time
 
-from common import BENCH, Metric, load, log, med, pct, rotate
+from common import BENCH, Metric, load, log, pct, rotate
 
 rb = load("requestbench", os.path.join(BENCH, "request", "bench.py"))
 DEADLINE = 30.0
