@@ -587,6 +587,54 @@ fn a_lazy_listener_answers_ping_and_status_itself() {
 }
 
 #[test]
+fn a_lazy_listener_answers_version_itself_as_the_table_says() {
+    let mut c = lazy();
+    assert!(Command::Version.row().without_listener);
+    assert_eq!(
+        c.handle(asked(1, Some(Command::Version)), t(1)),
+        vec![Effect::Respond {
+            conn: 1,
+            line: common::version::text()
+        }]
+    );
+    // A built-in the table keeps for a listener starts one, even when asked for directly.
+    assert!(!Command::Help.row().without_listener);
+    assert_eq!(
+        c.handle(asked(2, Some(Command::Help)), t(2)),
+        vec![Effect::SpawnListener { next_id: 1 }]
+    );
+}
+
+#[test]
+fn while_stopping_only_the_tables_rows_are_answered() {
+    let mut c = booted(policy(Restart::No));
+    c.handle(Event::Signal(SIGTERM), t(1));
+    for (seq, cmd) in [(1, Command::Status), (2, Command::Metrics)] {
+        let e = shown(c.handle(Event::Command { seq, cmd }, t(2)));
+        assert!(!e[0].contains("shutting-down"), "{e:?}");
+    }
+    for (seq, cmd) in [(3, Command::Start), (4, Command::Reload)] {
+        assert_eq!(
+            shown(c.handle(Event::Command { seq, cmd }, t(2))),
+            [format!(
+                "reply {seq} error shutting-down the container is stopping"
+            )]
+        );
+    }
+    // The listener's built-ins are never answered here, stopping or not.
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 5,
+                cmd: Command::Version
+            },
+            t(3)
+        ),
+        vec![]
+    );
+}
+
+#[test]
 fn a_lazy_listener_starts_on_the_first_other_request_and_takes_every_waiting_client() {
     let mut c = lazy();
     assert_eq!(
