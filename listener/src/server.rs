@@ -1021,7 +1021,9 @@ fn log_done(action: &str, id: u64, outcome: &Outcome) {
 /// What a request that names no action is logged as (the excerpt says what was sent).
 fn unresolved_why(e: &RequestError) -> &'static str {
     match e {
-        RequestError::UnknownAction(_) => "no such action",
+        RequestError::UnknownAction(_) | RequestError::UnknownActionAfter { .. } => {
+            "no such action"
+        }
         RequestError::MissingAction(_) => "no action after the user",
         RequestError::BadKey(_) => "bad key",
         _ => "bad request",
@@ -1031,11 +1033,11 @@ fn unresolved_why(e: &RequestError) -> &'static str {
 /// The reply to a request that names no action: an unusable callbacks file says so.
 fn unresolved(e: &RequestError, known: &Known, callbacks: &std::path::Path) -> Reply {
     match (known, e) {
-        (Known::Broken(msg), RequestError::UnknownAction(_)) => Reply::error(
+        (Known::Broken(msg), e) if e.is_unknown_action() => Reply::error(
             ErrorCode::Unavailable,
             format!("callbacks file {}: {msg}", callbacks.display()),
         ),
-        (_, RequestError::UnknownAction(_)) => {
+        (_, e) if e.is_unknown_action() => {
             Reply::error(e.code(), format!("{e}; `help` lists the actions"))
         }
         _ => Reply::error(e.code(), e.to_string()),
