@@ -19,7 +19,7 @@ pub mod reply;
 pub mod request;
 pub mod status;
 
-pub use builtin::{Answer, Builtin, By, MainMetrics, Row, Words};
+pub use builtin::{Answer, Builtin, By, Row, Words};
 pub use reply::{ErrorCode, Reply};
 pub use request::{parse_line, valid_key, Query, Request, RequestError, MAX_KEY, MAX_LINE};
 pub use status::Status;

@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use proto::{Answer, Builtin, Builtin as Command, By, ErrorCode, MainMetrics, Reply, Status};
+use proto::{Answer, Builtin, Builtin as Command, By, ErrorCode, Reply, Status};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 pub use crate::config::ListenerStart;
 use crate::config::{Restart, Settings};
+use crate::metrics::MainMetrics;
 use crate::signals::{forwarded, Exit};
 
 pub use ondemand::OdPolicy;
@@ -834,7 +835,7 @@ impl Core {
             }
             (Command::Metrics, _) => {
                 let m = self.main_metrics();
-                self.reply(seq, Answer::Metrics(m))
+                self.reply(seq, Answer::Metrics(m.families()))
             }
             (Command::Start, Main::Up { pid, .. }) => {
                 self.reply(seq, Answer::Running { pid: pid.as_raw() })

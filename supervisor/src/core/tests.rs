@@ -401,7 +401,7 @@ fn on_demand_cold_start_handoff() {
     let mut c = booted(on_demand(false));
     assert_eq!(c.main_pid(), None);
     assert!(c.status_line(t(0)).starts_with("svc idle pid=-"));
-    assert_eq!(c.main_metrics(), proto::MainMetrics::default());
+    assert_eq!(c.main_metrics(), crate::metrics::MainMetrics::default());
     assert!(c.want_listen_poll(t(0)));
     assert_eq!(
         c.handle(Event::Connection { pending: 0 }, t(10)),
@@ -417,7 +417,7 @@ fn on_demand_cold_start_handoff() {
     assert!(c.status_line(t(11)).contains(" running "));
     assert_eq!(
         c.main_metrics(),
-        proto::MainMetrics {
+        crate::metrics::MainMetrics {
             up: true,
             restarts: 0,
             on_demand_starts: 1
