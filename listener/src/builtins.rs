@@ -103,7 +103,19 @@ fn query(req: &Request, ctx: &Ctx<'_>) -> Vec<Reply> {
 /// (RFC 3339 in UTC with `Z`, second precision; secs with 3 decimals like the `done`
 /// line's).
 pub fn history_line(run: &Run) -> String {
-    run.history_line()
+    let (exit, secs) = match (run.end, run.lost) {
+        (Some(e), _) => (e.exit.to_string(), format!("{:.3}", e.secs)),
+        (None, true) => ("lost".to_string(), "-".to_string()),
+        (None, false) => ("running".to_string(), "-".to_string()),
+    };
+    format!(
+        "{} {} {} user={} exit={exit} secs={secs} by={}",
+        run.id,
+        common::time::rfc3339(run.start_ms),
+        run.action,
+        run.user.as_deref().unwrap_or("-"),
+        run.uid
+    )
 }
 
 /// `status`: the supervisor's part (`proto::Status`'s first line) as it sent it, then one
@@ -192,6 +204,49 @@ mod tests {
             "error not-found no run 9 in the journal"
         );
         assert_eq!(ask("history", &Known::Missing), []);
+    }
+
+    #[test]
+    fn history_lines() {
+        let mut run = Run {
+            id: 5,
+            action: "odd".into(),
+            user: Some("forum".into()),
+            key: None,
+            digest: None,
+            uid: 1000,
+            start_ms: 1_796_428_085_000,
+            end: Some(journal::End {
+                end_ms: 0,
+                exit: 4,
+                secs: 0.5,
+            }),
+            lost: false,
+            lines: Vec::new(),
+        };
+        assert_eq!(
+            history_line(&run),
+            "5 2026-12-04T23:48:05Z odd user=forum exit=4 secs=0.500 by=1000"
+        );
+        run.end = None;
+        assert_eq!(
+            history_line(&run),
+            "5 2026-12-04T23:48:05Z odd user=forum exit=running secs=- by=1000"
+        );
+        run.lost = true;
+        run.user = None;
+        run.uid = 0;
+        assert_eq!(
+            history_line(&run),
+            "5 2026-12-04T23:48:05Z odd user=- exit=lost secs=- by=0"
+        );
+        run.lost = false;
+        run.end = Some(journal::End {
+            end_ms: 0,
+            exit: 137,
+            secs: 12.3456,
+        });
+        assert!(history_line(&run).ends_with(" exit=137 secs=12.346 by=0"));
     }
 
     #[test]
