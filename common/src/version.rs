@@ -14,6 +14,21 @@ pub fn text() -> String {
     format!("bosun {VERSION} ({COMMIT})")
 }
 
+/// Whether a program's first argument asks for its version (`--version`, `-V`).
+pub fn asked<S: AsRef<std::ffi::OsStr>>(first: Option<S>) -> bool {
+    first.is_some_and(|a| matches!(a.as_ref().to_str(), Some("--version" | "-V")))
+}
+
+/// `--version` for every program, one line in its `main`: when its first argument asks for
+/// the version, prints [`text`] and returns `true` (exit 0 then).
+pub fn print_if_asked() -> bool {
+    let asked = asked(std::env::args_os().nth(1));
+    if asked {
+        println!("{}", text());
+    }
+    asked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -25,5 +40,11 @@ mod tests {
         assert!(t.ends_with(&format!(" ({COMMIT})")), "{t}");
         assert!(!t.contains('\n'));
         assert!(!COMMIT.is_empty() && !COMMIT.contains(' '), "{COMMIT}");
+    }
+
+    #[test]
+    fn version_flags() {
+        assert!(asked(Some("--version")) && asked(Some("-V")));
+        assert!(!asked(None::<&str>) && !asked(Some("--versions")) && !asked(Some("status")));
     }
 }

@@ -42,10 +42,9 @@ pub const EXIT_CONFIG: u8 = common::exit::LISTENER_CONFIG;
 
 /// Runs the listener: reads the environment, takes fds 3 and 4, serves until SIGTERM or
 /// SIGINT, and returns 0 once every running action has reported `done`. `--version`
-/// prints `common::version`'s line and returns 0.
+/// (or `-V`) prints `common::version`'s line and returns 0.
 pub fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "--version") {
-        println!("{}", common::version::text());
+    if common::version::print_if_asked() {
         return ExitCode::SUCCESS;
     }
     let cfg = match Config::from_env() {
