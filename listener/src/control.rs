@@ -59,8 +59,9 @@ impl Control {
         }))
     }
 
-    /// The clients the supervisor passes on: it answers `ping` and `status` itself while
-    /// no listener runs, and hands every other client over with its line unread.
+    /// The clients the supervisor passes on: while no listener runs it answers the
+    /// table's `without_listener` built-ins itself, and hands every other client over
+    /// with its line unread.
     pub fn handed(&self) -> mpsc::UnboundedReceiver<OwnedFd> {
         let (tx, rx) = mpsc::unbounded_channel();
         *self.handed.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);

@@ -896,11 +896,16 @@ impl Core {
                     Reply::error(ErrorCode::Unavailable, "the main process is not running"),
                 ),
             },
-            // Answered by the listener (returned above).
-            (
-                Command::Ping | Command::Help | Command::History | Command::Log | Command::Version,
-                _,
-            ) => {}
+            // The listener's rows returned above: a new built-in of the supervisor's
+            // without its arm here is refused, never left unanswered (a test walks the
+            // table).
+            (other, _) => self.reply(
+                seq,
+                Reply::error(
+                    ErrorCode::Unavailable,
+                    format!("{other} is not answered here"),
+                ),
+            ),
         }
     }
 

@@ -606,6 +606,38 @@ fn a_lazy_listener_answers_version_itself_as_the_table_says() {
 }
 
 #[test]
+fn every_builtin_of_the_supervisor_is_answered() {
+    for row in Command::TABLE {
+        let mut c = booted(policy(Restart::No));
+        let e = shown(c.handle(
+            Event::Command {
+                seq: 1,
+                cmd: row.builtin,
+            },
+            t(1),
+        ));
+        if row.by == proto::By::Listener {
+            assert!(e.is_empty(), "{}: {e:?}", row.name);
+            continue;
+        }
+        // Answered at once, or once the main process has stopped (`stop`, `restart`).
+        let e = if e.iter().any(|l| l.starts_with("reply 1 ")) {
+            e
+        } else {
+            shown(c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(2)))
+        };
+        let e = if e.iter().any(|l| l.starts_with("reply 1 ")) {
+            e
+        } else {
+            shown(c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(3)))
+        };
+        let reply = e.iter().find(|l| l.starts_with("reply 1 "));
+        let reply = reply.unwrap_or_else(|| panic!("{}: no reply in {e:?}", row.name));
+        assert!(!reply.contains("is not answered here"), "{reply}");
+    }
+}
+
+#[test]
 fn while_stopping_only_the_tables_rows_are_answered() {
     let mut c = booted(policy(Restart::No));
     c.handle(Event::Signal(SIGTERM), t(1));
