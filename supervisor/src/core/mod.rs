@@ -861,41 +861,8 @@ impl Core {
                 self.main = Main::Down;
                 self.reply(seq, Answer::Stopped { exit: None })
             }
-            (Command::Restart, Main::Up { pid, .. }) => {
-                self.stop_main(pid, now, true);
-                self.restart_waiters.push(seq);
-            }
-            (
-                Command::Restart,
-                Main::Stopping {
-                    pid,
-                    deadline,
-                    killed,
-                    ..
-                },
-            ) => {
-                self.main = Main::Stopping {
-                    pid,
-                    deadline,
-                    killed,
-                    then_start: true,
-                };
-                self.restart_waiters.push(seq);
-            }
-            (Command::Restart, Main::Down | Main::Backoff { .. }) => {
-                self.start_main(Why::Command { seq, restart: true })
-            }
-            (Command::Reload, _) => match self.main_pid() {
-                Some(pid) => {
-                    self.out
-                        .push(Effect::Kill(Target::Group(pid), Signal::SIGHUP));
-                    self.reply(seq, Answer::Reloaded { pid: pid.as_raw() })
-                }
-                None => self.reply(
-                    seq,
-                    Reply::error(ErrorCode::Unavailable, "the main process is not running"),
-                ),
-            },
+            (Command::Restart, _) => self.on_restart(seq, now),
+            (Command::Reload, _) => self.on_reload(seq),
             // The listener's rows returned above: a new built-in of the supervisor's
             // without its arm here is refused, never left unanswered (a test walks the
             // table).
@@ -905,6 +872,49 @@ impl Core {
                     ErrorCode::Unavailable,
                     format!("{other} is not answered here"),
                 ),
+            ),
+        }
+    }
+
+    /// `restart`: stop, then start, then answer; a stop under way starts again after it.
+    fn on_restart(&mut self, seq: u64, now: Instant) {
+        match self.main {
+            Main::Up { pid, .. } => {
+                self.stop_main(pid, now, true);
+                self.restart_waiters.push(seq);
+            }
+            Main::Stopping {
+                pid,
+                deadline,
+                killed,
+                ..
+            } => {
+                self.main = Main::Stopping {
+                    pid,
+                    deadline,
+                    killed,
+                    then_start: true,
+                };
+                self.restart_waiters.push(seq);
+            }
+            Main::Down | Main::Backoff { .. } => {
+                self.start_main(Why::Command { seq, restart: true })
+            }
+            Main::Starting(_) => self.reply(seq, Reply::error(ErrorCode::Busy, "starting")),
+        }
+    }
+
+    /// `reload`: SIGHUP to the main process's group.
+    fn on_reload(&mut self, seq: u64) {
+        match self.main_pid() {
+            Some(pid) => {
+                self.out
+                    .push(Effect::Kill(Target::Group(pid), Signal::SIGHUP));
+                self.reply(seq, Answer::Reloaded { pid: pid.as_raw() })
+            }
+            None => self.reply(
+                seq,
+                Reply::error(ErrorCode::Unavailable, "the main process is not running"),
             ),
         }
     }
