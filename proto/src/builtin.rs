@@ -254,8 +254,8 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// The same as [`Reply::error`], which is what a refused built-in answers: kept so
-    /// callers that still spell it this way build until they say `Reply::error`.
+    /// A refused built-in: not an answer but a reply line, [`Reply::error`] itself
+    /// (prefer that spelling; this one is here for call sites not moved to it yet).
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
         Reply::error(code, message)
     }
