@@ -15,6 +15,7 @@
 //! * [`rlimit`]: the open-file limit, raised where many connections are held.
 //! * [`text`]: others' bytes (action output, requests, replies) made safe to show.
 //! * [`fs`]: state files written safely: a 0700 directory, no symlinks followed, atomic replace.
+//! * [`version`]: the `bosun <version> (<commit>)` line of `version` and `--version`.
 
 pub mod duration;
 pub mod exit;
@@ -29,3 +30,4 @@ pub mod shell;
 pub mod signal;
 pub mod text;
 pub mod time;
+pub mod version;

@@ -955,24 +955,4 @@ impl Run {
     pub fn is_running(&self) -> bool {
         self.end.is_none() && !self.lost
     }
-
-    /// DESIGN.md section 7:
-    /// `<id> <start RFC3339> <action> user=<user>|- exit=<code>|running|lost secs=<secs>|- by=<uid>`
-    /// (RFC 3339 in UTC with `Z`, second precision; secs with 3 decimals like the `done`
-    /// line's).
-    pub fn history_line(&self) -> String {
-        let (exit, secs) = match (self.end, self.lost) {
-            (Some(e), _) => (e.exit.to_string(), format!("{:.3}", e.secs)),
-            (None, true) => ("lost".to_string(), "-".to_string()),
-            (None, false) => ("running".to_string(), "-".to_string()),
-        };
-        format!(
-            "{} {} {} user={} exit={exit} secs={secs} by={}",
-            self.id,
-            rfc3339(self.start_ms),
-            self.action,
-            self.user.as_deref().unwrap_or("-"),
-            self.uid
-        )
-    }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::control::{Msg, Received};
-use proto::Builtin;
+use proto::{Builtin, Reply};
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +36,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Control {
     fd: Option<AsyncFd<OwnedFd>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<Reply>>>>,
     seq: AtomicU64,
     broken: AtomicBool,
     /// Clients the supervisor passes on (`conn`), to the server's accept loop.
@@ -59,8 +59,9 @@ impl Control {
         }))
     }
 
-    /// The clients the supervisor passes on: it answers `ping` and `status` itself while
-    /// no listener runs, and hands every other client over with its line unread.
+    /// The clients the supervisor passes on: while no listener runs it answers the
+    /// table's `without_listener` built-ins itself, and hands every other client over
+    /// with its line unread.
     pub fn handed(&self) -> mpsc::UnboundedReceiver<OwnedFd> {
         let (tx, rx) = mpsc::unbounded_channel();
         *self.handed.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
@@ -109,7 +110,7 @@ impl Control {
                         .remove(&seq);
                     match waiter {
                         Some(tx) => {
-                            let _ = tx.send(text);
+                            let _ = tx.send(answer_of(&text));
                         }
                         None => tracing::debug!(seq, "reply nobody waits for"),
                     }
@@ -171,8 +172,12 @@ impl Control {
             .unwrap_or(Err(ControlError::TimedOut(SEND_TIMEOUT)))
     }
 
-    /// Forwards a built-in to the supervisor and waits for its reply text.
-    pub async fn command(&self, cmd: Builtin, timeout: Duration) -> Result<String, ControlError> {
+    /// Forwards a built-in to the supervisor and waits for its answer.
+    pub async fn command(
+        &self,
+        cmd: Builtin,
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, ControlError> {
         if self.is_broken() {
             return Err(ControlError::Unavailable);
         }
@@ -197,7 +202,7 @@ impl Control {
             return Err(e);
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(text)) => Ok(text),
+            Ok(Ok(replies)) => Ok(replies),
             Ok(Err(_)) => Err(ControlError::Unavailable),
             Err(_) => {
                 self.pending
@@ -210,6 +215,22 @@ impl Control {
     }
 }
 
+/// The supervisor's answer as reply lines, read once where it arrives: a one-line
+/// `error <code> ...` is a refusal; anything else is its text, line by line, never read
+/// for a meaning (a status line of a service named `error` stays text).
+fn answer_of(text: &str) -> Vec<Reply> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    match Reply::parse(text) {
+        e @ Reply::Error { .. } if !text.contains('\n') => vec![e],
+        _ => text
+            .split('\n')
+            .map(|l| Reply::Text(l.to_string()))
+            .collect(),
+    }
+}
+
 fn is_disconnect(e: &std::io::Error) -> bool {
     use nix::errno::Errno;
     e.raw_os_error().is_some_and(|n| {
@@ -218,4 +239,36 @@ fn is_disconnect(e: &std::io::Error) -> bool {
             Errno::EPIPE | Errno::ECONNREFUSED | Errno::ECONNRESET | Errno::ENOTCONN
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_of;
+    use proto::{ErrorCode, Reply};
+
+    #[test]
+    fn answers_are_read_once_at_the_edge() {
+        assert_eq!(answer_of(""), []);
+        assert_eq!(
+            answer_of("error busy starting"),
+            [Reply::error(ErrorCode::Busy, "starting")]
+        );
+        assert_eq!(
+            answer_of("error running pid=3 ready=yes restarts=0"),
+            [Reply::Text(
+                "error running pid=3 ready=yes restarts=0".into()
+            )]
+        );
+        assert_eq!(
+            answer_of("# HELP x y\nerror busy z"),
+            [
+                Reply::Text("# HELP x y".into()),
+                Reply::Text("error busy z".into())
+            ]
+        );
+        for text in ["started pid=7", "error busy starting", "a\nb"] {
+            let lines: Vec<String> = answer_of(text).iter().map(Reply::to_string).collect();
+            assert_eq!(lines.join("\n"), text);
+        }
+    }
 }

@@ -6,7 +6,11 @@
 //!
 //! * [`config`]: the `BOSUN_*` settings, validated all at once.
 //! * [`callbacks`]: which actions exist (the `CB_*` functions of the callbacks file).
-//! * [`server`]: the socket protocol, built-ins, busy/too-many/allow-list, shutdown.
+//! * [`server`]: the socket I/O: accept, read the line, write the replies, spawn, shutdown.
+//! * [`admit`]: whether an action request runs, replays its key or is refused (busy,
+//!   too-many, keys, limits), pure and unit-tested with a fake journal and clock.
+//! * [`builtins`]: the listener's built-ins (`ping`, `help`, `history`, `log`, `version`)
+//!   and what it adds to the supervisor's (`status`, `metrics`).
 //! * [`runner`]: one action's process group, output relay, timeout.
 //! * [`control`]: the channel to the supervisor (hold/release, forwarded built-ins).
 //! * [`metrics`]: the journal's part of the `metrics` built-in.
@@ -16,6 +20,8 @@
 //!
 //! [`main`] is the whole program; `src/main.rs` only calls it.
 
+pub mod admit;
+pub mod builtins;
 pub mod callbacks;
 pub mod config;
 pub mod control;
@@ -35,8 +41,12 @@ use proto::control::{CONTROL_FD, LISTEN_FD};
 pub const EXIT_CONFIG: u8 = common::exit::LISTENER_CONFIG;
 
 /// Runs the listener: reads the environment, takes fds 3 and 4, serves until SIGTERM or
-/// SIGINT, and returns 0 once every running action has reported `done`.
+/// SIGINT, and returns 0 once every running action has reported `done`. `--version`
+/// (or `-V`) prints `common::version`'s line and returns 0.
 pub fn main() -> ExitCode {
+    if common::version::print_if_asked() {
+        return ExitCode::SUCCESS;
+    }
     let cfg = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

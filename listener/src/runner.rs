@@ -62,6 +62,12 @@ impl std::fmt::Debug for LineSink {
     }
 }
 
+/// The exit recorded for an action that could not be started: the shell's "command not
+/// found", as for a main process that cannot be run.
+pub const EXIT_NOT_STARTED: i32 = common::exit::NOT_FOUND as i32;
+/// The exit recorded for an action whose exit status could not be read.
+pub const EXIT_LOST: i32 = 255;
+
 /// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Outcome {
@@ -181,7 +187,7 @@ impl Running {
             Ok(st) => exit_code(st),
             Err(e) => {
                 tracing::error!(action = %self.spec.action, id = self.spec.id, error = %e, "lost the action's exit status");
-                255
+                EXIT_LOST
             }
         };
         Outcome {

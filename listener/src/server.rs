@@ -3,9 +3,11 @@
 //!
 //! Shaped like mini-redis: [`serve`] takes the listening socket and a shutdown future, so
 //! tests and `main` inject the signal. Every connection is its own task; a slow or stalled
-//! client only ever holds its own task. Actions are reserved in one table under a lock
-//! (same action twice -> `busy`, full table -> `too-many`) before anything is spawned, and a
-//! counter of live actions lets shutdown wait for their `done` lines.
+//! client only ever holds its own task. What a request gets is decided elsewhere: whether an
+//! action runs, replays its key or is refused by `admit` (pure, under one lock, before
+//! anything is spawned), the built-ins' answers by `builtins`. This file does the I/O:
+//! accept, read the line, write the replies, spawn, journal, hold/release, and a counter of
+//! live actions lets shutdown wait for their `done` lines.
 //!
 //! Exhaustion (DESIGN.md section 2, "load and exhaustion"): open connections are counted,
 //! and one over the limit is answered `error too-many` and closed at once; when `accept`
@@ -18,43 +20,29 @@
 //! (else `error unavailable`), and while the journal is in memory only the listener does not
 //! exit on idle, so what memory holds is written out once the file can be written again.
 
-use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use proto::control::Msg;
-use proto::{Builtin, By, ErrorCode, Query, Reply, Request, RequestError, MAX_LINE};
+use proto::{Builtin, By, ErrorCode, Reply, Request, RequestError, MAX_LINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::admit::{self, Decision, Key, Limits, Replay, Throttle};
+use crate::builtins;
 use crate::callbacks::{Callbacks, Known};
 use crate::config::Config;
 use crate::control::Control;
-use crate::runner::{self, LineSink, Spec};
-use journal::{End, Journal, Run, Start};
+use crate::runner::{self, LineSink, Outcome, Running, Spec};
+use journal::{End, Journal, Start};
 
-/// At most this many runs in a `history` reply (DESIGN.md section 7).
-const HISTORY_LINES: usize = 100;
-
-/// Waiters on one running key, at most; more get `error busy` at once.
-const WAITERS_PER_KEY: usize = 8;
-/// Waiters on running keys in all, at most.
-const WAITERS: usize = 64;
-/// Connections at most, whatever the descriptor limit allows.
-const MAX_CONNECTIONS: usize = 1024;
-/// Descriptors kept for everything but connections (journal, runtime, actions' pipes).
-const FD_MARGIN: u64 = 48;
 /// Out of descriptors: how long accepting pauses when no connection ends meanwhile.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
-/// Log lines about bad or denied requests: at most this many per [`LOG_WINDOW`], then one
-/// line with the count of those left out.
-const LOG_BURST: u32 = 20;
-const LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// How long a reply write may take before the client is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,64 +51,25 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN_BYTES: usize = 256 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-/// A running action, as `status` shows it.
-#[derive(Debug, Clone)]
-struct RunInfo {
-    id: u64,
-    user: Option<String>,
-    started: Instant,
-}
-
 #[derive(Debug, Default)]
 struct State {
-    /// Action name -> the run holding it.
-    running: BTreeMap<String, RunInfo>,
+    /// Running actions, keys, waiters, ids.
+    admit: admit::State,
     /// Actions whose `done` has not been sent yet (shutdown waits for 0).
     active: usize,
     /// When the last connection or action ended (`listener_idle` counts from there).
     last_busy: Option<Instant>,
-    /// (key, digest) of keyed runs started here whose end is not in the journal yet.
-    keys: HashMap<(String, String), u64>,
-    /// Waiters on running keys: per key, and in all.
-    waiters: HashMap<String, usize>,
-    waiting: usize,
     /// The journal could not be written at the last write (logged once per episode).
     journal_down: bool,
     /// Rate limit of the bad/denied request lines.
     noisy: Throttle,
 }
 
-/// At most [`LOG_BURST`] lines per [`LOG_WINDOW`]; the rest counted, and told with the next.
-#[derive(Debug, Default)]
-struct Throttle {
-    window: Option<Instant>,
-    lines: u32,
-    dropped: u64,
-}
-
-impl Throttle {
-    /// Whether a line may be logged now, and how many were left out before it.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .window
-            .is_none_or(|w| now.duration_since(w) >= LOG_WINDOW)
-        {
-            self.window = Some(now);
-            self.lines = 0;
-        }
-        if self.lines >= LOG_BURST {
-            self.dropped += 1;
-            return None;
-        }
-        self.lines += 1;
-        Some(std::mem::take(&mut self.dropped))
-    }
-}
-
 /// Shared by every connection task.
 #[derive(Debug)]
 pub struct Server {
     cfg: Config,
+    limits: Limits,
     callbacks: Callbacks,
     control: Arc<Control>,
     state: Mutex<State>,
@@ -130,7 +79,21 @@ pub struct Server {
     ended: Notify,
     idle: Notify,
     shutdown: CancellationToken,
-    next_id: AtomicU64,
+}
+
+/// What a request gets.
+enum Answered {
+    /// These lines, then the connection is closed.
+    Lines(Vec<Reply>),
+    /// An action's: its lines were written as they happened, and its connection is the
+    /// supervisor's to close when it holds it.
+    Written,
+}
+
+impl From<Vec<Reply>> for Answered {
+    fn from(replies: Vec<Reply>) -> Answered {
+        Answered::Lines(replies)
+    }
 }
 
 /// Who is on the other end, from SO_PEERCRED.
@@ -141,9 +104,6 @@ struct Peer {
     pid: i32,
 }
 
-/// Serves `listener` until `shutdown` completes, then refuses new work with
-/// `error shutting-down`, TERMs running actions, gives them `stop_timeout` (then KILL),
-/// reports their `done` and returns.
 pub async fn serve(
     listener: UnixListener,
     control: Arc<Control>,
@@ -158,12 +118,15 @@ pub async fn serve(
     let next_id = cfg.next_id.max(journal.next_id());
     let server = Arc::new(Server {
         callbacks: Callbacks::new(cfg.callbacks.clone(), cfg.service.clone()),
-        next_id: AtomicU64::new(next_id),
+        limits: Limits::new(cfg.max_actions),
         journal: Arc::new(Mutex::new(journal)),
         ended: Notify::new(),
         cfg,
         control: control.clone(),
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            admit: admit::State::new(next_id),
+            ..State::default()
+        }),
         idle: Notify::new(),
         shutdown: CancellationToken::new(),
     });
@@ -177,7 +140,8 @@ pub async fn serve(
         max_actions = server.cfg.max_actions,
         "listening"
     );
-    let limit = connection_limit(server.cfg.max_connections);
+    let soft = common::rlimit::nofile().map(|(soft, _)| soft);
+    let limit = admit::connection_limit(server.cfg.max_connections, soft);
     tracing::debug!(max_connections = limit, "connections");
     let mut acceptor = tokio::spawn(accept_loop(listener, handed, server.clone(), limit));
     tokio::select! {
@@ -189,7 +153,7 @@ pub async fn serve(
                 idle = %common::duration::show(server.cfg.listener_idle.unwrap_or_default()),
                 "idle; exiting"
             );
-            let next_id = server.next_id.load(Ordering::Relaxed);
+            let next_id = lock(&server.state).admit.next_id;
             if let Err(e) = server.control.send(&Msg::Idle { next_id }, None).await {
                 tracing::warn!(error = %e, "cannot tell the supervisor");
             }
@@ -202,21 +166,6 @@ pub async fn serve(
     server.wait_idle().await;
     acceptor.abort();
     tracing::info!("stopped");
-}
-
-/// Open connections served at once: `max_connections` (`BOSUN_MAX_CONNECTIONS`) when set,
-/// else (the setting's default, computed here since it is this process's limit that counts)
-/// half of what the descriptor limit leaves beside [`FD_MARGIN`], at most
-/// [`MAX_CONNECTIONS`], at least 1.
-fn connection_limit(set: Option<usize>) -> usize {
-    if let Some(n) = set {
-        return n;
-    }
-    let soft = common::rlimit::nofile().map_or(1024, |(soft, _)| soft);
-    let n = soft.saturating_sub(FD_MARGIN) / 2;
-    usize::try_from(n)
-        .unwrap_or(MAX_CONNECTIONS)
-        .clamp(1, MAX_CONNECTIONS)
 }
 
 /// Serves the clients accepted on the request socket and those the supervisor passes on.
@@ -232,23 +181,7 @@ async fn accept_loop(
     let started = Instant::now();
     let mut gate = Gate::new();
     loop {
-        let quiet = async {
-            let Some(idle) = server.cfg.listener_idle else {
-                return std::future::pending::<bool>().await;
-            };
-            let (busy, last) = {
-                let st = lock(&server.state);
-                (st.active > 0, st.last_busy.unwrap_or(started))
-            };
-            let busy = busy || conns.live.load(Ordering::Relaxed) > 0;
-            // While busy, look again after `idle`; the end of the work sets `last_busy`.
-            let at = if busy { Instant::now() } else { last } + idle;
-            tokio::time::sleep_until(at.into()).await;
-            let st = lock(&server.state);
-            st.active == 0
-                && conns.live.load(Ordering::Relaxed) == 0
-                && st.last_busy.unwrap_or(started).elapsed() >= idle
-        };
+        let quiet = quiet(&server, &conns, started);
         let got = tokio::select! {
             quiet = quiet => {
                 if quiet {
@@ -270,18 +203,12 @@ async fn accept_loop(
                 gate.accepted();
                 if conns.live.load(Ordering::Relaxed) >= limit {
                     gate.over_limit(limit);
-                    refuse(stream.into_std().ok(), &too_many_connections(limit));
+                    let reply = admit::too_many_connections(limit).to_string();
+                    refuse(stream.into_std().ok(), &reply);
                     continue;
                 }
                 gate.under_limit();
-                conns.opened();
-                let conns = conns.clone();
-                let server = server.clone();
-                tokio::spawn(async move {
-                    server.clone().handle(stream).await;
-                    lock(&server.state).last_busy = Some(Instant::now());
-                    conns.closed();
-                });
+                spawn_conn(&server, &conns, stream);
             }
             Err(e)
                 if matches!(
@@ -293,7 +220,7 @@ async fn accept_loop(
                 // would spin. Answer one through the reserve descriptor, then pause until a
                 // connection ends or the back-off passes.
                 gate.exhausted(&e, conns.live.load(Ordering::Relaxed));
-                gate.shed(&listener, &too_many_connections(limit));
+                gate.shed(&listener, &admit::too_many_connections(limit).to_string());
                 let freed = conns.freed.notified();
                 tokio::select! {
                     () = freed => {}
@@ -308,12 +235,36 @@ async fn accept_loop(
     }
 }
 
-fn too_many_connections(limit: usize) -> String {
-    Reply::error(
-        ErrorCode::TooMany,
-        format!("{limit} connections are open, the most served at once; try again"),
-    )
-    .to_string()
+/// Resolves after `listener_idle` with nothing connected or running: `true` when that is
+/// still so (the loop then exits), `false` to look again; never without `listener_idle`.
+async fn quiet(server: &Server, conns: &Conns, started: Instant) -> bool {
+    let Some(idle) = server.cfg.listener_idle else {
+        return std::future::pending::<bool>().await;
+    };
+    let (busy, last) = {
+        let st = lock(&server.state);
+        (st.active > 0, st.last_busy.unwrap_or(started))
+    };
+    let busy = busy || conns.live.load(Ordering::Relaxed) > 0;
+    // While busy, look again after `idle`; the end of the work sets `last_busy`.
+    let at = if busy { Instant::now() } else { last } + idle;
+    tokio::time::sleep_until(at.into()).await;
+    let st = lock(&server.state);
+    st.active == 0
+        && conns.live.load(Ordering::Relaxed) == 0
+        && st.last_busy.unwrap_or(started).elapsed() >= idle
+}
+
+/// Serves one connection in a task of its own, counted while it lasts.
+fn spawn_conn(server: &Arc<Server>, conns: &Arc<Conns>, stream: UnixStream) {
+    conns.opened();
+    let conns = conns.clone();
+    let server = server.clone();
+    tokio::spawn(async move {
+        server.clone().handle(stream).await;
+        lock(&server.state).last_busy = Some(Instant::now());
+        conns.closed();
+    });
 }
 
 /// What accepting has run into, so that each episode (out of descriptors, at the connection
@@ -514,61 +465,27 @@ impl Server {
     }
 
     async fn handle(self: Arc<Self>, mut stream: UnixStream) {
-        let peer = match stream.peer_cred() {
-            Ok(c) => Peer {
-                uid: c.uid(),
-                gid: c.gid(),
-                pid: c.pid().unwrap_or(0),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no peer credentials");
-                Peer {
-                    uid: u32::MAX,
-                    gid: u32::MAX,
-                    pid: 0,
-                }
-            }
-        };
-        // Before anything is read for its meaning (review L11): a denied peer learns nothing
-        // of the actions and cannot fill the log with its lines.
+        let peer = peer_of(&stream);
+        // Before anything is read for its meaning: a denied peer learns nothing of the
+        // actions and cannot fill the log with its lines.
         // `allow_gids` matches supplementary groups too, as the socket file's group
         // permission does; without them (an old kernel) the primary gid still counts.
         let groups = common::peer::groups(stream.as_fd()).unwrap_or_default();
         if !self.cfg.allows_groups(peer.uid, peer.gid, &groups) {
             if let Some(left_out) = self.noisy() {
-                tracing::warn!(
-                    uid = peer.uid,
-                    gid = peer.gid,
-                    pid = peer.pid,
-                    left_out,
-                    "denied"
-                );
+                let (uid, gid, pid) = (peer.uid, peer.gid, peer.pid);
+                tracing::warn!(uid, gid, pid, left_out, "denied");
             }
-            let reply = Reply::error(
-                ErrorCode::Denied,
-                format!(
-                    "uid {} gid {} may not use this socket (BOSUN_ALLOW_UIDS/BOSUN_ALLOW_GIDS)",
-                    peer.uid, peer.gid
-                ),
-            );
             // its line read (bounded), so closing does not reset the connection under the reply
-            let _ = read_line(
-                &mut stream,
-                self.cfg.read_timeout.min(Duration::from_secs(1)),
-            )
-            .await;
-            answer(&mut stream, &reply.to_string()).await;
-            return;
+            let wait = self.cfg.read_timeout.min(Duration::from_secs(1));
+            let _ = read_line(&mut stream, wait).await;
+            return answer(&mut stream, &[admit::denied(peer.uid, peer.gid)]).await;
         }
         let line = match read_line(&mut stream, self.cfg.read_timeout).await {
             Line::Got(l) => l,
             Line::Gone => {
-                tracing::debug!(
-                    uid = peer.uid,
-                    pid = peer.pid,
-                    "client left before a request"
-                );
-                return;
+                let (uid, pid) = (peer.uid, peer.pid);
+                return tracing::debug!(uid, pid, "client left before a request");
             }
             Line::TimedOut => {
                 let msg = format!(
@@ -577,99 +494,46 @@ impl Server {
                 );
                 self.bad_request(peer, ErrorCode::BadRequest, &msg, &[]);
                 let reply = Reply::error(ErrorCode::BadRequest, msg);
-                answer(&mut stream, &reply.to_string()).await;
-                return;
+                return answer(&mut stream, &[reply]).await;
             }
             Line::TooLong => {
                 let e = RequestError::TooLong;
                 self.bad_request(peer, e.code(), &e.to_string(), &[]);
-                answer(
-                    &mut stream,
-                    &Reply::error(e.code(), e.to_string()).to_string(),
-                )
-                .await;
-                drain(&mut stream).await;
-                return;
+                answer(&mut stream, &[Reply::error(e.code(), e.to_string())]).await;
+                return drain(&mut stream).await;
             }
         };
-        let text = self.respond(&mut stream, peer, &line).await;
-        if let Some(text) = text {
-            answer(&mut stream, &text).await;
+        match self.respond(&mut stream, peer, &line).await {
+            Answered::Lines(replies) => answer(&mut stream, &replies).await,
+            Answered::Written => {}
         }
     }
 
-    /// Answers one request line; returns the reply text, or `None` when it was written
-    /// already (actions).
-    async fn respond(&self, stream: &mut UnixStream, peer: Peer, line: &[u8]) -> Option<String> {
+    /// Answers one request line: the reply lines, or [`Answered::Written`] for an action,
+    /// which writes its own as they happen.
+    async fn respond(&self, stream: &mut UnixStream, peer: Peer, line: &[u8]) -> Answered {
         let tokens = match proto::parse_line(line) {
             Ok(t) => t,
             Err(e) => {
                 self.bad_request(peer, e.code(), &e.to_string(), line);
-                return Some(Reply::error(e.code(), e.to_string()).to_string());
+                return vec![Reply::error(e.code(), e.to_string())].into();
             }
         };
         let known = self.callbacks.known().await;
         let req = match Request::resolve(&tokens, |t| known.has(t)) {
             Ok(r) => r,
             Err(e) => {
-                // The error names what was sent: the excerpt says it, at most once.
-                let why = match &e {
-                    RequestError::UnknownAction(_) => "no such action",
-                    RequestError::MissingAction(_) => "no action after the user",
-                    RequestError::BadKey(_) => "bad key",
-                    _ => "bad request",
-                };
-                self.bad_request(peer, e.code(), why, line);
-                let reply = match (&*known, &e) {
-                    (Known::Broken(msg), RequestError::UnknownAction(_)) => Reply::error(
-                        ErrorCode::Unavailable,
-                        format!("callbacks file {}: {msg}", self.callbacks.path().display()),
-                    ),
-                    (_, RequestError::UnknownAction(_)) => {
-                        Reply::error(e.code(), format!("{e}; `help` lists the actions"))
-                    }
-                    _ => Reply::error(e.code(), e.to_string()),
-                };
-                return Some(reply.to_string());
+                self.bad_request(peer, e.code(), unresolved_why(&e), line);
+                return vec![unresolved(&e, &known, self.callbacks.path())].into();
             }
         };
-        if let Some(user) = req.user.as_deref().filter(|u| !valid_user(u)) {
+        if let Err(reply) = admit::check_user(&req) {
             self.bad_request(peer, ErrorCode::BadRequest, "not a valid user name", line);
-            return Some(
-                Reply::error(
-                    ErrorCode::BadRequest,
-                    format!(
-                        "user {user:?} is not a valid name (letters, digits, '.', '_', '-', \
-                         not starting with '.' or '-', at most {} bytes)",
-                        common::name::MAX
-                    ),
-                )
-                .to_string(),
-            );
+            return vec![reply].into();
         }
-        // `ping` and `status` are what health checks send every few seconds: at info they would bury the
-        // container log. Every other request is logged with who sent it.
-        let is_ping = req.builtin().is_some_and(Builtin::is_quiet);
-        macro_rules! log_request {
-            ($lvl:ident) => {
-                tracing::$lvl!(
-                    uid = peer.uid,
-                    gid = peer.gid,
-                    pid = peer.pid,
-                    user = %req.user.as_deref().unwrap_or("-"),
-                    action = %req.action,
-                    args = req.args.len(),
-                    "request"
-                )
-            };
-        }
-        if is_ping {
-            log_request!(debug);
-        } else {
-            log_request!(info);
-        }
+        log_request(peer, &req);
         if self.shutdown.is_cancelled() {
-            return Some(shutting_down().to_string());
+            return vec![shutting_down()].into();
         }
         // A callbacks file may define `CB_reload`: then `reload` is that action.
         let builtin = req
@@ -679,71 +543,307 @@ impl Server {
             // `stop backup`, `ping now`: a built-in refuses words it does not take (a user
             // named like a built-in can never reroute a request to it).
             if let Err(e) = b.check_words(&req.args) {
-                return Some(Reply::error(e.code(), e.to_string()).to_string());
+                return vec![Reply::error(e.code(), e.to_string())].into();
             }
-            return Some(match b.by() {
-                By::Listener => self.answer(b, &req, &known),
+            return match b.by() {
+                By::Listener => builtins::answer(b, &req, &self.ctx(&known)),
                 By::Supervisor => self.forward(b).await,
-            });
+            }
+            .into();
         }
         let Some(function) = known.function(&req.action) else {
             // Only a built-in we do not forward could get here; answer rather than panic.
-            return Some(
-                Reply::error(
-                    ErrorCode::UnknownAction,
-                    format!("no action named {:?}", req.action),
-                )
-                .to_string(),
-            );
+            let msg = format!("no action named {:?}", req.action);
+            return vec![Reply::error(ErrorCode::UnknownAction, msg)].into();
         };
         let function = function.to_string();
         drop(known);
         self.run(stream, peer, req, function).await
     }
 
-    /// A built-in the listener answers itself.
-    fn answer(&self, b: Builtin, req: &Request, known: &Known) -> String {
-        match b {
-            Builtin::Ping => "pong".into(),
-            Builtin::Help => self.help(known),
-            Builtin::History | Builtin::Log => self.query(req),
-            // The table says the supervisor answers the others: never asked here.
-            other => Reply::error(
-                ErrorCode::Unavailable,
-                format!("{other} is not answered here"),
-            )
-            .to_string(),
+    fn ctx<'a>(&'a self, known: &'a Known) -> builtins::Ctx<'a> {
+        builtins::Ctx {
+            known,
+            callbacks: self.callbacks.path(),
+            journal: &self.journal,
         }
     }
 
-    /// `history [ACTION]` (newest first, one run a line) and `log ID` (the run's output
-    /// lines, oldest first).
-    fn query(&self, req: &Request) -> String {
-        let q = match req.query() {
-            Some(Ok(q)) => q,
-            Some(Err(e)) => return Reply::error(e.code(), e.to_string()).to_string(),
-            None => return String::new(),
+    /// A built-in answered by the supervisor, completed with what the listener knows.
+    async fn forward(&self, cmd: Builtin) -> Vec<Reply> {
+        let timeout = self.cfg.stop_timeout + Duration::from_secs(60);
+        let replies = match self.control.command(cmd, timeout).await {
+            Ok(replies) => replies,
+            Err(e) => {
+                tracing::warn!(command = cmd.name(), error = %e, "control command failed");
+                return vec![Reply::error(ErrorCode::Unavailable, e.to_string())];
+            }
         };
-        let j = self.journal();
-        match q {
-            Query::History(action) => j
-                .history(action.as_deref(), HISTORY_LINES)
-                .iter()
-                .map(|r| r.history_line())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Query::Log(id) => match j.get(id) {
-                None => Reply::error(ErrorCode::NotFound, format!("no run {id} in the journal"))
-                    .to_string(),
-                // as the container log shows them: control bytes escaped
-                Some(run) => run
-                    .lines
-                    .iter()
-                    .map(|l| String::from_utf8_lossy(&common::text::escape_output(l)).into_owned())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            },
+        match cmd {
+            Builtin::Metrics => builtins::metrics(replies, &self.journal().tallies()),
+            Builtin::Status => {
+                let actions = lock(&self.state).admit.actions(Instant::now());
+                builtins::status(replies, actions)
+            }
+            _ => replies,
         }
+    }
+
+    /// Runs an action for this connection, or replays its key, or refuses it: `accepted`,
+    /// then `done` when it ends, are written here as they happen.
+    async fn run(
+        &self,
+        stream: &mut UnixStream,
+        peer: Peer,
+        req: Request,
+        function: String,
+    ) -> Answered {
+        // A key is bound to the words of its request.
+        let key = Key::of(&req);
+        let decision = {
+            let mut st = lock(&self.state);
+            let d = st
+                .admit
+                .admit(&self.limits, &*self.journal(), &req, Instant::now());
+            if let Decision::Run(_) = d {
+                st.active += 1;
+            }
+            d
+        };
+        let id = match (decision, &key) {
+            (Decision::Run(id), _) => id,
+            (Decision::Replay(id), Some(key)) => return self.replay(stream, key, id).await.into(),
+            (refused, _) => return Answered::Lines(refused.refusal().into_iter().collect()),
+        };
+        if let Err(reply) = self.record_start(&req, key.as_ref(), peer, id) {
+            return vec![reply].into();
+        }
+        let running = match self.spawn(&req, key.as_ref(), id, function) {
+            Ok(r) => r,
+            Err(reply) => return vec![reply].into(),
+        };
+        let held = self.hold(stream, id, running.pgid, &req.action).await;
+        let accepted = Reply::Accepted {
+            id,
+            action: req.action.clone(),
+        };
+        // A client gone already (fire and forget) makes these writes fail: that's fine.
+        let _ = write_line(stream, &accepted.to_string()).await;
+        let outcome = running
+            .finish(self.shutdown.clone(), self.cfg.stop_timeout)
+            .await;
+        self.ended(stream, &req.action, key.as_ref(), id, outcome, held)
+            .await;
+        Answered::Written
+    }
+
+    /// Records a run's start, durably, before it runs: a key is known before its run
+    /// starts. `Err`: a keyed request refused because its start cannot be recorded (its
+    /// slot given back); an unkeyed one runs all the same, kept in memory.
+    fn record_start(
+        &self,
+        req: &Request,
+        key: Option<&Key>,
+        peer: Peer,
+        id: u64,
+    ) -> Result<(), Reply> {
+        let start = Start {
+            id,
+            action: req.action.clone(),
+            user: req.user.clone(),
+            key: req.key.clone(),
+            uid: peer.uid,
+            start_ms: unix_ms(),
+        };
+        let written = self
+            .journal()
+            .start_with(start, key.map(|k| k.digest.clone()));
+        self.journal_state("start", id, written.as_ref().err());
+        match (written, key) {
+            (Err(e), Some(k)) => {
+                // Never run unrecorded (DESIGN.md section 2): a keyed run starts only once
+                // its start is durable, or a retry of the same key could run it twice.
+                let action = &req.action;
+                tracing::warn!(action = %action, id, key = %k.key, error = %e, "keyed request refused: its start cannot be recorded");
+                lock(&self.state).admit.keys.remove(k);
+                self.release_slot(action, id);
+                self.finished();
+                self.ended.notify_waiters();
+                Err(Reply::error(
+                    ErrorCode::Unavailable,
+                    format!("journal cannot record the start ({e}); {action} not run, try again"),
+                ))
+            }
+            // unkeyed: runs all the same, kept in memory (logged once by journal_state)
+            (Err(_), None) => Ok(()),
+            // waiters on the key can say `accepted` now
+            (Ok(()), _) => {
+                self.ended.notify_waiters();
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the action's process group, its output going to the journal too. `Err`: it
+    /// could not start (recorded as exit 127, its slot given back).
+    fn spawn(
+        &self,
+        req: &Request,
+        key: Option<&Key>,
+        id: u64,
+        function: String,
+    ) -> Result<Running, Reply> {
+        let sink = {
+            let j = self.journal.clone();
+            LineSink::new(move |line: &[u8]| {
+                j.lock().unwrap_or_else(|e| e.into_inner()).output(id, line)
+            })
+        };
+        let action = &req.action;
+        let spec = Spec {
+            id,
+            action: action.clone(),
+            function,
+            user: req.user.clone(),
+            args: req.args.clone(),
+            callbacks: self.cfg.callbacks.clone(),
+            service: self.cfg.service.clone(),
+            timeout: self.cfg.timeout_of(action),
+            kill_grace: self.cfg.kill_grace,
+            sink: Some(sink),
+        };
+        match runner::spawn(spec) {
+            Ok(r) => {
+                let user = req.user.as_deref().unwrap_or("-");
+                tracing::info!(action = %action, id, pgid = r.pgid, user = %user, "started");
+                Ok(r)
+            }
+            Err(e) => {
+                tracing::error!(action = %action, id, error = %e, "cannot start the action");
+                self.record_end(id, key, runner::EXIT_NOT_STARTED, 0.0);
+                self.release_slot(action, id);
+                self.finished();
+                let msg = format!("cannot run {}: {e}", common::shell::shell());
+                Err(Reply::error(ErrorCode::Unavailable, msg))
+            }
+        }
+    }
+
+    /// Gives the supervisor a copy of the client's connection, so that it can answer
+    /// should this listener die; `true` when it has it.
+    async fn hold(&self, stream: &UnixStream, id: u64, pgid: i32, action: &str) -> bool {
+        let action = action.to_string();
+        let hold = Msg::Hold { id, pgid, action };
+        match self.control.send(&hold, Some(stream.as_fd())).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(id, error = %e, "hold not sent");
+                false
+            }
+        }
+    }
+
+    /// A run has ended: recorded, its slot freed, logged, and its `done` told (by the
+    /// supervisor when it holds the connection).
+    async fn ended(
+        &self,
+        stream: &mut UnixStream,
+        action: &str,
+        key: Option<&Key>,
+        id: u64,
+        outcome: Outcome,
+        held: bool,
+    ) {
+        // In the journal before anyone is told `done`, so `history` and a repeated key see it.
+        self.record_end(id, key, outcome.exit, outcome.secs);
+        // Free the action before saying done, so a client that reacts to `done` at once
+        // is not told `busy`.
+        self.release_slot(action, id);
+        log_done(action, id, &outcome);
+        let done = Reply::Done {
+            id,
+            exit: outcome.exit,
+            secs: outcome.secs,
+        };
+        // A held request is answered by the supervisor, which writes the `done` that comes
+        // with the release: were we to write it and die before the release, it would add
+        // `error unavailable` after our `done`. Without the supervisor, we answer.
+        let release = Msg::Release {
+            id,
+            reply: done.to_string(),
+        };
+        let answered = held && {
+            match self.control.send(&release, None).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(id, error = %e, "release not sent");
+                    false
+                }
+            }
+        };
+        if !answered {
+            let _ = write_line(stream, &done.to_string()).await;
+            let _ = stream.shutdown().await;
+        }
+        self.finished();
+    }
+
+    /// A keyed request whose key has been seen with these words: the first run's replies
+    /// (`accepted` once its start is recorded, `done` once it has ended), never a second
+    /// run. A waiter on a running one waits at most `replay_wait`, and there are at most
+    /// so many of them per key and in all (`admit::Limits`), the others answered
+    /// `error busy` at once.
+    async fn replay(&self, stream: &mut UnixStream, key: &Key, id: u64) -> Vec<Reply> {
+        let mut slot = None;
+        let deadline = tokio::time::Instant::now() + self.cfg.replay_wait;
+        let mut accepted = false;
+        loop {
+            let ended = self.ended.notified();
+            let now = {
+                let st = lock(&self.state);
+                admit::replay(&st.admit, &*self.journal(), key, id)
+            };
+            let (action, recorded) = match now {
+                Replay::Unrecorded => return vec![admit::unrecorded(&key.key)],
+                Replay::Lost => {
+                    let k = &key.key;
+                    tracing::warn!(id, key = %k, "keyed request: its run was lost; not run again");
+                    return vec![admit::lost(id, k)];
+                }
+                Replay::Running { action, recorded } => (action, recorded),
+                Replay::Ended { action, done } => {
+                    if !accepted {
+                        self.say_accepted(stream, key, id, &action).await;
+                    }
+                    return vec![done];
+                }
+            };
+            if slot.is_none() {
+                slot = self.wait_slot(&key.key);
+                if slot.is_none() {
+                    let k = &key.key;
+                    tracing::warn!(id, key = %k, "keyed request: too many waiting on this run");
+                    return vec![admit::still_running(&action, id)];
+                }
+            }
+            if recorded && !accepted {
+                self.say_accepted(stream, key, id, &action).await;
+                accepted = true;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return vec![admit::still_running(&action, id)];
+            }
+        }
+    }
+
+    /// The `accepted` line of a replayed key's first run.
+    async fn say_accepted(&self, stream: &mut UnixStream, key: &Key, id: u64, action: &str) {
+        tracing::info!(id, key = %key.key, action = %action, "keyed request: already run");
+        let line = Reply::Accepted {
+            id,
+            action: action.to_string(),
+        };
+        let _ = write_line(stream, &line.to_string()).await;
     }
 
     /// Logs a bad request once: who sent it, the reply's code and at most
@@ -755,33 +855,18 @@ impl Server {
             return;
         };
         let code = code.as_str();
+        let (uid, pid) = (peer.uid, peer.pid);
         match (sent.is_empty(), left_out) {
-            (true, 0) => tracing::warn!(uid = peer.uid, pid = peer.pid, code, why, "bad request"),
-            (true, _) => {
-                tracing::warn!(
-                    uid = peer.uid,
-                    pid = peer.pid,
-                    code,
-                    why,
-                    left_out,
-                    "bad request"
-                )
+            (true, 0) => tracing::warn!(uid, pid, code, why, "bad request"),
+            (true, _) => tracing::warn!(uid, pid, code, why, left_out, "bad request"),
+            (false, 0) => {
+                let sent = common::text::excerpt(sent);
+                tracing::warn!(uid, pid, code, sent = %sent, "bad request")
             }
-            (false, 0) => tracing::warn!(
-                uid = peer.uid,
-                pid = peer.pid,
-                code,
-                sent = %common::text::excerpt(sent),
-                "bad request"
-            ),
-            (false, _) => tracing::warn!(
-                uid = peer.uid,
-                pid = peer.pid,
-                code,
-                sent = %common::text::excerpt(sent),
-                left_out,
-                "bad request"
-            ),
+            (false, _) => {
+                let sent = common::text::excerpt(sent);
+                tracing::warn!(uid, pid, code, sent = %sent, left_out, "bad request")
+            }
         }
     }
 
@@ -828,365 +913,18 @@ impl Server {
         }
     }
 
-    /// A keyed request whose key has been seen with these words (`digest`): the first run's
-    /// replies, never a second run. `None`: the key is new for these words (the same key
-    /// with other words is another run, DESIGN.md section 2). A lost run's key is answered
-    /// `error lost`; a waiter on a running one waits at most `replay_wait`, and there are
-    /// at most [`WAITERS_PER_KEY`] of them per key and [`WAITERS`] in all, the others
-    /// answered `error busy` at once.
-    async fn replay(&self, stream: &mut UnixStream, key: &str, digest: &str) -> Option<String> {
-        let k = (key.to_string(), digest.to_string());
-        let id = {
-            let st = lock(&self.state);
-            match st.keys.get(&k) {
-                Some(&id) => id,
-                None => self.journal().by_key(key, digest)?.id,
-            }
-        };
-        let mut slot = None;
-        let deadline = tokio::time::Instant::now() + self.cfg.replay_wait;
-        let mut accepted = false;
-        loop {
-            let ended = self.ended.notified();
-            let run = self.journal().get(id).cloned();
-            let action = match &run {
-                Some(r) => r.action.clone(),
-                None => {
-                    let st = lock(&self.state);
-                    if !st.keys.contains_key(&k) {
-                        // its start could not be recorded: it never ran
-                        return Some(unrecorded_reply(key));
-                    }
-                    st.running
-                        .iter()
-                        .find(|(_, r)| r.id == id)
-                        .map(|(a, _)| a.clone())
-                        .unwrap_or_default()
-                }
-            };
-            if let Some(run) = &run {
-                if run.lost {
-                    tracing::warn!(id, key, "keyed request: its run was lost; not run again");
-                    return Some(
-                        Reply::error(
-                            ErrorCode::Lost,
-                            format!(
-                                "{id} the run of key {key} was lost (the container or the \
-                                 listener stopped while it ran); it is not run again"
-                            ),
-                        )
-                        .to_string(),
-                    );
-                }
-            }
-            let ended_run = run.as_ref().and_then(|r| r.end.map(|e| (r, e)));
-            if ended_run.is_none() && slot.is_none() {
-                slot = self.wait_slot(key);
-                if slot.is_none() {
-                    tracing::warn!(id, key, "keyed request: too many waiting on this run");
-                    return Some(still_running(&action, id));
-                }
-            }
-            if !accepted && run.is_some() {
-                tracing::info!(id, key, action = %action, "keyed request: already run");
-                let line = Reply::Accepted {
-                    id,
-                    action: action.clone(),
-                };
-                let _ = write_line(stream, &line.to_string()).await;
-                accepted = true;
-            }
-            if let Some((run, end)) = ended_run {
-                return Some(done_of(run, end).to_string());
-            }
-            if tokio::time::timeout_at(deadline, ended).await.is_err() {
-                return Some(still_running(&action, id));
-            }
-        }
-    }
-
     /// A place among the waiters on running keys, given back when dropped; `None` when the
     /// key or the whole has as many as it may.
     fn wait_slot(&self, key: &str) -> Option<WaitSlot<'_>> {
-        let mut st = lock(&self.state);
-        let of_key = st.waiters.get(key).copied().unwrap_or(0);
-        if of_key >= WAITERS_PER_KEY || st.waiting >= WAITERS {
-            return None;
-        }
-        st.waiters.insert(key.to_string(), of_key + 1);
-        st.waiting += 1;
-        Some(WaitSlot {
+        let took = lock(&self.state).admit.wait_on(&self.limits, key);
+        took.then(|| WaitSlot {
             server: self,
             key: key.to_string(),
         })
     }
 
-    fn help(&self, known: &Known) -> String {
-        let mut lines: Vec<String> = Builtin::names().map(str::to_string).collect();
-        match known {
-            Known::Actions(m) => {
-                lines.extend(m.keys().filter(|a| Builtin::parse(a).is_none()).cloned())
-            }
-            Known::Missing => {}
-            Known::Broken(msg) => lines.push(format!(
-                "# callbacks file {} unusable: {msg}",
-                self.callbacks.path().display()
-            )),
-        }
-        lines.join("\n")
-    }
-
-    /// A built-in answered by the supervisor.
-    async fn forward(&self, cmd: Builtin) -> String {
-        let timeout = self.cfg.stop_timeout + Duration::from_secs(60);
-        let text = match self.control.command(cmd, timeout).await {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::warn!(command = cmd.name(), error = %e, "control command failed");
-                return Reply::error(ErrorCode::Unavailable, e.to_string()).to_string();
-            }
-        };
-        if cmd == Builtin::Metrics && !text.starts_with("error ") {
-            let tallies = self.journal().tallies();
-            return crate::metrics::reply(&text, &tallies);
-        }
-        if cmd != Builtin::Status {
-            return text;
-        }
-        let mut out = text;
-        let st = lock(&self.state);
-        for (name, r) in &st.running {
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(&format!(
-                "action {name} id={} user={} secs={}",
-                r.id,
-                r.user.as_deref().unwrap_or("-"),
-                r.started.elapsed().as_secs()
-            ));
-        }
-        out
-    }
-
-    /// Runs an action for this connection: `accepted`, then `done` when it ends.
-    async fn run(
-        &self,
-        stream: &mut UnixStream,
-        peer: Peer,
-        req: Request,
-        function: String,
-    ) -> Option<String> {
-        // A key is bound to the words of its request.
-        let keyed = req.key.clone().map(|key| (key, req.digest()));
-        if let Some((key, digest)) = &keyed {
-            if let Some(text) = self.replay(stream, key, digest).await {
-                return Some(text);
-            }
-        }
-        let id = {
-            let mut st = lock(&self.state);
-            // Checked again under the lock that reserves: two requests with one new key at
-            // once, the second follows the first.
-            let seen = keyed.as_ref().filter(|k| {
-                st.keys.contains_key(*k) || self.journal().by_key(&k.0, &k.1).is_some()
-            });
-            if let Some(key) = seen {
-                Err(key.clone())
-            } else {
-                if let Some(r) = st.running.get(&req.action) {
-                    return Some(
-                        Reply::error(
-                            ErrorCode::Busy,
-                            format!("{} is running as {}", req.action, r.id),
-                        )
-                        .to_string(),
-                    );
-                }
-                if st.running.len() >= self.cfg.max_actions {
-                    return Some(
-                        Reply::error(
-                            ErrorCode::TooMany,
-                            format!(
-                                "{} actions are running, the most allowed (BOSUN_MAX_ACTIONS)",
-                                st.running.len()
-                            ),
-                        )
-                        .to_string(),
-                    );
-                }
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                st.running.insert(
-                    req.action.clone(),
-                    RunInfo {
-                        id,
-                        user: req.user.clone(),
-                        started: Instant::now(),
-                    },
-                );
-                st.active += 1;
-                if let Some(k) = &keyed {
-                    st.keys.insert(k.clone(), id);
-                }
-                Ok(id)
-            }
-        };
-        let id = match id {
-            Ok(id) => id,
-            Err((key, digest)) => {
-                return Some(
-                    self.replay(stream, &key, &digest)
-                        .await
-                        .unwrap_or_else(|| unrecorded_reply(&key)),
-                )
-            }
-        };
-        let action = req.action.clone();
-        // Recorded, durably, before the action runs: a key is known before its run starts.
-        let start = Start {
-            id,
-            action: action.clone(),
-            user: req.user.clone(),
-            key: req.key.clone(),
-            uid: peer.uid,
-            start_ms: unix_ms(),
-        };
-        let digest = keyed.as_ref().map(|k| k.1.clone());
-        let written = self.journal().start_with(start, digest);
-        self.journal_state("start", id, written.as_ref().err());
-        match (written, &keyed) {
-            (Err(e), Some(k)) => {
-                // Never run unrecorded (DESIGN.md section 2): a keyed run starts only once
-                // its start is durable, or a retry of the same key could run it twice.
-                tracing::warn!(action = %action, id, key = %k.0, error = %e, "keyed request refused: its start cannot be recorded");
-                lock(&self.state).keys.remove(k);
-                self.release_slot(&action, id);
-                self.finished();
-                self.ended.notify_waiters();
-                return Some(
-                    Reply::error(
-                        ErrorCode::Unavailable,
-                        format!(
-                            "journal cannot record the start ({e}); {action} not run, try again"
-                        ),
-                    )
-                    .to_string(),
-                );
-            }
-            // unkeyed: runs all the same, kept in memory (logged once by journal_state)
-            (Err(_), None) => {}
-            // waiters on the key can say `accepted` now
-            (Ok(()), _) => self.ended.notify_waiters(),
-        }
-        let sink = {
-            let j = self.journal.clone();
-            LineSink::new(move |line: &[u8]| {
-                j.lock().unwrap_or_else(|e| e.into_inner()).output(id, line)
-            })
-        };
-        let key = keyed;
-        let spec = Spec {
-            id,
-            action: action.clone(),
-            function,
-            user: req.user.clone(),
-            args: req.args,
-            callbacks: self.cfg.callbacks.clone(),
-            service: self.cfg.service.clone(),
-            timeout: self.cfg.timeout_of(&action),
-            kill_grace: self.cfg.kill_grace,
-            sink: Some(sink),
-        };
-        let running = match runner::spawn(spec) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(action = %action, id, error = %e, "cannot start the action");
-                self.record_end(id, key.as_ref(), 127, 0.0);
-                self.release_slot(&action, id);
-                self.finished();
-                return Some(
-                    Reply::error(
-                        ErrorCode::Unavailable,
-                        format!("cannot run {}: {e}", common::shell::shell()),
-                    )
-                    .to_string(),
-                );
-            }
-        };
-        let pgid = running.pgid;
-        tracing::info!(action = %action, id, pgid, user = %req.user.as_deref().unwrap_or("-"), "started");
-        let hold = Msg::Hold {
-            id,
-            pgid,
-            action: action.clone(),
-        };
-        let held = match self.control.send(&hold, Some(stream.as_fd())).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(id, error = %e, "hold not sent");
-                false
-            }
-        };
-        let accepted = Reply::Accepted {
-            id,
-            action: action.clone(),
-        };
-        // A client gone already (fire and forget) makes these writes fail: that's fine.
-        let _ = write_line(stream, &accepted.to_string()).await;
-
-        let outcome = running
-            .finish(self.shutdown.clone(), self.cfg.stop_timeout)
-            .await;
-        // In the journal before anyone is told `done`, so `history` and a repeated key see it.
-        self.record_end(id, key.as_ref(), outcome.exit, outcome.secs);
-        // Free the action before saying done, so a client that reacts to `done` at once
-        // is not told `busy`.
-        self.release_slot(&action, id);
-        let secs = format!("{:.3}", outcome.secs);
-        if outcome.exit == 0 {
-            tracing::info!(action = %action, id, exit = outcome.exit, secs = %secs, "done");
-        } else {
-            tracing::warn!(
-                action = %action,
-                id,
-                exit = outcome.exit,
-                secs = %secs,
-                timed_out = outcome.timed_out,
-                stopped = outcome.stopped,
-                "done"
-            );
-        }
-        let done = Reply::Done {
-            id,
-            exit: outcome.exit,
-            secs: outcome.secs,
-        };
-        // A held request is answered by the supervisor, which writes the `done` that comes
-        // with the release: were we to write it and die before the release, it would add
-        // `error unavailable` after our `done`. Without the supervisor, we answer.
-        let release = Msg::Release {
-            id,
-            reply: done.to_string(),
-        };
-        let answered = held && {
-            match self.control.send(&release, None).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::debug!(id, error = %e, "release not sent");
-                    false
-                }
-            }
-        };
-        if !answered {
-            let _ = write_line(stream, &done.to_string()).await;
-            let _ = stream.shutdown().await;
-        }
-        self.finished();
-        None
-    }
-
     /// Records a run's end, then lets requests waiting on its key go.
-    fn record_end(&self, id: u64, key: Option<&(String, String)>, exit: i32, secs: f64) {
+    fn record_end(&self, id: u64, key: Option<&Key>, exit: i32, secs: f64) {
         let end = End {
             end_ms: unix_ms(),
             exit,
@@ -1194,16 +932,13 @@ impl Server {
         };
         self.journal_write("end", id, move |j| j.end(id, end));
         if let Some(key) = key {
-            lock(&self.state).keys.remove(key);
+            lock(&self.state).admit.keys.remove(key);
         }
         self.ended.notify_waiters();
     }
 
     fn release_slot(&self, action: &str, id: u64) {
-        let mut st = lock(&self.state);
-        if st.running.get(action).is_some_and(|r| r.id == id) {
-            st.running.remove(action);
-        }
+        lock(&self.state).admit.release(action, id);
     }
 
     fn finished(&self) {
@@ -1224,45 +959,88 @@ struct WaitSlot<'a> {
 
 impl Drop for WaitSlot<'_> {
     fn drop(&mut self) {
-        let mut st = lock(&self.server.state);
-        st.waiting = st.waiting.saturating_sub(1);
-        if let Some(n) = st.waiters.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                st.waiters.remove(&self.key);
+        lock(&self.server.state).admit.leave(&self.key);
+    }
+}
+
+/// Who is on the other end of `stream`.
+fn peer_of(stream: &UnixStream) -> Peer {
+    match stream.peer_cred() {
+        Ok(c) => Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid().unwrap_or(0),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no peer credentials");
+            Peer {
+                uid: u32::MAX,
+                gid: u32::MAX,
+                pid: 0,
             }
         }
     }
 }
 
-/// `error busy <action> still running as <id>`: ask again later.
-fn still_running(action: &str, id: u64) -> String {
-    Reply::error(ErrorCode::Busy, format!("{action} still running as {id}")).to_string()
+/// Logs a request with who sent it: at debug for the table's quiet built-ins (`ping`,
+/// `status`, `metrics`: health checks and scrapers ask them every few seconds, at info they
+/// would bury the container log), at info for every other.
+fn log_request(peer: Peer, req: &Request) {
+    macro_rules! log_request {
+        ($lvl:ident) => {
+            tracing::$lvl!(
+                uid = peer.uid,
+                gid = peer.gid,
+                pid = peer.pid,
+                user = %req.user.as_deref().unwrap_or("-"),
+                action = %req.action,
+                args = req.args.len(),
+                "request"
+            )
+        };
+    }
+    if req.builtin().is_some_and(Builtin::is_quiet) {
+        log_request!(debug);
+    } else {
+        log_request!(info);
+    }
 }
 
-/// A key whose start could not be recorded: it did not run; the client may try again.
-fn unrecorded_reply(key: &str) -> String {
-    Reply::error(
-        ErrorCode::Unavailable,
-        format!("journal cannot record the start of key {key}; not run, try again"),
-    )
-    .to_string()
+/// A run's end in the log: at warn when it failed.
+fn log_done(action: &str, id: u64, outcome: &Outcome) {
+    let secs = format!("{:.3}", outcome.secs);
+    let exit = outcome.exit;
+    if exit == 0 {
+        tracing::info!(action = %action, id, exit, secs = %secs, "done");
+    } else {
+        let (timed_out, stopped) = (outcome.timed_out, outcome.stopped);
+        tracing::warn!(action = %action, id, exit, secs = %secs, timed_out, stopped, "done");
+    }
 }
 
-/// A user name is handed to callbacks that build paths and command lines from it
-/// (`/srv/$BOSUN_USER`, `mysqldump "$BOSUN_USER"`), so it is held to a plain name: no `/`,
-/// no `..`, no leading `-` that a command would read as an option (`common::name`'s rule,
-/// the same as for service and action names).
-fn valid_user(u: &str) -> bool {
-    common::name::is_valid(u)
+/// What a request that names no action is logged as (the excerpt says what was sent).
+fn unresolved_why(e: &RequestError) -> &'static str {
+    match e {
+        RequestError::UnknownAction(_) | RequestError::UnknownActionAfter { .. } => {
+            "no such action"
+        }
+        RequestError::MissingAction(_) => "no action after the user",
+        RequestError::BadKey(_) => "bad key",
+        _ => "bad request",
+    }
 }
 
-/// The `done` line of a run that has ended.
-fn done_of(run: &Run, end: End) -> Reply {
-    Reply::Done {
-        id: run.id,
-        exit: end.exit,
-        secs: end.secs,
+/// The reply to a request that names no action: an unusable callbacks file says so.
+fn unresolved(e: &RequestError, known: &Known, callbacks: &std::path::Path) -> Reply {
+    match (known, e) {
+        (Known::Broken(msg), e) if e.is_unknown_action() => Reply::error(
+            ErrorCode::Unavailable,
+            format!("callbacks file {}: {msg}", callbacks.display()),
+        ),
+        (_, e) if e.is_unknown_action() => {
+            Reply::error(e.code(), format!("{e}; `help` lists the actions"))
+        }
+        _ => Reply::error(e.code(), e.to_string()),
     }
 }
 
@@ -1339,38 +1117,14 @@ async fn write_line(stream: &mut UnixStream, text: &str) -> std::io::Result<()> 
     }
 }
 
-/// Writes the final reply and closes our side.
-async fn answer(stream: &mut UnixStream, text: &str) {
-    // An empty text (no runs in `history`, no output in `log`) is no line at all.
+/// Writes the final reply lines and closes our side.
+async fn answer(stream: &mut UnixStream, replies: &[Reply]) {
+    let text = builtins::join(replies);
+    // No lines (no runs in `history`, no output in `log`) is no line at all.
     if !text.is_empty() {
-        if let Err(e) = write_line(stream, text).await {
+        if let Err(e) = write_line(stream, &text).await {
             tracing::debug!(error = %e, "reply not delivered");
         }
     }
     let _ = stream.shutdown().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_user;
-
-    #[test]
-    fn user_names() {
-        for ok in ["forum", "site_1", "a.b-c", "_x", "0"] {
-            assert!(valid_user(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "..",
-            ".hidden",
-            "-rf",
-            "a/b",
-            "../etc",
-            "a b",
-            "é",
-            &"x".repeat(65),
-        ] {
-            assert!(!valid_user(bad), "{bad}");
-        }
-    }
 }

@@ -1,15 +1,17 @@
 //! The built-ins: one table of the requests bosun answers itself, and their replies as
 //! values.
 //!
-//! A built-in is one row of [`Builtin::TABLE`] (its name and who answers it) and one
+//! A built-in is one row of [`Builtin::TABLE`] (its name, who answers it, its words and
+//! its flags: quiet, answered without a listener, answered while stopping) and one
 //! handler: the listener's for [`By::Listener`], the supervisor core's for
 //! [`By::Supervisor`] (the listener forwards those over the control channel). Replies of
-//! the supervisor's built-ins are [`Answer`] values; their text is made in one place,
-//! [`Answer`]'s `Display`, and is what the client reads.
+//! the supervisor's built-ins are [`Answer`] values, or a [`Reply::Error`] when refused;
+//! an answer's text is made in one place, [`Answer`]'s `Display`, and is what the client
+//! reads.
 
 use std::fmt;
 
-use crate::metrics::{render, Family, Kind};
+use crate::metrics::{render, Family};
 use crate::reply::{ErrorCode, Reply};
 
 /// A request answered without a callback.
@@ -25,6 +27,7 @@ pub enum Builtin {
     History,
     Log,
     Metrics,
+    Version,
 }
 
 /// The words a built-in takes after its name (DESIGN.md section 2: a built-in refuses words
@@ -49,47 +52,106 @@ pub enum By {
     Supervisor,
 }
 
+/// One built-in: everything the programs need to know about it besides its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub builtin: Builtin,
+    /// Its name on the wire.
+    pub name: &'static str,
+    pub by: By,
+    /// The words it takes after its name.
+    pub words: Words,
+    /// Asked every few seconds by health checks and scrapers: logged at debug, not info.
+    pub quiet: bool,
+    /// Answered by the supervisor itself while no listener runs, when the request line is
+    /// exactly its name (no user, key or words): no listener is started for it.
+    pub without_listener: bool,
+    /// Answered by the supervisor while the container stops (the others get
+    /// `error shutting-down`).
+    pub while_stopping: bool,
+}
+
+impl Row {
+    /// A row with every flag off: the rows below say only what differs.
+    const fn new(builtin: Builtin, name: &'static str, by: By) -> Row {
+        Row {
+            builtin,
+            name,
+            by,
+            words: Words::None,
+            quiet: false,
+            without_listener: false,
+            while_stopping: false,
+        }
+    }
+
+    const fn words(mut self, words: Words) -> Row {
+        self.words = words;
+        self
+    }
+
+    const fn quiet(mut self) -> Row {
+        self.quiet = true;
+        self
+    }
+
+    const fn without_listener(mut self) -> Row {
+        self.without_listener = true;
+        self
+    }
+
+    const fn while_stopping(mut self) -> Row {
+        self.while_stopping = true;
+        self
+    }
+}
+
 impl Builtin {
-    /// Every built-in: its name on the wire, who answers it and the words it takes, in
-    /// `help`'s order.
-    pub const TABLE: [(Builtin, &'static str, By, Words); 10] = [
-        (Builtin::Ping, "ping", By::Listener, Words::None),
-        (Builtin::Help, "help", By::Listener, Words::None),
-        (Builtin::Status, "status", By::Supervisor, Words::None),
-        (Builtin::Start, "start", By::Supervisor, Words::None),
-        (Builtin::Stop, "stop", By::Supervisor, Words::None),
-        (Builtin::Restart, "restart", By::Supervisor, Words::None),
-        (Builtin::Reload, "reload", By::Supervisor, Words::None),
-        (
-            Builtin::History,
-            "history",
-            By::Listener,
-            Words::Optional("ACTION"),
-        ),
-        (Builtin::Log, "log", By::Listener, Words::One("ID")),
+    /// Every built-in, in `help`'s order. A new built-in is a row here, a variant above and
+    /// its handler on the side that answers it (the listener's `builtins`, or the
+    /// supervisor core's `on_command`).
+    pub const TABLE: [Row; 11] = [
+        Row::new(Builtin::Ping, "ping", By::Listener)
+            .quiet()
+            .without_listener(),
+        Row::new(Builtin::Help, "help", By::Listener),
+        Row::new(Builtin::Status, "status", By::Supervisor)
+            .quiet()
+            .without_listener()
+            .while_stopping(),
+        Row::new(Builtin::Start, "start", By::Supervisor),
+        Row::new(Builtin::Stop, "stop", By::Supervisor),
+        Row::new(Builtin::Restart, "restart", By::Supervisor),
+        Row::new(Builtin::Reload, "reload", By::Supervisor),
+        Row::new(Builtin::History, "history", By::Listener).words(Words::Optional("ACTION")),
+        Row::new(Builtin::Log, "log", By::Listener).words(Words::One("ID")),
         // The supervisor answers its part (the main process); the listener appends the
         // journal's (the actions).
-        (Builtin::Metrics, "metrics", By::Supervisor, Words::None),
+        Row::new(Builtin::Metrics, "metrics", By::Supervisor)
+            .quiet()
+            .while_stopping(),
+        Row::new(Builtin::Version, "version", By::Listener).without_listener(),
     ];
 
-    fn row(self) -> &'static (Builtin, &'static str, By, Words) {
+    /// Its row of [`Builtin::TABLE`].
+    pub fn row(self) -> &'static Row {
         Builtin::TABLE
             .iter()
-            .find(|r| r.0 == self)
+            .find(|r| r.builtin == self)
             .unwrap_or(&Builtin::TABLE[0])
     }
 
     pub fn name(self) -> &'static str {
-        self.row().1
+        self.row().name
     }
 
     pub fn by(self) -> By {
-        self.row().2
+        self.row().by
     }
 
     /// The words it takes after its name.
     pub fn words(self) -> Words {
-        self.row().3
+        self.row().words
     }
 
     /// Whether `n` words after its name are what it takes.
@@ -126,18 +188,36 @@ impl Builtin {
 
     /// The built-in named `name`, if any.
     pub fn parse(name: &str) -> Option<Builtin> {
-        Builtin::TABLE.iter().find(|r| r.1 == name).map(|r| r.0)
+        Builtin::TABLE
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.builtin)
     }
 
     /// The names, in `help`'s order.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        Builtin::TABLE.iter().map(|r| r.1)
+        Builtin::TABLE.iter().map(|r| r.name)
     }
 
     /// Health checks and scrapers ask these every few seconds: they are logged at debug,
     /// not info.
     pub fn is_quiet(self) -> bool {
-        matches!(self, Builtin::Ping | Builtin::Status | Builtin::Metrics)
+        self.row().quiet
+    }
+
+    /// Answered by the supervisor while the container stops.
+    pub fn while_stopping(self) -> bool {
+        self.row().while_stopping
+    }
+
+    /// The built-in the supervisor answers itself while no listener runs, when `line` (a
+    /// request line, without its newline) asks for one: exactly its name, alone. Any other
+    /// line (`None`) is for a listener.
+    pub fn without_listener(line: &[u8]) -> Option<Builtin> {
+        match crate::parse_line(line).ok()?.as_slice() {
+            [one] => Builtin::parse(one).filter(|b| b.row().without_listener),
+            _ => None,
+        }
     }
 }
 
@@ -150,8 +230,8 @@ impl fmt::Display for Builtin {
 /// The reply to a built-in the supervisor answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    /// `status`: the state line (`<service> <state> pid=.. ready=.. restarts=..`).
-    Status(String),
+    /// `status`: the main process's part (the listener adds the actions).
+    Status(crate::status::Status),
     /// `start` when it already runs.
     Running {
         pid: i32,
@@ -166,76 +246,39 @@ pub enum Answer {
         pid: i32,
     },
     /// `metrics`: the supervisor's part, the main process's families.
-    Metrics(MainMetrics),
+    Metrics(Vec<Family>),
     /// `stop`: with the exit code when a running process was stopped.
     Stopped {
         exit: Option<i32>,
     },
-    Error {
-        code: ErrorCode,
-        message: String,
-    },
 }
 
 impl Answer {
-    pub fn error(code: ErrorCode, message: impl Into<String>) -> Answer {
-        Answer::Error {
-            code,
-            message: message.into(),
-        }
+    /// A refused built-in: not an answer but a reply line, [`Reply::error`] itself
+    /// (prefer that spelling; this one is here for call sites not moved to it yet).
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::error(code, message)
     }
 }
 
-/// The supervisor's part of `metrics` (DESIGN.md section 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MainMetrics {
-    /// The main process runs (it has a pid, ready or not).
-    pub up: bool,
-    /// The `restarts=` of `status`: starts of the main process after its first.
-    pub restarts: u64,
-    /// Starts of the main process by a connection (on-demand services).
-    pub on_demand_starts: u64,
-}
-
-impl MainMetrics {
-    /// `bosun_main_up`, `bosun_main_restarts_total`, `bosun_on_demand_starts_total`.
-    pub fn families(&self) -> Vec<Family> {
-        let mut up = Family::new(
-            "bosun_main_up",
-            "1 when the container's main process runs, else 0.",
-            Kind::Gauge,
-        );
-        up.sample(&[], if self.up { 1.0 } else { 0.0 });
-        let mut restarts = Family::new(
-            "bosun_main_restarts_total",
-            "Starts of the main process after its first, since the container started.",
-            Kind::Counter,
-        );
-        restarts.sample(&[], self.restarts as f64);
-        let mut od = Family::new(
-            "bosun_on_demand_starts_total",
-            "Starts of the main process by an incoming connection (on demand), since the container started.",
-            Kind::Counter,
-        );
-        od.sample(&[], self.on_demand_starts as f64);
-        vec![up, restarts, od]
+/// An answer goes on the wire as the text its `Display` makes.
+impl From<Answer> for Reply {
+    fn from(a: Answer) -> Reply {
+        Reply::Text(a.to_string())
     }
 }
 
 impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Answer::Status(line) => f.write_str(line),
-            Answer::Metrics(m) => f.write_str(render(&m.families()).trim_end_matches('\n')),
+            Answer::Status(s) => s.fmt(f),
+            Answer::Metrics(families) => f.write_str(render(families).trim_end_matches('\n')),
             Answer::Running { pid } => write!(f, "running pid={pid}"),
             Answer::Started { pid } => write!(f, "started pid={pid}"),
             Answer::Restarted { pid } => write!(f, "restarted pid={pid}"),
             Answer::Reloaded { pid } => write!(f, "reloaded pid={pid}"),
             Answer::Stopped { exit: None } => f.write_str("stopped"),
             Answer::Stopped { exit: Some(c) } => write!(f, "stopped exit={c}"),
-            Answer::Error { code, message } => {
-                write!(f, "{}", Reply::error(*code, message.clone()))
-            }
         }
     }
 }
@@ -246,27 +289,59 @@ mod tests {
 
     #[test]
     fn one_table() {
-        for (b, name, by, words) in Builtin::TABLE {
-            assert_eq!(Builtin::parse(name), Some(b));
-            assert_eq!(b.name(), name);
-            assert_eq!(b.by(), by);
-            assert_eq!(b.words(), words);
-            assert_eq!(b.to_string(), name);
+        for row in Builtin::TABLE {
+            let b = row.builtin;
+            assert_eq!(Builtin::parse(row.name), Some(b));
+            assert_eq!(b.name(), row.name);
+            assert_eq!(b.row(), &row);
+            assert_eq!(b.to_string(), row.name);
+            // The supervisor answers a built-in while stopping only if it answers it at all.
+            assert!(!row.while_stopping || row.by == By::Supervisor, "{b}");
         }
         assert_eq!(Builtin::parse("rotate-logs"), None);
         assert_eq!(
             Builtin::names().collect::<Vec<_>>(),
             [
                 "ping", "help", "status", "start", "stop", "restart", "reload", "history", "log",
-                "metrics"
+                "metrics", "version"
             ]
         );
     }
 
     #[test]
+    fn flags() {
+        let quiet: Vec<_> = Builtin::TABLE
+            .iter()
+            .filter(|r| r.quiet)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(quiet, ["ping", "status", "metrics"]);
+        let stopping: Vec<_> = Builtin::TABLE
+            .iter()
+            .filter(|r| r.while_stopping)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(stopping, ["status", "metrics"]);
+        for (line, want) in [
+            (&b"ping"[..], Some(Builtin::Ping)),
+            (b"status", Some(Builtin::Status)),
+            (b"version", Some(Builtin::Version)),
+            (b" version\r", Some(Builtin::Version)),
+            (b"help", None),
+            (b"forum ping", None),
+            (b"@k ping", None),
+            (b"ping now", None),
+            (b"metrics", None),
+            (b"\xff", None),
+        ] {
+            assert_eq!(Builtin::without_listener(line), want, "{line:?}");
+        }
+    }
+
+    #[test]
     fn builtins_refuse_words_they_do_not_take() {
         let none: [&str; 0] = [];
-        for (b, ..) in Builtin::TABLE {
+        for Row { builtin: b, .. } in Builtin::TABLE {
             let one_ok = matches!(b, Builtin::History | Builtin::Log);
             assert_eq!(b.check_words(&["x"]).is_ok(), one_ok, "{b} x");
             assert_eq!(b.check_words(&none).is_ok(), b != Builtin::Log, "{b}");
@@ -293,25 +368,13 @@ mod tests {
             "stopped exit=143"
         );
         assert_eq!(
-            Answer::error(ErrorCode::Busy, "starting").to_string(),
-            "error busy starting"
+            Reply::from(Answer::Reloaded { pid: 9 }),
+            Reply::Text("reloaded pid=9".into())
         );
-        let m = Answer::Metrics(MainMetrics {
-            up: true,
-            restarts: 2,
-            on_demand_starts: 0,
-        })
-        .to_string();
+        let mut f = Family::new("bosun_x", "X.", crate::metrics::Kind::Gauge);
+        f.sample(&[], 1.0);
+        let m = Answer::Metrics(vec![f]).to_string();
         assert!(!m.ends_with('\n'), "no trailing newline on the channel");
-        let samples: Vec<&str> = m.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(
-            samples,
-            [
-                "bosun_main_up 1",
-                "bosun_main_restarts_total 2",
-                "bosun_on_demand_starts_total 0"
-            ]
-        );
-        assert!(m.contains("# TYPE bosun_main_restarts_total counter\n"));
+        assert!(m.ends_with("\nbosun_x 1"), "{m}");
     }
 }

@@ -18,13 +18,17 @@
 //! * Built-ins the supervisor answers ([`By::Supervisor`] in [`Builtin::TABLE`]: `status`,
 //!   `start`, `stop`, `restart`, `reload` without a `CB_reload`, `metrics`) are forwarded as
 //!   [`Msg::Cmd`]; the supervisor answers with [`Msg::Reply`] carrying the text of its
-//!   [`Answer`](crate::builtin::Answer) (one or more lines, no trailing newline).
-//! * While no listener runs, the supervisor answers `ping` and `status` on the request
-//!   socket itself; a client with any other request is passed to the listener, started
-//!   for it, as [`Msg::Conn`] with the connection attached and its line unread.
+//!   [`Answer`](crate::builtin::Answer) (one or more lines, no trailing newline) or of its
+//!   refusal (one `error <code> ...` line), which the listener reads back into
+//!   [`Reply`](crate::Reply) values where it receives them.
+//! * While no listener runs, the supervisor answers the built-ins of the table's
+//!   `without_listener` rows (`ping`, `status`, `version`: [`Builtin::without_listener`])
+//!   on the request socket itself; a client with any other request is passed to the
+//!   listener, started for it, as [`Msg::Conn`] with the connection attached and its line
+//!   unread.
 //! * To stop the listener, the supervisor sends it `SIGTERM`.
 //! * A listener with nothing to do for `listener_idle` stops accepting, sends
-//!   [`Msg::Idle`] and exits 0; the supervisor goes back to answering `ping` and `status`
+//!   [`Msg::Idle`] and exits 0; the supervisor goes back to answering those built-ins
 //!   itself and starts a listener again for the next request that needs one.
 //!
 //! Messages are short ASCII text: `hold <id> <pgid> <action>`, `release <id> [<reply>]`,

@@ -4,6 +4,7 @@
 //! * [`builtin`]: the table of built-ins and the supervisor's answers to them.
 //! * [`digest`]: what binds a key to the words of its request (SHA-256).
 //! * [`reply`]: the reply lines (`accepted`, `done`, `error`) the server sends back.
+//! * [`status`]: the answer to `status` as a value, written and read in one place.
 //! * [`control`]: the private channel between `supervisor` and its `listener` child.
 //! * [`metrics`]: the Prometheus text exposition format, written in one place.
 //!
@@ -16,10 +17,12 @@ pub mod digest;
 pub mod metrics;
 pub mod reply;
 pub mod request;
+pub mod status;
 
-pub use builtin::{Answer, Builtin, By, MainMetrics, Words};
+pub use builtin::{Answer, Builtin, By, Row, Words};
 pub use reply::{ErrorCode, Reply};
 pub use request::{parse_line, valid_key, Query, Request, RequestError, MAX_KEY, MAX_LINE};
+pub use status::Status;
 
 /// Turns an action name into its bash function: `rotate-logs` -> `CB_rotate_logs`.
 pub fn callback_function(action: &str) -> String {

@@ -133,6 +133,8 @@ impl fmt::Display for Reply {
         match self {
             Reply::Accepted { id, action } => write!(f, "accepted {id} {action}"),
             Reply::Done { id, exit, secs } => write!(f, "done {id} exit={exit} secs={secs:.3}"),
+            // What `parse` read from a bare `error <code>` is written back as it was.
+            Reply::Error { code, message } if message.is_empty() => write!(f, "error {code}"),
             Reply::Error { code, message } => {
                 // A message is one line: never let a newline split the reply.
                 let message = message.replace(['\n', '\r'], " ");
@@ -160,6 +162,7 @@ mod tests {
                 secs: 1.25,
             },
             Reply::error(ErrorCode::Busy, "nightly-backup is running as 6"),
+            Reply::error(ErrorCode::Busy, ""),
             Reply::Text("pong".into()),
         ] {
             assert_eq!(Reply::parse(&r.to_string()), r);

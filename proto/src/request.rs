@@ -31,6 +31,10 @@ pub enum RequestError {
     Empty,
     #[error("no action named {0:?}")]
     UnknownAction(String),
+    /// Two words of which neither names an action: `user action` with an unknown action
+    /// (or an unknown action and its first argument).
+    #[error("no action named {:?}", format!("{first}/{second}"))]
+    UnknownActionAfter { first: String, second: String },
     #[error("user {0:?} given but no action follows")]
     MissingAction(String),
     #[error("bad key {0:?}: 1-{MAX_KEY} characters of A-Z a-z 0-9 . _ : -")]
@@ -77,12 +81,20 @@ pub fn valid_key(key: &str) -> bool {
 }
 
 impl RequestError {
+    /// No action of that name (one word, or two words neither of which is an action).
+    pub fn is_unknown_action(&self) -> bool {
+        matches!(
+            self,
+            RequestError::UnknownAction(_) | RequestError::UnknownActionAfter { .. }
+        )
+    }
+
     /// The reply code DESIGN.md gives this error.
     pub fn code(&self) -> crate::ErrorCode {
         match self {
-            RequestError::UnknownAction(_) | RequestError::MissingAction(_) => {
-                crate::ErrorCode::UnknownAction
-            }
+            RequestError::UnknownAction(_)
+            | RequestError::UnknownActionAfter { .. }
+            | RequestError::MissingAction(_) => crate::ErrorCode::UnknownAction,
             _ => crate::ErrorCode::BadRequest,
         }
     }
@@ -156,7 +168,10 @@ impl Request {
             [first] => return Err(RequestError::UnknownAction((*first).to_string())),
             [first, second, ..] if known(second) => (Some((*first).to_string()), &tokens[1..]),
             [first, second, ..] => {
-                return Err(RequestError::UnknownAction(format!("{first}/{second}")))
+                return Err(RequestError::UnknownActionAfter {
+                    first: (*first).to_string(),
+                    second: (*second).to_string(),
+                })
             }
         };
         Ok(Request {
@@ -275,7 +290,17 @@ mod tests {
         );
         assert_eq!(
             Request::parse(b"forum nope x", known),
-            Err(RequestError::UnknownAction("forum/nope".into()))
+            Err(RequestError::UnknownActionAfter {
+                first: "forum".into(),
+                second: "nope".into()
+            })
+        );
+        // Said as before: both words, as sent.
+        assert_eq!(
+            Request::parse(b"forum nope", known)
+                .unwrap_err()
+                .to_string(),
+            r#"no action named "forum/nope""#
         );
         assert_eq!(
             Request::parse(b"ping\0", known),

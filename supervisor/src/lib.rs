@@ -3,7 +3,7 @@
 //! One duty per module: [`core`] (every supervision decision, pure: events in, effects
 //! out), [`run`] (the loop that feeds it and carries out its effects), [`config`]
 //! (settings), [`socket`] (the request socket's life), [`spawn`] (starting children),
-//! [`reap`] (the only waiter), [`accept`] (accepting when descriptors run out), [`procfs`] (what is read in /proc), [`ondemand`] and
+//! [`reap`] (the only waiter), [`metrics`] (the main process's families), [`accept`] (accepting when descriptors run out), [`procfs`] (what is read in /proc), [`ondemand`] and
 //! [`proxy`] (the held socket's I/O), [`ready`] (probes), [`status`] (the health-check
 //! client), [`signals`] (names, forwarding, exit codes),, [`backoff`]. Its log is
 //! `common::log`'s, as the listener's and the scheduler's.
@@ -12,6 +12,7 @@ pub mod accept;
 pub mod backoff;
 pub mod config;
 pub mod core;
+pub mod metrics;
 pub mod ondemand;
 pub mod procfs;
 pub mod proxy;

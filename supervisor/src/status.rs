@@ -27,12 +27,12 @@ pub fn run(socket: &Path, timeout: Duration) -> i32 {
 
 /// Healthy states: `running` with `ready=yes`, or an on-demand service holding its
 /// socket (`idle`, `starting` on demand), which answers connections either way.
+///
+/// `line` is the first line of the answer (the main process's); the rule is
+/// [`proto::Status::healthy`]'s, and anything that is not a status line (an `error` reply)
+/// is unhealthy.
 pub fn healthy(line: &str) -> bool {
-    let mut it = line.split(' ');
-    let _service = it.next();
-    let state = it.next().unwrap_or("");
-    let ready = line.split(' ').any(|kv| kv == "ready=yes");
-    (state == "running" && ready) || line.split(' ').any(|kv| kv == "on_demand=held")
+    proto::Status::parse(line).is_some_and(|s| s.healthy())
 }
 
 fn query(socket: &Path, timeout: Duration) -> std::io::Result<Vec<String>> {

@@ -64,7 +64,10 @@ impl Store for FileStore {
         self.0
             .history(None, limit)
             .iter()
-            .map(|r| r.history_line())
+            .map(|r| {
+                let end = r.end.map(|e| (e.exit, e.secs));
+                line(r.id, r.start_ms, &r.action, r.user.as_deref(), end, r.uid)
+            })
             .collect()
     }
     fn set_durable(&mut self, _durable: bool) {

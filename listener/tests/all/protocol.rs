@@ -25,6 +25,7 @@ fn help_lists_builtins_and_actions() {
         "stop",
         "restart",
         "reload",
+        "version",
         "hello",
         "echo-args",
         "slow-b",
@@ -34,6 +35,32 @@ fn help_lists_builtins_and_actions() {
             "{want} missing in {lines:?}"
         );
     }
+}
+
+#[test]
+fn version_names_the_build() {
+    let l = Listener::start(Opts::default()).ready();
+    let want = common::version::text();
+    assert!(
+        want.starts_with(&format!("bosun {} (", env!("CARGO_PKG_VERSION"))),
+        "{want}"
+    );
+    assert_eq!(l.request(b"version\n"), [want.as_str()]);
+    assert_eq!(l.request(b"forum version\n"), [want.as_str()]);
+    // A built-in: it takes no words and runs nothing.
+    let lines = l.request(b"version 2\n");
+    assert_eq!(
+        lines,
+        ["error bad-request version takes no words (usage: version); got 1"]
+    );
+    // `--version` prints the same line, without a socket or settings.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_listener"))
+        .arg("--version")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{want}\n"));
 }
 
 #[test]

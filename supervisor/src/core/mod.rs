@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use proto::{Answer, Builtin, Builtin as Command, ErrorCode, MainMetrics};
+use proto::{Answer, Builtin, Builtin as Command, By, ErrorCode, Reply, Status};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 pub use crate::config::ListenerStart;
 use crate::config::{Restart, Settings};
+use crate::metrics::MainMetrics;
 use crate::signals::{forwarded, Exit};
 
 pub use ondemand::OdPolicy;
@@ -175,10 +176,10 @@ pub enum Effect {
     /// Run the ready probe once.
     Probe,
     Kill(Target, Signal),
-    /// Answer a forwarded built-in.
+    /// Answer a forwarded built-in: an [`Answer`]'s text, or an error.
     Reply {
         seq: u64,
-        answer: Answer,
+        answer: Reply,
     },
     /// Write `line` (when not empty) to held request `id`'s client, then let it go.
     Answer {
@@ -475,50 +476,52 @@ impl Core {
         }
     }
 
-    /// The one-line state of `status` and `supervisor status`:
-    /// `<service> <state> pid=<pid> ready=<yes|no> restarts=<n> uptime=<secs>s`.
-    pub fn status_line(&self, now: Instant) -> String {
+    /// The main process's part of `status` (DESIGN.md section 2); the listener adds the
+    /// running actions.
+    pub fn status(&self, now: Instant) -> Status {
+        use proto::status::State;
         let (state, pid, ready, up) = match self.main {
             Main::Up {
                 pid,
                 started,
                 ready,
             } => (
-                if ready { "running" } else { "starting" },
+                if ready {
+                    State::Running
+                } else {
+                    State::Starting
+                },
                 Some(pid),
                 ready,
                 Some(started),
             ),
-            Main::Starting(_) => ("starting", None, false, None),
-            Main::Stopping { pid, .. } => ("stopping", Some(pid), false, None),
-            Main::Backoff { .. } => ("backoff", None, false, None),
-            Main::Down => ("stopped", None, false, None),
+            Main::Starting(_) => (State::Starting, None, false, None),
+            Main::Stopping { pid, .. } => (State::Stopping, Some(pid), false, None),
+            Main::Backoff { .. } => (State::Backoff, None, false, None),
+            Main::Down => (State::Stopped, None, false, None),
         };
         let state = match (&self.od, self.main) {
-            _ if self.shutdown.is_some() => "exiting",
-            (Some(_), Main::Down) => "idle",
+            _ if self.shutdown.is_some() => State::Exiting,
+            (Some(_), Main::Down) => State::Idle,
             _ => state,
         };
-        let mut line = format!(
-            "{} {state} pid={} ready={} restarts={}",
-            self.p.service,
-            pid.map_or("-".to_string(), |p| p.to_string()),
-            if ready { "yes" } else { "no" },
-            self.restarts
-        );
-        if let Some(up) = up {
-            line.push_str(&format!(
-                " uptime={}s",
-                now.saturating_duration_since(up).as_secs()
-            ));
+        Status {
+            service: self.p.service.clone(),
+            state,
+            pid: pid.map(Pid::as_raw),
+            ready,
+            restarts: u64::from(self.restarts),
+            uptime: up.map(|up| now.saturating_duration_since(up).as_secs()),
+            last_exit: self.last_exit.map(|e| e.code()),
+            on_demand: self.od.is_some(),
+            actions: Vec::new(),
         }
-        if let Some(e) = self.last_exit {
-            line.push_str(&format!(" last_exit={}", e.code()));
-        }
-        if self.od.is_some() {
-            line.push_str(" on_demand=held");
-        }
-        line
+    }
+
+    /// The one-line state of `status` and `supervisor status`, as [`Core::status`] says it:
+    /// `<service> <state> pid=<pid> ready=<yes|no> restarts=<n> uptime=<secs>s`.
+    pub fn status_line(&self, now: Instant) -> String {
+        self.status(now).to_string()
     }
 
     // ----- events -------------------------------------------------------------------
@@ -642,7 +645,7 @@ impl Core {
                     Why::Run => self.after_main_ended(Exit::Code(code), Some(now), now),
                     Why::Command { seq, .. } => self.reply(
                         seq,
-                        Answer::error(
+                        Reply::error(
                             ErrorCode::Unavailable,
                             format!("start failed with exit {code}"),
                         ),
@@ -651,7 +654,7 @@ impl Core {
                         for seq in std::mem::take(&mut self.restart_waiters) {
                             self.reply(
                                 seq,
-                                Answer::error(
+                                Reply::error(
                                     ErrorCode::Unavailable,
                                     format!("restart failed with exit {code}"),
                                 ),
@@ -816,33 +819,33 @@ impl Core {
     }
 
     fn on_command(&mut self, seq: u64, cmd: Command, now: Instant) {
-        // `status` is what health checks ask every few seconds: keep it out of the log.
-        if cmd.is_quiet() {
-            debug!(command = cmd.name(), "request");
-        } else {
-            info!(command = cmd.name(), "request");
+        // The listener answers its own; the control codec never forwards them.
+        if cmd.by() != By::Supervisor {
+            return;
         }
-        if self.shutdown.is_some() && !matches!(cmd, Command::Status | Command::Metrics) {
+        // `status` is what health checks ask every few seconds: keep it out of the log.
+        log_request(cmd);
+        if self.shutdown.is_some() && !cmd.while_stopping() {
             return self.reply(seq, shutting_down());
         }
         match (cmd, self.main) {
             (Command::Status, _) => {
-                let line = self.status_line(now);
-                self.reply(seq, Answer::Status(line))
+                let status = self.status(now);
+                self.reply(seq, Answer::Status(status))
             }
             (Command::Metrics, _) => {
                 let m = self.main_metrics();
-                self.reply(seq, Answer::Metrics(m))
+                self.reply(seq, Answer::Metrics(m.families()))
             }
             (Command::Start, Main::Up { pid, .. }) => {
                 self.reply(seq, Answer::Running { pid: pid.as_raw() })
             }
             (Command::Start | Command::Restart | Command::Stop, Main::Starting(_)) => {
-                self.reply(seq, Answer::error(ErrorCode::Busy, "starting"))
+                self.reply(seq, Reply::error(ErrorCode::Busy, "starting"))
             }
             (Command::Start, Main::Stopping { pid, .. }) => self.reply(
                 seq,
-                Answer::error(ErrorCode::Busy, format!("stopping pid={pid}")),
+                Reply::error(ErrorCode::Busy, format!("stopping pid={pid}")),
             ),
             (Command::Start, Main::Down | Main::Backoff { .. }) => self.start_main(Why::Command {
                 seq,
@@ -858,19 +861,34 @@ impl Core {
                 self.main = Main::Down;
                 self.reply(seq, Answer::Stopped { exit: None })
             }
-            (Command::Restart, Main::Up { pid, .. }) => {
+            (Command::Restart, _) => self.on_restart(seq, now),
+            (Command::Reload, _) => self.on_reload(seq),
+            // The listener's rows returned above: a new built-in of the supervisor's
+            // without its arm here is refused, never left unanswered (a test walks the
+            // table).
+            (other, _) => self.reply(
+                seq,
+                Reply::error(
+                    ErrorCode::Unavailable,
+                    format!("{other} is not answered here"),
+                ),
+            ),
+        }
+    }
+
+    /// `restart`: stop, then start, then answer; a stop under way starts again after it.
+    fn on_restart(&mut self, seq: u64, now: Instant) {
+        match self.main {
+            Main::Up { pid, .. } => {
                 self.stop_main(pid, now, true);
                 self.restart_waiters.push(seq);
             }
-            (
-                Command::Restart,
-                Main::Stopping {
-                    pid,
-                    deadline,
-                    killed,
-                    ..
-                },
-            ) => {
+            Main::Stopping {
+                pid,
+                deadline,
+                killed,
+                ..
+            } => {
                 self.main = Main::Stopping {
                     pid,
                     deadline,
@@ -879,22 +897,25 @@ impl Core {
                 };
                 self.restart_waiters.push(seq);
             }
-            (Command::Restart, Main::Down | Main::Backoff { .. }) => {
+            Main::Down | Main::Backoff { .. } => {
                 self.start_main(Why::Command { seq, restart: true })
             }
-            (Command::Reload, _) => match self.main_pid() {
-                Some(pid) => {
-                    self.out
-                        .push(Effect::Kill(Target::Group(pid), Signal::SIGHUP));
-                    self.reply(seq, Answer::Reloaded { pid: pid.as_raw() })
-                }
-                None => self.reply(
-                    seq,
-                    Answer::error(ErrorCode::Unavailable, "the main process is not running"),
-                ),
-            },
-            // Answered by the listener; never forwarded (the control codec refuses them).
-            (Command::Ping | Command::Help | Command::History | Command::Log, _) => {}
+            Main::Starting(_) => self.reply(seq, Reply::error(ErrorCode::Busy, "starting")),
+        }
+    }
+
+    /// `reload`: SIGHUP to the main process's group.
+    fn on_reload(&mut self, seq: u64) {
+        match self.main_pid() {
+            Some(pid) => {
+                self.out
+                    .push(Effect::Kill(Target::Group(pid), Signal::SIGHUP));
+                self.reply(seq, Answer::Reloaded { pid: pid.as_raw() })
+            }
+            None => self.reply(
+                seq,
+                Reply::error(ErrorCode::Unavailable, "the main process is not running"),
+            ),
         }
     }
 
@@ -1038,55 +1059,58 @@ impl Core {
         });
     }
 
-    /// A request while no listener runs: `ping` and `status` are answered here, anything
-    /// else waits for the listener, started for it.
+    /// A request while no listener runs: the built-ins the table answers without a
+    /// listener (`ping`, `status`, `version`) are answered here, anything else waits for
+    /// the listener, started for it.
     fn on_asked(&mut self, conn: u64, builtin: Option<Builtin>, now: Instant) {
-        let line = |a: Answer| a.to_string();
         if self.shutdown.is_some() {
-            let line = line(shutting_down());
+            let line = shutting_down().to_string();
             return self.out.push(Effect::Respond { conn, line });
         }
-        match builtin {
-            Some(Builtin::Ping) => {
-                debug!(command = "ping", "request");
-                self.out.push(Effect::Respond {
-                    conn,
-                    line: "pong".into(),
-                })
+        if let Some(line) = builtin.and_then(|b| self.answer_without_listener(b, now)) {
+            return self.out.push(Effect::Respond { conn, line });
+        }
+        match self.listener {
+            Listener::Up {
+                control: true,
+                idle: false,
+                ..
+            } => self.out.push(Effect::HandOn { conn }),
+            // Exiting idle: started again for this client once it is gone.
+            Listener::Up { idle: true, .. } => self.waiting.push(conn),
+            Listener::Idle => {
+                self.waiting.push(conn);
+                self.start_listener();
             }
-            Some(Builtin::Status) => {
-                debug!(command = "status", "request");
-                let line = self.status_line(now);
+            Listener::Starting | Listener::Backoff { .. } => self.waiting.push(conn),
+            Listener::Off
+            | Listener::Gone
+            | Listener::Up {
+                control: false,
+                idle: false,
+                ..
+            } => {
+                let line = Reply::error(ErrorCode::Unavailable, "no listener is running");
+                let line = line.to_string();
                 self.out.push(Effect::Respond { conn, line })
             }
-            _ => match self.listener {
-                Listener::Up {
-                    control: true,
-                    idle: false,
-                    ..
-                } => self.out.push(Effect::HandOn { conn }),
-                // Exiting idle: started again for this client once it is gone.
-                Listener::Up { idle: true, .. } => self.waiting.push(conn),
-                Listener::Idle => {
-                    self.waiting.push(conn);
-                    self.start_listener();
-                }
-                Listener::Starting | Listener::Backoff { .. } => self.waiting.push(conn),
-                Listener::Off
-                | Listener::Gone
-                | Listener::Up {
-                    control: false,
-                    idle: false,
-                    ..
-                } => {
-                    let line = line(Answer::error(
-                        ErrorCode::Unavailable,
-                        "no listener is running",
-                    ));
-                    self.out.push(Effect::Respond { conn, line })
-                }
-            },
         }
+    }
+
+    /// The answer to a built-in of the table's `without_listener` rows; `None` for the
+    /// others, which go to a listener.
+    fn answer_without_listener(&self, b: Builtin, now: Instant) -> Option<String> {
+        if !b.row().without_listener {
+            return None;
+        }
+        let line = match b {
+            Builtin::Ping => "pong".to_string(),
+            Builtin::Status => self.status_line(now),
+            Builtin::Version => common::version::text(),
+            _ => return None,
+        };
+        log_request(b);
+        Some(line)
     }
 
     fn start_main(&mut self, why: Why) {
@@ -1181,11 +1205,22 @@ impl Core {
         }
     }
 
-    fn reply(&mut self, seq: u64, answer: Answer) {
+    fn reply(&mut self, seq: u64, answer: impl Into<Reply>) {
+        let answer = answer.into();
         self.out.push(Effect::Reply { seq, answer });
     }
 }
 
-fn shutting_down() -> Answer {
-    Answer::error(ErrorCode::ShuttingDown, "the container is stopping")
+fn shutting_down() -> Reply {
+    Reply::error(ErrorCode::ShuttingDown, "the container is stopping")
+}
+
+/// Logs a built-in request: at debug for the table's quiet ones (health checks ask them
+/// every few seconds), at info for the others.
+fn log_request(b: Builtin) {
+    if b.is_quiet() {
+        debug!(command = b.name(), "request");
+    } else {
+        info!(command = b.name(), "request");
+    }
 }

@@ -401,7 +401,7 @@ fn on_demand_cold_start_handoff() {
     let mut c = booted(on_demand(false));
     assert_eq!(c.main_pid(), None);
     assert!(c.status_line(t(0)).starts_with("svc idle pid=-"));
-    assert_eq!(c.main_metrics(), proto::MainMetrics::default());
+    assert_eq!(c.main_metrics(), crate::metrics::MainMetrics::default());
     assert!(c.want_listen_poll(t(0)));
     assert_eq!(
         c.handle(Event::Connection { pending: 0 }, t(10)),
@@ -417,7 +417,7 @@ fn on_demand_cold_start_handoff() {
     assert!(c.status_line(t(11)).contains(" running "));
     assert_eq!(
         c.main_metrics(),
-        proto::MainMetrics {
+        crate::metrics::MainMetrics {
             up: true,
             restarts: 0,
             on_demand_starts: 1
@@ -584,6 +584,86 @@ fn a_lazy_listener_answers_ping_and_status_itself() {
         }]
     );
     assert!(c.listener_pid().is_none());
+}
+
+#[test]
+fn a_lazy_listener_answers_version_itself_as_the_table_says() {
+    let mut c = lazy();
+    assert!(Command::Version.row().without_listener);
+    assert_eq!(
+        c.handle(asked(1, Some(Command::Version)), t(1)),
+        vec![Effect::Respond {
+            conn: 1,
+            line: common::version::text()
+        }]
+    );
+    // A built-in the table keeps for a listener starts one, even when asked for directly.
+    assert!(!Command::Help.row().without_listener);
+    assert_eq!(
+        c.handle(asked(2, Some(Command::Help)), t(2)),
+        vec![Effect::SpawnListener { next_id: 1 }]
+    );
+}
+
+#[test]
+fn every_builtin_of_the_supervisor_is_answered() {
+    for row in Command::TABLE {
+        let mut c = booted(policy(Restart::No));
+        let e = shown(c.handle(
+            Event::Command {
+                seq: 1,
+                cmd: row.builtin,
+            },
+            t(1),
+        ));
+        if row.by == proto::By::Listener {
+            assert!(e.is_empty(), "{}: {e:?}", row.name);
+            continue;
+        }
+        // Answered at once, or once the main process has stopped (`stop`, `restart`).
+        let e = if e.iter().any(|l| l.starts_with("reply 1 ")) {
+            e
+        } else {
+            shown(c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(2)))
+        };
+        let e = if e.iter().any(|l| l.starts_with("reply 1 ")) {
+            e
+        } else {
+            shown(c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(3)))
+        };
+        let reply = e.iter().find(|l| l.starts_with("reply 1 "));
+        let reply = reply.unwrap_or_else(|| panic!("{}: no reply in {e:?}", row.name));
+        assert!(!reply.contains("is not answered here"), "{reply}");
+    }
+}
+
+#[test]
+fn while_stopping_only_the_tables_rows_are_answered() {
+    let mut c = booted(policy(Restart::No));
+    c.handle(Event::Signal(SIGTERM), t(1));
+    for (seq, cmd) in [(1, Command::Status), (2, Command::Metrics)] {
+        let e = shown(c.handle(Event::Command { seq, cmd }, t(2)));
+        assert!(!e[0].contains("shutting-down"), "{e:?}");
+    }
+    for (seq, cmd) in [(3, Command::Start), (4, Command::Reload)] {
+        assert_eq!(
+            shown(c.handle(Event::Command { seq, cmd }, t(2))),
+            [format!(
+                "reply {seq} error shutting-down the container is stopping"
+            )]
+        );
+    }
+    // The listener's built-ins are never answered here, stopping or not.
+    assert_eq!(
+        c.handle(
+            Event::Command {
+                seq: 5,
+                cmd: Command::Version
+            },
+            t(3)
+        ),
+        vec![]
+    );
 }
 
 #[test]
