@@ -13,10 +13,13 @@
 //! `BOSUN_STATUS_HTML`. [`cli`] is the command line; `common::text::shown` escapes text from outside
 //! for the log and the terminal.
 
+pub mod alert;
 pub mod cli;
 pub mod client;
 pub mod cron;
 pub mod daemon;
+pub mod delivery;
+pub mod job;
 pub mod metrics;
 pub mod outputs;
 pub mod page;

@@ -65,11 +65,13 @@ struct Settings {
 }
 
 impl Entry {
-    /// The request line sent to the service: `[user ]action`.
-    pub fn request(&self) -> String {
-        match &self.user {
-            Some(u) => format!("{u} {}", self.action),
-            None => self.action.clone(),
+    /// The request sent to the service, `[@key ][user ]action` as a line.
+    pub fn request(&self, key: Option<String>) -> proto::Request {
+        proto::Request {
+            key,
+            user: self.user.clone(),
+            action: self.action.clone(),
+            args: Vec::new(),
         }
     }
 
@@ -530,7 +532,7 @@ mod tests {
         assert_eq!(e.line, 5);
         assert_eq!(e.zone, chrono_tz::Europe::London);
         assert_eq!(e.user.as_deref(), Some("forum"));
-        assert_eq!(e.request(), "forum nightly-backup");
+        assert_eq!(e.request(None).to_string(), "forum nightly-backup");
         assert_eq!(s.entries[1].target(), "static git-pull");
         assert_eq!(s.entries[3].when, When::Reboot);
         assert_eq!(s.entries[2].key(), "Europe/London @daily nginx rotate-logs");
