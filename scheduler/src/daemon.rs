@@ -801,7 +801,7 @@ async fn attempt(
     let mut lines = FramedRead::new(stream, LinesCodec::new_with_max_length(64 * 1024));
     delivery.connected();
     loop {
-        let step = tokio::select! {
+        let (step, reply) = tokio::select! {
             () = shared.cancel.cancelled() => {
                 // The request is in the service's socket: it will be served.
                 info!(run = job.run, service = %job.service, id = delivery.id(), "scheduler stopping; the action goes on in the service");
@@ -809,18 +809,17 @@ async fn attempt(
                 return None;
             }
             item = lines.next() => match item {
-                None => delivery.on_closed(),
+                None => (delivery.on_closed(), None),
                 Some(Ok(line)) => {
                     let reply = Reply::parse(&line);
-                    let step = delivery.on_line(&reply);
-                    shown_reply(job, &reply, &step);
-                    step
+                    (delivery.on_line(&reply), Some(reply))
                 }
-                Some(Err(err)) => delivery.on_read_error(&err.to_string()),
+                Some(Err(err)) => (delivery.on_read_error(&err.to_string()), None),
             },
         };
         match act(shared, job, handed, step, path) {
-            Next::Read => {}
+            // Logged once recorded: whoever sees `accepted` in the log finds it recorded.
+            Next::Read => shown_reply(job, reply.as_ref()),
             Next::Retry(why) => return Some(why),
             Next::Over => return None,
         }
@@ -861,17 +860,12 @@ fn act(shared: &Arc<Shared>, job: &Job, handed: &mut Handed<'_>, step: Step, pat
 }
 
 /// Logs a reply that does not end the delivery: `accepted`, a line of text.
-fn shown_reply(job: &Job, reply: &Reply, step: &Step) {
-    let goes_on = match step {
-        Step::Wait | Step::Running(_) => true,
-        Step::Handed { then, .. } => matches!(**then, Step::Wait),
-        Step::Retry(_) | Step::Over(..) => false,
-    };
+fn shown_reply(job: &Job, reply: Option<&Reply>) {
     match reply {
-        Reply::Accepted { id, action } if goes_on => {
+        Some(Reply::Accepted { id, action }) => {
             info!(run = job.run, service = %job.service, id, action = %shown(action), "accepted");
         }
-        Reply::Text(text) if goes_on => {
+        Some(Reply::Text(text)) => {
             info!(run = job.run, service = %job.service, text = %shown(text), "reply");
         }
         _ => {}

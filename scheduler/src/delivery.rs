@@ -22,7 +22,8 @@
 
 use std::time::Duration;
 
-use proto::{Builtin, ErrorCode, Reply};
+use proto::client::{Closed, Meaning, Replies};
+use proto::{ErrorCode, Reply};
 
 use crate::record::RunResult;
 use common::text::shown;
@@ -100,21 +101,13 @@ pub enum Step {
     Over(Outcome, Why),
 }
 
-/// One fire's delivery, fed the events of its connections one at a time.
+/// One fire's delivery, fed the events of its connections one at a time: the replies
+/// read by [`proto::client::Replies`], given their meaning for a fire here.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// The action asked for.
-    action: String,
-    /// Whether that is a built-in (its answer is text, not `accepted`).
-    builtin: bool,
+    replies: Replies,
     /// A notification, not a run of a line: `error busy` waits its turn.
     notice: bool,
-    /// The service's run id once any connection got `accepted`.
-    accepted: Option<u64>,
-    /// The run id `accepted` on the current connection.
-    id: Option<u64>,
-    /// No reply read yet on the current connection.
-    first: bool,
 }
 
 impl Delivery {
@@ -122,119 +115,59 @@ impl Delivery {
     /// accepted before (a run resumed after a restart).
     pub fn new(action: &str, notice: bool, accepted: Option<u64>) -> Delivery {
         Delivery {
-            action: action.to_string(),
-            builtin: Builtin::parse(action).is_some(),
+            replies: Replies::new(action, accepted),
             notice,
-            accepted,
-            id: None,
-            first: true,
         }
     }
 
     /// The run id, once the fire is known to be accepted.
     pub fn accepted(&self) -> Option<u64> {
-        self.accepted
+        self.replies.accepted()
     }
 
     /// The run id `accepted` on the current connection.
     pub fn id(&self) -> Option<u64> {
-        self.id
+        self.replies.id()
     }
 
     /// A new connection is made: its replies start afresh.
     pub fn connected(&mut self) {
-        self.id = None;
-        self.first = true;
+        self.replies.connected();
     }
 
     /// One reply line.
     pub fn on_line(&mut self, reply: &Reply) -> Step {
-        if let Some(step) = self.refusal(reply) {
-            return step;
-        }
-        if !self.first {
-            return self.next(reply);
-        }
-        self.first = false;
-        let running = match reply {
-            Reply::Accepted { id, .. } if self.accepted != Some(*id) => {
-                self.accepted = Some(*id);
-                Some(*id)
+        let first = self.replies.is_first();
+        let over = |result, id, why| Step::Over(Outcome::of(result, id), why);
+        let (running, step) = match self.replies.on_line(reply) {
+            Meaning::Unavailable { message } => {
+                return Step::Retry(format!("error unavailable {}", shown(&message)))
             }
-            _ => None,
-        };
-        Step::Handed {
-            running,
-            then: Box::new(self.next(reply)),
-        }
-    }
-
-    /// Replies that end or retry the delivery before the first reply counts as handed.
-    fn refusal(&self, reply: &Reply) -> Option<Step> {
-        let over = |result, id, why| Some(Step::Over(Outcome::of(result, id), why));
-        match reply {
-            Reply::Error {
-                code: ErrorCode::Unavailable,
-                message,
-            } if self.first || self.id.is_some() => {
-                // Not run (first), or its listener went away while it ran: the same key
-                // brings its outcome once the service is back.
-                Some(Step::Retry(format!("error unavailable {}", shown(message))))
-            }
-            Reply::Error {
+            Meaning::Refused {
                 code: ErrorCode::Busy,
                 message,
-            } if self.first && self.notice => {
-                // The notify action is telling of another run (two lines ended together).
-                Some(Step::Retry(format!("error busy {}", shown(message))))
+            } if first && self.notice => {
+                // The notify action is telling of another run (two lines ended together):
+                // a notification waits its turn, within the retry window.
+                return Step::Retry(format!("error busy {}", shown(&message)));
             }
-            Reply::Accepted { id, action } if *action != self.action => over(
-                RunResult::Refused,
-                Some(*id),
-                Why::OtherAction {
-                    accepted: action.clone(),
-                },
-            ),
-            Reply::Error {
-                code: ErrorCode::Lost,
-                message,
-            } => {
-                let lost = message
-                    .split(' ')
-                    .next()
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .or(self.id)
-                    .or(self.accepted);
-                over(
-                    RunResult::Failed,
-                    lost,
-                    Why::Lost {
-                        message: message.clone(),
-                    },
+            // That run is not this fire's: its outcome must not pass for this one's.
+            Meaning::OtherAction { id, action } => {
+                return over(
+                    RunResult::Refused,
+                    Some(id),
+                    Why::OtherAction { accepted: action },
                 )
             }
-            Reply::Text(text) if self.first && !self.builtin => over(
-                RunResult::Refused,
-                None,
-                Why::BuiltinText { text: text.clone() },
-            ),
-            _ => None,
-        }
-    }
-
-    /// A reply past the checks of [`Self::refusal`].
-    fn next(&mut self, reply: &Reply) -> Step {
-        match *reply {
-            Reply::Accepted { id, .. } => {
-                self.id = Some(id);
-                if self.accepted == Some(id) {
-                    return Step::Wait;
-                }
-                // Another id on the same connection: that one is the run now.
-                self.accepted = Some(id);
-                Step::Running(id)
+            // The service never runs the key again: asking again would change nothing.
+            Meaning::Lost { id, message } => {
+                return over(RunResult::Failed, id, Why::Lost { message })
             }
-            Reply::Done { id, exit, secs } => {
+            Meaning::BuiltinText { text } => {
+                return over(RunResult::Refused, None, Why::BuiltinText { text })
+            }
+            Meaning::Accepted { id, new } => (new.then_some(id), Step::Wait),
+            Meaning::Done { id, exit, secs } => {
                 let result = if exit == 0 {
                     RunResult::Ok
                 } else {
@@ -246,48 +179,53 @@ impl Delivery {
                     secs: Some(secs),
                     id: Some(id),
                 };
-                Step::Over(outcome, Why::Done)
+                (None, Step::Over(outcome, Why::Done))
             }
-            Reply::Error { code, ref message } => match self.id.or(self.accepted) {
-                // After an `accepted` (on this connection or an earlier one) the action ran:
-                // an error now is about its end, not a refusal.
-                Some(id) => Step::Over(
-                    Outcome::of(RunResult::Failed, Some(id)),
-                    Why::ErrorAfterAccepted {
-                        code,
-                        message: message.clone(),
-                    },
+            Meaning::ErrorAfterAccepted { id, code, message } => (
+                None,
+                over(
+                    RunResult::Failed,
+                    Some(id),
+                    Why::ErrorAfterAccepted { code, message },
                 ),
-                None => Step::Over(
-                    Outcome::of(RunResult::Refused, None),
-                    Why::Refused {
-                        code,
-                        message: message.clone(),
-                    },
-                ),
+            ),
+            Meaning::Refused { code, message } => (
+                None,
+                over(RunResult::Refused, None, Why::Refused { code, message }),
+            ),
+            Meaning::Text { .. } => (None, Step::Wait),
+        };
+        match (first, running) {
+            (true, running) => Step::Handed {
+                running,
+                then: Box::new(step),
             },
-            Reply::Text(_) => Step::Wait,
+            // Another id on the same connection: that one is the run now.
+            (false, Some(id)) => Step::Running(id),
+            (false, None) => step,
         }
     }
 
     /// The service closed the connection.
     pub fn on_closed(&mut self) -> Step {
-        if self.first {
-            Step::Retry("the service closed the connection without a reply".into())
-        } else if self.id.is_some() {
+        match self.replies.on_closed() {
+            Closed::Silent => {
+                Step::Retry("the service closed the connection without a reply".into())
+            }
             // The action was accepted and may still be going: ask again with the same key,
             // which runs nothing new and brings its `done`.
-            Step::Retry("the service closed the connection before done".into())
-        } else {
+            Closed::BeforeDone(_) => {
+                Step::Retry("the service closed the connection before done".into())
+            }
             // Text only, to a built-in such as `restart`: answered.
-            Step::Over(Outcome::of(RunResult::Ok, None), Why::Answered)
+            Closed::Answered => Step::Over(Outcome::of(RunResult::Ok, None), Why::Answered),
         }
     }
 
     /// The reply could not be read (not UTF-8, a line too long, an I/O error).
     pub fn on_read_error(&mut self, err: &str) -> Step {
         Step::Over(
-            Outcome::of(RunResult::Failed, self.id),
+            Outcome::of(RunResult::Failed, self.replies.id()),
             Why::ReadError(err.to_string()),
         )
     }
@@ -295,7 +233,7 @@ impl Delivery {
     /// The retry window is over after `waited`; `error`: why the last attempt failed. An
     /// accepted fire that brought no `done` failed; any other was missed.
     pub fn on_timeout(&self, error: String, waited: Duration) -> (Outcome, Why) {
-        match self.accepted {
+        match self.replies.accepted() {
             Some(id) => (
                 Outcome::of(RunResult::Failed, Some(id)),
                 Why::NoDone { error, waited },
