@@ -311,7 +311,7 @@ mod tests {
 
     /// Expected: the reply is the one asked for. `accepted` of another action (the
     /// service read the user as the action), a built-in's text (it read the user as a
-    /// built-in: `--user stop` used to exit 0 with `stopped`) and `error lost` are exit 65,
+    /// built-in: `--user stop` answered `stopped` must not exit 0) and `error lost` are exit 65,
     /// after the line is printed.
     #[test]
     fn another_reply_than_asked_is_65() {

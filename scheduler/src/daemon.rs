@@ -6,7 +6,7 @@
 //! reasons only: a fire is due, the wall clock was stepped, or the directory holding the
 //! schedule changed (inotify, via notify).
 //!
-//! Each fire is delivered by its own task ([`deliver`]) so deliveries never block one
+//! Each fire is delivered by its own task (`deliver`) so deliveries never block one
 //! another or the loop; a set of running line keys makes a fire whose previous run has not
 //! finished be skipped and logged.
 //!
@@ -17,14 +17,12 @@
 //! key, so the service runs the fire once and answers the repeats with the first run's
 //! replies.
 //!
-//! The reply must be the one asked for (DESIGN.md section 2): an `accepted` that names
-//! another action (the service read the user as one of its actions) or a built-in's text
-//! to an action request is recorded `refused`, never `ok`; `error lost <id>` (the key's run
-//! was lost with its container and never runs again) is recorded `failed` at once, without
-//! a retry. Both are told to `ON_FAILURE=`. Text from the service is logged with its
-//! control characters escaped (`common::text::shown`). A run a killed scheduler left
-//! `running` in the record is asked for again at the next start ([`resume`]), with its key,
-//! so the record gets its real outcome without the action running twice.
+//! What a reply means for a fire (wait, retry and why, or its outcome) is decided by the
+//! pure [`crate::delivery`]; this file connects, writes the request, feeds it the reply
+//! lines and sleeps between attempts. Text from the service is logged with its control
+//! characters escaped (`common::text::shown`). A run a killed scheduler left `running` in
+//! the record is asked for again at the next start (`resume`), with its key, so the
+//! record gets its real outcome without the action running twice.
 //!
 //! With `BOSUN_METRICS_FILE` and `BOSUN_STATE_DIR` (whose record they are built from) the
 //! metrics file, and with `BOSUN_STATUS_HTML` the status page, are rewritten after every
@@ -32,12 +30,8 @@
 //! file that cannot be written is logged and the schedule runs on.
 //!
 //! A line under `ON_FAILURE=`/`ON_SUCCESS=` has its outcome told to that target by a
-//! notification ([`notify`]): a request like any other (keyed, retried for the retry window,
-//! then logged), keyed by its run's key plus `:f` or `:s`, so a repeat of the outcome (a
-//! resumed run) tells it once. At start, each line's last outcome (within the catch-up
-//! window) is told again with its key ([`resume`]): a notification a killed scheduler did not
-//! get through is delivered, one already delivered is answered from the target's journal. A notification's own outcome is only logged: it is not a run
-//! of a line, so it is neither recorded nor told to anyone, and cannot loop.
+//! notification (`notify`), by the rules of [`crate::alert`]: a request like any other,
+//! delivered as a fire is, whose own outcome is only logged.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -46,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::StreamExt;
 use notify::Watcher;
@@ -421,8 +415,9 @@ async fn stop(shared: &Shared) {
     info!("stopped");
 }
 
+/// An instant in a log field: to the millisecond, as fire times are kept.
 fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    common::time::rfc3339_ms(t.timestamp_millis())
 }
 
 /// Whether an inotify event only reports a read (ours included), not a change.
