@@ -6,6 +6,7 @@
 //! terminal or forge log lines (review L5, M9).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// At most this many bytes of a bad request go to the log (DESIGN.md section 2 allows 200;
 /// 150 keeps the whole line near 300 bytes).
@@ -90,9 +91,49 @@ pub fn shown(text: &str) -> String {
     out
 }
 
+/// Appends `s` to `out` as a JSON string, quotes included: `"` and `\` escaped, control
+/// characters as `\n`, `\r`, `\t` or `\u00XX`, everything else as it is (JSON is UTF-8).
+/// The one JSON escaper: the JSON log lines and `scheduler status --json`.
+pub fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `s` as a JSON string ([`json_str`]).
+pub fn json(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    json_str(&mut out, s);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings() {
+        assert_eq!(json("plain"), "\"plain\"");
+        assert_eq!(
+            json("a \"b\" \\ \n\r\t\u{1}\u{1f} é \u{7f}"),
+            "\"a \\\"b\\\" \\\\ \\n\\r\\t\\u0001\\u001f é \u{7f}\""
+        );
+        let mut out = String::from("x=");
+        json_str(&mut out, "");
+        assert_eq!(out, "x=\"\"");
+    }
 
     #[test]
     fn output_controls_are_escaped() {

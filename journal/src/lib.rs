@@ -34,6 +34,7 @@
 //! the journal knows a key by (key, digest), so one key can name two runs of other words.
 
 mod record;
+pub use record::{crc32, frame, unframe};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;

@@ -58,7 +58,7 @@ impl Record {
 
 /// CRC-32 (IEEE 802.3, the zlib/`cksum -o 3` one), table-driven; the table is built at
 /// compile time.
-pub(crate) fn crc32(data: &[u8]) -> u32 {
+pub fn crc32(data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];
         let mut i = 0;
@@ -136,9 +136,30 @@ pub(crate) fn encode(rec: &Record, out: &mut Vec<u8>) {
             );
         }
     }
-    out.extend_from_slice(format!("{:08x} ", crc32(&body)).as_bytes());
-    out.extend_from_slice(&body);
+    frame(&body, out);
+}
+
+/// Appends `body` to `out` as one checksummed line, `<crc32, 8 hex digits> <body>\n`: the
+/// framing of every record, here and in the scheduler's run record. `body` holds no
+/// newline (its format escapes them).
+pub fn frame(body: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("{:08x} ", crc32(body)).as_bytes());
+    out.extend_from_slice(body);
     out.push(b'\n');
+}
+
+/// The body of one framed line (without its newline), or `None` when its checksum does not
+/// match it or it has none: a torn write, a flipped byte, another format.
+pub fn unframe(line: &[u8]) -> Option<&[u8]> {
+    if line.len() < 9 || line[8] != b' ' {
+        return None;
+    }
+    let sum = std::str::from_utf8(&line[..8])
+        .ok()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|s| u32::from_str_radix(s, 16).ok())?;
+    let body = &line[9..];
+    (crc32(body) == sum).then_some(body)
 }
 
 /// Why a line is not a record.
@@ -153,18 +174,7 @@ pub(crate) enum Damage {
 
 /// Parses one line, without its newline.
 pub(crate) fn decode(line: &[u8]) -> Result<Record, Damage> {
-    if line.len() < 9 || line[8] != b' ' {
-        return Err(Damage::Checksum);
-    }
-    let sum = std::str::from_utf8(&line[..8])
-        .ok()
-        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .and_then(|s| u32::from_str_radix(s, 16).ok())
-        .ok_or(Damage::Checksum)?;
-    let body = &line[9..];
-    if crc32(body) != sum {
-        return Err(Damage::Checksum);
-    }
+    let body = unframe(line).ok_or(Damage::Checksum)?;
     parse_body(body).ok_or(Damage::Syntax)
 }
 
@@ -310,6 +320,25 @@ mod tests {
     fn crc32_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn a_frame_holds_its_body_and_nothing_else() {
+        let mut out = Vec::new();
+        frame(b"r2\tsome\tfields", &mut out);
+        let body = b"r2\tsome\tfields";
+        let mut want = format!("{:08x} ", crc32(body)).into_bytes();
+        want.extend_from_slice(body);
+        want.push(b'\n');
+        assert_eq!(out, want);
+        let line = &out[..out.len() - 1];
+        assert_eq!(unframe(line), Some(&b"r2\tsome\tfields"[..]));
+        let mut flipped = line.to_vec();
+        flipped[12] ^= 1;
+        assert_eq!(unframe(&flipped), None);
+        assert_eq!(unframe(&line[..line.len() - 1]), None, "torn");
+        assert_eq!(unframe(b"r1\tno\tframe"), None);
+        assert_eq!(unframe(b""), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! [`control`], so it can be unit-tested and fuzzed without processes.
 
 pub mod builtin;
+pub mod client;
 pub mod control;
 pub mod digest;
 pub mod metrics;

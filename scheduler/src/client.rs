@@ -4,12 +4,12 @@
 //! Plain blocking I/O: one connection, one line out, lines in. The exit codes follow
 //! sysexits(3) where DESIGN.md names them: 64 usage, 65 an `error` reply, 69 no service.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use proto::valid_key;
-use proto::{ErrorCode, Reply};
+use proto::client::{Closed, Connection, Deadlines, Meaning, Replies};
+use proto::{valid_key, Reply, Request};
 
 /// Bad command line (sysexits `EX_USAGE`).
 pub const EXIT_USAGE: u8 = common::exit::USAGE;
@@ -17,9 +17,6 @@ pub const EXIT_USAGE: u8 = common::exit::USAGE;
 pub const EXIT_ERROR_REPLY: u8 = common::exit::ERROR_REPLY;
 /// The socket is absent or refuses, or the service went away (sysexits `EX_UNAVAILABLE`).
 pub const EXIT_UNAVAILABLE: u8 = common::exit::UNAVAILABLE;
-
-/// The longest reply line read; longer lines are cut (a reply is short text).
-const MAX_REPLY_LINE: u64 = 64 * 1024;
 
 /// What `send` sends.
 #[derive(Debug, Clone)]
@@ -54,21 +51,17 @@ pub enum UsageError {
 }
 
 impl SendRequest {
-    /// The request line, without its `\n`, after checking every token.
-    pub fn line(&self) -> Result<String, UsageError> {
+    /// The request, after checking every token.
+    pub fn request(&self) -> Result<Request, UsageError> {
         if !common::name::is_valid(&self.service) {
             return Err(UsageError::BadService(self.service.clone()));
         }
-        let mut tokens = Vec::new();
-        let key = self.key.as_ref().map(|k| format!("@{k}"));
         if let Some(k) = &self.key {
             if !valid_key(k) {
                 return Err(UsageError::BadKey(k.clone()));
             }
         }
-        if let Some(k) = &key {
-            tokens.push(("key", k.as_str()));
-        }
+        let mut tokens = Vec::new();
         if let Some(u) = &self.user {
             if !u.is_empty() && !u.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 crate::schedule::check_user(u, &self.action).map_err(UsageError::BadUser)?;
@@ -88,11 +81,22 @@ impl SendRequest {
                 });
             }
         }
-        let line = tokens.iter().map(|t| t.1).collect::<Vec<_>>().join(" ");
-        if line.len() > proto::MAX_LINE {
-            return Err(UsageError::TooLong(line.len()));
+        let request = Request {
+            key: self.key.clone(),
+            user: self.user.clone(),
+            action: self.action.clone(),
+            args: self.args.clone(),
+        };
+        let len = request.to_string().len();
+        if len > proto::MAX_LINE {
+            return Err(UsageError::TooLong(len));
         }
-        Ok(line)
+        Ok(request)
+    }
+
+    /// The request line, without its `\n`, after checking every token.
+    pub fn line(&self) -> Result<String, UsageError> {
+        self.request().map(|r| r.to_string())
     }
 
     /// The socket this request goes to.
@@ -101,149 +105,136 @@ impl SendRequest {
     }
 }
 
-/// Whether `key` (without its `@`) is a request key: 1 to 64 of `A-Z a-z 0-9 . _ : -`
-/// (DESIGN.md section 2).
+/// Writing a request line, which fits in the socket's buffer, never waits long; a reply
+/// may take as long as the action runs.
+const DEADLINES: Deadlines = Deadlines {
+    write: Some(Duration::from_secs(10)),
+    read: None,
+};
+
 /// Sends `req`, copies every reply line to `out` as it arrives, reports problems on `err`,
 /// and returns the exit code of `scheduler send`.
 pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let line = match req.line() {
-        Ok(l) => l,
+    let request = match req.request() {
+        Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "scheduler send: {e}");
             return EXIT_USAGE;
         }
     };
     let path = req.socket(run_dir);
-    let stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
+    let mut conn = match Connection::open(&path, DEADLINES) {
+        Ok(c) => c,
         Err(e) => {
             let _ = writeln!(err, "scheduler send: cannot reach {}: {e}", path.display());
             return EXIT_UNAVAILABLE;
         }
     };
-    if let Err(e) = (&stream).write_all(format!("{line}\n").as_bytes()) {
+    if let Err(e) = conn.send(&request) {
         let _ = writeln!(err, "scheduler send: writing to {}: {e}", path.display());
         return EXIT_UNAVAILABLE;
     }
-    let reading = if proto::Builtin::parse(&req.action).is_some() {
-        Reading::Text
-    } else {
-        Reading::Action {
-            no_wait: req.no_wait,
-            action: &req.action,
-        }
-    };
-    read_replies(BufReader::new(stream), reading, out, err)
+    read_replies(|| conn.read_line(), &req.action, req.no_wait, out, err)
 }
 
-/// How the reply to a request is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reading<'a> {
-    /// An action's: `accepted`, then `done` (or an `error` line). An `accepted` of
-    /// another action, or a built-in's text, means the service read the request as
-    /// something else (a user named like an action or a built-in): exit 65, never 0.
-    Action { no_wait: bool, action: &'a str },
-    /// A built-in's: text lines until the service closes (none at all is an empty
-    /// answer: `log` of a run that printed nothing), or one `error` line. Only the first
-    /// line is looked at, so a line of a run's output that reads like a reply (`done 3
-    /// exit=1 ...`) is printed, not obeyed.
-    Text,
-}
-
+/// Reads the replies from `next` to their end (or the first that decides), each copied to
+/// `out`. An action's: `accepted`, then `done` (or an `error` line); `accepted` of another
+/// action, or a built-in's text, means the service read the request as something else (a
+/// user named like an action or a built-in): exit 65, never 0. A built-in's: text lines
+/// until the service closes (none at all is an empty answer: `log` of a run that printed
+/// nothing), or one `error` line. Only its first line is looked at, so a line of a run's
+/// output that reads like a reply (`done 3 exit=1 ...`) is printed, not obeyed.
 fn read_replies(
-    mut input: impl BufRead,
-    reading: Reading<'_>,
+    mut next: impl FnMut() -> io::Result<Option<String>>,
+    asked: &str,
+    no_wait: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let mut accepted = false;
-    let mut any = false;
-    let mut buf = Vec::new();
+    let mut replies = Replies::new(asked, None);
     loop {
-        buf.clear();
-        match Read::take(&mut input, MAX_REPLY_LINE).read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let line = match next() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
             Err(e) => {
                 let _ = writeln!(err, "scheduler send: reading the reply: {e}");
                 return EXIT_UNAVAILABLE;
             }
-        }
-        let first = !any;
-        any = true;
-        let text = String::from_utf8_lossy(&buf);
-        let text = text.trim_end_matches(['\n', '\r']);
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
-        let (no_wait, asked) = match reading {
-            Reading::Action { no_wait, action } => (no_wait, action),
-            Reading::Text if first => match Reply::parse(text) {
-                Reply::Error {
-                    code: ErrorCode::Unavailable,
-                    ..
-                } => return EXIT_UNAVAILABLE,
-                Reply::Error { .. } => return EXIT_ERROR_REPLY,
-                _ => continue,
-            },
-            Reading::Text => continue,
         };
-        match Reply::parse(text) {
-            Reply::Accepted { action, .. } if action != asked => {
-                let _ = writeln!(
-                    err,
-                    "scheduler send: the service accepted {action:?}, not {asked:?}: it read the request otherwise (is the user named like one of its actions?)"
-                );
-                return EXIT_ERROR_REPLY;
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        let first = replies.is_first();
+        let meaning = replies.on_line(&Reply::parse(&line));
+        let code = if replies.is_builtin() {
+            if first {
+                builtin_exit(&meaning)
+            } else {
+                None
             }
-            Reply::Accepted { .. } => {
-                accepted = true;
-                if no_wait {
-                    return 0;
-                }
-            }
-            Reply::Done { exit, .. } => return exit_code(exit),
-            // A listener that crashed answers `unavailable` or closes without a reply
-            // (DESIGN.md section 4): both are the same outcome, 69.
-            Reply::Error {
-                code: ErrorCode::Unavailable,
-                ..
-            } => return EXIT_UNAVAILABLE,
-            Reply::Error {
-                code: ErrorCode::Lost,
-                ..
-            } => {
-                let _ = writeln!(
-                    err,
-                    "scheduler send: the run of this key was lost with its container; the key never runs again (send it under a new key to run it)"
-                );
-                return EXIT_ERROR_REPLY;
-            }
-            Reply::Error { .. } => return EXIT_ERROR_REPLY,
-            Reply::Text(_) if !accepted => {
-                let _ = writeln!(
-                    err,
-                    "scheduler send: the service answered as to a built-in, not with `accepted {asked}`: it read the request otherwise (is the user named like a built-in?)"
-                );
-                return EXIT_ERROR_REPLY;
-            }
-            Reply::Text(_) => {}
+        } else {
+            action_exit(&meaning, asked, no_wait, err)
+        };
+        if let Some(code) = code {
+            return code;
         }
     }
-    if accepted {
-        let _ = writeln!(
-            err,
-            "scheduler send: the service closed the connection before the action finished"
-        );
-        EXIT_UNAVAILABLE
-    } else if !any && reading != Reading::Text {
-        let _ = writeln!(
-            err,
-            "scheduler send: the service closed the connection without a reply"
-        );
-        EXIT_UNAVAILABLE
-    } else {
-        0
+    if replies.is_builtin() {
+        return 0;
+    }
+    let why = match replies.on_closed() {
+        Closed::Answered => return 0,
+        Closed::BeforeDone(_) => "before the action finished",
+        Closed::Silent => "without a reply",
+    };
+    let _ = writeln!(
+        err,
+        "scheduler send: the service closed the connection {why}"
+    );
+    EXIT_UNAVAILABLE
+}
+
+/// The exit code a built-in's first reply line decides, if it decides one.
+fn builtin_exit(meaning: &Meaning) -> Option<u8> {
+    match meaning {
+        Meaning::Unavailable { .. } => Some(EXIT_UNAVAILABLE),
+        Meaning::Refused { .. } | Meaning::Lost { .. } | Meaning::ErrorAfterAccepted { .. } => {
+            Some(EXIT_ERROR_REPLY)
+        }
+        _ => None,
+    }
+}
+
+/// The exit code a reply line to an action decides, if it decides one.
+fn action_exit(meaning: &Meaning, asked: &str, no_wait: bool, err: &mut dyn Write) -> Option<u8> {
+    match meaning {
+        Meaning::Accepted { .. } if no_wait => Some(0),
+        Meaning::Accepted { .. } | Meaning::Text { .. } => None,
+        Meaning::Done { exit, .. } => Some(exit_code(*exit)),
+        // A listener that crashed answers `unavailable` or closes without a reply
+        // (DESIGN.md section 4): both are the same outcome, 69.
+        Meaning::Unavailable { .. } => Some(EXIT_UNAVAILABLE),
+        Meaning::Refused { .. } | Meaning::ErrorAfterAccepted { .. } => Some(EXIT_ERROR_REPLY),
+        Meaning::OtherAction { action, .. } => {
+            let _ = writeln!(
+                err,
+                "scheduler send: the service accepted {action:?}, not {asked:?}: it read the request otherwise (is the user named like one of its actions?)"
+            );
+            Some(EXIT_ERROR_REPLY)
+        }
+        Meaning::Lost { .. } => {
+            let _ = writeln!(
+                err,
+                "scheduler send: the run of this key was lost with its container; the key never runs again (send it under a new key to run it)"
+            );
+            Some(EXIT_ERROR_REPLY)
+        }
+        Meaning::BuiltinText { .. } => {
+            let _ = writeln!(
+                err,
+                "scheduler send: the service answered as to a built-in, not with `accepted {asked}`: it read the request otherwise (is the user named like a built-in?)"
+            );
+            Some(EXIT_ERROR_REPLY)
+        }
     }
 }
 
@@ -258,33 +249,31 @@ mod tests {
     use super::*;
 
     fn replies(text: &str, no_wait: bool) -> (u8, String) {
-        read(
-            text,
-            Reading::Action {
-                no_wait,
-                action: "a",
-            },
-        )
+        read(text, "a", no_wait)
     }
 
-    fn read(text: &str, reading: Reading<'_>) -> (u8, String) {
+    /// The replies `text` to a request for `action`.
+    fn read(text: &str, action: &str, no_wait: bool) -> (u8, String) {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let code = read_replies(text.as_bytes(), reading, &mut out, &mut err);
+        let mut input = text.as_bytes();
+        let mut buf = Vec::new();
+        let next = || proto::client::read_line(&mut input, &mut buf);
+        let code = read_replies(next, action, no_wait, &mut out, &mut err);
         (code, String::from_utf8(out).unwrap())
     }
 
     #[test]
     fn a_builtins_answer_is_text_to_the_end() {
         let log = "backup starts\ndone 3 exit=1 secs=2\nerror busy x\naccepted 9 y\n";
-        assert_eq!(read(log, Reading::Text), (0, log.to_string()));
-        assert_eq!(read("", Reading::Text), (0, String::new()));
+        assert_eq!(read(log, "log", false), (0, log.to_string()));
+        assert_eq!(read("", "log", false), (0, String::new()));
         assert_eq!(
-            read("error not-found no run 7\n", Reading::Text).0,
+            read("error not-found no run 7\n", "log", false).0,
             EXIT_ERROR_REPLY
         );
         assert_eq!(
-            read("error unavailable listener restarting\n", Reading::Text).0,
+            read("error unavailable listener restarting\n", "log", false).0,
             EXIT_UNAVAILABLE
         );
     }
@@ -322,7 +311,7 @@ mod tests {
 
     /// Expected: the reply is the one asked for. `accepted` of another action (the
     /// service read the user as the action), a built-in's text (it read the user as a
-    /// built-in: `--user stop` used to exit 0 with `stopped`) and `error lost` are exit 65,
+    /// built-in: `--user stop` answered `stopped` must not exit 0) and `error lost` are exit 65,
     /// after the line is printed.
     #[test]
     fn another_reply_than_asked_is_65() {

@@ -6,7 +6,7 @@
 //! reasons only: a fire is due, the wall clock was stepped, or the directory holding the
 //! schedule changed (inotify, via notify).
 //!
-//! Each fire is delivered by its own task ([`deliver`]) so deliveries never block one
+//! Each fire is delivered by its own task (`deliver`) so deliveries never block one
 //! another or the loop; a set of running line keys makes a fire whose previous run has not
 //! finished be skipped and logged.
 //!
@@ -17,14 +17,12 @@
 //! key, so the service runs the fire once and answers the repeats with the first run's
 //! replies.
 //!
-//! The reply must be the one asked for (DESIGN.md section 2): an `accepted` that names
-//! another action (the service read the user as one of its actions) or a built-in's text
-//! to an action request is recorded `refused`, never `ok`; `error lost <id>` (the key's run
-//! was lost with its container and never runs again) is recorded `failed` at once, without
-//! a retry. Both are told to `ON_FAILURE=`. Text from the service is logged with its
-//! control characters escaped (`common::text::shown`). A run a killed scheduler left
-//! `running` in the record is asked for again at the next start ([`resume`]), with its key,
-//! so the record gets its real outcome without the action running twice.
+//! What a reply means for a fire (wait, retry and why, or its outcome) is decided by the
+//! pure [`crate::delivery`]; this file connects, writes the request, feeds it the reply
+//! lines and sleeps between attempts. Text from the service is logged with its control
+//! characters escaped (`common::text::shown`). A run a killed scheduler left `running` in
+//! the record is asked for again at the next start (`resume`), with its key, so the
+//! record gets its real outcome without the action running twice.
 //!
 //! With `BOSUN_METRICS_FILE` and `BOSUN_STATE_DIR` (whose record they are built from) the
 //! metrics file, and with `BOSUN_STATUS_HTML` the status page, are rewritten after every
@@ -32,12 +30,8 @@
 //! file that cannot be written is logged and the schedule runs on.
 //!
 //! A line under `ON_FAILURE=`/`ON_SUCCESS=` has its outcome told to that target by a
-//! notification ([`notify`]): a request like any other (keyed, retried for the retry window,
-//! then logged), keyed by its run's key plus `:f` or `:s`, so a repeat of the outcome (a
-//! resumed run) tells it once. At start, each line's last outcome (within the catch-up
-//! window) is told again with its key ([`resume`]): a notification a killed scheduler did not
-//! get through is delivered, one already delivered is answered from the target's journal. A notification's own outcome is only logged: it is not a run
-//! of a line, so it is neither recorded nor told to anyone, and cannot loop.
+//! notification (`notify`), by the rules of [`crate::alert`]: a request like any other,
+//! delivered as a fire is, whose own outcome is only logged.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -46,11 +40,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::StreamExt;
 use notify::Watcher;
-use proto::{ErrorCode, Reply};
+use proto::Reply;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -59,10 +53,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::alert;
+use crate::delivery::{Backoff, Delivery, Outcome, Step, Why};
+use crate::job::Job;
 use crate::outputs::{self, Outputs};
-use crate::planner::{missed_while_down, Fire, Outcome, Planner};
+use crate::planner::{self, missed_while_down, Fire, Planner};
 use crate::record::{RecordError, Recorder, Run, RunResult};
-use crate::schedule::{self, Entry, FileErrors, Notify, Schedule, When};
+use crate::schedule::{self, Entry, FileErrors, Schedule, When};
 use crate::state::{FireKeys, StateError, StateStore};
 use crate::timer::{RealtimeTimer, Wake};
 use common::text::shown;
@@ -166,7 +163,7 @@ struct Shared {
     recorder: Option<Recorder>,
     /// The schedule file, as the record names it.
     file: String,
-    /// Where notifications are spawned, so that shutdown waits for them too.
+    /// Where deliveries and notifications are spawned, so that shutdown waits for them.
     tracker: TaskTracker,
     /// The metrics file and the status page, when asked for and there is a record.
     outputs: Option<Outputs>,
@@ -183,6 +180,19 @@ impl Shared {
             }
         }
     }
+
+    /// The next number of the daemon's run counter, for the log.
+    fn next_run(&self) -> u64 {
+        self.runs.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Takes the running slot of line `key`; `false` when a delivery of it holds it.
+    fn take_slot(&self, key: &str) -> bool {
+        match self.running.lock() {
+            Ok(mut set) => set.insert(key.to_string()),
+            Err(_) => true,
+        }
+    }
 }
 
 /// After a change in the directory, wait for this much quiet before reading the file.
@@ -190,66 +200,74 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// How long in-flight deliveries get to finish their current step on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// What the state directory gives the daemon: the catch-up state, the record and the
+/// fire-key secret (made afresh without a directory).
+fn open_state(
+    config: &Config,
+) -> Result<(Option<StateStore>, Option<Recorder>, FireKeys), DaemonError> {
+    let Some(dir) = &config.state_dir else {
+        let keys = FireKeys::random().map_err(|source| DaemonError::Io {
+            doing: "making the fire key secret from /dev/urandom",
+            source,
+        })?;
+        return Ok((None, None, keys));
+    };
+    let store = StateStore::open(dir)?;
+    let recorder = Recorder::open(dir)?;
+    Ok((Some(store), Some(recorder), FireKeys::open(dir)?))
+}
+
+/// Starts the writer of the metrics file and the status page, when there is a record to
+/// build them from.
+fn start_outputs(
+    config: &Config,
+    file: &str,
+    schedule: &Schedule,
+) -> Result<Option<Outputs>, DaemonError> {
+    let paths = outputs::Paths {
+        metrics: config.metrics_file.clone(),
+        page: config.status_html.clone(),
+    };
+    let Some(dir) = &config.state_dir else {
+        for (var, path) in [
+            ("BOSUN_METRICS_FILE", &paths.metrics),
+            ("BOSUN_STATUS_HTML", &paths.page),
+        ] {
+            if let Some(path) = path {
+                warn!(file = %path.display(), "{var} is set but BOSUN_STATE_DIR is not: it is not written (it is built from the run record)");
+            }
+        }
+        return Ok(None);
+    };
+    Outputs::start(paths, file.to_string(), dir, schedule).map_err(|source| DaemonError::Io {
+        doing: "starting the thread that writes the reports",
+        source,
+    })
+}
+
 /// Runs until `shutdown` completes. Fails only at start (unreadable or invalid schedule,
 /// unusable state directory, no inotify); later problems are logged and survived.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let (mut bytes, mut schedule) = load(&config.file, config.default_zone)?;
-    let store = match &config.state_dir {
-        Some(dir) => Some(StateStore::open(dir)?),
-        None => None,
-    };
-    let recorder = match &config.state_dir {
-        Some(dir) => Some(Recorder::open(dir)?),
-        None => None,
-    };
-    let keys = match &config.state_dir {
-        Some(dir) => FireKeys::open(dir)?,
-        None => FireKeys::random().map_err(|source| DaemonError::Io {
-            doing: "making the fire key secret from /dev/urandom",
-            source,
-        })?,
-    };
+    let (store, recorder, keys) = open_state(&config)?;
     let (tx, mut changes) = mpsc::channel::<()>(1);
     let (mut watcher, dir) = watch(&config.file, tx)?;
     let mut timer = RealtimeTimer::new().map_err(|source| DaemonError::Io {
         doing: "creating the timerfd",
         source,
     })?;
-    let tracker = TaskTracker::new();
     let file = config.file.display().to_string();
-    let paths = outputs::Paths {
-        metrics: config.metrics_file.clone(),
-        page: config.status_html.clone(),
-    };
-    let outputs = match &config.state_dir {
-        Some(dir) => Outputs::start(paths, file.clone(), dir, &schedule).map_err(|source| {
-            DaemonError::Io {
-                doing: "starting the thread that writes the reports",
-                source,
-            }
-        })?,
-        None => {
-            for (var, path) in [
-                ("BOSUN_METRICS_FILE", &paths.metrics),
-                ("BOSUN_STATUS_HTML", &paths.page),
-            ] {
-                if let Some(path) = path {
-                    warn!(file = %path.display(), "{var} is set but BOSUN_STATE_DIR is not: it is not written (it is built from the run record)");
-                }
-            }
-            None
-        }
-    };
+    let outputs = start_outputs(&config, &file, &schedule)?;
     let shared = Arc::new(Shared {
         run_dir: config.run_dir.clone(),
         retry_window: config.retry_window,
         cancel: CancellationToken::new(),
         running: Mutex::new(HashSet::new()),
         runs: AtomicU64::new(0),
-        store: store.clone(),
+        store,
         recorder,
         file,
-        tracker: tracker.clone(),
+        tracker: TaskTracker::new(),
         outputs,
         keys,
     });
@@ -264,29 +282,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         run_dir = %config.run_dir.display(),
         "started"
     );
-    for e in &schedule.entries {
-        if e.when == When::Reboot {
-            fire(&shared, &tracker, e, start, "reboot", None);
-        }
-    }
-    if let Some(store) = &store {
-        let caught = catch_up(
-            &shared,
-            &tracker,
-            store,
-            &schedule,
-            start,
-            config.catchup_window,
-        );
-        resume(
-            &shared,
-            &tracker,
-            &schedule,
-            start,
-            config.catchup_window,
-            &caught,
-        );
-    }
+    boot(&shared, &schedule, start, config.catchup_window);
     // A fire the clock jumped past (suspend, NTP step) still runs within the catch-up
     // window; never less than a minute, so that a late wake-up is not taken for a jump.
     let window = chrono::Duration::from_std(config.catchup_window)
@@ -298,65 +294,112 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             () = &mut shutdown => break,
             wake = sleep_until(&mut timer, planner.due()) => {
-                let now = Utc::now();
-                if wake == Wake::ClockChanged {
-                    info!(now = %rfc3339(now), "wall clock was set");
-                }
-                let fires = match planner.wake(&schedule, now, window) {
-                    Outcome::SteppedBack { from } => {
-                        warn!(from = %rfc3339(from), to = %rfc3339(now), "wall clock stepped back more than an hour; planning from the new time");
-                        continue;
-                    }
-                    Outcome::Fires(fires) => fires,
-                };
-                for f in fires {
-                    match f {
-                        Fire::Run { index, due } => {
-                            let e = &schedule.entries[index];
-                            let late = now - due;
-                            if late > chrono::Duration::seconds(2) {
-                                warn!(line = e.line, due = %rfc3339(due), late_secs = late.num_seconds(), "late fire (clock jump or suspend); runs once");
-                            }
-                            fire(&shared, &tracker, e, due, "schedule", Some(due));
-                        }
-                        Fire::Missed { index, due } => {
-                            missed_by_clock(&shared, &schedule.entries[index], due);
-                        }
-                    }
-                }
+                on_wake(&shared, &mut planner, &schedule, wake, window);
             }
             Some(()) = changes.recv() => {
                 settle(&mut changes).await;
                 // A replaced directory (a new mount of conf/) loses its inotify watch: the
                 // parent's watch told us, so watch the new one. Harmless when unchanged.
                 let _ = watcher.watch(&dir, notify::RecursiveMode::NonRecursive);
-                match load(&config.file, config.default_zone) {
-                    Ok((new_bytes, _)) if new_bytes == bytes => {}
-                    Ok((new_bytes, new_schedule)) => {
-                        bytes = new_bytes;
-                        let now = Utc::now();
-                        planner.reload(&schedule, &new_schedule, now);
-                        schedule = new_schedule;
-                        if let Some(o) = &shared.outputs {
-                            o.set_schedule(&schedule);
-                        }
-                        if let Some(store) = &store {
-                            baseline(store, &schedule, now);
-                        }
-                        let first = planner.due().map(rfc3339);
-                        info!(entries = schedule.entries.len(), next = %first.as_deref().unwrap_or("none"), "schedule reloaded");
-                    }
-                    Err(DaemonError::Schedule(errors)) => {
-                        for line in errors.to_string().lines() {
-                            error!("{line}");
-                        }
-                        warn!(errors = errors.errors.len(), "schedule not reloaded; the previous one keeps running");
-                    }
-                    Err(err) => warn!(error = %err, "schedule not reloaded; the previous one keeps running"),
-                }
+                reload(&shared, &config, &mut bytes, &mut schedule, &mut planner);
             }
         }
     }
+    stop(&shared).await;
+    Ok(())
+}
+
+/// At start: the `@reboot` lines fire, and with a state directory the runs missed while
+/// down are caught up and the runs left running are resumed.
+fn boot(shared: &Arc<Shared>, schedule: &Schedule, start: DateTime<Utc>, window: Duration) {
+    for e in &schedule.entries {
+        if e.when == When::Reboot {
+            fire(shared, e, start, "reboot", None);
+        }
+    }
+    if let Some(store) = &shared.store {
+        let caught = catch_up(shared, store, schedule, start, window);
+        resume(shared, schedule, start, window, &caught);
+    }
+}
+
+/// The timer woke: fires what the planner says is due.
+fn on_wake(
+    shared: &Arc<Shared>,
+    planner: &mut Planner,
+    schedule: &Schedule,
+    wake: Wake,
+    window: chrono::TimeDelta,
+) {
+    let now = Utc::now();
+    if wake == Wake::ClockChanged {
+        info!(now = %rfc3339(now), "wall clock was set");
+    }
+    let fires = match planner.wake(schedule, now, window) {
+        planner::Outcome::SteppedBack { from } => {
+            warn!(from = %rfc3339(from), to = %rfc3339(now), "wall clock stepped back more than an hour; planning from the new time");
+            return;
+        }
+        planner::Outcome::Fires(fires) => fires,
+    };
+    for f in fires {
+        match f {
+            Fire::Run { index, due } => {
+                let e = &schedule.entries[index];
+                let late = now - due;
+                if late > chrono::Duration::seconds(2) {
+                    warn!(line = e.line, due = %rfc3339(due), late_secs = late.num_seconds(), "late fire (clock jump or suspend); runs once");
+                }
+                fire(shared, e, due, "schedule", Some(due));
+            }
+            Fire::Missed { index, due } => {
+                missed_by_clock(shared, &schedule.entries[index], due);
+            }
+        }
+    }
+}
+
+/// The schedule's directory changed: reads the file again and, when it changed and
+/// parses, plans from it; else the previous schedule keeps running.
+fn reload(
+    shared: &Shared,
+    config: &Config,
+    bytes: &mut Vec<u8>,
+    schedule: &mut Schedule,
+    planner: &mut Planner,
+) {
+    match load(&config.file, config.default_zone) {
+        Ok((new_bytes, _)) if new_bytes == *bytes => {}
+        Ok((new_bytes, new_schedule)) => {
+            *bytes = new_bytes;
+            let now = Utc::now();
+            planner.reload(schedule, &new_schedule, now);
+            *schedule = new_schedule;
+            if let Some(o) = &shared.outputs {
+                o.set_schedule(schedule);
+            }
+            if let Some(store) = &shared.store {
+                baseline(store, schedule, now);
+            }
+            let first = planner.due().map(rfc3339);
+            info!(entries = schedule.entries.len(), next = %first.as_deref().unwrap_or("none"), "schedule reloaded");
+        }
+        Err(DaemonError::Schedule(errors)) => {
+            for line in errors.to_string().lines() {
+                error!("{line}");
+            }
+            warn!(
+                errors = errors.errors.len(),
+                "schedule not reloaded; the previous one keeps running"
+            );
+        }
+        Err(err) => warn!(error = %err, "schedule not reloaded; the previous one keeps running"),
+    }
+}
+
+/// Stops the deliveries at their next step and waits for them, up to a grace period.
+async fn stop(shared: &Shared) {
+    let tracker = &shared.tracker;
     info!(in_flight = tracker.len(), "stopping");
     shared.cancel.cancel();
     tracker.close();
@@ -370,11 +413,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
     info!("stopped");
-    Ok(())
 }
 
+/// An instant in a log field: to the millisecond, as fire times are kept.
 fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    common::time::rfc3339_ms(t.timestamp_millis())
 }
 
 /// Whether an inotify event only reports a read (ours included), not a change.
@@ -466,7 +509,6 @@ fn watch(
 /// record of now, so that a later outage is measured from here. Returns the fire keys sent.
 fn catch_up(
     shared: &Arc<Shared>,
-    tracker: &TaskTracker,
     store: &StateStore,
     schedule: &Schedule,
     now: DateTime<Utc>,
@@ -484,7 +526,7 @@ fn catch_up(
         };
         if let Some(missed) = missed_while_down(e, last, now, window) {
             info!(line = e.line, service = %e.service, action = %e.action, missed = %rfc3339(missed), last = %rfc3339(last), "catching up a run missed while down");
-            fire(shared, tracker, e, missed, "catch-up", Some(now));
+            fire(shared, e, missed, "catch-up", Some(now));
             caught.insert(shared.keys.fire(&key, missed));
         }
     }
@@ -492,14 +534,14 @@ fn catch_up(
     caught
 }
 
-/// At start: every run the record still shows `running` (a scheduler killed between the
-/// service's `accepted` and its `done`), fired within the window, is asked for again with
-/// its own key. The keyed service runs nothing new: it answers with that run's `accepted`
-/// and, when the run has ended or once it ends, its `done`, which the record then gets.
-/// Fires in `caught` are being sent by the catch-up already, with the same key.
+/// At start, for every line: its last outcome is told again ([`alert::retell`]), and
+/// every run the record still shows `running` (a scheduler killed between the service's
+/// `accepted` and its `done`), fired within the window, is asked for again with its own
+/// key. The keyed service runs nothing new: it answers with that run's `accepted` and,
+/// when the run has ended or once it ends, its `done`, which the record then gets. Fires
+/// in `caught` are being sent by the catch-up already, with the same key.
 fn resume(
     shared: &Arc<Shared>,
-    tracker: &TaskTracker,
     schedule: &Schedule,
     now: DateTime<Utc>,
     window: Duration,
@@ -510,53 +552,51 @@ fn resume(
     };
     let window = chrono::Duration::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
     for e in &schedule.entries {
-        let line_key = e.key();
-        let runs = match recorder.runs(&line_key) {
+        let runs = match recorder.runs(&e.key()) {
             Ok(contents) => contents.runs,
             Err(err) => {
                 warn!(line = e.line, error = %err, "cannot read the run record; runs left running are not resumed");
                 continue;
             }
         };
-        // The line's last outcome is told again, with its key: a scheduler killed between
-        // recording it and delivering its notification would otherwise never tell it. The
-        // target runs a key once, so one already told is not told twice.
+        // A scheduler killed between recording an outcome and delivering its notification
+        // would otherwise never tell it; the target runs a key once.
         if let Some(r) = runs.last() {
-            let told = (r.result != RunResult::Running && r.result != RunResult::Skipped)
-                && (e.on_failure.is_some() || e.on_success.is_some())
-                && now - r.at <= window;
             let job = Job::new(&shared.keys, 0, e, r.fire);
-            if told && job.key == r.key {
-                notify(shared, &job, r.result, r.exit, r.id);
+            if alert::retell(&job, r, now, window) {
+                notify(shared, &job, &alert::outcome_of(r));
             }
         }
         for r in runs {
-            if r.result != RunResult::Running || now - r.fire > window || caught.contains(&r.key) {
-                continue;
+            if r.result == RunResult::Running && now - r.fire <= window && !caught.contains(&r.key)
+            {
+                resume_run(shared, e, &r);
             }
-            let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
-            let job = Job::new(&shared.keys, run, e, r.fire);
-            if job.key != r.key {
-                continue;
-            }
-            info!(run, line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(r.fire), id = r.id, reason = "resume", "request");
-            // The run holds its line's slot, as it would have before the restart, unless a
-            // catch-up of a later fire already does.
-            let free = shared
-                .running
-                .lock()
-                .is_ok_and(|mut set| set.insert(line_key.clone()));
-            let guard = free.then(|| RunningGuard {
-                shared: shared.clone(),
-                key: line_key.clone(),
-            });
-            let shared = shared.clone();
-            tracker.spawn(async move {
-                let _guard = guard;
-                deliver(&shared, &job, None, r.id).await;
-            });
         }
     }
+}
+
+/// Asks for the run `r` of line `e`, left running, again with its key.
+fn resume_run(shared: &Arc<Shared>, e: &Entry, r: &Run) {
+    let run = shared.next_run();
+    let job = Job::new(&shared.keys, run, e, r.fire);
+    if job.key != r.key {
+        return;
+    }
+    info!(run, line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(r.fire), id = r.id, reason = "resume", "request");
+    // The run holds its line's slot, as it would have before the restart, unless a
+    // catch-up of a later fire already does.
+    let line_key = e.key();
+    let guard = shared.take_slot(&line_key).then(|| RunningGuard {
+        shared: shared.clone(),
+        key: line_key,
+    });
+    let shared2 = shared.clone();
+    let id = r.id;
+    shared.tracker.spawn(async move {
+        let _guard = guard;
+        deliver(&shared2, &job, None, id).await;
+    });
 }
 
 /// Removes a line's key from the running set when its delivery ends, however it ends.
@@ -573,115 +613,19 @@ impl Drop for RunningGuard {
     }
 }
 
-/// One fire: what its delivery and its record need to know.
-struct Job {
-    /// The daemon's run counter, for the log.
-    run: u64,
-    /// [`Entry::key`]: the line's identity, naming its files in the state directory.
-    line_key: String,
-    /// The fire key, sent as `@KEY`.
-    key: String,
-    due: DateTime<Utc>,
-    line: usize,
-    service: String,
-    action: String,
-    user: Option<String>,
-    /// The request line, key included.
-    request: String,
-    /// Who is told of the outcome: the line's `ON_FAILURE=`, its `ON_SUCCESS=`.
-    on_failure: Option<Notify>,
-    on_success: Option<Notify>,
-    /// This is a notification, not a run of a line: its outcome is only logged.
-    notice: bool,
-}
-
-impl Job {
-    fn new(keys: &FireKeys, run: u64, e: &Entry, due: DateTime<Utc>) -> Job {
-        let line_key = e.key();
-        let key = keys.fire(&line_key, due);
-        Job {
-            run,
-            request: format!("@{key} {}", e.request()),
-            line_key,
-            key,
-            due,
-            line: e.line,
-            service: e.service.clone(),
-            action: e.action.clone(),
-            user: e.user.clone(),
-            on_failure: e.on_failure.clone(),
-            on_success: e.on_success.clone(),
-            notice: false,
-        }
-    }
-
-    /// The notification of this job's outcome to `to`: `action SERVICE ACTION USER RESULT
-    /// EXIT ID`, keyed by this job's key and `suffix` (`f` or `s`).
-    fn notice(
-        &self,
-        run: u64,
-        to: &Notify,
-        suffix: char,
-        result: RunResult,
-        exit: Option<i32>,
-        id: Option<u64>,
-    ) -> Job {
-        let key = format!("{}:{suffix}", self.key);
-        let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
-        let request = format!(
-            "@{key} {} {} {} {} {} {} {}",
-            to.action,
-            self.service,
-            self.action,
-            dash(self.user.clone()),
-            result.as_str(),
-            dash(exit.map(|c| c.to_string())),
-            dash(id.map(|i| i.to_string())),
-        );
-        Job {
-            run,
-            line_key: self.line_key.clone(),
-            key,
-            due: self.due,
-            line: self.line,
-            service: to.service.clone(),
-            action: to.action.clone(),
-            user: None,
-            request,
-            on_failure: None,
-            on_success: None,
-            notice: true,
-        }
-    }
-}
-
 /// Writes one outcome of `job` to the record, when there is a state directory (a write
 /// that fails is logged, never fatal), and tells the line's `ON_FAILURE=`/`ON_SUCCESS=`
 /// target of a final one. A notification's own outcome goes nowhere: it is logged only.
-fn note(
-    shared: &Arc<Shared>,
-    job: &Job,
-    result: RunResult,
-    exit: Option<i32>,
-    secs: Option<f64>,
-    id: Option<u64>,
-) {
-    if job.notice {
+fn note(shared: &Arc<Shared>, job: &Job, outcome: &Outcome) {
+    if !alert::is_told(job) {
         return;
     }
-    record_run(shared, job, result, exit, secs, id);
+    record_run(shared, job, outcome);
     // Recorded first: whoever the notification reaches finds the run in the record.
-    notify(shared, job, result, exit, id);
+    notify(shared, job, outcome);
 }
 
-fn record_run(
-    shared: &Shared,
-    job: &Job,
-    result: RunResult,
-    exit: Option<i32>,
-    secs: Option<f64>,
-    id: Option<u64>,
-) {
+fn record_run(shared: &Shared, job: &Job, outcome: &Outcome) {
     let Some(recorder) = &shared.recorder else {
         return;
     };
@@ -694,10 +638,10 @@ fn record_run(
         service: job.service.clone(),
         action: job.action.clone(),
         user: job.user.clone(),
-        result,
-        exit,
-        secs,
-        id,
+        result: outcome.result,
+        exit: outcome.exit,
+        secs: outcome.secs,
+        id: outcome.id,
     };
     let report = |path: &Path, damaged: usize| {
         warn!(file = %path.display(), damaged, "damaged records in the run record; skipped");
@@ -710,41 +654,23 @@ fn record_run(
     }
 }
 
-/// Sends the notification of a final outcome to the line's `ON_FAILURE=` (`failed`,
-/// `missed`, `refused`) or `ON_SUCCESS=` (`ok`) target, if it has one.
-fn notify(shared: &Arc<Shared>, job: &Job, result: RunResult, exit: Option<i32>, id: Option<u64>) {
-    let (to, suffix) = match result {
-        RunResult::Ok => (&job.on_success, 's'),
-        RunResult::Failed | RunResult::Missed | RunResult::Refused => (&job.on_failure, 'f'),
-        RunResult::Skipped | RunResult::Running => return,
-    };
-    let Some(to) = to else {
+/// Sends the notification of `job`'s outcome ([`alert::notice`]), if it has one.
+fn notify(shared: &Arc<Shared>, job: &Job, outcome: &Outcome) {
+    let Some(mut notice) = alert::notice(job, outcome, 0) else {
         return;
     };
-    let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
-    let notice = job.notice(run, to, suffix, result, exit, id);
-    info!(run, line = job.line, of_run = job.run, service = %notice.service, request = %unkeyed(&notice.request), key = %notice.key, result = result.as_str(), "notify");
+    notice.run = shared.next_run();
+    info!(run = notice.run, line = job.line, of_run = job.run, service = %notice.service, request = %notice.unkeyed(), key = %notice.key, result = outcome.result.as_str(), "notify");
     let shared2 = shared.clone();
     shared.tracker.spawn(async move {
         deliver(&shared2, &notice, None, None).await;
     });
 }
 
-/// A request line without its `@KEY`, for the log.
-fn unkeyed(request: &str) -> &str {
-    request.split_once(' ').map_or(request, |(_, r)| r)
-}
-
 /// Logs and records a fire the clock jumped past by more than the catch-up window.
 fn missed_by_clock(shared: &Arc<Shared>, e: &Entry, due: DateTime<Utc>) {
-    note(
-        shared,
-        &Job::new(&shared.keys, 0, e, due),
-        RunResult::Missed,
-        None,
-        None,
-        None,
-    );
+    let job = Job::new(&shared.keys, 0, e, due);
+    note(shared, &job, &Outcome::of(RunResult::Missed, None));
     warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), "missed: the clock jumped past it by more than the catch-up window");
     shared.record(&e.key(), due);
 }
@@ -757,268 +683,247 @@ fn missed_by_clock(shared: &Arc<Shared>, e: &Entry, due: DateTime<Utc>) {
 /// same fire key again, and the service runs it once.
 fn fire(
     shared: &Arc<Shared>,
-    tracker: &TaskTracker,
     e: &Entry,
     due: DateTime<Utc>,
     reason: &'static str,
     record: Option<DateTime<Utc>>,
 ) {
-    let fresh = match shared.running.lock() {
-        Ok(mut set) => set.insert(e.key()),
-        Err(_) => true,
-    };
-    if !fresh {
+    if !shared.take_slot(&e.key()) {
         let job = Job::new(&shared.keys, 0, e, due);
-        note(shared, &job, RunResult::Skipped, None, None, None);
-        warn!(line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
+        note(shared, &job, &Outcome::of(RunResult::Skipped, None));
+        warn!(line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
         return;
     }
-    let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
+    let run = shared.next_run();
     let job = Job::new(&shared.keys, run, e, due);
     let late_ms = (Utc::now() - due).num_milliseconds().max(0);
-    info!(run, line = e.line, service = %e.service, request = %e.request(), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
+    info!(run, line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
     let guard = RunningGuard {
         shared: shared.clone(),
         key: e.key(),
     };
-    let shared = shared.clone();
+    let shared2 = shared.clone();
     let record = record.map(|at| (e.key(), at));
-    tracker.spawn(async move {
+    shared.tracker.spawn(async move {
         let _guard = guard;
-        deliver(&shared, &job, record, None).await;
+        deliver(&shared2, &job, record, None).await;
     });
 }
 
-/// Sends one request and logs and records its outcome. A socket that is missing or refuses,
-/// a service that closes the connection without a word and an `error unavailable` answer
-/// (its listener crashed or is restarting: the action did not run) are retried with capped
-/// exponential backoff for the retry window; then the run is missed. A connection lost after
-/// `accepted` is retried too: the same key runs nothing new and brings the run's `done`.
-/// Records `record` (key, time) as the line's last fire once the service has answered
-/// otherwise, or the run is given up on; a request not delivered because the scheduler is
-/// stopping is left unrecorded, for the next start to catch up. `accepted`: the service's
-/// run id when the fire is known to have been accepted before (a resumed run).
+/// Marks a fire handled (records it as its line's last fire) once: when the service has
+/// the request, or the fire is given up on.
+struct Handed<'a> {
+    shared: &'a Shared,
+    record: Option<(String, DateTime<Utc>)>,
+    done: bool,
+}
+
+impl Handed<'_> {
+    fn mark(&mut self) {
+        if !std::mem::replace(&mut self.done, true) {
+            if let Some((key, at)) = &self.record {
+                self.shared.record(key, *at);
+            }
+        }
+    }
+}
+
+/// Sends one request and logs and records its outcome, by the rules of
+/// [`crate::delivery`], retrying with its [`Backoff`] for the retry window. Records
+/// `record` (key, time) as the line's last fire once the service has the request, or the
+/// run is given up on; a request not delivered because the scheduler is stopping is left
+/// unrecorded, for the next start to catch up. `accepted`: the service's run id when the
+/// fire is known to have been accepted before (a resumed run).
 async fn deliver(
     shared: &Arc<Shared>,
     job: &Job,
     record: Option<(String, DateTime<Utc>)>,
     accepted: Option<u64>,
 ) {
-    let handled = || {
-        if let Some((key, at)) = &record {
-            shared.record(key, *at);
-        }
+    let mut handed = Handed {
+        shared,
+        record,
+        done: false,
     };
-    let (run, service, request) = (job.run, job.service.as_str(), job.request.as_str());
-    let path = proto::request_socket_path(&shared.run_dir, service);
+    let path = proto::request_socket_path(&shared.run_dir, &job.service);
+    let mut delivery = Delivery::new(&job.action, job.notice, accepted);
     let started = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(250);
-    let mut accepted = accepted;
+    let mut backoff = Backoff::new(shared.retry_window);
     loop {
-        let why = match attempt(shared, job, &path, &handled, &mut accepted).await {
-            Attempt::Over => return,
-            Attempt::Retry(why) => why,
-        };
-        let waited = started.elapsed();
-        if waited >= shared.retry_window {
-            // Recorded before it is logged: whoever sees the log line finds the record.
-            if accepted.is_some() {
-                note(shared, job, RunResult::Failed, None, None, accepted);
-                warn!(run, service = %service, request = %request, id = accepted, error = %why, waited_secs = waited.as_secs(), "failed: no done from the service within the retry window");
-            } else if job.notice {
-                warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "notification not delivered: target unavailable for the whole retry window");
-            } else {
-                note(shared, job, RunResult::Missed, None, None, None);
-                warn!(run, service = %service, request = %request, socket = %path.display(), error = %why, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
-            }
-            handled();
+        let Some(error) = attempt(shared, job, &path, &mut handed, &mut delivery).await else {
             return;
+        };
+        let first = backoff.is_first();
+        let waited = started.elapsed();
+        let Some(pause) = backoff.pause(waited) else {
+            let (outcome, why) = delivery.on_timeout(error, waited);
+            finish(shared, job, &mut handed, &outcome, &why, &path);
+            return;
+        };
+        if first {
+            warn!(run = job.run, service = %job.service, socket = %path.display(), error = %error, "target unavailable; retrying");
         }
-        if delay == Duration::from_millis(250) {
-            warn!(run, service = %service, socket = %path.display(), error = %why, "target unavailable; retrying");
-        }
-        let pause = delay.min(shared.retry_window - waited);
         tokio::select! {
             () = shared.cancel.cancelled() => {
-                warn!(run, service = %service, request = %request, "not delivered: the scheduler is stopping");
+                warn!(run = job.run, service = %job.service, request = %job.request, "not delivered: the scheduler is stopping");
                 return;
             }
             () = tokio::time::sleep(pause) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(15));
     }
 }
 
-enum Attempt {
-    /// Answered (or failed past retrying): logged, and recorded.
-    Over,
-    /// Not delivered, for this reason: try again.
-    Retry(String),
-}
-
-/// One connection: sends the request and reads the answer to its end. `accepted` keeps the
-/// service's run id across attempts.
+/// One connection: sends the request and feeds the replies to `delivery` until it decides.
+/// Returns why to ask again, or `None` when the delivery is over.
 async fn attempt(
     shared: &Arc<Shared>,
     job: &Job,
     path: &Path,
-    handled: &impl Fn(),
-    accepted: &mut Option<u64>,
-) -> Attempt {
-    let (run, service, request) = (job.run, job.service.as_str(), job.request.as_str());
+    handed: &mut Handed<'_>,
+    delivery: &mut Delivery,
+) -> Option<String> {
     let mut stream = match UnixStream::connect(path).await {
         Ok(s) => s,
-        Err(err) => return Attempt::Retry(err.to_string()),
+        Err(err) => return Some(err.to_string()),
     };
     // Finish this step even when stopping: a request is sent whole or not at all.
-    if let Err(err) = stream.write_all(format!("{request}\n").as_bytes()).await {
-        return Attempt::Retry(format!("cannot send the request: {err}"));
+    if let Err(err) = stream
+        .write_all(format!("{}\n", job.request).as_bytes())
+        .await
+    {
+        return Some(format!("cannot send the request: {err}"));
     }
     let mut lines = FramedRead::new(stream, LinesCodec::new_with_max_length(64 * 1024));
-    let mut id = None;
-    let mut first = true;
+    delivery.connected();
     loop {
-        let item = tokio::select! {
+        let (step, reply) = tokio::select! {
             () = shared.cancel.cancelled() => {
                 // The request is in the service's socket: it will be served.
-                info!(run, service = %service, id, "scheduler stopping; the action goes on in the service");
-                handled();
-                return Attempt::Over;
+                info!(run = job.run, service = %job.service, id = delivery.id(), "scheduler stopping; the action goes on in the service");
+                handed.mark();
+                return None;
             }
-            item = lines.next() => item,
+            item = lines.next() => match item {
+                None => (delivery.on_closed(), None),
+                Some(Ok(line)) => {
+                    let reply = Reply::parse(&line);
+                    (delivery.on_line(&reply), Some(reply))
+                }
+                Some(Err(err)) => (delivery.on_read_error(&err.to_string()), None),
+            },
         };
-        let line = match item {
-            None if first => {
-                return Attempt::Retry("the service closed the connection without a reply".into())
-            }
-            None => break,
-            Some(Ok(line)) => line,
-            Some(Err(err)) => {
-                note(shared, job, RunResult::Failed, None, None, id);
-                warn!(run, service = %service, id, error = %err, "failed: reading the reply");
-                handled();
-                return Attempt::Over;
-            }
-        };
-        let reply = Reply::parse(&line);
-        if let Reply::Error {
-            code: ErrorCode::Unavailable,
-            message,
-        } = &reply
-        {
-            if first || id.is_some() {
-                // Not run (first), or its listener went away while it ran: the same key
-                // brings its outcome once the service is back.
-                return Attempt::Retry(format!("error unavailable {}", shown(message)));
-            }
-        }
-        if let Reply::Error {
-            code: ErrorCode::Busy,
-            message,
-        } = &reply
-        {
-            if first && job.notice {
-                // The notify action is telling of another run (two lines ended together):
-                // a notification waits its turn, within the retry window, instead of being
-                // lost. A line's own run that finds its action busy is refused, as before.
-                return Attempt::Retry(format!("error busy {}", shown(message)));
-            }
-        }
-        match &reply {
-            Reply::Accepted { id: i, action } if *action != job.action => {
-                // The service read the request as another action than the one asked for
-                // (a user named like one of its actions): that run is not this fire's, and
-                // its outcome must not pass for this one's.
-                note(shared, job, RunResult::Refused, None, None, Some(*i));
-                warn!(run, service = %service, request = %request, id = *i, asked = %job.action, accepted = %shown(action), "refused: the service accepted another action than the one asked for (is the user named like one of its actions?)");
-                handled();
-                return Attempt::Over;
-            }
-            Reply::Error {
-                code: ErrorCode::Lost,
-                message,
-            } => {
-                // The run of this key was lost with its container: the service never runs
-                // the key again, so asking again would change nothing.
-                let lost = message
-                    .split(' ')
-                    .next()
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .or(id)
-                    .or(*accepted);
-                note(shared, job, RunResult::Failed, None, None, lost);
-                warn!(run, service = %service, request = %request, id = lost, detail = %shown(message), "failed: the service lost this run with its container (the key never runs again)");
-                handled();
-                return Attempt::Over;
-            }
-            Reply::Text(text) if first && proto::Builtin::parse(&job.action).is_none() => {
-                // A built-in's answer to an action request: the service read it as a
-                // built-in (`stop`, ...), which is not what this line asks for.
-                note(shared, job, RunResult::Refused, None, None, None);
-                warn!(run, service = %service, request = %request, asked = %job.action, reply = %shown(text), "refused: the service answered with text, as to a built-in, not with accepted");
-                handled();
-                return Attempt::Over;
-            }
-            _ => {}
-        }
-        if first {
-            // The service has it: from here on, a restart must not send it again. An
-            // `accepted` is recorded as `running` first, so that a kill in between leaves a
-            // run the next start resumes, never a fire run and missing from the record.
-            first = false;
-            if let Reply::Accepted { id: i, .. } = &reply {
-                if *accepted != Some(*i) {
-                    *accepted = Some(*i);
-                    note(shared, job, RunResult::Running, None, None, Some(*i));
-                }
-            }
-            handled();
-        }
-        match reply {
-            Reply::Accepted { id: i, action } => {
-                id = Some(i);
-                if *accepted != Some(i) {
-                    *accepted = Some(i);
-                    note(shared, job, RunResult::Running, None, None, id);
-                }
-                info!(run, service = %service, id = i, action = %shown(&action), "accepted");
-            }
-            Reply::Done { id: i, exit, secs } => {
-                let result = if exit == 0 {
-                    RunResult::Ok
-                } else {
-                    RunResult::Failed
-                };
-                note(shared, job, result, Some(exit), Some(secs), Some(i));
-                if exit == 0 {
-                    info!(run, service = %service, id = i, exit, secs, "done");
-                } else {
-                    warn!(run, service = %service, id = i, exit, secs, "done: action failed");
-                }
-                return Attempt::Over;
-            }
-            Reply::Error { code, message } => {
-                // After an `accepted` (on this connection or an earlier one) the action ran:
-                // an error now is about its end, not a refusal.
-                let id = id.or(*accepted);
-                if id.is_some() {
-                    note(shared, job, RunResult::Failed, None, None, id);
-                    warn!(run, service = %service, request = %request, id, code = %code, detail = %shown(&message), "failed: error after accepted");
-                } else {
-                    note(shared, job, RunResult::Refused, None, None, None);
-                    warn!(run, service = %service, request = %request, code = %code, detail = %shown(&message), "refused");
-                }
-                return Attempt::Over;
-            }
-            Reply::Text(text) => info!(run, service = %service, text = %shown(&text), "reply"),
+        match act(shared, job, handed, step, path) {
+            // Logged once recorded: whoever sees `accepted` in the log finds it recorded.
+            Next::Read => shown_reply(job, reply.as_ref()),
+            Next::Retry(why) => return Some(why),
+            Next::Over => return None,
         }
     }
-    if id.is_some() {
-        // The action was accepted and may still be going: ask again with the same key,
-        // which runs nothing new and brings its `done`.
-        return Attempt::Retry("the service closed the connection before done".into());
+}
+
+/// What [`attempt`] does after a step.
+enum Next {
+    Read,
+    Retry(String),
+    Over,
+}
+
+/// Carries out one step of the delivery: records, marks, finishes.
+fn act(shared: &Arc<Shared>, job: &Job, handed: &mut Handed<'_>, step: Step, path: &Path) -> Next {
+    match step {
+        Step::Wait => Next::Read,
+        Step::Running(id) => {
+            note(shared, job, &Outcome::of(RunResult::Running, Some(id)));
+            Next::Read
+        }
+        Step::Handed { running, then } => {
+            // A run is recorded `running` before the fire is marked handled: a kill in
+            // between leaves a run the next start resumes, never a fire run and missing
+            // from the record.
+            if let Some(id) = running {
+                note(shared, job, &Outcome::of(RunResult::Running, Some(id)));
+            }
+            handed.mark();
+            act(shared, job, handed, *then, path)
+        }
+        Step::Retry(why) => Next::Retry(why),
+        Step::Over(outcome, why) => {
+            finish(shared, job, handed, &outcome, &why, path);
+            Next::Over
+        }
     }
-    // Text only, to a built-in such as `restart`: answered, nothing more to wait for.
-    note(shared, job, RunResult::Ok, None, None, None);
-    Attempt::Over
+}
+
+/// Logs a reply that does not end the delivery: `accepted`, a line of text.
+fn shown_reply(job: &Job, reply: Option<&Reply>) {
+    match reply {
+        Some(Reply::Accepted { id, action }) => {
+            info!(run = job.run, service = %job.service, id, action = %shown(action), "accepted");
+        }
+        Some(Reply::Text(text)) => {
+            info!(run = job.run, service = %job.service, text = %shown(text), "reply");
+        }
+        _ => {}
+    }
+}
+
+/// The delivery is over: records the outcome (and tells it), logs it, marks the fire
+/// handled. Recorded before it is logged: whoever sees the log line finds the record.
+fn finish(
+    shared: &Arc<Shared>,
+    job: &Job,
+    handed: &mut Handed<'_>,
+    outcome: &Outcome,
+    why: &Why,
+    path: &Path,
+) {
+    note(shared, job, outcome);
+    log_over(job, outcome, why, path);
+    handed.mark();
+}
+
+/// The log line of a delivery's end.
+fn log_over(job: &Job, outcome: &Outcome, why: &Why, path: &Path) {
+    let (run, service, request, id) = (
+        job.run,
+        job.service.as_str(),
+        job.request.as_str(),
+        outcome.id,
+    );
+    match why {
+        Why::Done if outcome.result == RunResult::Ok => {
+            info!(run, service = %service, id, exit = outcome.exit, secs = outcome.secs, "done");
+        }
+        Why::Done => {
+            warn!(run, service = %service, id, exit = outcome.exit, secs = outcome.secs, "done: action failed");
+        }
+        Why::Answered => {}
+        Why::Refused { code, message } => {
+            warn!(run, service = %service, request = %request, code = %code, detail = %shown(message), "refused");
+        }
+        Why::ErrorAfterAccepted { code, message } => {
+            warn!(run, service = %service, request = %request, id, code = %code, detail = %shown(message), "failed: error after accepted");
+        }
+        Why::OtherAction { accepted } => {
+            warn!(run, service = %service, request = %request, id, asked = %job.action, accepted = %shown(accepted), "refused: the service accepted another action than the one asked for (is the user named like one of its actions?)");
+        }
+        Why::BuiltinText { text } => {
+            warn!(run, service = %service, request = %request, asked = %job.action, reply = %shown(text), "refused: the service answered with text, as to a built-in, not with accepted");
+        }
+        Why::Lost { message } => {
+            warn!(run, service = %service, request = %request, id, detail = %shown(message), "failed: the service lost this run with its container (the key never runs again)");
+        }
+        Why::ReadError(error) => {
+            warn!(run, service = %service, id, error = %error, "failed: reading the reply");
+        }
+        Why::NoDone { error, waited } => {
+            warn!(run, service = %service, request = %request, id, error = %error, waited_secs = waited.as_secs(), "failed: no done from the service within the retry window");
+        }
+        Why::Unreachable { error, waited } if job.notice => {
+            warn!(run, service = %service, request = %request, socket = %path.display(), error = %error, waited_secs = waited.as_secs(), "notification not delivered: target unavailable for the whole retry window");
+        }
+        Why::Unreachable { error, waited } => {
+            warn!(run, service = %service, request = %request, socket = %path.display(), error = %error, waited_secs = waited.as_secs(), "missed: target unavailable for the whole retry window");
+        }
+    }
 }

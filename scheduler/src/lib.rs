@@ -4,6 +4,11 @@
 //! The pure parts come first and know nothing of I/O: [`cron`] (one expression),
 //! [`schedule`] (the file), [`plan`] (next fire in a zone, with the daylight-saving rules).
 //! [`planner`] is the daemon's clock logic (cursor, clock steps, reloads), pure too.
+//! The daemon's other decisions are pure as well: [`job`] (one fire or notification to
+//! deliver), [`delivery`] (what the replies to a request mean for its fire: wait, retry and
+//! why, or its outcome; built on `proto::client`) and [`alert`] (which outcome is told to
+//! `ON_FAILURE=`/`ON_SUCCESS=`, and again at start). A new delivery or notification rule
+//! goes there, with its unit test; [`daemon`] only carries them out.
 //! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
 //! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
 //! of runs missed while the scheduler was down) and [`record`] (every run of every line, for
@@ -13,10 +18,13 @@
 //! `BOSUN_STATUS_HTML`. [`cli`] is the command line; `common::text::shown` escapes text from outside
 //! for the log and the terminal.
 
+pub mod alert;
 pub mod cli;
 pub mod client;
 pub mod cron;
 pub mod daemon;
+pub mod delivery;
+pub mod job;
 pub mod metrics;
 pub mod outputs;
 pub mod page;
@@ -24,7 +32,6 @@ pub mod plan;
 pub mod planner;
 pub mod record;
 pub mod schedule;
-
 pub mod state;
 pub mod status;
 pub mod summary;

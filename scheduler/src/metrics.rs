@@ -1,8 +1,8 @@
 //! `BOSUN_METRICS_FILE` (DESIGN.md section 7, "The scheduler's view"): the schedule's
 //! metrics in the Prometheus text exposition format (0.0.4), as node_exporter's textfile
 //! collector reads them. Pure: [`families`] turns the record of each line and the daemon's
-//! counts into metric families, [`render`] writes them out; only [`crate::outputs::write_atomic`] touches
-//! the disk, so a reader (the collector) never sees half a file.
+//! counts into metric families, [`render`] writes them out; [`crate::outputs`] replaces the
+//! file atomically, so a reader (the collector) never sees half a file.
 //!
 //! Gauges come from the record, so they survive a restart of the daemon. The counter
 //! `bosun_schedule_runs_total` is counted by the daemon since it started, not from the

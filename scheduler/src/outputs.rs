@@ -10,7 +10,7 @@
 //! thousand lines never makes a fire late, and outcomes that come while a rewrite is going
 //! are written together by the next one.
 //!
-//! Each file is replaced atomically ([`write_atomic`], through [`common::fs`]: a fresh
+//! Each file is replaced atomically ([`common::fs::write_atomic`]: a fresh
 //! `O_EXCL|O_NOFOLLOW` temporary, removed when the write fails): a reader sees the old file
 //! or the new one, never a part, and a symlink planted in the directory is never followed. A file that cannot be written is logged once (and once more when
 //! it can be written again); the schedule runs on.
@@ -29,6 +29,12 @@ use crate::page;
 use crate::record::{self, Run};
 use crate::schedule::{Entry, Schedule};
 use crate::summary::Summary;
+
+/// A report file is 0644: nginx and node_exporter read it. Its temporary is hidden and not
+/// `*.prom`, so the collector skips it ([`common::fs::write_atomic`]).
+const REPORT_MODE: u32 = 0o644;
+/// Not fsynced: both files are made again from the record at every start.
+const REPORT_DURABILITY: common::fs::Durability = common::fs::Durability::Atomic;
 
 /// Where the files go; either may be absent.
 #[derive(Debug, Clone, Default)]
@@ -239,7 +245,7 @@ impl Writer {
             let (Some(path), Some(text)) = (path, text) else {
                 continue;
             };
-            match write_atomic(path, text.as_bytes()) {
+            match common::fs::write_atomic(path, text.as_bytes(), REPORT_MODE, REPORT_DURABILITY) {
                 Ok(()) if self.failing[i] => {
                     self.failing[i] = false;
                     info!(file = %path.display(), "the {what} is written again");
@@ -335,14 +341,6 @@ impl Writer {
     }
 }
 
-/// Replaces a report file with `bytes` ([`common::fs::write_atomic`]): its temporary is
-/// hidden and not `*.prom` (the collector skips it), and the file is 0644, since nginx and
-/// node_exporter read it. Not fsynced: both files are made again from the record at every
-/// start.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    common::fs::write_atomic(path, bytes, 0o644, common::fs::Durability::Atomic)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,16 +417,5 @@ mod tests {
             assert_eq!(texts, whole(&w), "after outcome {n}");
             assert_ne!(texts, first);
         }
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("bosun.prom");
-        write_atomic(&p, b"one\n").unwrap();
-        write_atomic(&p, b"two\n").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        assert!(write_atomic(&dir.path().join("absent/x.prom"), b"x").is_err());
     }
 }

@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
 use crate::record::RunResult;
@@ -116,7 +116,7 @@ fn time(out: &mut String, t: DateTime<Utc>, zone: Tz) {
     let _ = write!(
         out,
         "<time datetime=\"{}\">",
-        t.to_rfc3339_opts(SecondsFormat::Secs, true)
+        common::time::rfc3339(t.timestamp_millis())
     );
     local(out, t, zone);
     out.push_str("</time>");
@@ -177,7 +177,7 @@ pub fn assemble<'a>(
     s.push_str(STYLE);
     s.push_str("</style></head><body>\n<h1>bosun schedule</h1><p class=\"sub\"><code>");
     esc(&mut s, file);
-    let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let at = common::time::rfc3339(now.timestamp_millis());
     let _ = writeln!(
         s,
         "</code> \u{b7} {total} lines \u{b7} as of <time datetime=\"{at}\">{at}</time></p>"

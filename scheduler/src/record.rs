@@ -3,8 +3,9 @@
 //! in `$BOSUN_STATE_DIR` for `scheduler status`.
 //!
 //! One append-only file per schedule line, `<line hash>.runs` beside the catch-up state's
-//! `<line hash>.last` ([`crate::state`]), one record a line: tab-separated fields ending in
-//! an FNV-1a checksum of the rest. A run writes at most two records (`running` at
+//! `<line hash>.last` ([`crate::state`]), one record a line: tab-separated fields framed by
+//! the journal's codec (`<crc32> <fields>`, [`journal::frame`]), so both logs share one
+//! checksum; lines of the format before (`r1`, fields then an FNV-1a checksum) still read. A run writes at most two records (`running` at
 //! `accepted`, then its outcome); the reader folds them by fire key, the last record of a
 //! run winning. Why this shape:
 //! - appends are a few dozen bytes and one `fdatasync`: a crash loses at most the record being
@@ -38,7 +39,9 @@ use crate::state::{fnv1a, line_hash};
 pub const KEEP: usize = 100;
 
 /// Record format version, the first field of every record.
-const VERSION: &str = "r1";
+const VERSION: &str = "r2";
+/// The format before it: the same fields, then an FNV-1a checksum of them, still read.
+const LEGACY: &str = "r1";
 
 /// How a run of a line ended, as `scheduler status` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +154,8 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 }
 
 impl Run {
-    /// The record line, with its `\n`.
+    /// The record line, with its `\n`: the fields framed with their CRC-32
+    /// ([`journal::frame`]).
     pub fn encode(&self) -> String {
         let body = [
             VERSION.to_string(),
@@ -169,22 +173,36 @@ impl Run {
             opt(&self.id),
         ]
         .join("\t");
-        format!("{body}\t{:016x}\n", fnv1a(&body))
+        let mut out = Vec::with_capacity(body.len() + 10);
+        journal::frame(body.as_bytes(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// One record line (without its `\n`); `None` when torn, damaged or of another version.
+    /// One record line (without its `\n`), of this format or the one before it (`r1`, whose
+    /// FNV-1a checksum ends the line), so that an upgrade keeps the history; `None` when
+    /// torn, damaged or of another version.
     pub fn decode(line: &str) -> Option<Run> {
-        let (body, sum) = line.rsplit_once('\t')?;
-        if u64::from_str_radix(sum, 16).ok()? != fnv1a(body) || sum.len() != 16 {
-            return None;
+        match journal::unframe(line.as_bytes()) {
+            Some(body) => Run::fields(std::str::from_utf8(body).ok()?, VERSION),
+            None => {
+                let (body, sum) = line.rsplit_once('\t')?;
+                if u64::from_str_radix(sum, 16).ok()? != fnv1a(body) || sum.len() != 16 {
+                    return None;
+                }
+                Run::fields(body, LEGACY)
+            }
         }
+    }
+
+    /// The fields of a record of format `version`.
+    fn fields(body: &str, version: &str) -> Option<Run> {
         let f: Vec<&str> = body.split('\t').collect();
-        let [version, key, fire, at, file, line, service, action, user, result, exit, secs, id] =
+        let [v, key, fire, at, file, line, service, action, user, result, exit, secs, id] =
             f.as_slice()
         else {
             return None;
         };
-        if *version != VERSION {
+        if *v != version {
             return None;
         }
         let millis = |t: &str| DateTime::from_timestamp_millis(t.parse().ok()?);
@@ -434,7 +452,8 @@ mod tests {
         let r = run("k:1", RunResult::Ok);
         let line = r.encode();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
-        assert_eq!(Run::decode(line.trim_end()), Some(r.clone()));
+        let nl = |l: &str| l.strip_suffix('\n').unwrap().to_string();
+        assert_eq!(Run::decode(&nl(&line)), Some(r.clone()));
         let none = Run {
             user: None,
             exit: None,
@@ -443,13 +462,74 @@ mod tests {
             result: RunResult::Missed,
             ..r.clone()
         };
-        assert_eq!(Run::decode(none.encode().trim_end()), Some(none));
+        assert_eq!(Run::decode(&nl(&none.encode())), Some(none));
         // Torn, flipped, and hand-edited lines fail.
-        let body = line.trim_end();
+        let body = nl(&line);
+        let body = body.as_str();
         assert_eq!(Run::decode(&body[..body.len() - 3]), None);
         assert_eq!(Run::decode(&body.replace("mysql", "mysqm")), None);
         assert_eq!(Run::decode(""), None);
         assert_eq!(unescape("%2"), None);
+    }
+
+    /// Expected: a record file written by the release before this format (`r1` lines, an
+    /// FNV-1a checksum at their end) loads whole after the upgrade, with records of the new
+    /// format appended to it, and a damaged old line is still damaged.
+    #[test]
+    fn records_of_the_format_before_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path(), "line");
+        let old = "r1\t0ad230bcabde69a6:1764821100\t1764821100000\t1764821102500\t/etc/bosun/schedule.cron\t3\tdb\tbackup\tforum\tfailed\t3\t1.250\t7\tc829695f9fa6e1f2\n\
+                   r1\t0ad230bcabde69a6:1764821160\t1764821160000\t1764821160100\t/etc/bosun/schedule.cron\t3\tdb\tbackup\t\trunning\t\t\t8\t233d124abcd578c1\n\
+                   r1\t0ad230bcabde69a6:1764821220\t1764821220000\t1764821220100\t/etc/bosun/schedule.cron\t3\tdb\tbackup\t\tok\t\t\t9\t233d124abcd578c1\n";
+        std::fs::write(&p, old).unwrap();
+        let read = read_file(&p).unwrap();
+        assert_eq!((read.records, read.damaged), (3, 1));
+        let first = &read.runs[0];
+        assert_eq!(first.key, "0ad230bcabde69a6:1764821100");
+        assert_eq!(
+            first.fire,
+            DateTime::from_timestamp(1_764_821_100, 0).unwrap()
+        );
+        assert_eq!(
+            first.at,
+            DateTime::from_timestamp_millis(1_764_821_102_500).unwrap()
+        );
+        assert_eq!(
+            (first.file.as_str(), first.line, first.service.as_str()),
+            ("/etc/bosun/schedule.cron", 3, "db")
+        );
+        assert_eq!(
+            (first.action.as_str(), first.user.as_deref()),
+            ("backup", Some("forum"))
+        );
+        assert_eq!(
+            (first.result, first.exit, first.secs, first.id),
+            (RunResult::Failed, Some(3), Some(1.25), Some(7))
+        );
+        assert_eq!(
+            (
+                read.runs[1].result,
+                read.runs[1].user.as_deref(),
+                read.runs[1].id
+            ),
+            (RunResult::Running, None, Some(8))
+        );
+        // The running run ends under the new format: one file, both formats, folded.
+        let rec = Recorder::open(dir.path()).unwrap();
+        let mut done = read.runs[1].clone();
+        done.result = RunResult::Ok;
+        let mut reports = 0;
+        rec.append("line", &done, |_, _| reports += 1).unwrap();
+        let read = read_file(&p).unwrap();
+        assert_eq!((read.records, read.damaged), (4, 1));
+        assert_eq!(read.runs.len(), 2);
+        assert_eq!(read.runs[1], done);
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .last()
+            .is_some_and(|l| !l.starts_with("r1")));
     }
 
     #[test]

@@ -65,11 +65,13 @@ struct Settings {
 }
 
 impl Entry {
-    /// The request line sent to the service: `[user ]action`.
-    pub fn request(&self) -> String {
-        match &self.user {
-            Some(u) => format!("{u} {}", self.action),
-            None => self.action.clone(),
+    /// The request sent to the service, `[@key ][user ]action` as a line.
+    pub fn request(&self, key: Option<String>) -> proto::Request {
+        proto::Request {
+            key,
+            user: self.user.clone(),
+            action: self.action.clone(),
+            args: Vec::new(),
         }
     }
 
@@ -244,7 +246,38 @@ fn parse_line(
     }
     let tokens = cron::tokens(text);
     let mut errors = Vec::new();
-    let (when, rest) = if tokens[0].1.starts_with('@') {
+    let (when, rest) = parse_when(&tokens, &mut errors)?;
+    let end = text.chars().count();
+    if let Some(&(col, _)) = rest.iter().find(|(_, t)| t.starts_with('#')) {
+        errors.push(ExprError {
+            col,
+            message: "a comment must be on a line of its own (start the line with #)".into(),
+        });
+        return Err(errors);
+    }
+    let target = parse_target(rest, end, &mut errors);
+    match (when, target, errors.is_empty()) {
+        (Some(when), Some((user, service, action)), true) => Ok(Some((
+            when,
+            user.map(str::to_string),
+            service.to_string(),
+            action.to_string(),
+        ))),
+        _ => Err(errors),
+    }
+}
+
+/// A token of a line and its column.
+type Token<'a> = (usize, &'a str);
+
+/// The time of a line (`@reboot`, `@daily`..., or five fields) and the tokens after it;
+/// `None` with its problems in `errors`. More than five time-like fields is an error at
+/// once: the rest of the line cannot be read.
+fn parse_when<'t, 'a>(
+    tokens: &'t [Token<'a>],
+    errors: &mut Vec<ExprError>,
+) -> Result<(Option<When>, &'t [Token<'a>]), Vec<ExprError>> {
+    if tokens[0].1.starts_with('@') {
         let (col, word) = tokens[0];
         let when = if word.eq_ignore_ascii_case("@reboot") {
             Some(When::Reboot)
@@ -260,84 +293,74 @@ fn parse_line(
                 }
             }
         };
-        (when, &tokens[1..])
-    } else {
-        let looks_like_time = |t: &str| t.bytes().all(|b| b"0123456789*,/-".contains(&b));
-        let n_time = 5 + tokens
-            .iter()
-            .skip(5)
-            .take_while(|(_, t)| looks_like_time(t))
-            .count();
-        if n_time > 5 && tokens.len() >= 5 {
-            return Err(vec![cron::too_many_fields(n_time, tokens[5].0)]);
-        }
-        let n = tokens.len().min(5);
-        let when = match CronExpr::from_tokens(&tokens[..n]) {
-            Ok(e) => Some(When::Cron(e)),
-            Err(es) => {
-                errors.extend(es.0);
-                None
-            }
-        };
-        (when, &tokens[n..])
-    };
-    let end = text.chars().count();
-    if let Some(&(col, _)) = rest.iter().find(|(_, t)| t.starts_with('#')) {
-        errors.push(ExprError {
-            col,
-            message: "a comment must be on a line of its own (start the line with #)".into(),
-        });
-        return Err(errors);
+        return Ok((when, &tokens[1..]));
     }
-    let target = match rest {
+    let looks_like_time = |t: &str| t.bytes().all(|b| b"0123456789*,/-".contains(&b));
+    let n_time = 5 + tokens
+        .iter()
+        .skip(5)
+        .take_while(|(_, t)| looks_like_time(t))
+        .count();
+    if n_time > 5 && tokens.len() >= 5 {
+        return Err(vec![cron::too_many_fields(n_time, tokens[5].0)]);
+    }
+    let n = tokens.len().min(5);
+    let when = match CronExpr::from_tokens(&tokens[..n]) {
+        Ok(e) => Some(When::Cron(e)),
+        Err(es) => {
+            errors.extend(es.0);
+            None
+        }
+    };
+    Ok((when, &tokens[n..]))
+}
+
+/// `[user] service action` after the time, each name checked; `None` with its problems in
+/// `errors`. `end`: the column after the line, where a missing target is reported.
+fn parse_target<'a>(
+    rest: &[Token<'a>],
+    end: usize,
+    errors: &mut Vec<ExprError>,
+) -> Option<(Option<&'a str>, &'a str, &'a str)> {
+    let (user, service, action, col) = match rest {
         [] | [_] => {
             errors.push(ExprError {
                 col: end,
                 message: "missing `service action` after the time: a line is `min hour dom mon dow [user] service action`".into(),
             });
-            None
+            return None;
         }
-        [(_, s), (_, a)] => Some((None, *s, *a, rest[0].0)),
-        [(_, u), (_, s), (_, a)] => Some((Some(*u), *s, *a, rest[1].0)),
+        [(_, s), (_, a)] => (None, *s, *a, rest[0].0),
+        [(_, u), (_, s), (_, a)] => (Some(*u), *s, *a, rest[1].0),
         [_, _, _, (col, extra), ..] => {
             errors.push(ExprError {
                 col: *col,
                 message: format!("unexpected `{extra}`: a line ends with `[user] service action`, and arguments cannot be given"),
             });
-            None
+            return None;
         }
     };
-    if let Some((user, service, action, col)) = target {
-        if let (Some(user), Some(&(user_col, _))) = (user, rest.first()) {
-            if let Err(message) = check_user(user, action) {
-                errors.push(ExprError {
-                    col: user_col,
-                    message,
-                });
-            }
-        }
-        if let Err(message) = check_service(service) {
-            errors.push(ExprError { col, message });
-        }
-        if !common::name::is_valid(action) {
+    if let Some(user) = user {
+        if let Err(message) = check_user(user, action) {
             errors.push(ExprError {
-                col: rest[rest.len() - 1].0,
-                message: format!(
-                    "`{action}` is not a valid action name: {}",
-                    common::name::RULE
-                ),
+                col: rest[0].0,
+                message,
             });
         }
     }
-    match (when, target, errors.is_empty()) {
-        (Some(when), Some((user, service, action, _)), true) => Ok(Some((
-            when,
-            user.map(str::to_string),
-            service.to_string(),
-            action.to_string(),
-        ))),
-        _ => Err(errors),
+    if let Err(message) = check_service(service) {
+        errors.push(ExprError { col, message });
     }
+    if !common::name::is_valid(action) {
+        errors.push(ExprError {
+            col: rest[rest.len() - 1].0,
+            message: format!(
+                "`{action}` is not a valid action name: {}",
+                common::name::RULE
+            ),
+        });
+    }
+    Some((user, service, action))
 }
 
 /// `NAME=value` or `NAME = value`, where NAME is an identifier.
@@ -530,7 +553,7 @@ mod tests {
         assert_eq!(e.line, 5);
         assert_eq!(e.zone, chrono_tz::Europe::London);
         assert_eq!(e.user.as_deref(), Some("forum"));
-        assert_eq!(e.request(), "forum nightly-backup");
+        assert_eq!(e.request(None).to_string(), "forum nightly-backup");
         assert_eq!(s.entries[1].target(), "static git-pull");
         assert_eq!(s.entries[3].when, When::Reboot);
         assert_eq!(s.entries[2].key(), "Europe/London @daily nginx rotate-logs");

@@ -228,8 +228,12 @@ impl StateStore {
     /// Records `at` as the last fire of `key`.
     pub fn record(&self, key: &str, at: DateTime<Utc>) -> Result<(), StateError> {
         let path = self.path(key);
-        let text = format!("{}\n{key}\n", at.to_rfc3339());
-        // Not fsynced, as before: a fire lost to a crash is caught up again, with its key.
+        // To the millisecond, as fire times are kept (an `@reboot` fire's is its start).
+        let text = format!(
+            "{}\n{key}\n",
+            common::time::rfc3339_ms(at.timestamp_millis())
+        );
+        // Not fsynced: a fire lost to a crash is caught up again, with its key.
         common::fs::write_atomic(&path, text.as_bytes(), 0o600, Durability::Atomic).map_err(
             |source| StateError {
                 doing: "recording the last fire in",

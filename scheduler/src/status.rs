@@ -19,6 +19,7 @@ use crate::page;
 use crate::record::{self, Run};
 use crate::schedule::{Entry, Schedule};
 use crate::summary::Summary;
+use common::text::json as js;
 
 /// What `scheduler status` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,34 +140,9 @@ fn to_html(file: &str, lines: &[Line], now: DateTime<Utc>) -> String {
     let rows: Vec<page::Row> = lines
         .iter()
         .zip(&sums)
-        .map(|(l, summary)| page::Row {
-            entry: l.entry,
-            summary,
-            next: l.next,
-        })
+        .map(|(l, summary)| page::Row::at(l.entry, summary, now))
         .collect();
     page::render(file, &rows, now)
-}
-
-/// A JSON string literal.
-fn js(text: &str) -> String {
-    let mut s = String::with_capacity(text.len() + 2);
-    s.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", u32::from(c));
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
 }
 
 /// `null` or the value.
@@ -180,7 +156,7 @@ fn to_json(file: &str, lines: &[Line], now: DateTime<Utc>, ok: bool) -> String {
         s,
         "{{\"file\":{},\"now\":{},\"ok\":{ok},\"lines\":[",
         js(file),
-        js(&now.to_rfc3339_opts(SecondsFormat::Secs, true))
+        js(&common::time::rfc3339(now.timestamp_millis()))
     );
     for (i, l) in lines.iter().enumerate() {
         let e = l.entry;

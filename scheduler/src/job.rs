@@ -1,0 +1,77 @@
+//! One delivery to make, pure data: a fire of a schedule line ([`Job::new`]) or the
+//! notification of a fire's outcome ([`crate::alert::notice`]), with what its delivery, its
+//! record and its notifications need to know.
+
+use chrono::{DateTime, Utc};
+
+use crate::schedule::{Entry, Notify};
+use crate::state::FireKeys;
+
+/// One fire, or one notification.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The daemon's run counter, for the log.
+    pub run: u64,
+    /// [`Entry::key`]: the line's identity, naming its files in the state directory.
+    pub line_key: String,
+    /// The fire key, sent as `@KEY`.
+    pub key: String,
+    pub due: DateTime<Utc>,
+    pub line: usize,
+    pub service: String,
+    pub action: String,
+    pub user: Option<String>,
+    /// The request line, key included, without its `\n`.
+    pub request: String,
+    /// Who is told of the outcome: the line's `ON_FAILURE=`, its `ON_SUCCESS=`.
+    pub on_failure: Option<Notify>,
+    pub on_success: Option<Notify>,
+    /// This is a notification, not a run of a line: its outcome is only logged.
+    pub notice: bool,
+}
+
+impl Job {
+    /// The fire of line `e` due at `due`, keyed under `keys`.
+    pub fn new(keys: &FireKeys, run: u64, e: &Entry, due: DateTime<Utc>) -> Job {
+        let line_key = e.key();
+        let key = keys.fire(&line_key, due);
+        Job {
+            run,
+            request: e.request(Some(key.clone())).to_string(),
+            line_key,
+            key,
+            due,
+            line: e.line,
+            service: e.service.clone(),
+            action: e.action.clone(),
+            user: e.user.clone(),
+            on_failure: e.on_failure.clone(),
+            on_success: e.on_success.clone(),
+            notice: false,
+        }
+    }
+
+    /// The request line without its `@KEY`, for the log.
+    pub fn unkeyed(&self) -> &str {
+        self.request
+            .split_once(' ')
+            .map_or(self.request.as_str(), |(_, r)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_keyed() {
+        let s =
+            crate::schedule::parse("t", b"0 3 * * * forum db backup\n", chrono_tz::UTC).unwrap();
+        let keys = FireKeys::random().unwrap();
+        let due = DateTime::from_timestamp(1_764_821_100, 0).unwrap();
+        let job = Job::new(&keys, 1, &s.entries[0], due);
+        assert_eq!(job.request, format!("@{} forum backup", job.key));
+        assert_eq!(job.unkeyed(), "forum backup");
+        assert!(!job.notice);
+    }
+}
