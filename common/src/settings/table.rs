@@ -54,6 +54,8 @@ pub enum Read<T> {
 /// One setting: read into the draft `T`, shown from the finished `S`.
 pub struct Row<T, S = T> {
     pub spec: Spec,
+    /// Read only where `service.toml` is (the `toml` feature, the supervisor's).
+    #[cfg_attr(not(feature = "toml"), allow(dead_code))]
     pub file: FileType,
     pub read: Read<T>,
     /// The value as text that `read` takes back, for `BOSUN_*`; `None`: not written.

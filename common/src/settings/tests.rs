@@ -1,7 +1,5 @@
 //! The settings' tests: every key, every problem, the file and the environment.
 
-use std::path::Path;
-
 use nix::unistd::Uid;
 
 use super::*;
@@ -370,6 +368,7 @@ fn command_checks() {
 #[cfg(feature = "toml")]
 mod file {
     use super::*;
+    use std::path::Path;
     use std::io::Write;
 
     pub(super) fn load_with(
