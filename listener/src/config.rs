@@ -12,7 +12,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use common::settings::{Origin, Problem, Role, Sources, ValueError};
+use common::settings::{Origin, Problem, Sources, ValueError, ValuesOnly};
 pub use common::settings::{Settings, DEFAULT_CALLBACKS};
 use thiserror::Error;
 
@@ -58,7 +58,7 @@ impl Config {
             file: Default::default(),
             env: &get,
             exec: Vec::new(),
-            role: Role::Listener,
+            role: ValuesOnly,
         });
         let mut errors = match &loaded {
             Ok(_) => Vec::new(),

@@ -7,7 +7,7 @@
 //! and missing setting is collected and reported together, one line each (`FILE:LINE:COL:
 //! key: ...` for the file, `BOSUN_<KEY>: ...` for the environment). It then hands the
 //! validated values to the listener as variables ([`Settings::to_env`]), which reads them
-//! back with the same [`Settings::load`] (role [`Role::Listener`]): there is no second set
+//! back with the same [`Settings::load`] ([`ValuesOnly`]): there is no second set
 //! of rules to drift apart.
 //!
 //! Laid out as:
@@ -21,7 +21,7 @@
 //! * [`scheduler`]: the scheduler's variables, through the same rows and rules.
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,8 +44,6 @@ pub use problem::{Origin, Problem, ProblemKind, Problems, ValueError};
 pub use table::{FileType, Spec};
 pub use values::*;
 
-/// Where `service.toml` is looked for unless `BOSUN_CONFIG` names another file.
-pub const DEFAULT_CONFIG: &str = "/usr/local/conf/service.toml";
 /// The setup script, used when present and `setup` is not set.
 pub const DEFAULT_SETUP: &str = "/usr/local/bin/docker-entry-setup.sh";
 /// The personality's callbacks.
@@ -105,7 +103,8 @@ pub struct Settings {
     /// Between TERM and KILL when an action times out.
     pub kill_grace: Duration,
     pub on_demand: Option<OnDemand>,
-    /// The listener binary, or `None` when `BOSUN_LISTENER=off`.
+    /// The listener binary, found by the supervisor's checks; `None` when
+    /// `BOSUN_LISTENER=off`, and for the listener itself.
     pub listener: Option<PathBuf>,
     /// `listener_start`: `request` (default) or `boot`.
     pub listener_start: ListenerStart,
@@ -183,32 +182,50 @@ impl Settings {
     }
 }
 
-/// Who loads the settings, which decides what is checked beyond the values themselves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The supervisor about to start: the main command, the setup script and the listener
-    /// binary must exist.
-    Supervisor,
-    /// `supervisor status`: only what it needs to find the socket.
-    Status,
-    /// The listener, reading what the supervisor validated (no main process, no files).
-    Listener,
+/// What is checked beyond the values themselves, by the program that loads them: the
+/// supervisor checks that what it will start exists (its `config::Role`); the listener
+/// reads what the supervisor validated and checks nothing more ([`ValuesOnly`]).
+pub trait Checks {
+    /// Completes `s` with what is not a value (the supervisor's listener binary) and says
+    /// what is wrong with it.
+    fn check(&self, s: &mut Settings, cx: &Context<'_>) -> Vec<Problem>;
+}
+
+/// The values alone: what the listener checks (the supervisor checked the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ValuesOnly;
+
+impl Checks for ValuesOnly {
+    fn check(&self, _: &mut Settings, _: &Context<'_>) -> Vec<Problem> {
+        Vec::new()
+    }
+}
+
+/// What [`Checks::check`] may look at beside the settings.
+pub struct Context<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The file's name, when there is a file.
+    pub file: Option<&'a str>,
+    /// Where each key's value came from (by file key), for the keys that were set.
+    pub origins: &'a BTreeMap<&'static str, Origin>,
 }
 
 /// Where settings come from; the environment is passed in so tests need not mutate the
 /// process environment.
-pub struct Sources<'a> {
+pub struct Sources<'a, R: Checks = ValuesOnly> {
     /// `service.toml` as read ([`ServiceFile::read`]); `ServiceFile::default()` for none.
     pub file: ServiceFile,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// argv after `--` (wins over `exec` in the file).
     pub exec: Vec<OsString>,
-    pub role: Role,
+    /// Who loads them, which decides what is checked beyond the values.
+    pub role: R,
 }
+
 impl Settings {
     /// Reads `service.toml` (if present, with the `toml` feature) and the environment, and
     /// validates everything; returns every problem at once.
-    pub fn load(src: &Sources<'_>) -> Result<Settings, Problems> {
+    pub fn load<R: Checks>(src: &Sources<'_, R>) -> Result<Settings, Problems> {
         let mut problems = src.file.problems.clone();
         let values = table::Values {
             env: src.env,
@@ -223,71 +240,17 @@ impl Settings {
         } else {
             src.exec.clone()
         };
-        // Not a key of the file: where the binary is, set by the image or a test.
-        s.listener = match (src.env)("BOSUN_LISTENER") {
-            Some(v) if v == "off" => None,
-            Some(v) => Some(PathBuf::from(v)),
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(|d| d.join("listener"))),
+        let cx = Context {
+            env: src.env,
+            file: src.file.label(),
+            origins: &origins,
         };
-        if src.role == Role::Supervisor {
-            problems.extend(starting_checks(&s, src, origins.get("setup")));
-        }
+        problems.extend(src.role.check(&mut s, &cx));
         if problems.is_empty() {
             Ok(s)
         } else {
             Err(Problems(problems))
         }
-    }
-}
-
-/// What must exist before the supervisor starts anything: the main command, the setup
-/// script when one is named, and the listener binary.
-fn starting_checks(s: &Settings, src: &Sources<'_>, setup_at: Option<&Origin>) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    match s.exec.first() {
-        None => {
-            let file = src.file.label().unwrap_or(DEFAULT_CONFIG).to_string();
-            problems.push(Problem::new(None, ProblemKind::NoMain { file }));
-        }
-        Some(cmd) => {
-            if let Err(kind) = check_command(cmd, (src.env)("PATH").as_deref()) {
-                problems.push(Problem::new(None, kind));
-            }
-        }
-    }
-    if let (Some(setup), Some(at)) = (&s.setup, setup_at) {
-        if !setup.is_file() {
-            let kind = ProblemKind::NoSetup(setup.display().to_string());
-            problems.push(Problem::new(Some(at.clone()), kind));
-        }
-    }
-    if let Some(l) = s.listener.as_ref().filter(|l| !l.is_file()) {
-        problems.push(Problem::new(None, ProblemKind::NoListener(l.clone())));
-    }
-    problems
-}
-
-/// A command must exist and be executable before anything starts: `127`-style problems
-/// are reported as settings errors, not as a crash loop. Without `PATH`, the default
-/// search path is used, as for the spawn itself.
-fn check_command(cmd: &OsStr, path: Option<&str>) -> Result<(), ProblemKind> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::PermissionsExt;
-    let candidates: Vec<PathBuf> = if cmd.as_bytes().contains(&b'/') {
-        vec![PathBuf::from(cmd)]
-    } else {
-        std::env::split_paths(path.unwrap_or(DEFAULT_PATH))
-            .map(|d| d.join(cmd))
-            .collect()
-    };
-    match candidates.iter().find(|p| p.is_file()) {
-        None => Err(ProblemKind::CommandNotFound(cmd.to_string_lossy().into())),
-        Some(p) => match p.metadata() {
-            Ok(m) if m.permissions().mode() & 0o111 != 0 => Ok(()),
-            _ => Err(ProblemKind::CommandNotExecutable(p.clone())),
-        },
     }
 }
 

@@ -16,7 +16,7 @@ fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     }
 }
 
-fn load_env(pairs: &[(&str, &str)], role: Role) -> Result<Settings, Problems> {
+fn load_env(pairs: &[(&str, &str)], role: ValuesOnly) -> Result<Settings, Problems> {
     let env = env_of(pairs);
     Settings::load(&Sources {
         file: ServiceFile::default(),
@@ -28,7 +28,7 @@ fn load_env(pairs: &[(&str, &str)], role: Role) -> Result<Settings, Problems> {
 
 #[test]
 fn defaults() {
-    let s = load_env(&[("BOSUN_SERVICE", "mysql")], Role::Listener).unwrap();
+    let s = load_env(&[("BOSUN_SERVICE", "mysql")], ValuesOnly).unwrap();
     assert_eq!(s.service, "mysql");
     assert_eq!(s.callbacks, PathBuf::from(DEFAULT_CALLBACKS));
     assert_eq!(s.action_timeout, Duration::from_secs(3600));
@@ -49,7 +49,7 @@ fn defaults() {
     assert!(env.contains(&("BOSUN_MAX_CONNECTIONS".into(), String::new())));
     assert!(env.contains(&("BOSUN_REPLAY_WAIT".into(), "10m".into())));
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let back = load_env(&pairs, Role::Listener).unwrap();
+    let back = load_env(&pairs, ValuesOnly).unwrap();
     assert_eq!(format!("{back:?}"), format!("{s:?}"));
 }
 
@@ -71,7 +71,7 @@ fn every_environment_problem_at_once() {
             ("BOSUN_REPLAY_WAIT", "soon"),
             ("BOSUN_MAX_CONNECTIONS", "many"),
         ],
-        Role::Listener,
+        ValuesOnly,
     )
     .unwrap_err();
     let all = e.to_string();
@@ -101,7 +101,7 @@ fn every_environment_problem_at_once() {
             ("BOSUN_REPLAY_WAIT", "0s"),
             ("BOSUN_MAX_CONNECTIONS", "0"),
         ],
-        Role::Listener,
+        ValuesOnly,
     )
     .unwrap_err();
     let all = e.to_string();
@@ -179,7 +179,7 @@ fn per_action_timeouts_and_allow_lists() {
             ("BOSUN_ALLOW_UIDS", "1000, root"),
             ("BOSUN_ALLOW_GIDS", "33"),
         ],
-        Role::Listener,
+        ValuesOnly,
     )
     .unwrap();
     assert_eq!(s.timeout_of("rotate-logs"), Duration::from_secs(300));
@@ -225,12 +225,12 @@ fn to_env_reads_back_the_same() {
             ("BOSUN_ON_DEMAND_MAX_CONNECTIONS", "12"),
             ("BOSUN_ON_DEMAND_CONNECTION_IDLE", "0"),
         ],
-        Role::Listener,
+        ValuesOnly,
     )
     .unwrap();
     let env = s.to_env();
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let back = load_env(&pairs, Role::Listener).unwrap();
+    let back = load_env(&pairs, ValuesOnly).unwrap();
     assert_eq!(format!("{back:?}"), format!("{s:?}"));
     assert_eq!(back.ready, Some(Ready::Socket("/run/php/fpm.sock".into())));
     assert_eq!(back.stop_signal, Signal::SIGQUIT);
@@ -252,7 +252,7 @@ fn on_demand_socket_mode_and_group() {
             ("BOSUN_SERVICE", "php"),
             ("BOSUN_ON_DEMAND_LISTEN", "/run/php/a.sock"),
         ],
-        Role::Listener,
+        ValuesOnly,
     )
     .unwrap();
     let od = s.on_demand.unwrap();
@@ -290,7 +290,7 @@ fn on_demand_socket_mode_and_group() {
             ("BOSUN_ON_DEMAND_SOCKET_GROUP", "no-such-group-here"),
             ("BOSUN_ON_DEMAND_MAX_CONNECTIONS", "0"),
         ],
-        Role::Listener,
+        ValuesOnly,
     )
     .unwrap_err();
     let all = e.to_string();
@@ -349,27 +349,11 @@ fn run_as_forms() {
         .contains("no user named"));
 }
 
-#[test]
-fn command_checks() {
-    assert!(
-        check_command(OsStr::new("sh"), None).is_ok(),
-        "found on the default PATH"
-    );
-    assert!(check_command(OsStr::new("sh"), Some("/nonexistent"))
-        .unwrap_err()
-        .to_string()
-        .starts_with("main command not found: "));
-    assert!(check_command(OsStr::new("/etc/passwd"), None)
-        .unwrap_err()
-        .to_string()
-        .starts_with("main command not executable: "));
-}
-
 #[cfg(feature = "toml")]
 mod file {
     use super::*;
-    use std::path::Path;
     use std::io::Write;
+    use std::path::Path;
 
     pub(super) fn load_with(
         toml: &str,
@@ -383,7 +367,7 @@ mod file {
             file: ServiceFile::read(f.path()),
             env: &env,
             exec: exec.iter().map(OsString::from).collect(),
-            role: Role::Supervisor,
+            role: ValuesOnly,
         })
     }
 
@@ -406,33 +390,6 @@ mod file {
     fn command_line_exec_wins() {
         let s = load_with("service = \"a\"\nexec = [\"false\"]\n", &[], &["true"]).unwrap();
         assert_eq!(s.exec, vec!["true"]);
-    }
-
-    #[test]
-    fn every_problem_at_once_with_positions() {
-        let e = load_with(
-            "colour = 1\nshape = 2\nstop_timeout = \"8 parsecs\"\nrestart = \"sometimes\"\n[on_demand]\nbackend = \"localhost:9000\"\nlisen = 1\n",
-            &[("BOSUN_STOP_SIGNAL", "TERMINATE"), ("BOSUN_READY", "http://x")],
-            &["/no/such/cmd"],
-        )
-        .unwrap_err();
-        let all = e.to_string();
-        for needle in [
-            ":1:1: unknown key `colour`",
-            ":2:1: unknown key `shape`",
-            ":3:16: stop_timeout: \"8 parsecs\" is not a duration",
-            ":4:11: restart: \"sometimes\" is not a restart policy",
-            ":6:11: on_demand.backend: \"localhost:9000\" is neither",
-            ":7:1: unknown key `on_demand.lisen`",
-            "no service name",
-            "BOSUN_STOP_SIGNAL: \"TERMINATE\" is not a signal name",
-            "BOSUN_READY: \"http://x\" is not a ready probe",
-            "main command not found: \"/no/such/cmd\"",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-        assert_eq!(e.0.len(), 10, "{all}");
-        assert_eq!(e.exit_code(), 127);
     }
 
     #[test]
@@ -612,8 +569,8 @@ fn every_row_round_trips_through_to_env() {
             pairs.push(("BOSUN_ON_DEMAND_LISTEN", "/run/od.sock"));
         }
         pairs.push((spec.env, spec.example));
-        let set = load_env(&pairs, Role::Listener).unwrap_or_else(|e| panic!("{}: {e}", spec.env));
-        let unset = load_env(&pairs[..pairs.len() - 1], Role::Listener);
+        let set = load_env(&pairs, ValuesOnly).unwrap_or_else(|e| panic!("{}: {e}", spec.env));
+        let unset = load_env(&pairs[..pairs.len() - 1], ValuesOnly);
         if let Ok(unset) = unset {
             assert_ne!(
                 format!("{unset:?}"),
@@ -630,7 +587,7 @@ fn every_row_round_trips_through_to_env() {
             spec.env
         );
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let back = load_env(&pairs, Role::Listener).unwrap();
+        let back = load_env(&pairs, ValuesOnly).unwrap();
         assert_eq!(format!("{back:?}"), format!("{set:?}"), "{}", spec.env);
     }
 }
@@ -653,7 +610,7 @@ fn every_variable_is_named_after_its_key() {
 fn blank_is_the_default_for_every_program() {
     let s = load_env(
         &[("BOSUN_SERVICE", "x"), ("BOSUN_RUN_DIR", " ")],
-        Role::Listener,
+        ValuesOnly,
     )
     .unwrap();
     assert_eq!(s.run_dir, PathBuf::from("/run"));
