@@ -15,26 +15,11 @@ use crate::duration;
 use crate::log::{Filter, LogFormat};
 
 /// `run_dir`: the one default of every program's run directory.
-pub(crate) const RUN_DIR: Spec = Spec {
-    key: "run_dir",
-    env: "BOSUN_RUN_DIR",
-    default: "/run",
-    example: "/tmp/run",
-};
+pub(crate) const RUN_DIR: Spec = Spec::new("run_dir", "BOSUN_RUN_DIR", "/run", "/tmp/run");
 /// `log`: the log filter, for every program.
-pub(crate) const LOG: Spec = Spec {
-    key: "log",
-    env: "BOSUN_LOG",
-    default: "",
-    example: "warn,listener::runner=debug",
-};
+pub(crate) const LOG: Spec = Spec::new("log", "BOSUN_LOG", "", "warn,listener::runner=debug");
 /// `log_format`, for every program.
-pub(crate) const LOG_FORMAT: Spec = Spec {
-    key: "log_format",
-    env: "BOSUN_LOG_FORMAT",
-    default: "text",
-    example: "json",
-};
+pub(crate) const LOG_FORMAT: Spec = Spec::new("log_format", "BOSUN_LOG_FORMAT", "text", "json");
 
 /// The settings while rows are read: the on-demand values are kept apart until it is
 /// known whether `on_demand.listen` is set.
@@ -143,12 +128,7 @@ type Key = Row<Draft, Settings>;
 /// Every key of `service.toml` but `exec` (argv, not a value: see [`super::Sources`]).
 pub(super) static ROWS: &[Key] = &[
     Key {
-        spec: Spec {
-            key: "service",
-            env: "BOSUN_SERVICE",
-            default: "",
-            example: "php",
-        },
+        spec: Spec::new("service", "BOSUN_SERVICE", "", "php"),
         file: FileType::Text,
         read: Read::AsWritten(|d, v| match v {
             None => Err(ValueError::Missing {
@@ -170,24 +150,19 @@ pub(super) static ROWS: &[Key] = &[
         show: |s| Some(path(&s.run_dir)),
     },
     Key {
-        spec: Spec {
-            key: "state_dir",
-            env: "BOSUN_STATE_DIR",
-            default: DEFAULT_STATE_DIR,
-            example: "/tmp/state",
-        },
+        spec: Spec::new(
+            "state_dir",
+            "BOSUN_STATE_DIR",
+            DEFAULT_STATE_DIR,
+            "/tmp/state",
+        ),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.state_dir, any_path(t))),
         show: |s| Some(path(&s.state_dir)),
     },
     Key {
         // Unset: the image's setup script when it is there; set empty: none.
-        spec: Spec {
-            key: "setup",
-            env: "BOSUN_SETUP",
-            default: DEFAULT_SETUP,
-            example: "/etc/setup.sh",
-        },
+        spec: Spec::new("setup", "BOSUN_SETUP", DEFAULT_SETUP, "/etc/setup.sh"),
         file: FileType::Text,
         read: Read::AsWritten(|d, v| {
             d.s.setup = match v {
@@ -200,23 +175,18 @@ pub(super) static ROWS: &[Key] = &[
         show: |s| Some(s.setup.as_deref().map_or(String::new(), path)),
     },
     Key {
-        spec: Spec {
-            key: "callbacks",
-            env: "BOSUN_CALLBACKS",
-            default: DEFAULT_CALLBACKS,
-            example: "/etc/callbacks.sh",
-        },
+        spec: Spec::new(
+            "callbacks",
+            "BOSUN_CALLBACKS",
+            DEFAULT_CALLBACKS,
+            "/etc/callbacks.sh",
+        ),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.callbacks, any_path(t))),
         show: |s| Some(path(&s.callbacks)),
     },
     Key {
-        spec: Spec {
-            key: "stop_signal",
-            env: "BOSUN_STOP_SIGNAL",
-            default: "TERM",
-            example: "QUIT",
-        },
+        spec: Spec::new("stop_signal", "BOSUN_STOP_SIGNAL", "TERM", "QUIT"),
         file: FileType::Text,
         read: Read::Text(|d, t| {
             set(
@@ -227,45 +197,25 @@ pub(super) static ROWS: &[Key] = &[
         show: |s| Some(crate::signal::name(s.stop_signal).into()),
     },
     Key {
-        spec: Spec {
-            key: "stop_timeout",
-            env: "BOSUN_STOP_TIMEOUT",
-            default: "8s",
-            example: "1m 30s",
-        },
+        spec: Spec::new("stop_timeout", "BOSUN_STOP_TIMEOUT", "8s", "1m 30s"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.stop_timeout, duration::parse(t))),
         show: |s| Some(dur(s.stop_timeout)),
     },
     Key {
-        spec: Spec {
-            key: "restart",
-            env: "BOSUN_RESTART",
-            default: "no",
-            example: "on-failure",
-        },
+        spec: Spec::new("restart", "BOSUN_RESTART", "no", "on-failure"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.restart, Restart::parse(t))),
         show: |s| Some(s.restart.as_str().into()),
     },
     Key {
-        spec: Spec {
-            key: "ready",
-            env: "BOSUN_READY",
-            default: "",
-            example: "tcp:127.0.0.1:80",
-        },
+        spec: Spec::new("ready", "BOSUN_READY", "", "tcp:127.0.0.1:80"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.ready, opt(t, Ready::parse))),
         show: |s| show_opt(&s.ready),
     },
     Key {
-        spec: Spec {
-            key: "run_as",
-            env: "BOSUN_RUN_AS",
-            default: "",
-            example: "1000:1001",
-        },
+        spec: Spec::new("run_as", "BOSUN_RUN_AS", "", "1000:1001"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.run_as, opt(t, parse_run_as))),
         show: |s| {
@@ -293,78 +243,48 @@ pub(super) static ROWS: &[Key] = &[
         show: |s| Some(s.log_format.as_str().into()),
     },
     Key {
-        spec: Spec {
-            key: "socket_mode",
-            env: "BOSUN_SOCKET_MODE",
-            default: "0660",
-            example: "0640",
-        },
+        spec: Spec::new("socket_mode", "BOSUN_SOCKET_MODE", "0660", "0640"),
         file: FileType::Mode,
         read: Read::Text(|d, t| set(&mut d.s.socket_mode, parse_mode(t))),
         show: |s| Some(mode(s.socket_mode)),
     },
     Key {
-        spec: Spec {
-            key: "socket_group",
-            env: "BOSUN_SOCKET_GROUP",
-            default: "",
-            example: "33",
-        },
+        spec: Spec::new("socket_group", "BOSUN_SOCKET_GROUP", "", "33"),
         file: FileType::Number,
         read: Read::Text(|d, t| set(&mut d.s.socket_gid, opt(t, parse_group))),
         show: |s| show_opt(&s.socket_gid),
     },
     Key {
-        spec: Spec {
-            key: "allow_uids",
-            env: "BOSUN_ALLOW_UIDS",
-            default: "",
-            example: "0,33",
-        },
+        spec: Spec::new("allow_uids", "BOSUN_ALLOW_UIDS", "", "0,33"),
         file: FileType::Ids,
         read: Read::Text(|d, t| set(&mut d.s.allow_uids, uid_list(t))),
         show: |s| Some(ids(&s.allow_uids)),
     },
     Key {
-        spec: Spec {
-            key: "allow_gids",
-            env: "BOSUN_ALLOW_GIDS",
-            default: "",
-            example: "33,34",
-        },
+        spec: Spec::new("allow_gids", "BOSUN_ALLOW_GIDS", "", "33,34"),
         file: FileType::Ids,
         read: Read::Text(|d, t| set(&mut d.s.allow_gids, gid_list(t))),
         show: |s| Some(ids(&s.allow_gids)),
     },
     Key {
-        spec: Spec {
-            key: "max_actions",
-            env: "BOSUN_MAX_ACTIONS",
-            default: "8",
-            example: "3",
-        },
+        spec: Spec::new("max_actions", "BOSUN_MAX_ACTIONS", "8", "3"),
         file: FileType::Number,
         read: Read::Text(|d, t| set(&mut d.s.max_actions, whole_number(t))),
         show: |s| Some(s.max_actions.to_string()),
     },
     Key {
-        spec: Spec {
-            key: "action_timeout",
-            env: "BOSUN_ACTION_TIMEOUT",
-            default: "1h",
-            example: "10m",
-        },
+        spec: Spec::new("action_timeout", "BOSUN_ACTION_TIMEOUT", "1h", "10m"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.action_timeout, duration::parse(t))),
         show: |s| Some(dur(s.action_timeout)),
     },
     Key {
-        spec: Spec {
-            key: "action_timeouts",
-            env: "BOSUN_ACTION_TIMEOUTS",
-            default: "",
-            example: "a=5m,b=250ms",
-        },
+        spec: Spec::new(
+            "action_timeouts",
+            "BOSUN_ACTION_TIMEOUTS",
+            "",
+            "a=5m,b=250ms",
+        ),
         file: FileType::Timeouts,
         read: Read::Text(|d, t| set(&mut d.s.action_timeouts, action_timeouts(t))),
         show: |s| {
@@ -377,67 +297,37 @@ pub(super) static ROWS: &[Key] = &[
         },
     },
     Key {
-        spec: Spec {
-            key: "read_timeout",
-            env: "BOSUN_READ_TIMEOUT",
-            default: "5s",
-            example: "2s",
-        },
+        spec: Spec::new("read_timeout", "BOSUN_READ_TIMEOUT", "5s", "2s"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.read_timeout, duration::parse(t))),
         show: |s| Some(dur(s.read_timeout)),
     },
     Key {
-        spec: Spec {
-            key: "kill_grace",
-            env: "BOSUN_KILL_GRACE",
-            default: "5s",
-            example: "2s",
-        },
+        spec: Spec::new("kill_grace", "BOSUN_KILL_GRACE", "5s", "2s"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.kill_grace, duration::parse(t))),
         show: |s| Some(dur(s.kill_grace)),
     },
     Key {
-        spec: Spec {
-            key: "listener_start",
-            env: "BOSUN_LISTENER_START",
-            default: "request",
-            example: "boot",
-        },
+        spec: Spec::new("listener_start", "BOSUN_LISTENER_START", "request", "boot"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.listener_start, ListenerStart::parse(t))),
         show: |s| Some(s.listener_start.as_str().into()),
     },
     Key {
-        spec: Spec {
-            key: "listener_idle",
-            env: "BOSUN_LISTENER_IDLE",
-            default: "10m",
-            example: "5m",
-        },
+        spec: Spec::new("listener_idle", "BOSUN_LISTENER_IDLE", "10m", "5m"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.listener_idle, duration::parse(t).map(Some))),
         show: |s| Some(s.listener_idle.map_or("0".into(), dur)),
     },
     Key {
-        spec: Spec {
-            key: "replay_wait",
-            env: "BOSUN_REPLAY_WAIT",
-            default: "10m",
-            example: "1m 30s",
-        },
+        spec: Spec::new("replay_wait", "BOSUN_REPLAY_WAIT", "10m", "1m 30s"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.s.replay_wait, positive_duration(t))),
         show: |s| Some(dur(s.replay_wait)),
     },
     Key {
-        spec: Spec {
-            key: "max_connections",
-            env: "BOSUN_MAX_CONNECTIONS",
-            default: "",
-            example: "300",
-        },
+        spec: Spec::new("max_connections", "BOSUN_MAX_CONNECTIONS", "", "300"),
         file: FileType::Number,
         read: Read::Text(|d, t| set(&mut d.s.max_connections, opt(t, whole_number))),
         show: |s| show_opt(&s.max_connections),
@@ -445,34 +335,29 @@ pub(super) static ROWS: &[Key] = &[
     // `[on_demand]`: every value is checked, also without `listen`; an empty
     // BOSUN_ON_DEMAND_LISTEN turns on-demand start off for this container.
     Key {
-        spec: Spec {
-            key: "on_demand.listen",
-            env: "BOSUN_ON_DEMAND_LISTEN",
-            default: "",
-            example: "127.0.0.1:8080",
-        },
+        spec: Spec::new(
+            "on_demand.listen",
+            "BOSUN_ON_DEMAND_LISTEN",
+            "",
+            "127.0.0.1:8080",
+        ),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.listen, opt(t, Addr::parse))),
         show: |s| Some(od(s, |o| o.listen.to_string()).unwrap_or_default()),
     },
     Key {
-        spec: Spec {
-            key: "on_demand.idle",
-            env: "BOSUN_ON_DEMAND_IDLE",
-            default: "20m",
-            example: "5m",
-        },
+        spec: Spec::new("on_demand.idle", "BOSUN_ON_DEMAND_IDLE", "20m", "5m"),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.od.idle, duration::parse(t))),
         show: |s| od(s, |o| dur(o.idle)),
     },
     Key {
-        spec: Spec {
-            key: "on_demand.backend",
-            env: "BOSUN_ON_DEMAND_BACKEND",
-            default: "",
-            example: "/run/php/fpm.sock",
-        },
+        spec: Spec::new(
+            "on_demand.backend",
+            "BOSUN_ON_DEMAND_BACKEND",
+            "",
+            "/run/php/fpm.sock",
+        ),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.od.backend, opt(t, Addr::parse))),
         show: |s| {
@@ -482,56 +367,56 @@ pub(super) static ROWS: &[Key] = &[
         },
     },
     Key {
-        spec: Spec {
-            key: "on_demand.start_timeout",
-            env: "BOSUN_ON_DEMAND_START_TIMEOUT",
-            default: "30s",
-            example: "10s",
-        },
+        spec: Spec::new(
+            "on_demand.start_timeout",
+            "BOSUN_ON_DEMAND_START_TIMEOUT",
+            "30s",
+            "10s",
+        ),
         file: FileType::Text,
         read: Read::Text(|d, t| set(&mut d.od.start_timeout, duration::parse(t))),
         show: |s| od(s, |o| dur(o.start_timeout)),
     },
     Key {
-        spec: Spec {
-            key: "on_demand.socket_mode",
-            env: "BOSUN_ON_DEMAND_SOCKET_MODE",
-            default: "0660",
-            example: "0o600",
-        },
+        spec: Spec::new(
+            "on_demand.socket_mode",
+            "BOSUN_ON_DEMAND_SOCKET_MODE",
+            "0660",
+            "0o600",
+        ),
         file: FileType::Mode,
         read: Read::Text(|d, t| set(&mut d.od.socket_mode, parse_mode(t))),
         show: |s| od(s, |o| mode(o.socket_mode)),
     },
     Key {
-        spec: Spec {
-            key: "on_demand.socket_group",
-            env: "BOSUN_ON_DEMAND_SOCKET_GROUP",
-            default: "",
-            example: "root",
-        },
+        spec: Spec::new(
+            "on_demand.socket_group",
+            "BOSUN_ON_DEMAND_SOCKET_GROUP",
+            "",
+            "root",
+        ),
         file: FileType::Number,
         read: Read::Text(|d, t| set(&mut d.od.socket_gid, opt(t, parse_group))),
         show: |s| od(s, |o| show_opt(&o.socket_gid).unwrap_or_default()),
     },
     Key {
-        spec: Spec {
-            key: "on_demand.max_connections",
-            env: "BOSUN_ON_DEMAND_MAX_CONNECTIONS",
-            default: "1024",
-            example: "12",
-        },
+        spec: Spec::new(
+            "on_demand.max_connections",
+            "BOSUN_ON_DEMAND_MAX_CONNECTIONS",
+            "1024",
+            "12",
+        ),
         file: FileType::Number,
         read: Read::Text(|d, t| set(&mut d.od.max_connections, whole_number(t))),
         show: |s| od(s, |o| o.max_connections.to_string()),
     },
     Key {
-        spec: Spec {
-            key: "on_demand.connection_idle",
-            env: "BOSUN_ON_DEMAND_CONNECTION_IDLE",
-            default: "10m",
-            example: "0",
-        },
+        spec: Spec::new(
+            "on_demand.connection_idle",
+            "BOSUN_ON_DEMAND_CONNECTION_IDLE",
+            "10m",
+            "0",
+        ),
         file: FileType::Text,
         read: Read::Text(|d, t| {
             set(

@@ -27,12 +27,7 @@ pub struct SchedulerEnv {
     pub status_html: Option<PathBuf>,
 }
 
-const STATE_DIR: Spec = Spec {
-    key: "state_dir",
-    env: "BOSUN_STATE_DIR",
-    default: "",
-    example: "/tmp/state",
-};
+const STATE_DIR: Spec = Spec::new("state_dir", "BOSUN_STATE_DIR", "", "/tmp/state");
 
 fn path(t: &str) -> Result<PathBuf, ValueError> {
     Ok(PathBuf::from(t))
@@ -63,45 +58,25 @@ static ROWS: &[Row<SchedulerEnv>] = &[
         show: |e| show_path(&e.state_dir),
     },
     Row {
-        spec: Spec {
-            key: "retry_window",
-            env: "BOSUN_RETRY_WINDOW",
-            default: "5m",
-            example: "1s",
-        },
+        spec: Spec::new("retry_window", "BOSUN_RETRY_WINDOW", "5m", "1s"),
         file: FileType::Text,
         read: Read::Text(|e, t| set(&mut e.retry_window, duration::parse(t))),
         show: |e| dur(e.retry_window),
     },
     Row {
-        spec: Spec {
-            key: "catchup_window",
-            env: "BOSUN_CATCHUP_WINDOW",
-            default: "24h",
-            example: "1h",
-        },
+        spec: Spec::new("catchup_window", "BOSUN_CATCHUP_WINDOW", "24h", "1h"),
         file: FileType::Text,
         read: Read::Text(|e, t| set(&mut e.catchup_window, duration::parse(t))),
         show: |e| dur(e.catchup_window),
     },
     Row {
-        spec: Spec {
-            key: "metrics_file",
-            env: "BOSUN_METRICS_FILE",
-            default: "",
-            example: "/tmp/bosun.prom",
-        },
+        spec: Spec::new("metrics_file", "BOSUN_METRICS_FILE", "", "/tmp/bosun.prom"),
         file: FileType::Text,
         read: Read::Text(|e, t| set(&mut e.metrics_file, opt(t, path))),
         show: |e| show_path(&e.metrics_file),
     },
     Row {
-        spec: Spec {
-            key: "status_html",
-            env: "BOSUN_STATUS_HTML",
-            default: "",
-            example: "/tmp/status.html",
-        },
+        spec: Spec::new("status_html", "BOSUN_STATUS_HTML", "", "/tmp/status.html"),
         file: FileType::Text,
         read: Read::Text(|e, t| set(&mut e.status_html, opt(t, path))),
         show: |e| show_path(&e.status_html),

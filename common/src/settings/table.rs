@@ -28,6 +28,23 @@ pub struct Spec {
     pub example: &'static str,
 }
 
+impl Spec {
+    /// `Spec::new(key, env, default, example)`, as the rows are written.
+    pub const fn new(
+        key: &'static str,
+        env: &'static str,
+        default: &'static str,
+        example: &'static str,
+    ) -> Spec {
+        Spec {
+            key,
+            env,
+            default,
+            example,
+        }
+    }
+}
+
 /// How `service.toml` may write a key; a string is always accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileType {
