@@ -170,7 +170,9 @@ mod toml_file {
         /// A key of the table of rows (`on_demand.` ones from `[on_demand]`), its value
         /// as the row's text.
         fn key(&mut self, key: &str, key_span: Range<usize>, v: &Spanned<'_>, sub: bool) {
-            let Some(row) = ROWS.iter().find(|r| r.spec.key == key) else {
+            // A top-level key is never a table's (`"on_demand.listen" = ...` quoted).
+            let row = ROWS.iter().find(|r| r.spec.key == key);
+            let Some(row) = row.filter(|_| sub || !key.contains('.')) else {
                 let shown = key.escape_debug().to_string();
                 let kind = if sub {
                     ProblemKind::UnknownSubKey {

@@ -416,6 +416,29 @@ mod file {
     }
 
     #[test]
+    fn a_table_key_is_not_a_top_level_one() {
+        let errs = check_text("s.toml", "\"on_demand.listen\" = \"/run/a.sock\"\n");
+        assert_eq!(
+            errs,
+            [
+                "s.toml:1:1: unknown key `on_demand.listen` (known keys: service, exec, run_dir, \
+              state_dir, setup, callbacks, stop_signal, stop_timeout, restart, ready, run_as, log, \
+              log_format, socket_mode, socket_group, allow_uids, allow_gids, max_actions, \
+              action_timeout, action_timeouts, read_timeout, kill_grace, listener_start, \
+              listener_idle, replay_wait, max_connections, on_demand)"
+            ]
+        );
+        let errs = check_text("s.toml", "[on_demand]\nlisen = 1\n");
+        assert_eq!(
+            errs,
+            [
+                "s.toml:2:1: unknown key `on_demand.lisen` (known: listen, idle, backend, \
+              start_timeout, socket_mode, socket_group, max_connections, connection_idle)"
+            ]
+        );
+    }
+
+    #[test]
     fn the_fuzz_corpus_gives_one_line_errors_and_no_panic() {
         // What the fuzz target checks, over its stored corpus, in every test run.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/service_toml");
