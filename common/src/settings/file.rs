@@ -3,7 +3,7 @@
 //! at the first unknown key, and a file with four mistakes must report four.
 //!
 //! The file is read only with the `toml` feature (the supervisor's), by
-//! [`ServiceFile::read`], which the listener never calls: it reads the environment alone,
+//! `ServiceFile::read` (the `toml` feature), which the listener never calls: it reads the environment alone,
 //! so its binary holds no TOML parser even when a workspace build turns the feature on.
 
 use std::collections::BTreeMap;

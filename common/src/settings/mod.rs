@@ -41,7 +41,6 @@ pub mod values;
 pub use file::check_text;
 pub use file::ServiceFile;
 pub use problem::{Origin, Problem, ProblemKind, Problems, ValueError};
-pub use table::{FileType, Spec};
 pub use values::*;
 
 /// The setup script, used when present and `setup` is not set.
@@ -213,7 +212,7 @@ pub struct Context<'a> {
 /// Where settings come from; the environment is passed in so tests need not mutate the
 /// process environment.
 pub struct Sources<'a, R: Checks = ValuesOnly> {
-    /// `service.toml` as read ([`ServiceFile::read`]); `ServiceFile::default()` for none.
+    /// `service.toml` as read (`ServiceFile::read` (the `toml` feature)); `ServiceFile::default()` for none.
     pub file: ServiceFile,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// argv after `--` (wins over `exec` in the file).
