@@ -30,6 +30,11 @@ use tracing::{Event, Metadata, Subscriber};
 #[error("{0:?} is not a level (trace, debug, info, warn, error, off) or TARGET=LEVEL")]
 pub struct FilterError(pub String);
 
+/// A `BOSUN_LOG_FORMAT` value that is neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0:?} is not a log format (text, json)")]
+pub struct LogFormatError(pub String);
+
 /// Log line format (`BOSUN_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -40,11 +45,11 @@ pub enum LogFormat {
 
 impl LogFormat {
     /// `text` or `json`.
-    pub fn parse(s: &str) -> Result<LogFormat, String> {
+    pub fn parse(s: &str) -> Result<LogFormat, LogFormatError> {
         match s.trim() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("{other:?} is not a log format (text, json)")),
+            other => Err(LogFormatError(other.to_string())),
         }
     }
 
@@ -231,32 +236,13 @@ pub fn init(filter: Filter, format: LogFormat) {
         tracing::subscriber::set_global_default(LineLogger::new(filter, format == LogFormat::Json));
 }
 
-/// Reads `BOSUN_LOG` and `BOSUN_LOG_FORMAT` through `get` (unset or empty: `info`,
-/// `text`). Every bad one is reported, one line each, as `VAR: problem`.
+/// Reads `BOSUN_LOG` and `BOSUN_LOG_FORMAT` through `get` (unset or blank: `info`,
+/// `text`), by the settings' rows for them. Every bad one is reported, one line each, as
+/// `VAR: problem`.
 pub fn from_lookup(
     get: impl Fn(&str) -> Option<String>,
-) -> Result<(Filter, LogFormat), Vec<String>> {
-    let val = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-    let mut errs = Vec::new();
-    let filter = match val("BOSUN_LOG") {
-        None => Filter::default(),
-        Some(v) => Filter::parse(&v).unwrap_or_else(|e| {
-            errs.push(format!("BOSUN_LOG: {e}"));
-            Filter::default()
-        }),
-    };
-    let format = match val("BOSUN_LOG_FORMAT") {
-        None => LogFormat::Text,
-        Some(v) => LogFormat::parse(&v).unwrap_or_else(|e| {
-            errs.push(format!("BOSUN_LOG_FORMAT: {e}"));
-            LogFormat::Text
-        }),
-    };
-    if errs.is_empty() {
-        Ok((filter, format))
-    } else {
-        Err(errs)
-    }
+) -> Result<(Filter, LogFormat), crate::settings::Problems> {
+    crate::settings::keys::log_from_lookup(&get)
 }
 
 struct Fields {
@@ -415,6 +401,7 @@ mod tests {
             ("BOSUN_LOG_FORMAT", "xml"),
         ]))
         .unwrap_err();
+        let errs: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(
             errs[0].starts_with("BOSUN_LOG: \"loud=yes\" is not a level"),

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use common::settings::{Role, Sources};
+use common::settings::{Origin, Problem, Sources, ValueError, ValuesOnly};
 pub use common::settings::{Settings, DEFAULT_CALLBACKS};
 use thiserror::Error;
 
@@ -34,7 +34,7 @@ impl Deref for Config {
 
 /// All the bad settings found, one a line (`BOSUN_X: problem`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub struct ConfigErrors(pub Vec<String>);
+pub struct ConfigErrors(pub Vec<Problem>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,6 +48,9 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// Where the supervisor's count of request ids stands.
+const NEXT_ID: &str = "BOSUN_NEXT_ID";
+
 impl Config {
     /// Reads the settings through `get` (normally `std::env::var`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
@@ -55,16 +58,17 @@ impl Config {
             file: Default::default(),
             env: &get,
             exec: Vec::new(),
-            role: Role::Listener,
+            role: ValuesOnly,
         });
         let mut errors = match &loaded {
             Ok(_) => Vec::new(),
             Err(p) => p.0.clone(),
         };
-        let next_id = match get("BOSUN_NEXT_ID").filter(|v| !v.trim().is_empty()) {
+        let next_id = match get(NEXT_ID).filter(|v| !v.trim().is_empty()) {
             None => 1,
             Some(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
-                errors.push(format!("BOSUN_NEXT_ID: {v:?} is not a whole number"));
+                let origin = Some(Origin::Env(NEXT_ID));
+                errors.push(Problem::new(origin, ValueError::Whole(v)));
                 1
             }),
         };

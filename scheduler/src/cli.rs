@@ -176,9 +176,8 @@ fn dispatch(cli: Cli) -> u8 {
                 args,
                 no_wait,
             };
-            let run_dir = std::env::var_os("BOSUN_RUN_DIR")
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from("/run"), PathBuf::from);
+            let run_dir =
+                common::settings::scheduler::SchedulerEnv::run_dir(&|k| std::env::var(k).ok());
             client::send(
                 &run_dir,
                 &req,
@@ -210,7 +209,8 @@ fn check(path: &Path) -> u8 {
 }
 
 fn status(path: &Path, format: crate::status::Format) -> u8 {
-    let Some(state_dir) = std::env::var_os("BOSUN_STATE_DIR").filter(|v| !v.is_empty()) else {
+    let env = |k: &str| std::env::var(k).ok();
+    let Some(state_dir) = common::settings::scheduler::SchedulerEnv::state_dir(&env) else {
         eprintln!("scheduler status: BOSUN_STATE_DIR is not set: the record of runs lives there (set it as for the daemon)");
         return EXIT_USAGE;
     };

@@ -120,21 +120,32 @@ pub enum DaemonError {
 impl Config {
     /// Reads the settings; the file comes from the command line.
     pub fn from_env(file: PathBuf) -> Result<Config, DaemonError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let duration = |k: &'static str, default: Duration| match var(k) {
-            None => Ok(default),
-            Some(v) => common::duration::parse(&v)
-                .map_err(|source| DaemonError::BadDuration { var: k, source }),
-        };
+        use common::settings::scheduler::SchedulerEnv;
+        use common::settings::{Origin, ProblemKind, ValueError};
+        let env = SchedulerEnv::from_lookup(&|k| std::env::var(k).ok()).map_err(|problems| {
+            // Paths take any text: only a window can be wrong, and the first is reported.
+            match problems.0.first().map(|p| (&p.origin, &p.kind)) {
+                Some((Some(Origin::Env(var)), ProblemKind::Value(ValueError::Duration(e)))) => {
+                    DaemonError::BadDuration {
+                        var,
+                        source: e.clone(),
+                    }
+                }
+                _ => DaemonError::Io {
+                    doing: "reading the environment",
+                    source: std::io::Error::other(problems.to_string()),
+                },
+            }
+        })?;
         Ok(Config {
             file,
-            run_dir: var("BOSUN_RUN_DIR").map_or_else(|| PathBuf::from("/run"), PathBuf::from),
-            retry_window: duration("BOSUN_RETRY_WINDOW", Duration::from_secs(300))?,
-            state_dir: var("BOSUN_STATE_DIR").map(PathBuf::from),
-            catchup_window: duration("BOSUN_CATCHUP_WINDOW", Duration::from_secs(24 * 3600))?,
+            run_dir: env.run_dir,
+            retry_window: env.retry_window,
+            state_dir: env.state_dir,
+            catchup_window: env.catchup_window,
             default_zone: schedule::default_zone(),
-            metrics_file: var("BOSUN_METRICS_FILE").map(PathBuf::from),
-            status_html: var("BOSUN_STATUS_HTML").map(PathBuf::from),
+            metrics_file: env.metrics_file,
+            status_html: env.status_html,
         })
     }
 }
