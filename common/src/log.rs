@@ -15,9 +15,10 @@
 //! quoted, so a line always splits back into fields. JSON lines are flat objects:
 //! `{"timestamp":..,"level":"INFO","target":..,"message":"request","uid":0,..}`.
 
+use crate::text::json_str;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use thiserror::Error;
 use tracing::field::{Field, Visit};
@@ -166,7 +167,7 @@ impl LineLogger {
             fields: String::new(),
         };
         event.record(&mut v);
-        let ts = rfc3339(now);
+        let ts = crate::time::rfc3339_us(now);
         let mut out = String::with_capacity(96 + v.message.len() + v.fields.len());
         if self.json {
             out.push_str("{\"timestamp\":\"");
@@ -319,49 +320,17 @@ impl Visit for Fields {
     }
 }
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// `2026-11-22T00:09:56.589034Z`.
-fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = crate::time::civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_micros()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn dates() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        use crate::time::rfc3339_us;
+        assert_eq!(rfc3339_us(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
         let t = UNIX_EPOCH + Duration::from_micros(1_795_307_396_589_034);
-        assert_eq!(rfc3339(t), "2026-11-22T00:29:56.589034Z");
+        assert_eq!(rfc3339_us(t), "2026-11-22T00:29:56.589034Z");
     }
 
     #[test]
