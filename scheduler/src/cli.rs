@@ -96,6 +96,9 @@ enum Command {
 
 /// The whole program; `main.rs` only calls this.
 pub fn main() -> ExitCode {
+    if common::version::print_if_asked() {
+        return ExitCode::SUCCESS;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
