@@ -1,8 +1,7 @@
-//! Fault injection against the real daemon (issue 7, "Fault injection"): the schedule file
-//! deleted or made unreadable while running, the whole `conf/` directory replaced, SIGKILL
-//! in the middle of a delivery with a state directory, a target whose socket appears late,
-//! and a 10 s storm of HUP and USR1. (Against a real service: the system tests'
-//! scheduler/faults.rs.) Each test states
+//! Fault injection against the real daemon: the schedule file deleted or made unreadable
+//! while running, the whole `conf/` directory replaced, SIGKILL in the middle of a delivery
+//! with a state directory, a target whose socket appears late, and a 10 s storm of HUP and
+//! USR1. (Against a real service: the system tests' scheduler/faults.rs.) Each test states
 //! the expected outcome and checks it; every wait for an event has a deadline.
 
 use std::path::{Path, PathBuf};
@@ -299,7 +298,7 @@ fn late_socket_is_retried_then_delivered() {
     assert_eq!(d.stop(), 0);
 }
 
-/// Issue 7: "thousands of HUP and USR1 a second for 10 s". Expected: at least 1,000
+/// Thousands of HUP and USR1 a second for 10 s. Expected: at least 1,000
 /// signals a second for 10 s leave the daemon up (it has no reload-on-HUP: edits are seen by
 /// inotify, so these signals must simply be ignored), an edit is still reloaded, and TERM
 /// afterwards gives exit 0.

@@ -46,9 +46,9 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Issue 7, "the scheduler gets SIGKILL at random points during work", over many restarts
-/// with one state directory, and issue 12, "0 fires run twice and 0 lost, counted by the
-/// callbacks' side effects". Each round adds lines that are owed one catch-up run, starts
+/// The scheduler gets SIGKILL at random points during work, over many restarts with one
+/// state directory, and no fire runs twice or is lost, counted by the callbacks' side
+/// effects. Each round adds lines that are owed one catch-up run, starts
 /// the daemon, and SIGKILLs it after a random delay (seeded; the seed is printed): before
 /// it has read its state, while it catches up, in the middle of its deliveries, or (one in
 /// four, at random) after it has caught up everything.
@@ -291,7 +291,7 @@ fn random_sigkills_across_restarts_lose_no_fire() {
     );
 }
 
-/// Issue 12: a scheduler SIGKILLed between a run's `accepted` and its `done` leaves the run
+/// A scheduler SIGKILLed between a run's `accepted` and its `done` leaves the run
 /// `running` in its record. Expected: the next start asks again with the same key; the keyed
 /// service runs nothing new and answers with that run's `done` once it ends, so `scheduler
 /// status` shows `result=ok exit=0` for the line and the callback ran once (its count file

@@ -1,6 +1,7 @@
-//! Faults (issue 7): a 10 s signal storm, too few file descriptors, a full run directory, a
-//! main process and a callback killed mid-work, and SIGKILLs of the listener, the main
-//! process or a callback at random points under a steady stream of requests. In each case
+//! Faults with the listener running: a 10 s signal storm, too few file descriptors, a run
+//! directory that fills up, a main process and a callback killed mid-work, and SIGKILLs of
+//! the listener, the main process or a callback at random points under a steady stream of
+//! requests. In each case
 //! the supervisor stays up (or exits with its documented code), the socket keeps answering,
 //! and no zombie is left.
 
@@ -27,7 +28,7 @@ fn zombies_of(pid: i32) -> usize {
         .count()
 }
 
-/// Issue 7: "thousands of HUP and USR1 a second for 10 s". Expected, checked: at least
+/// Thousands of HUP and USR1 a second for 10 s. Expected, checked: at least
 /// 1,000 signals a second reach the supervisor; it forwards them (the main process counts
 /// the ones it sees; the kernel merges a pending signal with the next) and stays up, the
 /// main process survives, the socket answers, no zombie is left, and TERM afterwards ends
@@ -511,7 +512,7 @@ fn rounds() -> usize {
 }
 const CLIENTS: usize = 5;
 
-/// Issue 7: "the listener, the main process or a callback gets SIGKILL at random points
+/// "The listener, the main process or a callback gets SIGKILL at random points
 /// during work". Expected, checked: the supervisor stays up; every client gets a complete,
 /// well-formed answer (`pong`; `accepted` + `done`; or `error busy`/`too-many`), and only
 /// when the listener was killed while its request was under way `error unavailable` (after
