@@ -30,9 +30,15 @@ COPY journal/Cargo.toml journal/
 COPY supervisor/Cargo.toml supervisor/
 COPY listener/Cargo.toml listener/
 COPY scheduler/Cargo.toml scheduler/
-RUN for c in proto common journal supervisor listener scheduler; do \
+# The test crates are workspace members too: their manifests and stubs let cargo load the
+# workspace; they are never built here.
+COPY testkit/Cargo.toml testkit/
+COPY tests/system/Cargo.toml tests/system/
+RUN for c in proto common journal supervisor listener scheduler testkit; do \
         mkdir -p "$c/src" "$c/tests"; : > "$c/src/lib.rs"; echo 'fn main() {}' > "$c/src/main.rs"; \
     done \
+ && mkdir -p tests/system/src/bin \
+ && for b in supervisor listener scheduler; do echo 'fn main() {}' > "tests/system/src/bin/system-$b.rs"; done \
  && : > supervisor/tests/all.rs \
  && t="$(rustc -vV | sed -n 's/^host: //p')" \
  && cargo build --release --locked --target "$t" -p supervisor -p listener -p scheduler \

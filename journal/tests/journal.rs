@@ -666,53 +666,7 @@ fn a_journal_that_is_not_a_file_gives_memory() {
     }
 }
 
-/// The API the listener is written against, with its exact types: a rename here breaks it.
-#[test]
-fn api_as_agreed() {
-    let _: fn(&Path, &str) -> (Journal, Vec<String>) = Journal::open;
-    let _: fn() -> Journal = Journal::in_memory;
-    let _: fn(&Journal) -> bool = Journal::is_persistent;
-    let _: fn(&Journal) -> u64 = Journal::next_id;
-    let _: fn(&mut Journal, Start) -> std::io::Result<()> = Journal::start;
-    let _: fn(&mut Journal, u64, &[u8]) = Journal::output;
-    let _: fn(&mut Journal, u64, End) -> std::io::Result<()> = Journal::end;
-    let _: for<'a> fn(&'a Journal, u64) -> Option<&'a Run> = Journal::get;
-    let _: for<'a> fn(&'a Journal, &str, &str) -> Option<&'a Run> = Journal::by_key;
-    let _: fn(&mut Journal, Start, Option<String>) -> std::io::Result<()> = Journal::start_with;
-    let _: for<'a> fn(&'a Journal, Option<&str>, usize) -> Vec<&'a Run> = Journal::history;
-    let _: fn(i64) -> String = journal::rfc3339;
-    let _: (usize, usize) = (LINES_PER_RUN, RUNS_PER_ACTION);
-    fn send<T: Send>() {}
-    send::<Journal>();
-    let run = Run {
-        id: 1,
-        action: "a".into(),
-        user: None,
-        key: None,
-        digest: None,
-        uid: 0,
-        start_ms: 0,
-        end: Some(End {
-            end_ms: 0,
-            exit: 0,
-            secs: 0.0,
-        }),
-        lost: false,
-        lines: vec![],
-    };
-    let _ = (run.clone() == run, format!("{run:?}"));
-    let e = run.end.unwrap();
-    let _ = (e == e, format!("{e:?}"));
-    let _ = Start {
-        id: 1,
-        action: String::new(),
-        user: None,
-        key: None,
-        uid: 0,
-        start_ms: 0,
-    };
-}
-
+/// Options that retry a failed append at once (no wait).
 fn retry_at_once() -> Options {
     Options {
         retry_every: std::time::Duration::ZERO,
@@ -789,11 +743,8 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        if !nix_is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
+    fn mount(size: &str) -> Tmpfs {
+        testkit::prereq::require_root("mount a tmpfs");
         let dir = tempfile::tempdir().unwrap();
         let st = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -801,7 +752,7 @@ impl Tmpfs {
             .status()
             .unwrap();
         assert!(st.success(), "mount a tmpfs");
-        Some(Tmpfs { dir })
+        Tmpfs { dir }
     }
 
     fn path(&self) -> &Path {
@@ -837,13 +788,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn nix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
-}
-
 fn names(dir: &Path) -> Vec<String> {
     let mut n: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -858,9 +802,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// without a reopen; no temporary is left behind.
 #[test]
 fn a_full_disk_refuses_keyed_starts_and_recovers_by_itself() {
-    let Some(fs_) = Tmpfs::mount("64k") else {
-        return;
-    };
+    let fs_ = Tmpfs::mount("64k");
     let dir = fs_.path().join("state");
     let (mut j, w) = Journal::open_with(&dir, "mysql", retry_at_once());
     assert!(w.is_empty(), "{w:?}");
@@ -911,9 +853,7 @@ fn a_full_disk_refuses_keyed_starts_and_recovers_by_itself() {
 /// the file is used again once it can be, without a reopen.
 #[test]
 fn a_failed_rewrite_at_open_is_retried_at_later_writes() {
-    let Some(fs_) = Tmpfs::mount("64k") else {
-        return;
-    };
+    let fs_ = Tmpfs::mount("64k");
     let dir = fs_.path().join("state");
     {
         let (mut j, _) = Journal::open_with(&dir, "mysql", retry_at_once());

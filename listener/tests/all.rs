@@ -1,5 +1,6 @@
 //! The listener's integration tests: the real binary, real processes, real sockets.
-//! `harness` plays the supervisor; each module is one part of DESIGN.md section 2.
+//! `harness` plays the supervisor; each module is one part of DESIGN.md section 2. Under
+//! the real supervisor: tests/system.
 
 #[path = "all/harness.rs"]
 mod harness;
@@ -26,5 +27,3 @@ mod protocol;
 mod security;
 #[path = "all/shutdown.rs"]
 mod shutdown;
-#[path = "all/with_supervisor.rs"]
-mod with_supervisor;

@@ -168,7 +168,7 @@ fn socket_mode_and_group() {
 
 #[test]
 fn a_backend_host_name_is_refused_naming_the_variable() {
-    // It used to be dropped silently, leaving proxy mode without a backend.
+    // Dropped silently, it would leave proxy mode without a backend.
     let b = sup(Mode::Subreaper);
     let listen = b.dir().join("public.sock");
     refused(
@@ -235,8 +235,9 @@ fn bad_log_settings_are_errors() {
 
 #[test]
 fn argv_bytes_reach_the_main_process_intact() {
-    // Not UTF-8: tini passes such bytes on, and so must the supervisor (clap used to
-    // refuse them with 64). Through the plain spawn and through the setup script's shell.
+    // Not UTF-8: tini passes such bytes on, and so must the supervisor (clap's default
+    // `String` arguments refuse them with 64). Through the plain spawn and through the
+    // setup script's shell.
     let arg: &[u8] = b"a\xffb\xfe c\x01";
     for (mode, setup) in [
         (Mode::Subreaper, false),

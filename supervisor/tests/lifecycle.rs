@@ -85,10 +85,7 @@ fn always_restarts_even_after_success_and_stops_on_term() {
 
 #[test]
 fn run_as_drops_privileges() {
-    if !nix_is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    testkit::prereq::require_root("run as another user");
     for mode in MODES {
         let (st, out, err) = sup(mode)
             .env("BOSUN_RUN_AS", "nobody")
@@ -107,26 +104,6 @@ fn run_as_drops_privileges() {
         .run(Duration::from_secs(10));
     assert!(st.success(), "{err}");
     assert_eq!(out, "65534\n");
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-}
-
-impl Sup {
-    /// Waits until `name` has at least `n` lines.
-    pub fn wait_file_lines(&self, name: &str, n: usize, deadline: Duration) -> String {
-        let p = self.path(name);
-        wait_until(deadline, &format!("{n} lines in {name}"), || {
-            std::fs::read_to_string(&p)
-                .ok()
-                .filter(|t| t.lines().count() >= n)
-        })
-    }
 }
 
 #[test]

@@ -49,9 +49,7 @@ fn cold_burst_starts_once_and_serves_everyone() {
             .env("DELAY", "0.5"),
     )
     .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        sock.exists().then_some(())
-    });
+    testkit::socket::wait_listening(&sock, Duration::from_secs(10));
     assert_eq!(s.starts(), 0, "nothing starts before the first connection");
     let threads: Vec<_> = (0..1000)
         .map(|_| {
@@ -82,9 +80,7 @@ fn idle_stop_then_wake_again_and_silent_connections_do_not_count() {
             .env("BOSUN_ON_DEMAND_IDLE", "1s"),
     )
     .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        sock.exists().then_some(())
-    });
+    testkit::socket::wait_listening(&sock, Duration::from_secs(10));
     let a = hello(&sock);
     // A connection that stays open and silent must not keep the backend up.
     let silent = UnixStream::connect(&sock).unwrap();
@@ -114,9 +110,7 @@ fn a_failing_backend_closes_held_clients_promptly_and_retries() {
         .env("BOSUN_ON_DEMAND_LISTEN", sock.to_str().unwrap())
         .script("echo x >> $T/starts; exit 3")
         .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        sock.exists().then_some(())
-    });
+    testkit::socket::wait_listening(&sock, Duration::from_secs(10));
     let mut c = UnixStream::connect(&sock).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.write_all(b"hi\n").unwrap();
@@ -163,9 +157,7 @@ fn php_fpm_style_unlink_is_repaired() {
             .env("UNLINK_ON_TERM", sock.to_str().unwrap()),
     )
     .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        sock.exists().then_some(())
-    });
+    testkit::socket::wait_listening(&sock, Duration::from_secs(10));
     hello(&sock);
     s.wait_stderr("restored the socket's name", Duration::from_secs(10));
     assert!(hello(&sock).starts_with("hello "));
@@ -221,10 +213,7 @@ fn open_dir(b: &Builder) {
 
 #[test]
 fn held_socket_is_0660_and_its_group_decides_who_connects() {
-    if !is_root() {
-        eprintln!("skipped: needs root to act as another uid");
-        return;
-    }
+    testkit::prereq::require_root("act as another uid");
     use std::os::unix::fs::MetadataExt;
     // Default: 0660, the supervisor's group: another uid cannot connect, and so nothing
     // starts for it.
@@ -232,9 +221,7 @@ fn held_socket_is_0660_and_its_group_decides_who_connects() {
     open_dir(&b);
     let sock = b.dir().join("site.sock");
     let s = backend(b.env("BOSUN_ON_DEMAND_LISTEN", sock.to_str().unwrap())).start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        sock.exists().then_some(())
-    });
+    testkit::socket::wait_listening(&sock, Duration::from_secs(10));
     for p in [sock.clone(), s.path(".site.sock.bosun")] {
         let m = std::fs::symlink_metadata(&p).unwrap();
         assert_eq!((m.mode() & 0o7777, m.gid()), (0o660, 0), "{}", p.display());
@@ -257,9 +244,7 @@ fn held_socket_is_0660_and_its_group_decides_who_connects() {
             .env("BOSUN_ON_DEMAND_SOCKET_MODE", "0660"),
     )
     .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        sock.exists().then_some(())
-    });
+    testkit::socket::wait_listening(&sock, Duration::from_secs(10));
     let m = std::fs::symlink_metadata(&sock).unwrap();
     assert_eq!((m.mode() & 0o7777, m.gid()), (0o660, 4242));
     assert!(!connects_as_nobody(&sock, None), "not in the group");
@@ -278,9 +263,7 @@ fn held_socket_is_0660_and_its_group_decides_who_connects() {
             .env("BOSUN_ON_DEMAND_SOCKET_MODE", "666"),
     )
     .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        sock.exists().then_some(())
-    });
+    testkit::socket::wait_listening(&sock, Duration::from_secs(10));
     assert!(connects_as_nobody(&sock, None));
 }
 

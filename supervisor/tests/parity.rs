@@ -9,7 +9,7 @@
 //! more than tini (the default PATH is given to the child, as docker does; leftovers of
 //! the main process's group get TERM before KILL), the test says so.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -131,62 +131,11 @@ fn signals_reach_the_whole_process_group() {
     }
 }
 
-/// The `SigBlk` and `SigIgn` masks of a `/proc/<pid>/status` text.
-fn sig_masks(status: &str) -> (u64, u64) {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-            .unwrap_or_else(|| panic!("no {name} in {status:?}"))
-    };
-    (field("SigBlk:"), field("SigIgn:"))
-}
-
-/// Starts the supervisor through coreutils' `env --default-signal --block-signal
-/// --ignore-signal`, so that it inherits those signals blocked and ignored, as from `nohup`
-/// or a shell (tini's `sigconf-test`), and every other one at its default whatever the
-/// test runner ignores (a background job's INT and QUIT). Under unshare, `env` runs
-/// inside: unshare itself resets SIGCHLD.
+/// Starts the supervisor with `blocked` blocked and `ignored` ignored (see
+/// [`testkit::supervisor::inherit_signals`]).
 fn inherit(c: &mut Command, blocked: &[(&str, i32)], ignored: &[(&str, i32)]) {
-    let names = |sigs: &[(&str, i32)]| sigs.iter().map(|s| s.0).collect::<Vec<_>>().join(",");
-    let mut wrap: Vec<OsString> = vec!["env".into(), "--default-signal".into()];
-    if !blocked.is_empty() {
-        wrap.push(format!("--block-signal={}", names(blocked)).into());
-    }
-    if !ignored.is_empty() {
-        wrap.push(format!("--ignore-signal={}", names(ignored)).into());
-    }
-    let program = c.get_program().to_owned();
-    let mut args: Vec<OsString> = std::iter::once(program)
-        .chain(c.get_args().map(OsStr::to_owned))
-        .collect();
-    let at = args
-        .iter()
-        .position(|a| a == SUPERVISOR)
-        .expect("the supervisor's path");
-    args.splice(at..at, wrap);
-    let mut n = Command::new(&args[0]);
-    n.args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in c.get_envs() {
-        match v {
-            Some(v) => n.env(k, v),
-            None => n.env_remove(k),
-        };
-    }
-    *c = n;
+    inherit_signals(c, SUPERVISOR, blocked, ignored);
 }
-
-fn bits(sigs: &[(&str, i32)]) -> u64 {
-    sigs.iter().fold(0, |m, &(_, s)| m | 1 << (s - 1))
-}
-
-/// Signals 32 and 33, which glibc keeps for itself (and its `posix_spawn` leaves
-/// ignored): they pass through as they came, but the test's own spawn decides them.
-const LIBC_OWN: u64 = 0x1_8000_0000;
 
 const BLOCKED: &[(&str, i32)] = &[
     ("TTIN", libc::SIGTTIN),
@@ -431,36 +380,5 @@ fn odd_environment_passes_through() {
             "78 ff 20 79 0a",
             "{mode:?}"
         );
-    }
-}
-
-/// The listener's actions start with the inherited state too: the listener gets it from
-/// the supervisor, and its children from it. (The listener keeps TERM, INT and CHLD
-/// unblocked for itself, and its runtime's handlers and std's SIGPIPE reset mean those
-/// four reach an action at their defaults: not checked here.)
-#[test]
-fn actions_start_with_the_inherited_mask_and_ignored_signals() {
-    const BLOCKED: &[(&str, i32)] = &[("USR1", libc::SIGUSR1), ("TTIN", libc::SIGTTIN)];
-    const IGNORED: &[(&str, i32)] = &[("HUP", libc::SIGHUP), ("TTOU", libc::SIGTTOU)];
-    for mode in MODES {
-        let b = sup(mode)
-            .with_listener()
-            .script("echo ready > $T/ready; while :; do sleep 0.05 & wait $!; done");
-        b.file(
-            "callbacks.sh",
-            "CB_sigs() { cat /proc/self/status | grep -E '^Sig(Blk|Ign)'; }\n",
-        );
-        let s = b.start_with(|c| inherit(c, BLOCKED, IGNORED));
-        s.wait_socket();
-        s.request("sigs");
-        let err = s.wait_stderr("[sigs#1] SigIgn:", T10);
-        let status: String = err
-            .lines()
-            .filter_map(|l| l.strip_prefix("[sigs#1] "))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let (blk, ign) = sig_masks(&status);
-        assert_eq!(blk, bits(BLOCKED), "{mode:?}: SigBlk {blk:x}");
-        assert_eq!(ign & !LIBC_OWN, bits(IGNORED), "{mode:?}: SigIgn {ign:x}");
     }
 }

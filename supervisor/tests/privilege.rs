@@ -1,151 +1,12 @@
-//! Running the whole container as a non-root user (compose `user:`): socket, listener,
-//! callbacks and reaping still work; and the socket's allow-list with real uids.
+//! Running as another user without the listener: the notify socket and readiness of a
+//! `run_as` main process, and its supplementary groups. (The whole container as nobody and
+//! the allow-list with real users: the system tests' supervisor/privilege.rs.)
 
-use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::*;
-
-/// Runs `argv` as uid/gid 65534 (nobody).
-fn as_nobody(argv: &[&str]) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .args(argv);
-    c
-}
-
-#[test]
-fn the_whole_container_as_nobody() {
-    if !is_root() {
-        eprintln!("skipped: needs root to switch users");
-        return;
-    }
-    let b = sup(Mode::Pid1).with_listener();
-    b.file("callbacks.sh", "CB_whoami() { echo \"uid=$(id -u)\"; }\n");
-    std::fs::set_permissions(b.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    // unshare (root) makes the namespaces, then the supervisor runs as nobody: PID 1
-    // without any privilege, as with compose's `user: "65534"`.
-    let base = b.command();
-    let mut c = Command::new("unshare");
-    c.args([
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--kill-child",
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-    ])
-    .arg(SUPERVISOR)
-    .args([
-        "--",
-        "bash",
-        "-c",
-        "for i in $(seq 50); do ( sh -c 'exit 0' & ); done; exec sleep 1000",
-    ]);
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    let mut child = c
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let sock = b.dir().join("run/t-request.sock");
-    wait_until(Duration::from_secs(15), "socket", || {
-        std::os::unix::net::UnixStream::connect(&sock).ok()
-    });
-    let meta = std::fs::metadata(&sock).unwrap();
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!(
-        meta.uid(),
-        65534,
-        "the socket belongs to the container's user"
-    );
-    // Its owner can use it (root can too); the action runs as nobody.
-    let out = as_nobody(&[
-        "socat",
-        "-t",
-        "10",
-        "-",
-        &format!("UNIX-CONNECT:{}", sock.display()),
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .spawn()
-    .and_then(|mut p| {
-        use std::io::Write;
-        p.stdin.take().unwrap().write_all(b"whoami\n")?;
-        p.wait_with_output()
-    })
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.starts_with("accepted 1 whoami\ndone 1 exit=0"),
-        "{text}"
-    );
-    // unshare does not pass TERM on: stop the supervisor itself (unshare's child).
-    let outer = child.id();
-    let sup_pid = wait_until(Duration::from_secs(5), "the supervisor's pid", || {
-        std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_string))
-    });
-    let _ = Command::new("kill").arg(&sup_pid).status();
-    let st = child.wait().unwrap();
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(err.contains("[whoami#1] uid=65534"), "{err}");
-    assert!(st.code().is_some(), "{err}");
-}
-
-#[test]
-fn the_allow_list_with_real_users() {
-    if !is_root() {
-        eprintln!("skipped: needs root to switch users");
-        return;
-    }
-    let b = sup(Mode::Subreaper).with_listener();
-    b.file("callbacks.sh", "CB_noop() { :; }\n");
-    // Mode 0666 so that the socket's mode is not what stops nobody: the allow-list is.
-    let s = b
-        .env("BOSUN_SOCKET_MODE", "0666")
-        .env("BOSUN_ALLOW_UIDS", "0")
-        .cmd(&["sleep", "1000"])
-        .start();
-    s.wait_socket();
-    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = |argv: Vec<String>| {
-        let mut p = as_nobody(&argv.iter().map(String::as_str).collect::<Vec<_>>())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        p.stdin.take().unwrap().write_all(b"ping\n").unwrap();
-        String::from_utf8_lossy(&p.wait_with_output().unwrap().stdout).into_owned()
-    };
-    let denied = run(vec![
-        "socat".into(),
-        "-t".into(),
-        "10".into(),
-        "-".into(),
-        format!("UNIX-CONNECT:{}", s.socket().display()),
-    ]);
-    assert!(denied.starts_with("error denied"), "{denied}");
-    assert_eq!(s.request("ping"), vec!["pong"], "root is on the list");
-}
 
 /// Sends `READY=1` to `$NOTIFY_SOCKET` from this very process, then (with `sleep`) stays.
 const SEND_READY: &str = r#"
@@ -163,10 +24,7 @@ fn open_to_others(dir: &std::path::Path) {
 
 #[test]
 fn notify_socket_is_the_run_as_users_and_its_main_process_becomes_ready() {
-    if !is_root() {
-        eprintln!("skipped: needs root to switch users");
-        return;
-    }
+    testkit::prereq::require_root("switch users");
     use std::os::unix::fs::MetadataExt;
     for mode in MODES {
         let b = sup(mode);
@@ -208,34 +66,56 @@ fn ready_from_another_process_than_the_main_one_is_ignored() {
     s.wait_stderr("ready child=main", Duration::from_secs(10));
 }
 
-/// An account of this machine that `/etc/group` lists as a member of some group (postgres,
-/// a member of ssl-cert, on the CI image): (name, `id -G` it should get).
-fn user_with_supplementary_groups() -> Option<(String, String)> {
-    let groups = std::fs::read_to_string("/etc/group").ok()?;
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        let (name, gid) = (f.first()?, f.get(3)?);
-        let extra = common::passwd::member_of(&groups, name);
-        if extra.is_empty() || *name == "root" {
-            return None;
-        }
-        let mut all = vec![gid.to_string()];
-        all.extend(extra.iter().map(u32::to_string).filter(|g| g != gid));
-        Some((name.to_string(), all.join(" ")))
-    })
+/// The account the test makes: `grouped` (uid and gid 4242), which its `/etc/group` lists
+/// in groups 4300 and 4301; `id -G` as it should show them.
+const GROUPED: &str = "grouped";
+const GROUPED_IDS: &str = "4242 4300 4301";
+
+/// Runs the supervisor in a mount namespace of its own where the test's passwd and group
+/// files (with [`GROUPED`] in them) are bind-mounted over /etc's, so that the account exists
+/// whatever the machine's files hold.
+fn with_own_accounts(c: &mut Command, dir: &Path) {
+    let passwd = dir.join("passwd");
+    let group = dir.join("group");
+    let mut users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    users.push_str("grouped:x:4242:4242::/nonexistent:/bin/sh\n");
+    let mut groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups.push_str("grouped:x:4242:\ngrouped-a:x:4300:grouped\ngrouped-b:x:4301:nobody,grouped\n");
+    std::fs::write(&passwd, users).unwrap();
+    std::fs::write(&group, groups).unwrap();
+    let script = format!(
+        "mount --bind {} /etc/passwd && mount --bind {} /etc/group && exec \"$@\"",
+        passwd.display(),
+        group.display()
+    );
+    let mut n = Command::new("unshare");
+    n.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .arg(c.get_program())
+    .args(c.get_args())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => n.env(k, v),
+            None => n.env_remove(k),
+        };
+    }
+    *c = n;
 }
 
 #[test]
 fn run_as_gets_the_users_supplementary_groups() {
-    if !is_root() {
-        eprintln!("skipped: needs root to switch users");
-        return;
-    }
-    let Some((user, want)) = user_with_supplementary_groups() else {
-        eprintln!("skipped: no user here is listed in a group");
-        return;
-    };
+    testkit::prereq::require_root("switch users and bind-mount /etc/passwd");
+    let (user, want) = (GROUPED, GROUPED_IDS);
     // Dropped in the child itself, and by `supervisor --exec-as` after a setup script.
     for setup in [false, true] {
         let b = sup(Mode::Subreaper);
@@ -245,10 +125,11 @@ fn run_as_gets_the_users_supplementary_groups() {
         } else {
             b
         };
+        let dir = b.dir().to_path_buf();
         let s = b
-            .env("BOSUN_RUN_AS", &user)
+            .env("BOSUN_RUN_AS", user)
             .cmd(&["sh", "-c", "echo groups=$(id -G)"])
-            .start();
+            .start_with(|c| with_own_accounts(c, &dir));
         let out = s.wait_stdout("groups=", Duration::from_secs(10));
         assert!(
             out.contains(&format!("groups={want}\n")),

@@ -77,9 +77,7 @@ fn cold_burst_is_held_until_the_backend_accepts() {
     let b = sup(Mode::Subreaper);
     let backend = b.dir().join("backend.sock");
     let s = proxied(b.env("DELAY", "0.5"), backend.to_str().unwrap()).start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        public(&s).exists().then_some(())
-    });
+    testkit::socket::wait_listening(&public(&s), Duration::from_secs(10));
     let p = public(&s);
     let t = Instant::now();
     let clients: Vec<_> = (0..1000)
@@ -107,9 +105,7 @@ fn large_transfer_is_byte_exact_and_half_close_keeps_the_reply() {
     let b = sup(Mode::Subreaper);
     let backend = b.dir().join("backend.sock");
     let s = proxied(b, backend.to_str().unwrap()).start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        public(&s).exists().then_some(())
-    });
+    testkit::socket::wait_listening(&public(&s), Duration::from_secs(10));
     let mut c = UnixStream::connect(public(&s)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let data: Vec<u8> = (0..16 * 1024 * 1024u32)
@@ -139,9 +135,7 @@ fn idle_stop_with_a_silent_keepalive_then_restart() {
         backend.to_str().unwrap(),
     )
     .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        public(&s).exists().then_some(())
-    });
+    testkit::socket::wait_listening(&public(&s), Duration::from_secs(10));
     let first = hello(&public(&s));
     let _silent = UnixStream::connect(public(&s)).unwrap();
     s.wait_stderr(
@@ -165,9 +159,7 @@ fn a_backend_that_never_listens_gets_its_clients_closed() {
         .env("BOSUN_ON_DEMAND_START_TIMEOUT", "500ms")
         .cmd(&["sleep", "1000"])
         .start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        public(&s).exists().then_some(())
-    });
+    testkit::socket::wait_listening(&public(&s), Duration::from_secs(10));
     let clients: Vec<_> = (0..20)
         .map(|_| {
             let p = public(&s);
@@ -220,9 +212,7 @@ fn a_container_stop_drains_open_connections() {
     let b = sup(Mode::Subreaper);
     let backend = b.dir().join("backend.sock");
     let mut s = proxied(b.env("BOSUN_STOP_TIMEOUT", "5s"), backend.to_str().unwrap()).start();
-    wait_until(Duration::from_secs(10), "held socket", || {
-        public(&s).exists().then_some(())
-    });
+    testkit::socket::wait_listening(&public(&s), Duration::from_secs(10));
     hello(&public(&s)); // started and ready
     let mut c = UnixStream::connect(public(&s)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

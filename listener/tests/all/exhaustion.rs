@@ -312,10 +312,7 @@ fn output_control_bytes_are_escaped_in_the_log_and_in_log_id() {
 fn a_denied_peer_learns_nothing_of_the_actions() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run a client as another uid");
-        return;
-    }
+    testkit::prereq::require_root("run a client as another uid");
     let l = Listener::start(Opts::default().env("BOSUN_ALLOW_UIDS", "4242")).ready();
     std::fs::set_permissions(l.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(l.path(), std::fs::Permissions::from_mode(0o777)).unwrap();

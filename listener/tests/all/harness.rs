@@ -3,20 +3,22 @@
 //! `cmd` messages from a thread and records every control message and log line, so tests
 //! can wait for events with deadlines.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use proto::control::{Msg, Received};
+use testkit::Proc;
 
-/// The default wait for any event.
-pub const DEADLINE: Duration = Duration::from_secs(15);
+pub use testkit::process::{run_client, wait_dead};
+pub use testkit::socket::{read_all, read_line, request, start_action};
+pub use testkit::{Lines, DEADLINE};
 
 /// The callbacks most tests use.
 pub const CALLBACKS: &str = r#"
@@ -34,57 +36,6 @@ CB_tree() {
 }
 CB_stubborn() { trap '' TERM; echo "stubborn-start"; sleep 1000 & wait; wait; }
 "#;
-
-/// A collection of lines that tests can wait on.
-#[derive(Clone, Default)]
-pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
-
-impl Lines {
-    pub fn push(&self, l: String) {
-        let (m, c) = &*self.0;
-        m.lock().unwrap().push(l);
-        c.notify_all();
-    }
-
-    /// Waits until a line satisfies `pred`; panics with everything seen at the deadline.
-    pub fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let (m, c) = &*self.0;
-        let end = Instant::now() + DEADLINE;
-        let mut lines = m.lock().unwrap();
-        loop {
-            if let Some(l) = lines.iter().find(|l| pred(l)) {
-                return l.clone();
-            }
-            let now = Instant::now();
-            if now >= end {
-                panic!("timed out waiting for {what}; saw:\n{}", lines.join("\n"));
-            }
-            lines = c.wait_timeout(lines, end - now).unwrap().0;
-        }
-    }
-
-    /// Waits until all lines so far satisfy `pred`; returns them.
-    pub fn wait_until(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let (m, c) = &*self.0;
-        let end = Instant::now() + DEADLINE;
-        let mut lines = m.lock().unwrap();
-        loop {
-            if pred(&lines) {
-                return lines.clone();
-            }
-            let now = Instant::now();
-            if now >= end {
-                panic!("timed out waiting for {what}; saw:\n{}", lines.join("\n"));
-            }
-            lines = c.wait_timeout(lines, end - now).unwrap().0;
-        }
-    }
-
-    /// Waits for a line containing `needle`.
-    pub fn wait_for(&self, needle: &str) -> String {
-        self.wait(needle, |l| l.contains(needle))
-    }
-}
 
 /// What the fake supervisor does with the control socket.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -158,10 +109,10 @@ pub struct Listener {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
     pub callbacks: PathBuf,
-    pub child: Child,
+    pub proc: Proc,
+    /// Its stderr: the log.
     pub log: Lines,
     pub ctl: Arc<(Mutex<Vec<Seen>>, Condvar)>,
-    exited: Option<ExitStatus>,
 }
 
 /// Moves `fd` to a number above the ones the child needs, close-on-exec.
@@ -233,24 +184,12 @@ impl Listener {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().unwrap();
+        let echo = std::env::var_os("LISTENER_TEST_LOG").map(|_| "listener");
+        let proc = Proc::spawn_echo(&mut cmd, echo);
         drop(lfd);
         drop(cfd);
         drop(listener);
-
-        let log = Lines::default();
-        let stderr = child.stderr.take().unwrap();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).split(b'\n') {
-                let Ok(line) = line else { break };
-                let line = String::from_utf8_lossy(&line).into_owned();
-                if std::env::var_os("LISTENER_TEST_LOG").is_some() {
-                    eprintln!("listener: {line}");
-                }
-                log2.push(line);
-            }
-        });
+        let log = proc.stderr.clone();
 
         let ctl: Arc<(Mutex<Vec<Seen>>, Condvar)> = Arc::default();
         match opts.ctl {
@@ -264,15 +203,14 @@ impl Listener {
             dir,
             sock,
             callbacks,
-            child,
+            proc,
             log,
             ctl,
-            exited: None,
         }
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.proc.pid()
     }
 
     pub fn path(&self) -> &Path {
@@ -311,46 +249,16 @@ impl Listener {
 
     /// Waits for the listener to exit, up to `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        if let Some(st) = self.exited {
-            return st;
-        }
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                self.exited = Some(st);
-                return st;
-            }
-            assert!(
-                Instant::now() < end,
-                "listener did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.proc.wait(limit)
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let (m, _) = &*self.log.0;
-            let lines = m.lock().map(|l| l.join("\n")).unwrap_or_default();
-            eprintln!("--- listener log ---\n{lines}\n--- end ---");
+            eprintln!("--- listener log ---\n{}--- end ---", self.log.text());
         }
-        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.pid()),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let end = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < end {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.proc.stop(Duration::from_secs(10));
     }
 }
 
@@ -391,112 +299,5 @@ fn supervise(sock: OwnedFd, seen: Arc<(Mutex<Vec<Seen>>, Condvar)>) {
         let (m, c) = &*seen;
         m.lock().unwrap().push(Seen { msg, with_fd });
         c.notify_all();
-    }
-}
-
-/// Connects, sends `line`, half-closes, and reads reply lines until EOF. A server that
-/// answers without reading (`error too-many`) may have closed before the line is written
-/// (EPIPE): the write's error is not the reply, so it is left to the reply to tell.
-pub fn request(sock: &Path, line: &[u8]) -> Vec<String> {
-    let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    let _ = s.write_all(line);
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    read_all(&mut s)
-}
-
-/// Reads reply lines until EOF (panics at the deadline). A server that closed with our line
-/// unread makes the kernel end the reply with ECONNRESET instead of EOF: the same end.
-pub fn read_all(s: &mut UnixStream) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("no reply within the deadline: {e}"),
-        }
-    }
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// Reads exactly one line.
-pub fn read_line(s: &mut UnixStream) -> String {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        match s.read(&mut b) {
-            Ok(0) => break,
-            Ok(_) if b[0] == b'\n' => break,
-            Ok(_) => line.push(b[0]),
-            Err(e) => panic!("reading a reply line: {e}"),
-        }
-    }
-    String::from_utf8(line).unwrap()
-}
-
-/// Opens a connection, sends `line` and returns the stream with `accepted` read.
-pub fn start_action(sock: &Path, line: &str) -> (UnixStream, String) {
-    let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let first = read_line(&mut s);
-    (s, first)
-}
-
-/// Runs a client program with `input` on stdin; returns its stdout, within the deadline.
-pub fn run_client(cmd: &mut Command, input: &[u8]) -> (ExitStatus, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(out) => {
-            let out = out.unwrap();
-            (
-                out.status,
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            )
-        }
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!("client {cmd:?} did not finish");
-        }
-    }
-}
-
-/// True when `pid` is gone or a zombie (dead, waiting for a reaper that is not us).
-pub fn dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
-/// Waits until `pid` is dead.
-pub fn wait_dead(pid: i32) {
-    let end = Instant::now() + DEADLINE;
-    while !dead(pid) {
-        assert!(Instant::now() < end, "process {pid} still alive");
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -14,10 +14,7 @@ struct Tmpfs(tempfile::TempDir);
 
 impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests mount a tmpfs: run them as root"
-        );
+        testkit::prereq::require_root("mount a tmpfs");
         let dir = tempfile::tempdir().unwrap();
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])

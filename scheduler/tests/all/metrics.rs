@@ -19,17 +19,12 @@ for f in text_string_to_metric_families(open(sys.argv[1]).read()):
         print(f.name, f.type, s.name, "{" + labels + "}", repr(float(s.value)))
 "#;
 
-/// The parsed samples, or `None` when Python or its `prometheus_client` is missing.
-fn parse(path: &std::path::Path) -> Option<Vec<String>> {
-    let probe = Command::new("python3")
-        .args(["-c", "import prometheus_client.parser"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIPPED: python3 with prometheus_client is not available (pip install prometheus-client)"
-        );
-        return None;
-    }
+/// The parsed samples (python3 and its `prometheus_client` are required: CI installs them).
+fn parse(path: &std::path::Path) -> Vec<String> {
+    testkit::prereq::require_python_module(
+        "prometheus_client.parser",
+        "pip install prometheus-client",
+    );
     let o = Command::new("python3")
         .args(["-c", PARSE])
         .arg(path)
@@ -41,13 +36,11 @@ fn parse(path: &std::path::Path) -> Option<Vec<String>> {
         String::from_utf8_lossy(&o.stderr),
         std::fs::read_to_string(path).unwrap_or_default()
     );
-    Some(
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect(),
-    )
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -88,9 +81,7 @@ fn metrics_file_is_rewritten_after_outcomes_and_parses() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["bosun.prom"]);
-    let Some(samples) = parse(&prom) else {
-        return;
-    };
+    let samples = parse(&prom);
     let find = |sample: &str, labels: &str| -> f64 {
         let head = format!("{sample} {{{labels}}} ");
         let line = samples
@@ -209,9 +200,7 @@ fn escaped_label_values_round_trip_through_the_parser() {
     f.sample(&[("v", nasty)], 1.5);
     let text = render(&[f]);
     std::fs::write(&path, &text).unwrap();
-    let Some(samples) = parse(&path) else {
-        return;
-    };
+    let samples = parse(&path);
     // The parser's value holds a real line feed, so its line is printed in two.
     assert_eq!(
         samples.join("\n"),

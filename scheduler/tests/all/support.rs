@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scheduler"));
+    let mut c = Command::new(crate::SCHEDULER);
     c.env_remove("TZ")
         .env_remove("BOSUN_STATE_DIR")
         .env_remove("BOSUN_LOG_FORMAT")
@@ -219,15 +219,10 @@ impl Daemon {
     pub fn stop(mut self) -> i32 {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop on TERM");
-            // Waiting for a child has no event to block on here without a reaper thread.
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        testkit::process::wait_child(&mut self.child, Duration::from_secs(10))
+            .expect("daemon did not stop on TERM")
+            .code()
+            .unwrap_or(-1)
     }
 }
 
@@ -248,17 +243,6 @@ pub fn rename_over(path: &Path, text: &str) {
 pub fn recv(rx: &Receiver<String>, within: Duration) -> String {
     rx.recv_timeout(within)
         .unwrap_or_else(|e| panic!("no request within {within:?}: {e}"))
-}
-
-/// A seeded PRNG for random fault points. The test prints its seed; `BOSUN_FAULT_SEED=N`
-/// replays the same choices (kill delays, victims, requests), though not the machine's timing.
-pub fn seeded(test: &str) -> fastrand::Rng {
-    let seed = std::env::var("BOSUN_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    let seed = seed.unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("{test}: seed {seed} (BOSUN_FAULT_SEED={seed} replays it)");
-    fastrand::Rng::with_seed(seed)
 }
 
 /// Waits until the peer on `run_dir`'s `service` socket has handled every connection made

@@ -7,42 +7,27 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::*;
+use testkit::socket::{read_all, read_line, request};
+use testkit::{process::run_client, socket::start_action, wait_until, Proc, DEADLINE};
 
-/// The supervisor binary, built next to the listener (cargo builds only the package under
-/// test's binaries), once per test run.
-fn supervisor_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let listener = Path::new(env!("CARGO_BIN_EXE_listener"));
-            let bin_dir = listener.parent().unwrap();
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["build", "-q", "-p", "supervisor"]);
-            if bin_dir.ends_with("release") {
-                cmd.arg("--release");
-            }
-            cmd.env("CARGO_TARGET_DIR", bin_dir.parent().unwrap());
-            let st = cmd.status().expect("cargo build -p supervisor");
-            assert!(st.success(), "building the supervisor failed");
-            bin_dir.join("supervisor")
-        })
-        .clone()
-}
+/// The callbacks these tests use.
+const CALLBACKS: &str = r#"
+CB_hello() { echo hello; }
+CB_slow() { echo "slow-start"; sleep "${1:-30}"; echo "slow-end"; }
+"#;
 
 /// One supervisor (service `t`) with the real listener, in its own temp dir.
 struct Sup {
     dir: tempfile::TempDir,
-    child: Child,
-    stderr: Lines,
+    proc: Proc,
 }
 
 /// The supervisor's command: everything in `dir`, `sleep` as the main process.
 fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(supervisor_bin());
+    let mut c = Command::new(crate::SUPERVISOR);
     c.args(["--", "sleep", "1000"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -52,7 +37,10 @@ fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
         .env("BOSUN_CONFIG", dir.join("service.toml"))
         .env("BOSUN_SETUP", "")
         .env("BOSUN_CALLBACKS", dir.join("callbacks.sh"))
-        .env("BOSUN_LISTENER", env!("CARGO_BIN_EXE_listener"));
+        .env("BOSUN_LISTENER", crate::LISTENER)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -63,36 +51,15 @@ impl Sup {
     /// Starts it with `toml` as its service.toml and `env` on top; waits until its
     /// request socket answers `ping`.
     fn start(toml: &str, env: &[(&str, &str)]) -> Sup {
-        let (dir, mut child) = spawn(toml, env);
-        let stderr = Lines::default();
-        let lines = stderr.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(err).lines() {
-                match l {
-                    Ok(l) => lines.push(l),
-                    Err(_) => break,
-                }
-            }
-        });
-        let s = Sup { dir, child, stderr };
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(mut c) = UnixStream::connect(s.socket()) {
-                c.set_read_timeout(Some(DEADLINE)).unwrap();
-                c.write_all(b"ping\n").unwrap();
-                if read_all(&mut c) == ["pong"] {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < end,
-                "the supervisor never answered; stderr:\n{}",
-                s.stderr.wait_until("stderr", |_| true).join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let s = spawn(toml, env);
+        let pong = || {
+            let mut c = UnixStream::connect(s.socket()).ok()?;
+            c.set_read_timeout(Some(DEADLINE)).ok()?;
+            c.write_all(b"ping\n").ok()?;
+            (read_all(&mut c) == ["pong"]).then_some(())
+        };
+        // The socket is made by another process: nothing to block on until it answers.
+        wait_until(DEADLINE, "the supervisor to answer ping", pong);
         s
     }
 
@@ -111,57 +78,33 @@ impl Sup {
 
 impl Drop for Sup {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if std::thread::panicking() {
+            eprintln!(
+                "--- supervisor log ---\n{}--- end ---",
+                self.proc.stderr.text()
+            );
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.stop(DEADLINE);
     }
 }
 
 /// Starts the supervisor in a fresh directory with `toml` as its service.toml, the test's
-/// callbacks and `env` on top, its stderr piped.
-fn spawn(toml: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Child) {
+/// callbacks and `env` on top, its stderr read.
+fn spawn(toml: &str, env: &[(&str, &str)]) -> Sup {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("service.toml"), toml).unwrap();
     std::fs::write(dir.path().join("callbacks.sh"), CALLBACKS).unwrap();
-    let child = command(dir.path(), env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn supervisor");
-    (dir, child)
+    let proc = Proc::spawn(&mut command(dir.path(), env));
+    Sup { dir, proc }
 }
 
 /// Runs the supervisor to its exit (bad settings: at once); returns (status, stderr).
 fn refused(toml: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let (dir, mut child) = spawn(toml, env);
-    let end = Instant::now() + DEADLINE;
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the supervisor did not exit on bad settings");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(
-        !dir.path().join("run/t-request.sock").exists(),
-        "nothing is started on bad settings"
-    );
-    (st, err)
+    let mut s = spawn(toml, env);
+    let st = s.proc.wait(DEADLINE);
+    s.proc.join_output(DEADLINE);
+    assert!(!s.socket().exists(), "nothing is started on bad settings");
+    (st, s.proc.stderr.text())
 }
 
 #[test]
@@ -222,15 +165,12 @@ fn replay_wait_and_max_connections_reach_the_listener_from_service_toml() {
         c.write_all(b"pi").unwrap();
         stalled.push(c);
     }
-    let end = Instant::now() + DEADLINE;
-    let refused = loop {
+    // The stalled clients are counted once the listener has accepted them, in another
+    // process: asked again until it has.
+    let refused = wait_until(DEADLINE, "a refusal", || {
         let r = request(&s.socket(), b"ping\n");
-        if r != ["pong"] {
-            break r;
-        }
-        assert!(Instant::now() < end, "never refused");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        (r != ["pong"]).then_some(r)
+    });
     assert!(
         refused[0].starts_with("error too-many 3 connections are open"),
         "{refused:?}"
@@ -239,10 +179,7 @@ fn replay_wait_and_max_connections_reach_the_listener_from_service_toml() {
 
 #[test]
 fn allow_gids_matches_a_supplementary_group() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run clients as other uids and groups");
-        return;
-    }
+    testkit::prereq::require_root("run clients as other uids and groups");
     // 4242:4242, in 4343 or not; only 4343 is allowed. The socket is open to all.
     let s = Sup::start("", &[("BOSUN_ALLOW_GIDS", "4343")]);
     s.open_to_all();

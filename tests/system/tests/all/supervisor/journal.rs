@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::*;
+use super::harness::*;
 
 const T10: Duration = Duration::from_secs(10);
 

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::*;
+use super::harness::*;
 
 const CALLBACKS: &str = r#"
 CB_slow() { echo started; sleep 1000; }
@@ -433,7 +433,8 @@ fn listeners(s: &Sup) -> usize {
         .unwrap_or_default()
         .split_whitespace()
         .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "listener")
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == listener_comm())
         })
         .count()
 }

@@ -2,43 +2,23 @@
 //! subreaper) with its `listener`, running a callbacks file the test writes, and a relay
 //! in front of its socket that records every request line the daemon sends.
 //!
-//! The scheduler crate cannot depend on the supervisor's, so the binaries are found next to
-//! the scheduler's own (`target/<profile>/`) and built there first, once per test binary.
 //! What ran is counted by the callbacks' own side effect (a line each in a count file), not by
 //! anything the scheduler logs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::unkeyed;
+use super::support::unkeyed;
 
-const SCHEDULER: &str = env!("CARGO_BIN_EXE_scheduler");
-
-/// `target/<profile>/supervisor` and `.../listener`, built (or found up to date) first.
-pub fn binaries() -> (PathBuf, PathBuf) {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    let dir = Path::new(SCHEDULER).parent().unwrap();
-    BUILT.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "supervisor", "-p", "listener"]);
-        if SCHEDULER.contains("/release/") {
-            cmd.arg("--release");
-        }
-        cmd.env("CARGO_TARGET_DIR", dir.parent().unwrap());
-        let st = cmd.status().expect("cargo build -p supervisor -p listener");
-        assert!(
-            st.success(),
-            "building the supervisor and the listener failed"
-        );
-    });
-    (dir.join("supervisor"), dir.join("listener"))
-}
+use crate::{LISTENER, SCHEDULER, SUPERVISOR};
+use testkit::process::wait_dead;
+use testkit::{wait_until, Proc};
 
 /// One `CB_<action>` per action, each appending `<action> <request id>` to `count`.
 pub fn counting_callbacks<'a>(count: &Path, actions: impl IntoIterator<Item = &'a str>) -> String {
@@ -65,10 +45,9 @@ pub fn counted(count: &Path) -> std::collections::BTreeMap<String, usize> {
 
 /// `supervisor -- sleep 100000` with the real listener, started at boot.
 pub struct Service {
-    child: Child,
+    proc: Proc,
     /// The service's own socket (not the relay's).
     pub socket: PathBuf,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Service {
@@ -76,64 +55,43 @@ impl Service {
     /// `callbacks` as its callbacks file, and waits until it answers `help` with `ready`
     /// among the actions (the listener is up and has read the callbacks).
     pub fn start(dir: &Path, name: &str, callbacks: &str, ready: &str) -> Service {
-        let (supervisor, listener) = binaries();
         let run = dir.join("svc-run");
         std::fs::create_dir_all(&run).unwrap();
         let file = dir.join("callbacks.sh");
         std::fs::write(&file, callbacks).unwrap();
-        let mut child = Command::new(supervisor)
-            .args(["--", "sleep", "100000"])
-            .env_remove("BOSUN_LOG")
-            .env("BOSUN_SERVICE", name)
-            .env("BOSUN_RUN_DIR", &run)
-            .env("BOSUN_STATE_DIR", dir.join("svc-state"))
-            .env("BOSUN_CALLBACKS", &file)
-            .env("BOSUN_CONFIG", dir.join("none.toml"))
-            .env("BOSUN_SETUP", "")
-            .env("BOSUN_LISTENER", listener)
-            .env("BOSUN_LISTENER_START", "boot")
-            // A restarted scheduler catches up every owed line at once.
-            .env("BOSUN_MAX_ACTIONS", "100000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn supervisor");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let into = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                into.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let proc = Proc::spawn(
+            Command::new(SUPERVISOR)
+                .args(["--", "sleep", "100000"])
+                .env_remove("BOSUN_LOG")
+                .env("BOSUN_SERVICE", name)
+                .env("BOSUN_RUN_DIR", &run)
+                .env("BOSUN_STATE_DIR", dir.join("svc-state"))
+                .env("BOSUN_CALLBACKS", &file)
+                .env("BOSUN_CONFIG", dir.join("none.toml"))
+                .env("BOSUN_SETUP", "")
+                .env("BOSUN_LISTENER", LISTENER)
+                .env("BOSUN_LISTENER_START", "boot")
+                // A restarted scheduler catches up every owed line at once.
+                .env("BOSUN_MAX_ACTIONS", "100000")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
         let s = Service {
-            child,
+            proc,
             socket: run.join(format!("{name}-request.sock")),
-            stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(help) = s.try_request("help") {
-                if help.lines().any(|l| l == ready) {
-                    return s;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the service did not offer {ready} within 30 s; log:\n{}",
-                s.stderr()
-            );
-            // The socket is made by another process: nothing to block on until it exists.
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let offered = |help: String| help.lines().any(|l| l == ready).then_some(());
+        // The socket is made by another process: nothing to block on until it exists.
+        let what = format!("the service to offer {ready}");
+        wait_until(Duration::from_secs(30), &what, || {
+            s.try_request("help").ok().and_then(offered)
+        });
+        s
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.proc.stderr.text()
     }
 
     fn try_request(&self, line: &str) -> std::io::Result<String> {
@@ -156,24 +114,13 @@ impl Drop for Service {
     /// TERM (it stops the main process and the listener, so nothing is left behind), then
     /// KILL if it has not exited within 10 s.
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            // Waiting for a child without a reaper thread: nothing to block on.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.stop(Duration::from_secs(10));
     }
 }
 
 /// A socket at `<run_dir>/<service>-request.sock` that records each request line, then
 /// passes it on to `upstream` and the answer back. A line `marker-N` is recorded and not
-/// passed on (see [`crate::support::drain_peer`]). Lines are read in the order the
+/// passed on (see [`super::support::drain_peer`]). Lines are read in the order the
 /// connections are accepted, so a marker comes out of `requests` after every request made
 /// before it.
 pub struct Relay {
@@ -310,7 +257,7 @@ fn a_user_named_like_another_action_is_refused_not_ok() {
     let file = dir.path().join("schedule.cron");
     std::fs::write(&file, "@reboot noop svc backup\n").unwrap();
     let state = dir.path().join("state");
-    let mut d = crate::support::Daemon::start(
+    let mut d = super::support::Daemon::start(
         &file,
         &[
             ("BOSUN_RUN_DIR", run_dir.to_str().unwrap()),
@@ -397,7 +344,7 @@ fn a_squatted_key_does_not_make_the_fire_done() {
     let squat = svc.request(&format!("@{key} noop"));
     assert!(squat.contains("exit=0"), "{squat}");
 
-    let mut d = crate::support::Daemon::start(
+    let mut d = super::support::Daemon::start(
         &file,
         &[
             ("BOSUN_RUN_DIR", run_dir.to_str().unwrap()),
@@ -468,11 +415,11 @@ fn a_run_lost_with_its_service_is_failed_at_once() {
     );
     let mut svc = Service::start(dir.path(), "svc", &callbacks, "long");
     let run_dir = svc.socket.parent().unwrap().to_path_buf();
-    let hooks = crate::support::peer(&run_dir, "hooks", crate::support::Answer::Done(0));
+    let hooks = super::support::peer(&run_dir, "hooks", super::support::Answer::Done(0));
     let file = dir.path().join("schedule.cron");
     std::fs::write(&file, "ON_FAILURE=hooks alarm\n@reboot svc long\n").unwrap();
     let state = dir.path().join("state");
-    let mut d = crate::support::Daemon::start(
+    let mut d = super::support::Daemon::start(
         &file,
         &[
             ("BOSUN_RUN_DIR", run_dir.to_str().unwrap()),
@@ -498,30 +445,20 @@ fn a_run_lost_with_its_service_is_failed_at_once() {
     // another die and ends its run in order (the listener would TERM the action and
     // answer `done exit=143`); then all killed.
     use nix::sys::signal::{kill, Signal};
-    let mut tree = descendants(svc.child.id());
+    let mut tree = descendants(svc.proc.pid() as u32);
     tree.reverse();
-    tree.push(svc.child.id() as i32);
+    tree.push(svc.proc.pid());
     for &p in &tree {
         let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGSTOP);
     }
     for &p in &tree {
         let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
     }
-    let _ = svc.child.wait();
+    svc.proc.wait(Duration::from_secs(10));
     // Dead (gone, or a zombie nobody reaps: its descriptors closed) before the restart,
     // or the new supervisor finds the old socket still answered.
-    let deadline = Instant::now() + Duration::from_secs(10);
     for p in tree {
-        let stat = format!("/proc/{p}/stat");
-        while std::fs::read_to_string(&stat)
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
-            .unwrap_or(false)
-        {
-            assert!(Instant::now() < deadline, "{p} did not die");
-            // Another process's death: nothing to block on from here.
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_dead(p);
     }
     d.wait_for(&["target unavailable; retrying"], Duration::from_secs(20));
     // The container starts again, with its journal.
@@ -532,7 +469,7 @@ fn a_run_lost_with_its_service_is_failed_at_once() {
     );
     assert!(line.contains(&format!("id={id}")), "{line}");
     assert_eq!(
-        crate::support::recv(&hooks.requests, Duration::from_secs(10)),
+        super::support::recv(&hooks.requests, Duration::from_secs(10)),
         format!("alarm svc long - failed - {id}")
     );
     assert_eq!(d.stop(), 0);

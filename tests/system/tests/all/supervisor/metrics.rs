@@ -1,14 +1,15 @@
 //! The `metrics` built-in (DESIGN.md section 7) through the real supervisor and listener:
 //! actions that end ok and failed, a main process that crashes and is restarted, a restart
-//! of the container, and each reply read by a real parser of the Prometheus text format, Python's `prometheus_client`
-//! (the test says so and passes when that module is not installed; CI installs it).
+//! of the container, and each reply read by a real parser of the Prometheus text format,
+//! Python's `prometheus_client` (required: without it the test fails saying so; CI installs
+//! it).
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::*;
+use super::harness::*;
 
 const T10: Duration = Duration::from_secs(10);
 
@@ -18,34 +19,30 @@ CB_fail() { echo "bad thing"; return 3; }
 "#;
 
 /// Parses the text with `prometheus_client` and prints one sample a line:
-/// `name<TAB>labels as sorted k=v joined by ,<TAB>value`. Exits 3 when the module is missing.
+/// `name<TAB>labels as sorted k=v joined by ,<TAB>value`.
 const PARSER: &str = r#"
 import sys
-try:
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:
-    sys.exit(3)
+from prometheus_client.parser import text_string_to_metric_families
 for fam in text_string_to_metric_families(sys.stdin.read()):
     for s in fam.samples:
         labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
         print(f"{fam.type}\t{s.name}\t{labels}\t{s.value!r}")
 "#;
 
-/// The samples as (type, name, labels, value), or `None` when the parser is not installed.
-fn parse(text: &str) -> Option<Vec<(String, String, String, f64)>> {
-    let mut child = match Command::new("python3")
+/// The samples as (type, name, labels, value) (python3 and its `prometheus_client` are
+/// required: CI installs them).
+fn parse(text: &str) -> Vec<(String, String, String, f64)> {
+    testkit::prereq::require_python_module(
+        "prometheus_client.parser",
+        "pip install prometheus-client",
+    );
+    let mut child = Command::new("python3")
         .args(["-c", PARSER])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("SKIPPED: python3 cannot run ({e}); pip install prometheus-client");
-            return None;
-        }
-    };
+        .expect("python3 runs");
     child
         .stdin
         .take()
@@ -53,30 +50,24 @@ fn parse(text: &str) -> Option<Vec<(String, String, String, f64)>> {
         .write_all(text.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    if out.status.code() == Some(3) {
-        eprintln!("SKIPPED: python3 has no prometheus_client; pip install prometheus-client");
-        return None;
-    }
     assert!(
         out.status.success(),
         "prometheus_client rejects the metrics: {}\n---\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                (
-                    f[0].to_string(),
-                    f[1].to_string(),
-                    f[2].to_string(),
-                    f[3].parse().unwrap(),
-                )
-            })
-            .collect(),
-    )
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[0].to_string(),
+                f[1].to_string(),
+                f[2].to_string(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn container(state: &Path) -> Sup {
@@ -146,11 +137,7 @@ fn metrics_after_runs_and_a_restart_read_by_a_real_parser() {
     assert_eq!(names.len(), types.len(), "{text}");
     assert_eq!(types.len(), 6, "{text}");
 
-    let Some(samples) = parse(&text) else {
-        s.signal(SIGTERM);
-        s.wait(T10);
-        return;
-    };
+    let samples = parse(&text);
     assert_eq!(value(&samples, "bosun_main_up", ""), 1.0);
     assert_eq!(value(&samples, "bosun_main_restarts_total", ""), 1.0);
     assert_eq!(value(&samples, "bosun_on_demand_starts_total", ""), 0.0);
@@ -194,7 +181,7 @@ fn metrics_after_runs_and_a_restart_read_by_a_real_parser() {
 
     // The container again: the journal's counters go on, the supervisor's start anew.
     let mut s = container(state.path());
-    let samples = parse(&(s.request("metrics").join("\n") + "\n")).unwrap();
+    let samples = parse(&(s.request("metrics").join("\n") + "\n"));
     assert_eq!(value(&samples, total, "action=say,result=ok"), 2.0);
     assert_eq!(value(&samples, total, "action=fail,result=failed"), 1.0);
     assert_eq!(value(&samples, last, "action=say"), t);

@@ -1,0 +1,5 @@
+//! The listener, built with the system tests (see [`listener::main`]).
+
+fn main() -> std::process::ExitCode {
+    listener::main()
+}

@@ -1,0 +1,3 @@
+//! The listener under the real supervisor.
+
+mod with_supervisor;
