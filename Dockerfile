@@ -50,6 +50,8 @@ COPY journal/ journal/
 COPY supervisor/ supervisor/
 COPY listener/ listener/
 COPY scheduler/ scheduler/
+# The commit `version` answers with (common/build.rs; the context has no .git).
+ARG BOSUN_COMMIT=
 RUN t="$(rustc -vV | sed -n 's/^host: //p')" \
  && cargo build --release --locked --target "$t" -p supervisor -p listener -p scheduler \
  && mkdir -p /out \

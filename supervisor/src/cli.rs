@@ -39,6 +39,9 @@ enum Cmd {
 
 /// The `supervisor` program: parses the command line and runs what it asks for.
 pub fn main() -> ExitCode {
+    if common::version::print_if_asked() {
+        return ExitCode::SUCCESS;
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -79,7 +82,10 @@ pub fn main() -> ExitCode {
         }
     };
     if status {
-        let code = crate::status::run(&settings.socket_path(), Duration::from_secs(5));
+        let code = crate::status::run(
+            &crate::config::socket_path(&settings),
+            Duration::from_secs(5),
+        );
         return ExitCode::from(code as u8);
     }
     common::log::init(settings.log_filter(), settings.log_format);
@@ -100,7 +106,7 @@ pub fn main() -> ExitCode {
         }
     };
     let sock = match socket::bind_unix(
-        &settings.socket_path(),
+        &crate::config::socket_path(&settings),
         settings.socket_mode,
         settings.socket_gid,
         4096,

@@ -123,6 +123,9 @@ export HEALTHCHECKS_URL="http://hook:8080/hc/e2e" NOTIFY_HOST=e2e
 # lines and in logs (tests/e2e/boundaries.sh, b6).
 export FORUM_DB_PASSWORD="e2e-forum-pw-$RANDOM$RANDOM" WIKI_DB_PASSWORD="e2e-wiki-pw-$RANDOM$RANDOM"
 
+# The commit the image's programs name in `version` (the build context has no .git).
+BOSUN_COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+export BOSUN_COMMIT
 if [ ${#BUILD[@]} -gt 0 ]; then
     log "building the image (${COMPOSE_CMD[*]} build)"
     t=$SECONDS
@@ -262,9 +265,12 @@ check_builtins() {
     grep -qx 'nightly-backup' <<<"$r" && grep -qx 'rotate-logs' <<<"$r" ||
         fail "help does not list the callbacks: $r" || return 1
     r=$(request 'no-such-action') || true
-    [[ $r == "error unknown-action"* ]] || fail "unknown action answered '$r'"
+    [[ $r == "error unknown-action"* ]] || fail "unknown action answered '$r'" || return 1
+    r=$(request version) || return 1
+    [ "$r" = "bosun $(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1) ($BOSUN_COMMIT)" ] ||
+        fail "version answered '$r' (commit $BOSUN_COMMIT)"
 }
-check "mysql's request socket from the host: ping, help, unknown action" check_builtins
+check "mysql's request socket from the host: ping, help, unknown action, version" check_builtins
 
 check_backup_restore() {
     local r f t a b

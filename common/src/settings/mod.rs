@@ -121,11 +121,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The request socket's path.
-    pub fn socket_path(&self) -> PathBuf {
-        proto::request_socket_path(&self.run_dir, &self.service)
-    }
-
     /// `$NOTIFY_SOCKET` of the main process, with `ready = "notify"`.
     pub fn notify_path(&self) -> Option<PathBuf> {
         (self.ready == Some(Ready::Notify))

@@ -39,7 +39,6 @@ fn defaults() {
     assert_eq!(s.log_format, LogFormat::Text);
     assert_eq!(s.restart, Restart::No);
     assert_eq!(s.socket_mode, 0o660);
-    assert_eq!(s.socket_path(), PathBuf::from("/run/mysql-request.sock"));
     assert!(s.allows(1234, 1234));
     assert!(s.on_demand.is_none());
     assert_eq!(s.replay_wait, REPLAY_WAIT);
