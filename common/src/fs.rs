@@ -189,6 +189,7 @@ mod tests {
         // SAFETY: umask only changes this process's file creation mask.
         let old = unsafe { nix::libc::umask(0) };
         let r = private_dir(&d);
+        // SAFETY: as above; it puts the old mask back.
         unsafe { nix::libc::umask(old) };
         r.unwrap();
         let mode = fs::metadata(&d).unwrap().mode() & 0o7777;

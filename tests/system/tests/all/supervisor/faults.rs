@@ -197,6 +197,7 @@ fn a_run_directory_that_fills_up_while_running_changes_nothing() {
     );
     assert!(s.stderr().contains("[hello#1] hello full"));
     let listener = listener_pid(&s);
+    // SAFETY: kill(2) on the listener of the supervisor we started.
     assert_eq!(unsafe { libc_kill(listener, SIGKILL) }, 0);
     s.wait_stderr("crashed; restarting", Duration::from_secs(5));
     assert_eq!(s.request("ping"), vec!["pong"]);
