@@ -16,6 +16,12 @@
 //! * [`text`]: others' bytes (action output, requests, replies) made safe to show.
 //! * [`fs`]: state files written safely: a 0700 directory, no symlinks followed, atomic replace.
 //! * [`version`]: the `bosun <version> (<commit>)` line of `version` and `--version`.
+//!
+//! Where a new thing goes: a `service.toml` key or `BOSUN_*` variable is one row in
+//! `settings/keys.rs` (its file key, variable, default, parser, how `to_env` writes it) and
+//! its field in `settings/mod.rs`; the tests over the rows (round trip, names, blanks) cover
+//! it without being told. A rule all three programs follow (a name, a duration, an exit
+//! code) is written here once. Nothing here knows the wire (`proto`) or its callers.
 
 pub mod duration;
 pub mod exit;

@@ -8,8 +8,17 @@
 //! * [`control`]: the private channel between `supervisor` and its `listener` child.
 //! * [`metrics`]: the Prometheus text exposition format, written in one place.
 //!
+//! * [`client`]: one request's reply sequence (pure) and a small blocking client, for
+//!   `scheduler send`, the scheduler daemon and the tests.
+//!
 //! Everything here is pure (no I/O) except the two small fd-passing helpers in
-//! [`control`], so it can be unit-tested and fuzzed without processes.
+//! [`control`] and [`client`]'s blocking connection, so it can be unit-tested and fuzzed
+//! without processes.
+//!
+//! Where a new thing goes: a built-in is one row of `Builtin::TABLE` (its name, who answers,
+//! its words, its flags) and one function on the side that answers it (the listener's
+//! `builtins` module or the supervisor core's `on_command`); a new reply is a variant of
+//! [`reply::Reply`] with its `Display` and parse.
 
 pub mod builtin;
 pub mod client;
