@@ -10,7 +10,6 @@
 //! (`server::connection_limit`).
 
 use std::fmt;
-use std::ops::Deref;
 
 use common::settings::{Origin, Problem, Sources, ValueError, ValuesOnly};
 pub use common::settings::{Settings, DEFAULT_CALLBACKS};
@@ -22,14 +21,6 @@ pub struct Config {
     pub settings: Settings,
     /// `BOSUN_NEXT_ID`: the first request id to hand out (default 1).
     pub next_id: u64,
-}
-
-impl Deref for Config {
-    type Target = Settings;
-
-    fn deref(&self) -> &Settings {
-        &self.settings
-    }
 }
 
 /// All the bad settings found, one a line (`BOSUN_X: problem`).
@@ -101,19 +92,19 @@ mod tests {
     #[test]
     fn defaults() {
         let c = cfg(&[("BOSUN_SERVICE", "mysql")]).unwrap();
-        assert_eq!(c.service, "mysql");
+        assert_eq!(c.settings.service, "mysql");
         assert_eq!(c.next_id, 1);
-        assert_eq!(c.read_timeout, Duration::from_secs(5));
-        assert_eq!(c.replay_wait, common::settings::REPLAY_WAIT);
-        assert_eq!(c.max_connections, None);
+        assert_eq!(c.settings.read_timeout, Duration::from_secs(5));
+        assert_eq!(c.settings.replay_wait, common::settings::REPLAY_WAIT);
+        assert_eq!(c.settings.max_connections, None);
         let c = cfg(&[
             ("BOSUN_SERVICE", "mysql"),
             ("BOSUN_REPLAY_WAIT", "2s"),
             ("BOSUN_MAX_CONNECTIONS", "8"),
         ])
         .unwrap();
-        assert_eq!(c.replay_wait, Duration::from_secs(2));
-        assert_eq!(c.max_connections, Some(8));
+        assert_eq!(c.settings.replay_wait, Duration::from_secs(2));
+        assert_eq!(c.settings.max_connections, Some(8));
     }
 
     #[test]
@@ -154,9 +145,9 @@ mod tests {
         env.push(("BOSUN_NEXT_ID".into(), "7".into()));
         let map: HashMap<String, String> = env.into_iter().collect();
         let c = Config::from_lookup(|k| map.get(k).cloned()).unwrap();
-        assert_eq!(c.read_timeout, Duration::from_secs(2));
+        assert_eq!(c.settings.read_timeout, Duration::from_secs(2));
         assert_eq!(c.next_id, 7);
-        assert_eq!(c.replay_wait, Duration::from_secs(45));
-        assert_eq!(c.max_connections, Some(12));
+        assert_eq!(c.settings.replay_wait, Duration::from_secs(45));
+        assert_eq!(c.settings.max_connections, Some(12));
     }
 }

@@ -54,7 +54,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    common::log::init(cfg.log_filter(), cfg.log_format);
+    common::log::init(cfg.settings.log_filter(), cfg.settings.log_format);
     raise_fd_limit();
     let listen = match take_socket(LISTEN_FD) {
         Ok(fd) => fd,

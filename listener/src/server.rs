@@ -110,15 +110,15 @@ pub async fn serve(
     cfg: Config,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (journal, warnings) = Journal::open(&cfg.state_dir, &cfg.service);
+    let (journal, warnings) = Journal::open(&cfg.settings.state_dir, &cfg.settings.service);
     for w in warnings {
-        tracing::warn!(dir = %cfg.state_dir.display(), "journal: {w}");
+        tracing::warn!(dir = %cfg.settings.state_dir.display(), "journal: {w}");
     }
     // Ids are never reused: neither the supervisor's count nor the journal's.
     let next_id = cfg.next_id.max(journal.next_id());
     let server = Arc::new(Server {
-        callbacks: Callbacks::new(cfg.callbacks.clone(), cfg.service.clone()),
-        limits: Limits::new(cfg.max_actions),
+        callbacks: Callbacks::new(cfg.settings.callbacks.clone(), cfg.settings.service.clone()),
+        limits: Limits::new(cfg.settings.max_actions),
         journal: Arc::new(Mutex::new(journal)),
         ended: Notify::new(),
         cfg,
@@ -135,13 +135,13 @@ pub async fn serve(
     // Discover at once, so a broken callbacks file is in the log at start.
     server.callbacks.known().await;
     tracing::info!(
-        service = %server.cfg.service,
+        service = %server.cfg.settings.service,
         next_id,
-        max_actions = server.cfg.max_actions,
+        max_actions = server.cfg.settings.max_actions,
         "listening"
     );
     let soft = common::rlimit::nofile().map(|(soft, _)| soft);
-    let limit = admit::connection_limit(server.cfg.max_connections, soft);
+    let limit = admit::connection_limit(server.cfg.settings.max_connections, soft);
     tracing::debug!(max_connections = limit, "connections");
     let mut acceptor = tokio::spawn(accept_loop(listener, handed, server.clone(), limit));
     tokio::select! {
@@ -150,7 +150,7 @@ pub async fn serve(
             // Idle: nothing runs and nothing is connected; clients from now on wait in
             // the socket's backlog for the supervisor, which starts a listener again.
             tracing::info!(
-                idle = %common::duration::show(server.cfg.listener_idle.unwrap_or_default()),
+                idle = %common::duration::show(server.cfg.settings.listener_idle.unwrap_or_default()),
                 "idle; exiting"
             );
             let next_id = lock(&server.state).admit.next_id;
@@ -238,7 +238,7 @@ async fn accept_loop(
 /// Resolves after `listener_idle` with nothing connected or running: `true` when that is
 /// still so (the loop then exits), `false` to look again; never without `listener_idle`.
 async fn quiet(server: &Server, conns: &Conns, started: Instant) -> bool {
-    let Some(idle) = server.cfg.listener_idle else {
+    let Some(idle) = server.cfg.settings.listener_idle else {
         return std::future::pending::<bool>().await;
     };
     let (busy, last) = {
@@ -471,17 +471,17 @@ impl Server {
         // `allow_gids` matches supplementary groups too, as the socket file's group
         // permission does; without them (an old kernel) the primary gid still counts.
         let groups = common::peer::groups(stream.as_fd()).unwrap_or_default();
-        if !self.cfg.allows_groups(peer.uid, peer.gid, &groups) {
+        if !self.cfg.settings.allows_groups(peer.uid, peer.gid, &groups) {
             if let Some(left_out) = self.noisy() {
                 let (uid, gid, pid) = (peer.uid, peer.gid, peer.pid);
                 tracing::warn!(uid, gid, pid, left_out, "denied");
             }
             // its line read (bounded), so closing does not reset the connection under the reply
-            let wait = self.cfg.read_timeout.min(Duration::from_secs(1));
+            let wait = self.cfg.settings.read_timeout.min(Duration::from_secs(1));
             let _ = read_line(&mut stream, wait).await;
             return answer(&mut stream, &[admit::denied(peer.uid, peer.gid)]).await;
         }
-        let line = match read_line(&mut stream, self.cfg.read_timeout).await {
+        let line = match read_line(&mut stream, self.cfg.settings.read_timeout).await {
             Line::Got(l) => l,
             Line::Gone => {
                 let (uid, pid) = (peer.uid, peer.pid);
@@ -490,7 +490,7 @@ impl Server {
             Line::TimedOut => {
                 let msg = format!(
                     "timed out after {} waiting for the request line",
-                    common::duration::show(self.cfg.read_timeout)
+                    common::duration::show(self.cfg.settings.read_timeout)
                 );
                 self.bad_request(peer, ErrorCode::BadRequest, &msg, &[]);
                 let reply = Reply::error(ErrorCode::BadRequest, msg);
@@ -571,7 +571,7 @@ impl Server {
 
     /// A built-in answered by the supervisor, completed with what the listener knows.
     async fn forward(&self, cmd: Builtin) -> Vec<Reply> {
-        let timeout = self.cfg.stop_timeout + Duration::from_secs(60);
+        let timeout = self.cfg.settings.stop_timeout + Duration::from_secs(60);
         let replies = match self.control.command(cmd, timeout).await {
             Ok(replies) => replies,
             Err(e) => {
@@ -630,7 +630,7 @@ impl Server {
         // A client gone already (fire and forget) makes these writes fail: that's fine.
         let _ = write_line(stream, &accepted.to_string()).await;
         let outcome = running
-            .finish(self.shutdown.clone(), self.cfg.stop_timeout)
+            .finish(self.shutdown.clone(), self.cfg.settings.stop_timeout)
             .await;
         self.ended(stream, &req.action, key.as_ref(), id, outcome, held)
             .await;
@@ -706,10 +706,10 @@ impl Server {
             function,
             user: req.user.clone(),
             args: req.args.clone(),
-            callbacks: self.cfg.callbacks.clone(),
-            service: self.cfg.service.clone(),
-            timeout: self.cfg.timeout_of(action),
-            kill_grace: self.cfg.kill_grace,
+            callbacks: self.cfg.settings.callbacks.clone(),
+            service: self.cfg.settings.service.clone(),
+            timeout: self.cfg.settings.timeout_of(action),
+            kill_grace: self.cfg.settings.kill_grace,
             sink: Some(sink),
         };
         match runner::spawn(spec) {
@@ -795,7 +795,7 @@ impl Server {
     /// `error busy` at once.
     async fn replay(&self, stream: &mut UnixStream, key: &Key, id: u64) -> Vec<Reply> {
         let mut slot = None;
-        let deadline = tokio::time::Instant::now() + self.cfg.replay_wait;
+        let deadline = tokio::time::Instant::now() + self.cfg.settings.replay_wait;
         let mut accepted = false;
         loop {
             let ended = self.ended.notified();
