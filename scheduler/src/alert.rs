@@ -60,8 +60,8 @@ pub fn notice(job: &Job, outcome: &Outcome, run: u64) -> Option<Job> {
     }
     let target = Target::of(outcome.result)?;
     let to = match target {
-        Target::Failure => job.on_failure.as_ref(),
-        Target::Success => job.on_success.as_ref(),
+        Target::Failure => job.options.on_failure.as_ref(),
+        Target::Success => job.options.on_success.as_ref(),
     }?;
     let key = format!("{}:{}", job.key, target.suffix());
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
@@ -88,8 +88,7 @@ pub fn notice(job: &Job, outcome: &Outcome, run: u64) -> Option<Job> {
         action: to.action.clone(),
         user: None,
         request: request.to_string(),
-        on_failure: None,
-        on_success: None,
+        options: job.options.for_notice(),
         notice: true,
     })
 }
@@ -100,7 +99,7 @@ pub fn notice(job: &Job, outcome: &Outcome, run: u64) -> Option<Job> {
 /// not changed since).
 pub fn retell(job: &Job, last: &Run, now: DateTime<Utc>, window: TimeDelta) -> bool {
     !matches!(last.result, RunResult::Running | RunResult::Skipped)
-        && (job.on_failure.is_some() || job.on_success.is_some())
+        && (job.options.on_failure.is_some() || job.options.on_success.is_some())
         && now - last.at <= window
         && job.key == last.key
 }
@@ -154,7 +153,7 @@ mod tests {
                 format!("@{} {to} db backup forum {} 3 7", n.key, result.as_str())
             );
             assert!(n.notice && n.run == 9);
-            assert_eq!((n.on_failure, n.on_success), (None, None));
+            assert_eq!((n.options.on_failure, n.options.on_success), (None, None));
         }
         for result in [RunResult::Running, RunResult::Skipped] {
             assert!(notice(&j, &outcome(result), 9).is_none());
@@ -183,7 +182,7 @@ mod tests {
         let mut n = notice(&j, &outcome(RunResult::Failed), 1).unwrap();
         assert!(!is_told(&n));
         // Even with targets of its own, it cannot loop.
-        n.on_failure = j.on_failure.clone();
+        n.options.on_failure = j.options.on_failure.clone();
         assert!(notice(&n, &outcome(RunResult::Failed), 2).is_none());
     }
 

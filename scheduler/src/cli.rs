@@ -247,7 +247,7 @@ fn next_file(path: &Path, from: DateTime<Utc>, count: usize) -> u8 {
     for e in &s.entries {
         let When::Cron(expr) = &e.when else { continue };
         all.extend(
-            crate::plan::fires(expr, &e.zone, from)
+            crate::plan::fires(expr, &e.options.zone, from)
                 .take(count)
                 .map(|t| (t, e.line, e)),
         );
@@ -255,7 +255,7 @@ fn next_file(path: &Path, from: DateTime<Utc>, count: usize) -> u8 {
     all.sort_by_key(|(t, line, _)| (*t, *line));
     let mut out = std::io::stdout().lock();
     for (t, _, e) in all.into_iter().take(count) {
-        let _ = writeln!(out, "{} {}", instant(t, e.zone), e.target());
+        let _ = writeln!(out, "{} {}", instant(t, e.options.zone), e.target());
     }
     0
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::schedule::{Entry, Notify};
+use crate::schedule::{Entry, Options};
 use crate::state::FireKeys;
 
 /// One fire, or one notification.
@@ -23,9 +23,8 @@ pub struct Job {
     pub user: Option<String>,
     /// The request line, key included, without its `\n`.
     pub request: String,
-    /// Who is told of the outcome: the line's `ON_FAILURE=`, its `ON_SUCCESS=`.
-    pub on_failure: Option<Notify>,
-    pub on_success: Option<Notify>,
+    /// The line's settings: who is told of the outcome (`ON_FAILURE=`, `ON_SUCCESS=`)...
+    pub options: Options,
     /// This is a notification, not a run of a line: its outcome is only logged.
     pub notice: bool,
 }
@@ -45,8 +44,7 @@ impl Job {
             service: e.service.clone(),
             action: e.action.clone(),
             user: e.user.clone(),
-            on_failure: e.on_failure.clone(),
-            on_success: e.on_success.clone(),
+            options: e.options.clone(),
             notice: false,
         }
     }

@@ -219,7 +219,7 @@ fn banner(s: &mut String, total: usize, bad: &[&Row]) {
         target(s, e);
         if let Some(m) = r.summary.last() {
             let _ = write!(s, ": {} at ", m.result.as_str());
-            local(s, m.fire, e.zone);
+            local(s, m.fire, e.options.zone);
             details(s, m);
         }
         s.push_str("</li>");
@@ -267,7 +267,7 @@ pub fn row(s: &mut String, r: &Row) {
         for m in &sum.recent {
             let (class, symbol) = look(m.result);
             let _ = write!(s, "<li class=\"{class}\" title=\"");
-            local(s, m.fire, e.zone);
+            local(s, m.fire, e.options.zone);
             s.push(' ');
             s.push_str(m.result.as_str());
             details(s, m);
@@ -277,18 +277,18 @@ pub fn row(s: &mut String, r: &Row) {
     }
     s.push_str("<td>");
     match sum.last() {
-        Some(m) => time(s, m.fire, e.zone),
+        Some(m) => time(s, m.fire, e.options.zone),
         None => s.push_str("<span class=\"mute\">never</span>"),
     }
     s.push_str("<td>");
     match r.next {
-        Some(t) => time(s, t, e.zone),
+        Some(t) => time(s, t, e.options.zone),
         None => s.push_str("<span class=\"mute\">\u{2013}</span>"),
     }
     s.push_str("<td><code>");
     esc(s, &e.when.to_string());
     s.push_str("</code><br><small>");
-    esc(s, e.zone.name());
+    esc(s, e.options.zone.name());
     s.push_str("</small>");
     s.push_str("</tr>\n");
 }

@@ -34,14 +34,11 @@ pub struct Entry {
     /// 1-based line number in the file.
     pub line: usize,
     pub when: When,
-    pub zone: Tz,
     pub user: Option<String>,
     pub service: String,
     pub action: String,
-    /// `ON_FAILURE=` in force for this line: told of a run that failed, missed or was refused.
-    pub on_failure: Option<Notify>,
-    /// `ON_SUCCESS=` in force for this line: told of a run that ended with `exit=0`.
-    pub on_success: Option<Notify>,
+    /// The settings in force for this line (the `NAME=value` lines above it).
+    pub options: Options,
 }
 
 /// The target of `ON_FAILURE=service action` or `ON_SUCCESS=service action`.
@@ -57,11 +54,90 @@ impl fmt::Display for Notify {
     }
 }
 
-/// The settings in force at a point of the file: they apply to the lines below them.
-struct Settings {
-    zone: Tz,
-    on_failure: Option<Notify>,
-    on_success: Option<Notify>,
+/// The settings in force at a point of the file: they apply to the lines below them, and
+/// each line carries the ones in force for it. A new setting is a field here and a row of
+/// [`SETTINGS`]; it then reaches every line, and the daemon's job, without other edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `CRON_TZ=` (or `TZ=`): the zone the line's times are in.
+    pub zone: Tz,
+    /// `ON_FAILURE=`: told of a run that failed, missed or was refused.
+    pub on_failure: Option<Notify>,
+    /// `ON_SUCCESS=`: told of a run that ended with `exit=0`.
+    pub on_success: Option<Notify>,
+}
+
+impl Options {
+    /// What holds before any setting line: the default zone, nobody told.
+    pub fn new(zone: Tz) -> Options {
+        Options {
+            zone,
+            on_failure: None,
+            on_success: None,
+        }
+    }
+
+    /// The options of a notification about a line's run: the line's, with nobody to tell
+    /// (a notification's outcome is never told, so it cannot loop).
+    pub fn for_notice(&self) -> Options {
+        Options {
+            on_failure: None,
+            on_success: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// A setting's value: unquoted, the 0-based column of its first character (`col`) and of
+/// the value as written, an opening quote included (`at`).
+struct Value<'a> {
+    name: &'a str,
+    text: &'a str,
+    col: usize,
+    at: usize,
+}
+
+/// How a setting's value changes the options in force (`default` is the zone of the
+/// scheduler, which an empty `CRON_TZ=` goes back to).
+type Setter = fn(&Value, &mut Options, Tz) -> Result<(), Vec<ExprError>>;
+
+/// Every setting a schedule understands, in the order the error for an unknown one names
+/// them.
+const SETTINGS: [(&str, Setter); 4] = [
+    ("CRON_TZ", set_zone),
+    ("TZ", set_zone),
+    ("ON_FAILURE", |v, o, _| {
+        set_notify(v).map(|t| o.on_failure = t)
+    }),
+    ("ON_SUCCESS", |v, o, _| {
+        set_notify(v).map(|t| o.on_success = t)
+    }),
+];
+
+fn set_zone(v: &Value, o: &mut Options, default: Tz) -> Result<(), Vec<ExprError>> {
+    if v.text.is_empty() {
+        o.zone = default;
+        return Ok(());
+    }
+    o.zone = parse_zone(v.text).map_err(|message| vec![ExprError { col: v.at, message }])?;
+    Ok(())
+}
+
+/// `ON_FAILURE=` / `ON_SUCCESS=`: a target, or nobody when empty.
+fn set_notify(v: &Value) -> Result<Option<Notify>, Vec<ExprError>> {
+    if v.text.is_empty() {
+        return Ok(None);
+    }
+    parse_notify(v.name, v.text, v.col).map(Some)
+}
+
+/// `CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS=`, from [`SETTINGS`].
+fn setting_names() -> String {
+    let names: Vec<String> = SETTINGS.iter().map(|(n, _)| format!("{n}=")).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
 }
 
 impl Entry {
@@ -86,14 +162,19 @@ impl Entry {
     /// Identity of a line across edits (line numbers move, content does not): used for
     /// overlap detection and the catch-up state.
     pub fn key(&self) -> String {
-        format!("{} {} {}", self.zone.name(), self.when, self.target())
+        format!(
+            "{} {} {}",
+            self.options.zone.name(),
+            self.when,
+            self.target()
+        )
     }
 
     /// Next fire strictly after `after`; `None` for `@reboot`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.when {
             When::Reboot => None,
-            When::Cron(e) => plan::next_fire(e, &self.zone, after),
+            When::Cron(e) => plan::next_fire(e, &self.options.zone, after),
         }
     }
 }
@@ -165,11 +246,7 @@ pub fn default_zone() -> Tz {
 pub fn parse(file: &str, bytes: &[u8], default: Tz) -> Result<Schedule, FileErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
-    let mut settings = Settings {
-        zone: default,
-        on_failure: None,
-        on_success: None,
-    };
+    let mut settings = Options::new(default);
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -200,12 +277,10 @@ pub fn parse(file: &str, bytes: &[u8], default: Tz) -> Result<Schedule, FileErro
             Ok(Some((when, user, service, action))) => entries.push(Entry {
                 line: line_no,
                 when,
-                zone: settings.zone,
                 user,
                 service,
                 action,
-                on_failure: settings.on_failure.clone(),
-                on_success: settings.on_success.clone(),
+                options: settings.clone(),
             }),
             Err(es) => es.into_iter().for_each(&mut push),
         }
@@ -225,7 +300,7 @@ type Parsed = (When, Option<String>, String, String);
 /// One line: `Ok(None)` for blank, comment and setting lines.
 fn parse_line(
     text: &str,
-    settings: &mut Settings,
+    settings: &mut Options,
     default: Tz,
 ) -> Result<Option<Parsed>, Vec<ExprError>> {
     let trimmed = text.trim_start_matches([' ', '\t']);
@@ -382,17 +457,18 @@ fn parse_setting(
     value: &str,
     text: &str,
     indent: usize,
-    settings: &mut Settings,
+    settings: &mut Options,
     default: Tz,
 ) -> Result<(), Vec<ExprError>> {
-    if !matches!(name, "CRON_TZ" | "TZ" | "ON_FAILURE" | "ON_SUCCESS") {
+    let Some((_, set)) = SETTINGS.iter().find(|(n, _)| *n == name) else {
         return Err(vec![ExprError {
             col: indent,
             message: format!(
-                "unknown setting `{name}`: only CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS= are understood (lines are requests, not shell commands)"
+                "unknown setting `{name}`: only {} are understood (lines are requests, not shell commands)",
+                setting_names()
             ),
         }]);
-    }
+    };
     let value_col = text.chars().count() - value.chars().count();
     let v = value.trim_matches([' ', '\t']);
     let v = v
@@ -406,33 +482,13 @@ fn parse_setting(
         .count();
     // Quotes, when present, come before the value's first character.
     let quote = usize::from(v.len() + 2 == value.trim_matches([' ', '\t']).len());
-    if name == "ON_FAILURE" || name == "ON_SUCCESS" {
-        let target = if v.is_empty() {
-            None
-        } else {
-            Some(parse_notify(name, v, value_col + lead + quote)?)
-        };
-        if name == "ON_FAILURE" {
-            settings.on_failure = target;
-        } else {
-            settings.on_success = target;
-        }
-        return Ok(());
-    }
-    if v.is_empty() {
-        settings.zone = default;
-        return Ok(());
-    }
-    match parse_zone(v) {
-        Ok(z) => {
-            settings.zone = z;
-            Ok(())
-        }
-        Err(message) => Err(vec![ExprError {
-            col: value_col + lead,
-            message,
-        }]),
-    }
+    let value = Value {
+        name,
+        text: v,
+        col: value_col + lead + quote,
+        at: value_col + lead,
+    };
+    set(&value, settings, default)
 }
 
 /// The value of `ON_FAILURE=` or `ON_SUCCESS=`: `service action`, both valid names. `col`
@@ -551,7 +607,7 @@ mod tests {
         assert_eq!(s.entries.len(), 4);
         let e = &s.entries[0];
         assert_eq!(e.line, 5);
-        assert_eq!(e.zone, chrono_tz::Europe::London);
+        assert_eq!(e.options.zone, chrono_tz::Europe::London);
         assert_eq!(e.user.as_deref(), Some("forum"));
         assert_eq!(e.request(None).to_string(), "forum nightly-backup");
         assert_eq!(s.entries[1].target(), "static git-pull");
@@ -563,7 +619,7 @@ mod tests {
     fn zones_apply_below() {
         let text = "0 1 * * * a b\nTZ=America/New_York\n0 1 * * * a b\nCRON_TZ=\"Asia/Tokyo\"\n0 1 * * * a b\nTZ=\n0 1 * * * a b\n";
         let s = parse("f", text.as_bytes(), chrono_tz::Europe::Paris).unwrap();
-        let zones: Vec<_> = s.entries.iter().map(|e| e.zone.name()).collect();
+        let zones: Vec<_> = s.entries.iter().map(|e| e.options.zone.name()).collect();
         assert_eq!(
             zones,
             [
@@ -614,8 +670,8 @@ mod tests {
             .iter()
             .map(|e| {
                 (
-                    e.on_failure.as_ref().map(|n| n.to_string()),
-                    e.on_success.as_ref().map(|n| n.to_string()),
+                    e.options.on_failure.as_ref().map(|n| n.to_string()),
+                    e.options.on_success.as_ref().map(|n| n.to_string()),
                 )
             })
             .collect();

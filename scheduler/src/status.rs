@@ -125,11 +125,11 @@ fn to_text(file: &str, lines: &[Line]) -> String {
             e.service,
             e.action,
             e.user.as_deref().unwrap_or("-"),
-            last.map_or("never".into(), |r| instant(r.fire, e.zone)),
+            last.map_or("never".into(), |r| instant(r.fire, e.options.zone)),
             l.result(),
             last.and_then(|r| r.exit)
                 .map_or("-".into(), |x| x.to_string()),
-            l.next.map_or("-".into(), |t| instant(t, e.zone)),
+            l.next.map_or("-".into(), |t| instant(t, e.options.zone)),
         );
     }
     s
@@ -173,11 +173,11 @@ fn to_json(file: &str, lines: &[Line], now: DateTime<Utc>, ok: bool) -> String {
             js(&e.action),
             jopt(e.user.as_deref(), js),
             js(&e.when.to_string()),
-            js(e.zone.name()),
-            jopt(last, |r| js(&instant(r.fire, e.zone))),
+            js(e.options.zone.name()),
+            jopt(last, |r| js(&instant(r.fire, e.options.zone))),
             js(l.result()),
             jopt(last.and_then(|r| r.exit), |x| x.to_string()),
-            jopt(l.next, |t| js(&instant(t, e.zone))),
+            jopt(l.next, |t| js(&instant(t, e.options.zone))),
         );
         for (j, r) in l.runs.iter().enumerate() {
             if j > 0 {
@@ -186,8 +186,8 @@ fn to_json(file: &str, lines: &[Line], now: DateTime<Utc>, ok: bool) -> String {
             let _ = write!(
                 s,
                 "{{\"fire\":{},\"recorded\":{},\"key\":{},\"line\":{},\"result\":{},\"exit\":{},\"secs\":{},\"id\":{}}}",
-                js(&instant(r.fire, e.zone)),
-                js(&instant(r.at, e.zone)),
+                js(&instant(r.fire, e.options.zone)),
+                js(&instant(r.at, e.options.zone)),
                 js(&r.key),
                 r.line,
                 js(r.result.as_str()),
