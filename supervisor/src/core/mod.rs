@@ -9,12 +9,17 @@
 //! is a plain function of state, event and clock, unit-tested with a fake clock in
 //! `tests.rs` without a single process.
 //!
-//! What belongs to on-demand start lives in `ondemand.rs` beside this file. Log lines are
-//! written here, where the decision and its reasons are known; they are the only output.
+//! Beside this file: `ondemand.rs` (on-demand start), `lazy.rs` (clients on the request
+//! socket while no listener runs), `upkeep.rs` (when memory is given back and the socket's
+//! name checked). Every deadline the loop waits for is the core's ([`Core::next_deadline`])
+//! but those of I/O alone (an accept pause, a proxied client's wait). Log lines are written
+//! here, where the decision and its reasons are known; they are the only output.
 
+mod lazy;
 mod ondemand;
 #[cfg(test)]
 mod tests;
+mod upkeep;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +34,9 @@ pub use crate::config::ListenerStart;
 use crate::config::{Restart, Settings};
 use crate::signals::{forwarded, Exit};
 
+pub use lazy::{LINE_TIME, MAX_CALLERS};
 pub use ondemand::OdPolicy;
+pub use upkeep::{NAME_CHECK, TRIM_AFTER};
 
 /// How long, past the stop deadline and a KILL, the supervisor waits for the last
 /// processes before it exits regardless (a process stuck in `D` state cannot be killed).
@@ -58,6 +65,9 @@ pub struct Policy {
     /// When the listener is started, if at all.
     pub listener: ListenerStart,
     pub on_demand: Option<OdPolicy>,
+    /// An allow-list applies, which only the listener checks: no request is answered
+    /// without it, not even `ping` and `status`.
+    pub allow_list: bool,
 }
 
 impl Policy {
@@ -82,6 +92,7 @@ impl Policy {
                 start_timeout: o.start_timeout,
                 proxy: o.backend.is_some(),
             }),
+            allow_list: s.has_allow_list(),
         }
     }
 }
@@ -149,6 +160,20 @@ pub enum Event {
         conn: u64,
         builtin: Option<Builtin>,
     },
+    /// While no listener runs: the loop accepted client `conn` on the request socket; its
+    /// line is awaited (for [`LINE_TIME`] at most).
+    Caller {
+        conn: u64,
+    },
+    /// Client `conn` left before it sent a whole line.
+    CallerGone {
+        conn: u64,
+    },
+    /// Something woke the loop other than a deadline (for [`Effect::ReleaseMemory`]).
+    Activity,
+    /// Once per turn, after [`Event::Tick`]: the loop's own upkeep that is due (giving
+    /// memory back, checking the socket's name), apart from the supervision deadlines.
+    Upkeep,
 }
 
 /// Who a signal goes to.
@@ -205,6 +230,10 @@ pub enum Effect {
     HandOn {
         conn: u64,
     },
+    /// Give back start-up text pages and free heap (`crate::trim`).
+    ReleaseMemory,
+    /// Check that the request socket's name still leads to this supervisor's socket.
+    CheckSocketName,
 }
 
 /// The main process's state.
@@ -236,7 +265,8 @@ enum Main {
 enum Why {
     /// At boot, or again after backoff: a failed start is an exit like any other.
     Run,
-    /// The `start` built-in, answered with this reply prefix.
+    /// A forwarded `start` (or `restart` of a stopped process): request `seq` is answered
+    /// `started` (`restarted` when `restart`) with the pid, or with the failure.
     Command { seq: u64, restart: bool },
     /// The end of a `restart` (its waiters are answered).
     Restart,
@@ -310,6 +340,9 @@ pub struct Core {
     others_signalled: bool,
     killed_all: bool,
     od: Option<ondemand::Od>,
+    /// Clients on the request socket whose line is awaited, and until when.
+    callers: BTreeMap<u64, Instant>,
+    upkeep: upkeep::Upkeep,
     out: Vec<Effect>,
 }
 
@@ -349,6 +382,8 @@ impl Core {
             others_signalled: false,
             killed_all: false,
             od,
+            callers: BTreeMap::new(),
+            upkeep: upkeep::Upkeep::new(now),
             out: Vec::new(),
         }
     }
@@ -390,7 +425,17 @@ impl Core {
             }
             Event::Traffic => self.on_traffic(now),
             Event::Quiet => self.check_idle(now),
-            Event::Asked { conn, builtin } => self.on_asked(conn, builtin, now),
+            Event::Asked { conn, builtin } => {
+                self.callers.remove(&conn);
+                let builtin = builtin.filter(|_| !self.p.allow_list);
+                self.on_asked(conn, builtin, now)
+            }
+            Event::Caller { conn } => self.on_caller(conn, now),
+            Event::CallerGone { conn } => {
+                self.callers.remove(&conn);
+            }
+            Event::Activity => self.on_activity(now),
+            Event::Upkeep => self.tick_upkeep(now),
         }
         std::mem::take(&mut self.out)
     }
@@ -452,7 +497,17 @@ impl Core {
         if self.shutdown.is_none() {
             d.extend(self.od_deadline(now));
         }
+        d.extend(self.callers_deadline());
         d.into_iter().min()
+    }
+
+    /// When the loop must wake at the latest: the next deadline of [`Event::Tick`] or of
+    /// [`Event::Upkeep`].
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        self.next_deadline(now)
+            .into_iter()
+            .chain(self.upkeep_deadlines())
+            .min()
     }
 
     /// The exit code once the container is done: everything is down and no child is left
@@ -957,6 +1012,7 @@ impl Core {
         if self.shutdown.is_none() {
             self.tick_on_demand(now);
         }
+        self.tick_callers(now);
         if let Some(deadline) = self.shutdown {
             let main_down = matches!(self.main, Main::Down);
             let listener_down = !matches!(self.listener, Listener::Up { .. });
