@@ -78,6 +78,8 @@ pub struct Supervisor {
     notify_warned: bool,
     /// The request socket's replacement was logged (once until it is ours again).
     replaced_logged: bool,
+    /// A ready probe's TCP connect in progress, judged when it is writable.
+    probing: Option<OwnedFd>,
 }
 
 impl Supervisor {
@@ -112,6 +114,7 @@ impl Supervisor {
             notify: None,
             notify_warned: false,
             replaced_logged: false,
+            probing: None,
         }
     }
 
@@ -174,6 +177,7 @@ impl Supervisor {
                 Source::Proxy => self.frontend.iter_mut().for_each(Frontend::pump),
                 Source::Notify => self.read_notify(),
                 Source::Held => self.on_connection(),
+                Source::Probe => self.probe_answered(),
                 Source::Signals => chld |= self.read_signals(sigfd),
                 Source::Control => self.read_control(),
             }
@@ -207,6 +211,9 @@ impl Supervisor {
         }
         if self.core.request_room() > 0 && self.callers.open(now) {
             sources.add(Source::Requests, self.socket.fd.as_fd(), libc::POLLIN);
+        }
+        if let Some(p) = &self.probing {
+            sources.add(Source::Probe, p.as_fd(), libc::POLLOUT);
         }
         for (conn, fd) in self.callers.fds() {
             sources.add(Source::Caller(conn), fd, libc::POLLIN | libc::POLLRDHUP);
@@ -390,10 +397,18 @@ impl Supervisor {
         }
     }
 
+    /// Runs the ready probe: a connect is started and, when it cannot be decided at once,
+    /// answered by a later poll event ([`Self::probe_answered`]); a new probe drops one
+    /// still in progress (not ready within the interval). `exec:` starts a child.
     fn probe(&mut self) -> Option<Event> {
         let r = self.settings.ready.as_ref()?;
-        match ready::check_connect(r) {
-            Some(ok) => Some(Event::ProbeResult(ok)),
+        self.probing = None;
+        match ready::start_connect(r) {
+            Some(ready::Connect::Done(ok)) => Some(Event::ProbeResult(ok)),
+            Some(ready::Connect::Pending(fd)) => {
+                self.probing = Some(fd);
+                None
+            }
             None => {
                 let Ready::Exec(cmd) = r else { return None };
                 match spawn::spawn_probe(cmd) {
@@ -404,6 +419,14 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// The probe's connect is done, one way or the other.
+    fn probe_answered(&mut self) {
+        if let Some(fd) = self.probing.take() {
+            let ok = ready::connected(&fd);
+            self.handle(Event::ProbeResult(ok), Instant::now());
         }
     }
 
@@ -637,6 +660,8 @@ enum Source {
     Notify,
     /// On demand: the held socket.
     Held,
+    /// A ready probe's connect.
+    Probe,
     Signals,
     /// The listener's control channel.
     Control,

@@ -829,3 +829,29 @@ fn the_socket_name_is_checked_every_name_check_but_not_while_stopping() {
     c.handle(Event::Signal(SIGTERM), t(6_000));
     assert_eq!(c.handle(Event::Upkeep, t(0) + NAME_CHECK * 2), vec![]);
 }
+
+#[test]
+fn probe_intervals_double_to_their_cap() {
+    let ms = Duration::from_millis;
+    let got: Vec<_> = (0..8).map(|a| probe_interval(a, false)).collect();
+    assert_eq!(
+        got,
+        [
+            ms(50),
+            ms(100),
+            ms(200),
+            ms(400),
+            ms(800),
+            ms(1000),
+            ms(1000),
+            ms(1000)
+        ]
+    );
+    let got: Vec<_> = (0..4).map(|a| probe_interval(a, true)).collect();
+    assert_eq!(
+        got,
+        [ms(1), ms(2), ms(2), ms(2)],
+        "a client waits on demand"
+    );
+    assert_eq!(probe_interval(u32::MAX, false), ms(1000));
+}
