@@ -1014,39 +1014,45 @@ impl Core {
         }
         self.tick_callers(now);
         if let Some(deadline) = self.shutdown {
-            let main_down = matches!(self.main, Main::Down);
-            let listener_down = !matches!(self.listener, Listener::Up { .. });
-            if main_down && listener_down && !self.others_signalled {
-                // Whatever else is left (daemonised helpers, stray action children) gets
-                // the same polite request before the deadline's KILL.
-                self.others_signalled = true;
-                self.out.push(Effect::Kill(Target::Others, Signal::SIGTERM));
+            self.tick_shutdown(deadline, now);
+        }
+    }
+
+    /// The container is going down: what is left gets TERM once the main process and the
+    /// listener are down, and KILL at the stop deadline.
+    fn tick_shutdown(&mut self, deadline: Instant, now: Instant) {
+        let main_down = matches!(self.main, Main::Down);
+        let listener_down = !matches!(self.listener, Listener::Up { .. });
+        if main_down && listener_down && !self.others_signalled {
+            // Whatever else is left (daemonised helpers, stray action children) gets
+            // the same polite request before the deadline's KILL.
+            self.others_signalled = true;
+            self.out.push(Effect::Kill(Target::Others, Signal::SIGTERM));
+        }
+        if now >= deadline && !self.killed_all {
+            self.killed_all = true;
+            warn!("stop timeout; sending KILL to what is left");
+            if let Main::Up { pid, .. }
+            | Main::Stopping {
+                pid, killed: false, ..
+            } = self.main
+            {
+                self.out
+                    .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
             }
-            if now >= deadline && !self.killed_all {
-                self.killed_all = true;
-                warn!("stop timeout; sending KILL to what is left");
-                if let Main::Up { pid, .. }
-                | Main::Stopping {
-                    pid, killed: false, ..
-                } = self.main
-                {
-                    self.out
-                        .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
-                }
-                if let Listener::Up { pid, .. } = self.listener {
-                    self.out
-                        .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
-                }
-                for h in self.held.values() {
-                    if h.pgid > 1 {
-                        self.out.push(Effect::Kill(
-                            Target::Group(Pid::from_raw(h.pgid)),
-                            Signal::SIGKILL,
-                        ));
-                    }
-                }
-                self.out.push(Effect::Kill(Target::Others, Signal::SIGKILL));
+            if let Listener::Up { pid, .. } = self.listener {
+                self.out
+                    .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
             }
+            for h in self.held.values() {
+                if h.pgid > 1 {
+                    self.out.push(Effect::Kill(
+                        Target::Group(Pid::from_raw(h.pgid)),
+                        Signal::SIGKILL,
+                    ));
+                }
+            }
+            self.out.push(Effect::Kill(Target::Others, Signal::SIGKILL));
         }
     }
 
