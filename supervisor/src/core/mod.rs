@@ -35,7 +35,7 @@ use crate::config::{Restart, Settings};
 use crate::signals::{forwarded, Exit};
 
 pub use lazy::{LINE_TIME, MAX_CALLERS};
-pub use ondemand::OdPolicy;
+pub use ondemand::OnDemandPolicy;
 pub use upkeep::{NAME_CHECK, TRIM_AFTER};
 
 /// How long, past the stop deadline and a KILL, the supervisor waits for the last
@@ -64,7 +64,7 @@ pub struct Policy {
     pub ready: ReadyBy,
     /// When the listener is started, if at all.
     pub listener: ListenerStart,
-    pub on_demand: Option<OdPolicy>,
+    pub on_demand: Option<OnDemandPolicy>,
     /// An allow-list applies, which only the listener checks: no request is answered
     /// without it, not even `ping` and `status`.
     pub allow_list: bool,
@@ -87,7 +87,7 @@ impl Policy {
                 (None, _) => ListenerStart::Off,
                 (Some(_), start) => start,
             },
-            on_demand: s.on_demand.as_ref().map(|o| OdPolicy {
+            on_demand: s.on_demand.as_ref().map(|o| OnDemandPolicy {
                 idle: o.idle,
                 start_timeout: o.start_timeout,
                 proxy: o.backend.is_some(),
@@ -339,7 +339,7 @@ pub struct Core {
     shutdown: Option<Instant>,
     others_signalled: bool,
     killed_all: bool,
-    od: Option<ondemand::Od>,
+    od: Option<ondemand::OnDemandState>,
     /// Clients on the request socket whose line is awaited, and until when.
     callers: BTreeMap<u64, Instant>,
     upkeep: upkeep::Upkeep,
@@ -353,7 +353,10 @@ impl Core {
             ListenerStart::Boot => Listener::Backoff { until: now },
             ListenerStart::Request => Listener::Idle,
         };
-        let od = p.on_demand.clone().map(|o| ondemand::Od::new(o, now));
+        let od = p
+            .on_demand
+            .clone()
+            .map(|o| ondemand::OnDemandState::new(o, now));
         Core {
             p,
             main: Main::Down,

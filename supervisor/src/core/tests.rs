@@ -37,7 +37,7 @@ fn policy(restart: Restart) -> Policy {
 fn on_demand(proxy: bool) -> Policy {
     Policy {
         ready: ReadyBy::Probe,
-        on_demand: Some(OdPolicy {
+        on_demand: Some(OnDemandPolicy {
             idle: Duration::from_secs(60),
             start_timeout: Duration::from_secs(5),
             proxy,
