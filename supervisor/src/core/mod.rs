@@ -664,29 +664,7 @@ impl Core {
                     let sig = self.p.stop_signal;
                     return self.begin_shutdown(now, Some(sig));
                 }
-                match why {
-                    Why::Run => {}
-                    Why::Command { seq, restart } => {
-                        let pid = pid.as_raw();
-                        self.reply(
-                            seq,
-                            if restart {
-                                Answer::Restarted { pid }
-                            } else {
-                                Answer::Started { pid }
-                            },
-                        )
-                    }
-                    Why::Restart => {
-                        for seq in std::mem::take(&mut self.restart_waiters) {
-                            self.reply(seq, Answer::Restarted { pid: pid.as_raw() });
-                        }
-                    }
-                    Why::OnDemand => {
-                        self.on_demand_starts += 1;
-                        self.od_started(now)
-                    }
-                }
+                self.started_for(why, pid, now);
                 if self.p.ready == ReadyBy::Start {
                     self.od_ready(now);
                 }
@@ -721,6 +699,33 @@ impl Core {
                         "on-demand start failed: the main process could not be started",
                     ),
                 }
+            }
+        }
+    }
+
+    /// The main process started for `why`: whoever asked for the start is answered.
+    fn started_for(&mut self, why: Why, pid: Pid, now: Instant) {
+        match why {
+            Why::Run => {}
+            Why::Command { seq, restart } => {
+                let pid = pid.as_raw();
+                self.reply(
+                    seq,
+                    if restart {
+                        Answer::Restarted { pid }
+                    } else {
+                        Answer::Started { pid }
+                    },
+                )
+            }
+            Why::Restart => {
+                for seq in std::mem::take(&mut self.restart_waiters) {
+                    self.reply(seq, Answer::Restarted { pid: pid.as_raw() });
+                }
+            }
+            Why::OnDemand => {
+                self.on_demand_starts += 1;
+                self.od_started(now)
             }
         }
     }
