@@ -72,6 +72,11 @@ use nix::sys::socket::{getsockopt, setsockopt, sockopt, Shutdown};
 
 /// Capacity asked for each pipe. systemd-socket-proxyd uses the same.
 const PIPE_SIZE: libc::c_int = 256 * 1024;
+/// Send buffer asked for each proxied unix socket: what the proxy may queue to a peer that
+/// has not read yet, so how much one wake-up moves (the default is `net.core.wmem_default`,
+/// about 208 KiB; the kernel caps the request at `net.core.wmem_max`). TCP sockets keep
+/// the kernel's send-buffer autotuning, which a fixed size would turn off.
+const UNIX_SNDBUF: usize = 1 << 20;
 /// Length asked of each splice into a pipe: more than any pipe holds, so the pipe's room
 /// is the limit.
 const SPLICE_LEN: usize = 1 << 20;
@@ -214,6 +219,13 @@ fn set_abortive<F: AsFd>(fd: &F) {
         l_linger: 0,
     };
     let _ = setsockopt(fd, sockopt::Linger, &lg);
+}
+
+/// Whether a socket is a unix one.
+fn is_unix(fd: &OwnedFd) -> bool {
+    use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+    getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .is_ok_and(|a| a.family() == Some(AddressFamily::Unix))
 }
 
 /// Bytes in a pipe (FIONREAD); `None` on error.
@@ -437,6 +449,9 @@ impl Proxy {
     pub fn add(&mut self, client: OwnedFd, backend: OwnedFd) -> io::Result<()> {
         prepare(&client)?;
         prepare(&backend)?;
+        for s in [&client, &backend].into_iter().filter(|s| is_unix(s)) {
+            let _ = setsockopt(s, sockopt::SndBuf, &UNIX_SNDBUF);
+        }
         let idx = match self.free.pop() {
             Some(i) => i,
             None if self.slots.len() < MAX_SLOTS => {
