@@ -236,6 +236,10 @@ impl Supervisor {
         let mut reaped = Vec::new();
         let no_children = crate::reap::reap_all(&mut reaped);
         for (pid, exit) in reaped {
+            if self.core.main_pid() == Some(pid) {
+                // A probe still connecting was for this process, not the next one.
+                self.probing = None;
+            }
             if self.core.listener_pid() == Some(pid) {
                 // What the listener sent just before it died (a `hold` for an action it had
                 // just started) may still wait on the channel: take it in first, so that
