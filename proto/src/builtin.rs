@@ -12,7 +12,7 @@
 use std::fmt;
 
 use crate::metrics::{render, Family};
-use crate::reply::{ErrorCode, Reply};
+use crate::reply::Reply;
 
 /// A request answered without a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -253,14 +253,6 @@ pub enum Answer {
     },
 }
 
-impl Answer {
-    /// A refused built-in: not an answer but a reply line, [`Reply::error`] itself
-    /// (prefer that spelling; this one is here for call sites not moved to it yet).
-    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
-        Reply::error(code, message)
-    }
-}
-
 /// An answer goes on the wire as the text its `Display` makes.
 impl From<Answer> for Reply {
     fn from(a: Answer) -> Reply {
@@ -286,6 +278,7 @@ impl fmt::Display for Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorCode;
 
     #[test]
     fn one_table() {

@@ -120,6 +120,20 @@ pub fn accept_some(listen: BorrowedFd<'_>, max: usize) -> (Vec<OwnedFd>, Option<
     (out, None)
 }
 
+/// Logs what a [`Gate`] says about socket `what`, once per run of failures.
+pub fn log_gate(note: Note, err: Option<Errno>, what: &str) {
+    match note {
+        Note::Paused(pause) => tracing::warn!(
+            socket = what,
+            error = %err.map_or(Errno::UnknownErrno, |e| e),
+            pause = ?pause,
+            "out of file descriptors: not accepting for a while (logged once until it works again)"
+        ),
+        Note::Resumed => tracing::info!(socket = what, "accepting again"),
+        Note::Nothing => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,27 @@
 //! bosun's supervisor: PID 1 of every container. See DESIGN.md section 4.
 //!
-//! One duty per module: [`core`] (every supervision decision, pure: events in, effects
-//! out), [`run`] (the loop that feeds it and carries out its effects), [`config`]
-//! (settings), [`socket`] (the request socket's life), [`spawn`] (starting children),
-//! [`reap`] (the only waiter), [`metrics`] (the main process's families), [`accept`] (accepting when descriptors run out), [`procfs`] (what is read in /proc), [`ondemand`] and
-//! [`proxy`] (the held socket's I/O), [`ready`] (probes), [`status`] (the health-check
-//! client), [`signals`] (names, forwarding, exit codes),, [`backoff`]. Its log is
-//! `common::log`'s, as the listener's and the scheduler's.
+//! One duty per module:
+//! - [`core`]: every supervision decision and deadline, pure (events in, effects out);
+//!   a new decision goes there, with a fake-clock test in `core/tests.rs`;
+//! - [`run`]: the loop that feeds the core and carries out its effects;
+//! - I/O beside the loop: [`lazy`] (clients on the request socket while no listener runs),
+//!   [`ondemand`] (the held socket) and [`proxy`] (its byte pump), [`socket`] (binding and
+//!   connecting), [`spawn`] (starting children), [`reap`] (the only waiter), [`accept`]
+//!   (accepting when descriptors run out), [`ready`] (probes and `READY=1`), [`procfs`]
+//!   (what is read in /proc), [`trim`] (giving memory back);
+//! - small pieces: [`cli`] (the command line; `main.rs` only calls it), [`config`]
+//!   (settings, and the starting checks), [`status`] (the health-check client),
+//!   [`metrics`] (the main process's metric families), [`signals`] (which signals are
+//!   forwarded), [`backoff`].
+//!
+//! Its log is `common::log`'s, as the listener's and the scheduler's.
 
 pub mod accept;
 pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod lazy;
 pub mod metrics;
 pub mod ondemand;
 pub mod procfs;

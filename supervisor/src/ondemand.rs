@@ -20,17 +20,25 @@
 //! the same socket (`.<name>.bosun` beside it) and puts the public name back as soon as
 //! the main process has exited, so the name nginx uses points at the same held socket
 //! before and after every idle stop.
+//!
+//! [`Frontend`] is the held socket with what only I/O knows of it (the clients accepted in
+//! proxy mode, the proxy, the kernel-table scan); the loop carries out the core's
+//! on-demand effects through it.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::unistd::Gid;
+use tracing::{error, info, warn};
 
-use crate::socket::{bind_unix, BoundSocket, SocketError};
+use crate::accept::{accept_some, log_gate, Gate, Note};
+use crate::proxy::Proxy;
+use crate::socket::{bind_unix, connect_nonblocking, set_nonblocking, BoundSocket, SocketError};
 
 /// Permission bits of a held TCP socket do not exist; a unix one gets these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +220,280 @@ pub fn tcp_connections(table: &str, port: u16) -> HashSet<u64> {
         .collect()
 }
 
+/// Descriptors kept free of proxied pairs, for the loop's own needs (spawning, the
+/// control channel, the request socket's clients).
+const FD_RESERVE: u64 = 32;
+/// Descriptors one proxied pair may use: two sockets and, while bytes are in flight both
+/// ways, two pipes (two ends each).
+const FDS_PER_PAIR: u64 = 6;
+
+/// `on_demand.max_connections`, lowered so that the pairs fit the descriptor limit.
+fn pair_cap(max_connections: usize, nofile: u64) -> usize {
+    let fit = nofile.saturating_sub(FD_RESERVE.min(nofile / 4)) / FDS_PER_PAIR;
+    max_connections.min(usize::try_from(fit).unwrap_or(usize::MAX).max(1))
+}
+
+/// Proxy mode: the backend's address, the byte pump, and the clients accepted while the
+/// backend starts.
+#[derive(Debug)]
+struct Proxied {
+    backend: Addr,
+    proxy: Proxy,
+    /// Accepted clients waiting for the backend, and since when.
+    waiting: Vec<(OwnedFd, Instant)>,
+    /// Proxied pairs plus waiting clients, at most (`on_demand.max_connections`, lowered to
+    /// fit the descriptor limit); more wait in the backlog.
+    cap: usize,
+    /// A waiting client waits for the backend this long at most.
+    hold: Duration,
+    /// Pairs silent this long are closed; checked at `next_sweep`.
+    idle: Option<Duration>,
+    next_sweep: Instant,
+    /// The proxy's byte count when last looked at: a change is traffic.
+    last_bytes: u64,
+}
+
+impl Proxied {
+    /// How many more clients may be accepted now.
+    fn room(&self) -> usize {
+        self.cap
+            .saturating_sub(self.proxy.len() + self.waiting.len())
+    }
+
+    fn sweep_interval(&self) -> Option<Duration> {
+        self.idle
+            .map(|i| (i / 4).clamp(Duration::from_millis(50), Duration::from_secs(30)))
+    }
+}
+
+/// The held socket on the clients' side: in handoff mode the main process accepts on it;
+/// in proxy mode the supervisor does, and pumps bytes to the backend.
+#[derive(Debug)]
+pub struct Frontend {
+    pub held: Held,
+    proxied: Option<Proxied>,
+    /// Handoff mode: the connections seen in the kernel's tables.
+    activity: Activity,
+    /// Paused after an accept ran out of descriptors.
+    gate: Gate,
+}
+
+impl Frontend {
+    /// The held socket, in proxy mode when `settings` name a backend.
+    pub fn new(
+        held: Held,
+        settings: Option<&common::settings::OnDemand>,
+        now: Instant,
+    ) -> Frontend {
+        let proxied = settings
+            .and_then(|o| o.backend.clone().map(|b| (b, o)))
+            .and_then(|(backend, o)| match Proxy::new() {
+                Ok(proxy) => {
+                    // Only the supervisor accepts on it in proxy mode.
+                    set_nonblocking(held.fd.as_fd(), true);
+                    let nofile = common::rlimit::nofile().map_or(1024, |(soft, _)| soft);
+                    let cap = pair_cap(o.max_connections, nofile);
+                    if cap < o.max_connections {
+                        warn!(
+                            max_connections = o.max_connections,
+                            nofile,
+                            cap,
+                            "fewer proxied connections than on_demand.max_connections: the descriptor limit is lower"
+                        );
+                    }
+                    Some(Proxied {
+                        backend,
+                        proxy,
+                        waiting: Vec::new(),
+                        cap,
+                        hold: o.start_timeout,
+                        idle: o.connection_idle,
+                        next_sweep: now,
+                        last_bytes: 0,
+                    })
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot create the proxy");
+                    None
+                }
+            });
+        Frontend {
+            held,
+            proxied,
+            activity: Activity::default(),
+            gate: Gate::default(),
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        if self.proxied.is_some() {
+            "proxy"
+        } else {
+            "handoff"
+        }
+    }
+
+    /// Handoff mode: the held socket, to give to the main process.
+    pub fn handoff(&self) -> Option<BorrowedFd<'_>> {
+        self.proxied.is_none().then(|| self.held.fd.as_fd())
+    }
+
+    /// Whether the held socket is polled this turn, as far as I/O goes (the core has its say
+    /// first): not while paused, nor in proxy mode while the cap is reached.
+    pub fn pollable(&self, now: Instant) -> bool {
+        self.gate.open(now) && self.proxied.as_ref().is_none_or(|p| p.room() > 0)
+    }
+
+    /// Proxy mode: the proxy's descriptor, to poll.
+    pub fn proxy_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.proxied.as_ref().map(|p| p.proxy.as_fd())
+    }
+
+    /// What only I/O waits for: the end of an accept pause, the next idle sweep, the
+    /// longest a waiting client may still wait.
+    pub fn deadlines(&self, now: Instant) -> impl Iterator<Item = Instant> {
+        let p = self.proxied.as_ref();
+        let sweep = p
+            .filter(|p| !p.proxy.is_empty() && p.idle.is_some())
+            .map(|p| p.next_sweep);
+        let held = p.and_then(|p| p.waiting.iter().map(|(_, since)| *since + p.hold).min());
+        [self.gate.deadline(now), sweep, held].into_iter().flatten()
+    }
+
+    /// The held socket is readable: in proxy mode the clients are accepted (as many as there
+    /// is room for); in handoff mode they wait in the backlog for the main process. Returns
+    /// how many accepted clients wait.
+    pub fn accept(&mut self, now: Instant) -> usize {
+        let Some(p) = &mut self.proxied else { return 0 };
+        let (accepted, err) = accept_some(self.held.fd.as_fd(), p.room());
+        let note = match err {
+            Some(_) => self.gate.failed(now),
+            None if !accepted.is_empty() => self.gate.succeeded(),
+            None => Note::Nothing,
+        };
+        log_gate(note, err, "the held socket");
+        p.waiting.extend(accepted.into_iter().map(|fd| (fd, now)));
+        p.waiting.len()
+    }
+
+    /// Proxy mode: moves the bytes that are ready.
+    pub fn pump(&mut self) {
+        if let Some(p) = &mut self.proxied {
+            p.proxy.run_ready();
+        }
+    }
+
+    /// Proxy mode: closes pairs idle too long (when it is time to look) and says whether
+    /// bytes moved since the last call (traffic).
+    pub fn observe(&mut self, now: Instant) -> bool {
+        let Some(p) = &mut self.proxied else {
+            return false;
+        };
+        if let (Some(idle), Some(every)) = (p.idle, p.sweep_interval()) {
+            if now >= p.next_sweep {
+                p.next_sweep = now + every;
+                let closed = p.proxy.close_idle(idle, now);
+                if closed > 0 {
+                    info!(closed, idle = %common::duration::show(idle), "closed proxied connections with no traffic");
+                }
+            }
+        }
+        let bytes = p.proxy.bytes();
+        std::mem::replace(&mut p.last_bytes, bytes) != bytes
+    }
+
+    /// Proxy mode: connects waiting clients to the backend; returns how many still wait.
+    pub fn connect_waiting(&mut self, now: Instant) -> usize {
+        let Some(p) = &mut self.proxied else { return 0 };
+        let mut still = Vec::new();
+        let mut expired = 0;
+        let mut waiting = std::mem::take(&mut p.waiting).into_iter();
+        for (client, since) in waiting.by_ref() {
+            if now >= since + p.hold {
+                expired += 1;
+                continue;
+            }
+            match connect_nonblocking(&p.backend) {
+                Ok(Some(b)) => {
+                    if let Err(e) = p.proxy.add(client, b) {
+                        warn!(error = %e, "cannot proxy a connection");
+                    }
+                }
+                // The backend's backlog is full: try again on the next turn.
+                Ok(None) => still.push((client, since)),
+                // Out of descriptors: this client and the rest wait for some to free.
+                Err(e) if crate::accept::is_exhaustion(e) => {
+                    still.push((client, since));
+                    break;
+                }
+                Err(e) => {
+                    warn!(backend = %p.backend.key(), error = %e, "cannot reach the backend; closing a client")
+                }
+            }
+        }
+        still.extend(waiting);
+        if expired > 0 {
+            warn!(closed = expired, waited = %common::duration::show(p.hold), "closed clients that waited too long for the backend");
+        }
+        p.waiting = still;
+        p.waiting.len()
+    }
+
+    /// Closes every client waiting for the main process: the accepted ones, and in handoff
+    /// mode the kernel's backlog of the held socket.
+    pub fn close_waiting(&mut self) {
+        let closed = match &mut self.proxied {
+            Some(p) => std::mem::take(&mut p.waiting).len(),
+            None => self.close_backlog(),
+        };
+        if closed > 0 {
+            info!(closed, "closed the clients waiting for the main process");
+        }
+    }
+
+    /// Handoff: the clients wait in the kernel's backlog of the held socket, which the main
+    /// process shares: never block on it. A few at a time, each closed at once: never more
+    /// descriptors than that.
+    fn close_backlog(&self) -> usize {
+        let fd = self.held.fd.as_fd();
+        set_nonblocking(fd, true);
+        let mut closed = 0;
+        loop {
+            let (some, err) = accept_some(fd, 16);
+            closed += some.len();
+            if some.is_empty() || err.is_some() {
+                break;
+            }
+        }
+        set_nonblocking(fd, false);
+        closed
+    }
+
+    /// Proxy mode: closes every proxied connection (the backend is gone).
+    pub fn close_proxied(&mut self) {
+        if let Some(p) = &mut self.proxied {
+            p.proxy.close_all();
+        }
+    }
+
+    /// Puts the held socket's public name back if the main process removed it.
+    pub fn relink(&self) {
+        let path = self.held.addr.key();
+        match self.held.relink() {
+            Ok(true) => {
+                info!(path = %path, "restored the socket's name after the main process removed it")
+            }
+            Ok(false) => {}
+            Err(e) => error!(path = %path, error = %e, "cannot restore the socket's name"),
+        }
+    }
+
+    /// Handoff mode: whether a new connection appeared in the kernel's tables.
+    pub fn scan(&mut self) -> bool {
+        self.activity.scan(&self.held.addr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +542,15 @@ mod tests {
         assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
         held.remove();
         assert!(!path.exists() && !keep_link(&path).exists());
+    }
+
+    #[test]
+    fn pairs_fit_the_descriptor_limit() {
+        assert_eq!(pair_cap(1024, 1 << 20), 1024);
+        assert_eq!(pair_cap(1024, 1024), (1024 - 32) / 6);
+        assert_eq!(pair_cap(1024, 64), (64 - 16) / 6);
+        assert_eq!(pair_cap(1024, 4), 1, "always at least one");
+        assert_eq!(pair_cap(10, 1024), 10);
     }
 
     fn unsafe_listener(h: &Held) -> std::os::unix::net::UnixListener {

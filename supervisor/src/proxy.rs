@@ -1,6 +1,15 @@
-//! The byte proxy of on-demand proxy mode (DESIGN.md section 5, issue 6): moves bytes both
-//! ways between accepted clients and the backend, inside the supervisor's single-threaded
-//! event loop.
+//! The byte proxy of on-demand proxy mode (DESIGN.md section 5): moves bytes both ways
+//! between accepted clients and the backend, inside the supervisor's single-threaded event
+//! loop.
+//!
+//! **In PID 1, through nix.** The proxy runs in the supervisor's own process rather than as
+//! a re-executed child (`supervisor --proxy`): a child would cost a second process's
+//! memory for every held site (against the goal of a supervisor as small as tini), and the
+//! core would have to learn of traffic (its idle decision) and of the backend's exit over
+//! a channel. What a child would protect against is a proxy bug taking PID 1 down; here
+//! every syscall goes through nix's safe wrappers (epoll, eventfd, pipe2, splice, fcntl,
+//! socket options), the one `unsafe` block left is a `FIONREAD` ioctl with a local `int`,
+//! nothing indexes without a check, and every error closes only the connection concerned.
 //!
 //! **One epoll instance, edge-triggered.** Every socket is registered once, for
 //! `EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`, and never modified again: no `epoll_ctl`
@@ -53,11 +62,21 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag, SpliceFFlags};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::{getsockopt, setsockopt, sockopt, Shutdown};
 
 /// Capacity asked for each pipe. systemd-socket-proxyd uses the same.
 const PIPE_SIZE: libc::c_int = 256 * 1024;
+/// Send buffer asked for each proxied unix socket: what the proxy may queue to a peer that
+/// has not read yet, so how much one wake-up moves (the default is `net.core.wmem_default`,
+/// about 208 KiB; the kernel caps the request at `net.core.wmem_max`). TCP sockets keep
+/// the kernel's send-buffer autotuning, which a fixed size would turn off.
+const UNIX_SNDBUF: usize = 1 << 20;
 /// Length asked of each splice into a pipe: more than any pipe holds, so the pipe's room
 /// is the limit.
 const SPLICE_LEN: usize = 1 << 20;
@@ -81,14 +100,6 @@ fn token(gen: u32, idx: usize, side: usize) -> u64 {
     (u64::from(gen) << 32) | ((idx as u64) << 1) | side as u64
 }
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// A pipe, both ends non-blocking and close-on-exec.
 struct Pipe {
     r: OwnedFd,
@@ -96,16 +107,11 @@ struct Pipe {
 }
 
 impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let mut fds: [libc::c_int; 2] = [-1, -1];
-        // SAFETY: `fds` is an array of two c_ints, which is what pipe2 writes.
-        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
-        // SAFETY: pipe2 succeeded, so both are open fds that nothing else owns.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    fn new() -> nix::Result<Pipe> {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         // Fewer, larger splices. Refused past the per-user pipe quota (EPERM): the default
         // size still works, so the result is ignored.
-        // SAFETY: fcntl on an fd we own; F_SETPIPE_SZ takes an int.
-        let _ = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         Ok(Pipe { r, w })
     }
 }
@@ -150,16 +156,16 @@ struct Abort;
 
 /// The proxy: an epoll instance and the connections in it. See the module docs.
 pub struct Proxy {
-    ep: OwnedFd,
-    /// eventfd, level-triggered in `ep`: readable while work is left over.
-    wake: OwnedFd,
+    ep: Epoll,
+    /// Level-triggered in `ep`: readable while work is left over.
+    wake: EventFd,
     woken: bool,
     slots: Vec<Slot>,
     free: Vec<usize>,
     live: usize,
     queue: VecDeque<(usize, u32)>,
     pool: Vec<Pipe>,
-    events: Vec<libc::epoll_event>,
+    events: Vec<EpollEvent>,
     bytes: u64,
     /// TURN_BUDGET and RUN_BUDGET; fields so tests can make them tiny.
     turn_budget: u64,
@@ -176,104 +182,56 @@ impl fmt::Debug for Proxy {
     }
 }
 
-fn epoll_add(ep: RawFd, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events, u64: data };
-    // SAFETY: both are open fds; `ev` is a valid epoll_event that the kernel only reads.
-    cvt(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
-}
-
 /// Makes sure a socket handed to us is non-blocking and close-on-exec: one blocking call
 /// would stall PID 1. Costs a syscall per flag when already so.
-fn prepare(fd: &OwnedFd) -> io::Result<()> {
-    let fd = fd.as_raw_fd();
-    // SAFETY: F_GETFL on an open fd; takes no argument.
-    let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    if fl & libc::O_NONBLOCK == 0 {
-        // SAFETY: F_SETFL on an open fd with an int argument.
-        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+fn prepare(fd: &OwnedFd) -> nix::Result<()> {
+    let fl = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    if !fl.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
     }
-    // SAFETY: F_GETFD on an open fd; takes no argument.
-    let fdfl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    if fdfl & libc::FD_CLOEXEC == 0 {
-        // SAFETY: F_SETFD on an open fd with an int argument.
-        cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, fdfl | libc::FD_CLOEXEC) })?;
+    let fdfl = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
+    if !fdfl.contains(FdFlag::FD_CLOEXEC) {
+        fcntl(fd, FcntlArg::F_SETFD(fdfl | FdFlag::FD_CLOEXEC))?;
     }
     Ok(())
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+/// Moves up to `len` bytes from `from` to `to` (one of them a pipe) inside the kernel.
+fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> nix::Result<usize> {
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
-        // SAFETY: plain fds (a socket and a pipe); null offsets, as pipes and sockets
-        // require. The kernel touches no memory of ours.
-        let n = unsafe {
-            libc::splice(
-                from,
-                ptr::null_mut(),
-                to,
-                ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match nix::fcntl::splice(from, None, to, None, len, flags) {
+            Err(Errno::EINTR) => continue,
+            r => return r,
         }
     }
-}
-
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
 }
 
 /// The pending error of a socket (SO_ERROR), 0 if none.
-fn so_error(fd: RawFd) -> libc::c_int {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `err` and `len` are valid for writes and `len` holds err's size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    } else {
-        err
-    }
+fn so_error(fd: &OwnedFd) -> i32 {
+    getsockopt(fd, sockopt::SocketError).unwrap_or_else(|e| e as i32)
 }
 
 /// Makes the coming close send RST (TCP) instead of FIN. Best effort.
-fn set_abortive(fd: RawFd) {
+fn set_abortive<F: AsFd>(fd: &F) {
     let lg = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: `lg` is a valid linger struct, passed with its size; the kernel only reads it.
-    let _ = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&lg as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
+    let _ = setsockopt(fd, sockopt::Linger, &lg);
+}
+
+/// Whether a socket is a unix one.
+fn is_unix(fd: &OwnedFd) -> bool {
+    use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+    getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .is_ok_and(|a| a.family() == Some(AddressFamily::Unix))
 }
 
 /// Bytes in a pipe (FIONREAD); `None` on error.
 fn pipe_len(p: &Pipe) -> Option<libc::c_int> {
     let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD on an open pipe writes one int, to `n`.
+    // SAFETY: FIONREAD on an open pipe writes one int, to `n`, which outlives the call.
     let r = unsafe { libc::ioctl(p.r.as_raw_fd(), libc::FIONREAD, &mut n) };
     (r == 0).then_some(n)
 }
@@ -289,6 +247,101 @@ fn release(pool: &mut Vec<Pipe>, dir: &mut Dir) {
     }
     dir.pending = 0;
     dir.full = false;
+}
+
+/// What one step of a direction did.
+enum Step {
+    /// Nothing could move.
+    Stuck,
+    Moved,
+    /// The direction is over (its destination is gone).
+    Over,
+}
+
+/// Drains direction `d`'s pipe into its destination, as far as it takes bytes.
+fn drain(
+    dir: &mut Dir,
+    dst: &OwnedFd,
+    writable: &mut bool,
+    budget: &mut u64,
+    bytes: &mut u64,
+) -> Step {
+    if dir.pending == 0 || !*writable {
+        return Step::Stuck;
+    }
+    let r = match &dir.pipe {
+        Some(p) => splice(p.r.as_fd(), dst.as_fd(), dir.pending),
+        None => Err(Errno::EBADF),
+    };
+    match r {
+        Ok(n) if n > 0 => {
+            let n = n.min(dir.pending);
+            dir.pending -= n;
+            dir.full = false;
+            *bytes += n as u64;
+            *budget = budget.saturating_sub(n as u64);
+            Step::Moved
+        }
+        Ok(_) => Step::Stuck,
+        Err(Errno::EAGAIN) => {
+            *writable = false;
+            Step::Stuck
+        }
+        // The destination is gone (EPIPE, ECONNRESET) or refuses: this direction is over;
+        // drop what it holds and stop reading its source. The other direction may still
+        // have a reply to deliver.
+        Err(_) => {
+            let _ = dir.pipe.take(); // not empty: closed, not pooled
+            dir.pending = 0;
+            dir.full = false;
+            dir.eof = true;
+            dir.done = true;
+            Step::Over
+        }
+    }
+}
+
+/// Fills direction `d`'s pipe from its source, as far as it has bytes and the pipe room.
+/// `Err`: a read error (RST), the connection must be closed abortively.
+fn fill(
+    dir: &mut Dir,
+    src: &OwnedFd,
+    readable: &mut bool,
+    pool: &mut Vec<Pipe>,
+    budget: &mut u64,
+) -> Result<bool, Abort> {
+    if dir.eof || !*readable || dir.full {
+        return Ok(false);
+    }
+    if dir.pipe.is_none() {
+        dir.pipe = Some(match pool.pop() {
+            Some(p) => p,
+            None => Pipe::new().map_err(|_| Abort)?,
+        });
+    }
+    let r = match &dir.pipe {
+        Some(p) => splice(src.as_fd(), p.w.as_fd(), SPLICE_LEN),
+        None => Err(Errno::EBADF),
+    };
+    match r {
+        Ok(0) => dir.eof = true,
+        Ok(n) => {
+            dir.pending += n;
+            *budget = budget.saturating_sub(n as u64);
+        }
+        Err(Errno::EAGAIN) => {
+            if dir.pending == 0 {
+                // Empty pipe: the socket is empty. Wait for its next edge.
+                *readable = false;
+            } else {
+                // Socket empty or pipe full; cannot tell. Retry once bytes left.
+                dir.full = true;
+            }
+            return Ok(false);
+        }
+        Err(_) => return Err(Abort),
+    }
+    Ok(true)
 }
 
 /// Moves what can move in direction `d` of `c`. `Ok(true)`: stopped by the budget with
@@ -313,87 +366,24 @@ fn pump_dir(
         if dir.done {
             return Ok(false);
         }
-        let mut progress = false;
-
-        // Drain the pipe into the destination.
-        if dir.pending > 0 && wr[dst] {
-            let r = match &dir.pipe {
-                Some(p) => splice(p.r.as_raw_fd(), socks[dst].as_raw_fd(), dir.pending),
-                None => Err(io::Error::from_raw_os_error(libc::EBADF)),
-            };
-            match r {
-                Ok(n) if n > 0 => {
-                    let n = n.min(dir.pending);
-                    dir.pending -= n;
-                    dir.full = false;
-                    *bytes += n as u64;
-                    *budget = budget.saturating_sub(n as u64);
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => wr[dst] = false,
-                // The destination is gone (EPIPE, ECONNRESET) or refuses: this direction
-                // is over; drop what it holds and stop reading its source. The other
-                // direction may still have a reply to deliver.
-                _ => {
-                    let _ = dir.pipe.take(); // not empty: closed, not pooled
-                    dir.pending = 0;
-                    dir.full = false;
-                    dir.eof = true;
-                    dir.done = true;
-                    return Ok(false);
-                }
-            }
-        }
-
-        // Fill the pipe from the source.
-        if !dir.eof && rd[src] && !dir.full {
-            if dir.pipe.is_none() {
-                dir.pipe = Some(match pool.pop() {
-                    Some(p) => p,
-                    None => Pipe::new().map_err(|_| Abort)?,
-                });
-            }
-            let r = match &dir.pipe {
-                Some(p) => splice(socks[src].as_raw_fd(), p.w.as_raw_fd(), SPLICE_LEN),
-                None => Err(io::Error::from_raw_os_error(libc::EBADF)),
-            };
-            match r {
-                Ok(0) => {
-                    dir.eof = true;
-                    progress = true;
-                }
-                Ok(n) => {
-                    dir.pending += n;
-                    *budget = budget.saturating_sub(n as u64);
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => {
-                    if dir.pending == 0 {
-                        // Empty pipe: the socket is empty. Wait for its next edge.
-                        rd[src] = false;
-                    } else {
-                        // Socket empty or pipe full; cannot tell. Retry once bytes left.
-                        dir.full = true;
-                    }
-                }
-                Err(_) => return Err(Abort), // RST or other read error
-            }
-        }
-
+        let drained = match drain(dir, &socks[dst], &mut wr[dst], budget, bytes) {
+            Step::Over => return Ok(false),
+            Step::Moved => true,
+            Step::Stuck => false,
+        };
+        let filled = fill(dir, &socks[src], &mut rd[src], pool, budget)?;
         if dir.pending == 0 {
             if dir.eof {
                 // All of the source's bytes reached the destination: pass the EOF on.
                 // An error means the destination is gone; nothing more to tell it.
-                // SAFETY: shutdown on an open socket fd.
-                let _ = unsafe { libc::shutdown(socks[dst].as_raw_fd(), libc::SHUT_WR) };
+                let _ = nix::sys::socket::shutdown(socks[dst].as_raw_fd(), Shutdown::Write);
                 dir.done = true;
             }
             if dir.eof || !rd[src] {
                 release(pool, dir);
             }
         }
-
-        if !progress {
+        if !(drained || filled) {
             return Ok(false);
         }
         if *budget == 0 {
@@ -427,15 +417,9 @@ fn pump(
 impl Proxy {
     /// A proxy with no connections: an epoll fd and an eventfd, both close-on-exec.
     pub fn new() -> io::Result<Proxy> {
-        // SAFETY: epoll_create1 with a valid flag; returns a new fd or -1.
-        let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: `ep` is a fresh fd that nothing else owns.
-        let ep = unsafe { OwnedFd::from_raw_fd(ep) };
-        // SAFETY: eventfd with valid flags; returns a new fd or -1.
-        let wake = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: `wake` is a fresh fd that nothing else owns.
-        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
-        epoll_add(ep.as_raw_fd(), wake.as_raw_fd(), libc::EPOLLIN as u32, WAKE)?;
+        let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        ep.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
         Ok(Proxy {
             ep,
             wake,
@@ -445,7 +429,7 @@ impl Proxy {
             live: 0,
             queue: VecDeque::new(),
             pool: Vec::new(),
-            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
+            events: vec![EpollEvent::empty(); EVENTS],
             bytes: 0,
             turn_budget: TURN_BUDGET,
             run_budget: RUN_BUDGET,
@@ -455,7 +439,7 @@ impl Proxy {
     /// The epoll fd: the supervisor polls it for POLLIN and calls [`Proxy::run_ready`] when
     /// readable.
     pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.ep.as_fd()
+        self.ep.0.as_fd()
     }
 
     /// Starts proxying between an accepted client and a freshly connected backend (both
@@ -465,6 +449,9 @@ impl Proxy {
     pub fn add(&mut self, client: OwnedFd, backend: OwnedFd) -> io::Result<()> {
         prepare(&client)?;
         prepare(&backend)?;
+        for s in [&client, &backend].into_iter().filter(|s| is_unix(s)) {
+            let _ = setsockopt(s, sockopt::SndBuf, &UNIX_SNDBUF);
+        }
         let idx = match self.free.pop() {
             Some(i) => i,
             None if self.slots.len() < MAX_SLOTS => {
@@ -474,18 +461,22 @@ impl Proxy {
             None => return Err(io::Error::from_raw_os_error(libc::EMFILE)),
         };
         let gen = self.slots[idx].gen;
-        let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-        let ep = self.ep.as_raw_fd();
-        let r = epoll_add(ep, client.as_raw_fd(), ev, token(gen, idx, CLIENT)).and_then(|()| {
-            epoll_add(ep, backend.as_raw_fd(), ev, token(gen, idx, BACKEND)).inspect_err(|_| {
-                let mut dummy = libc::epoll_event { events: 0, u64: 0 };
-                // SAFETY: both fds are open; DEL ignores the event (non-null for old kernels).
-                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, client.as_raw_fd(), &mut dummy) };
-            })
-        });
+        let ev = EpollFlags::EPOLLIN
+            | EpollFlags::EPOLLOUT
+            | EpollFlags::EPOLLRDHUP
+            | EpollFlags::EPOLLET;
+        let ep = &self.ep;
+        let r = ep
+            .add(&client, EpollEvent::new(ev, token(gen, idx, CLIENT)))
+            .and_then(|()| {
+                ep.add(&backend, EpollEvent::new(ev, token(gen, idx, BACKEND)))
+                    .inspect_err(|_| {
+                        let _ = ep.delete(&client);
+                    })
+            });
         if let Err(e) = r {
             self.free.push(idx);
-            return Err(e);
+            return Err(e.into());
         }
         self.slots[idx].conn = Some(Conn {
             socks: [client, backend],
@@ -503,57 +494,45 @@ impl Proxy {
     /// the epoll fd stays readable, so the caller just polls and calls again.
     pub fn run_ready(&mut self) {
         if self.woken {
-            let mut v: u64 = 0;
-            // SAFETY: reads 8 bytes into `v`, an 8-byte buffer we own.
-            let _ = unsafe {
-                libc::read(
-                    self.wake.as_raw_fd(),
-                    (&mut v as *mut u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
+            let _ = self.wake.read();
             self.woken = false;
         }
+        self.take_events();
+        self.work_queue();
+        if !self.queue.is_empty() && !self.woken {
+            self.woken = self.wake.write(1).is_ok();
+        }
+    }
 
-        // SAFETY: `events` has EVENTS initialized entries the kernel may overwrite;
-        // timeout 0 never blocks.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.ep.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                EVENTS as libc::c_int,
-                0,
-            )
-        };
-        let n = usize::try_from(n).unwrap_or(0).min(EVENTS);
-        for i in 0..n {
-            // Copies out of the (packed on x86_64) struct.
-            let data = self.events[i].u64;
-            let ev = self.events[i].events;
+    /// Reads the ready events (never blocking) into the connections' flags and queues them.
+    fn take_events(&mut self) {
+        let n = self
+            .ep
+            .wait(&mut self.events, EpollTimeout::ZERO)
+            .unwrap_or(0);
+        for i in 0..n.min(EVENTS) {
+            let (data, ev) = (self.events[i].data(), self.events[i].events());
             if data == WAKE {
                 continue;
             }
             let gen = (data >> 32) as u32;
             let idx = ((data & 0xffff_ffff) >> 1) as usize;
             let side = (data & 1) as usize;
-            let Some(slot) = self.slots.get_mut(idx) else {
+            let Some(slot) = self.slots.get_mut(idx).filter(|s| s.gen == gen) else {
                 continue;
             };
-            if slot.gen != gen {
-                continue;
-            }
             let Some(c) = slot.conn.as_mut() else {
                 continue;
             };
-            if ev & libc::EPOLLERR as u32 != 0 && so_error(c.socks[side].as_raw_fd()) != 0 {
+            if ev.contains(EpollFlags::EPOLLERR) && so_error(&c.socks[side]) != 0 {
                 // Refused, reset, timed out.
                 self.close(idx, true);
                 continue;
             }
-            if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
+            if ev.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP) {
                 c.rd[side] = true;
             }
-            if ev & (libc::EPOLLOUT | libc::EPOLLHUP) as u32 != 0 {
+            if ev.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLHUP) {
                 c.wr[side] = true;
             }
             if !c.queued {
@@ -561,7 +540,11 @@ impl Proxy {
                 self.queue.push_back((idx, gen));
             }
         }
+    }
 
+    /// Pumps the queued connections in turn, each up to its turn's budget, all up to the
+    /// call's.
+    fn work_queue(&mut self) {
         let mut total = self.run_budget;
         // Read once per call, and only when some bytes moved.
         let mut now: Option<std::time::Instant> = None;
@@ -569,12 +552,9 @@ impl Proxy {
             let Some((idx, gen)) = self.queue.pop_front() else {
                 break;
             };
-            let Some(slot) = self.slots.get_mut(idx) else {
+            let Some(slot) = self.slots.get_mut(idx).filter(|s| s.gen == gen) else {
                 continue;
             };
-            if slot.gen != gen {
-                continue;
-            }
             let Some(c) = slot.conn.as_mut() else {
                 continue;
             };
@@ -596,19 +576,6 @@ impl Proxy {
                 Ok(Turn::Done) => self.close(idx, false),
                 Err(Abort) => self.close(idx, true),
             }
-        }
-
-        if !self.queue.is_empty() && !self.woken {
-            let one: u64 = 1;
-            // SAFETY: writes the 8 bytes of `one` to our eventfd.
-            let r = unsafe {
-                libc::write(
-                    self.wake.as_raw_fd(),
-                    (&one as *const u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
-            self.woken = r == 8;
         }
     }
 
@@ -671,7 +638,7 @@ impl Proxy {
         self.live -= 1;
         if abort {
             for s in &c.socks {
-                set_abortive(s.as_raw_fd());
+                set_abortive(s);
             }
         }
         for d in &mut c.dirs {
@@ -829,37 +796,9 @@ mod tests {
 
     /// A non-blocking connect to `addr`, usually still in progress when it returns.
     fn connect_nb(addr: SocketAddr) -> OwnedFd {
-        let SocketAddr::V4(a) = addr else {
-            panic!("v4 only")
-        };
-        let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-        // SAFETY: socket() with valid arguments; returns a new fd or -1.
-        let fd = cvt(unsafe { libc::socket(libc::AF_INET, ty, 0) }).unwrap();
-        // SAFETY: a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*a.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: `sin` is a valid sockaddr_in of `len` bytes that the kernel only reads.
-        let r = unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                (&sin as *const libc::sockaddr_in).cast(),
-                len,
-            )
-        };
-        let e = io::Error::last_os_error();
-        assert!(
-            r == 0 || e.raw_os_error() == Some(libc::EINPROGRESS),
-            "connect: {e}"
-        );
-        fd
+        crate::socket::connect_nonblocking(&crate::config::Addr::Tcp(addr))
+            .expect("connect")
+            .expect("a TCP connect is never EAGAIN")
     }
 
     /// As `unix_conn`, over TCP on 127.0.0.1, with the backend connect in progress.
@@ -1186,7 +1125,7 @@ mod tests {
         (&app).write_all(b"hello").unwrap();
         let mut buf = [0u8; 5];
         (&back).read_exact(&mut buf).unwrap();
-        set_abortive(back.as_raw_fd());
+        set_abortive(&back);
         drop(back);
         expect_closed(&app);
         drv.wait_for("close", |p| p.is_empty());
@@ -1333,7 +1272,7 @@ mod tests {
     #[test]
     fn fds_are_cloexec() {
         let p = Proxy::new().unwrap();
-        for fd in [p.ep.as_raw_fd(), p.wake.as_raw_fd()] {
+        for fd in [p.ep.0.as_raw_fd(), p.wake.as_fd().as_raw_fd()] {
             // SAFETY: F_GETFD on an open fd.
             let fl = unsafe { libc::fcntl(fd, libc::F_GETFD) };
             assert!(fl & libc::FD_CLOEXEC != 0);

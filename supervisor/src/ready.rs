@@ -1,6 +1,9 @@
 //! Readiness probes of the main process: `socket:PATH` and `tcp:HOST:PORT` are checked
-//! in-process with a connect (non-blocking for unix sockets, a short timeout for TCP);
-//! `exec:COMMAND` runs a child that the supervisor's reaper collects like any other.
+//! in-process with a non-blocking connect, which PID 1 never waits on: a unix connect
+//! answers at once, a TCP one still in progress is polled by the loop and judged when it
+//! is writable ([`connected`]), so a port that never answers costs no time at all (the
+//! next probe, paced by the core, drops it). `exec:COMMAND` runs a child that the
+//! supervisor's reaper collects like any other. When probes run is the core's decision.
 //!
 //! `notify` (sd_notify): the main process sends `READY=1` to `$NOTIFY_SOCKET`, a datagram
 //! socket file in the run dir, mode 0600 and owned by the `run_as` user (so a main
@@ -12,20 +15,39 @@
 //! Kubernetes pod's containers, a `network_mode: host` host), and two supervisors there
 //! would collide on it.
 
-use std::net::TcpStream;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::config::Ready;
+use crate::config::{Addr, Ready};
+use crate::socket::connect_nonblocking;
 
-/// Checks a connect-style probe now; `None` for `exec:` probes, which need a child.
-pub fn check_connect(r: &Ready) -> Option<bool> {
-    match r {
-        Ready::Socket(p) => Some(UnixStream::connect(p).is_ok()),
-        Ready::Tcp(a) => Some(TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()),
-        Ready::Exec(_) | Ready::Notify => None,
-    }
+/// A connect-style probe, started.
+#[derive(Debug)]
+pub enum Connect {
+    /// Decided at once: `true` when something listens.
+    Done(bool),
+    /// A TCP connect in progress: poll it for writable, then ask [`connected`].
+    Pending(OwnedFd),
+}
+
+/// Starts a connect-style probe without waiting; `None` for `exec:` and `notify` probes.
+pub fn start_connect(r: &Ready) -> Option<Connect> {
+    let (addr, tcp) = match r {
+        Ready::Socket(p) => (Addr::Unix(p.clone()), false),
+        Ready::Tcp(a) => (Addr::Tcp(*a), true),
+        Ready::Exec(_) | Ready::Notify => return None,
+    };
+    Some(match connect_nonblocking(&addr) {
+        Ok(Some(fd)) if tcp => Connect::Pending(fd),
+        // A unix connect is done at once; a full backlog (`EAGAIN`) is a listener too.
+        Ok(_) => Connect::Done(true),
+        Err(_) => Connect::Done(false),
+    })
+}
+
+/// Whether a connect that became writable (or failed) succeeded.
+pub fn connected(fd: &OwnedFd) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::SocketError};
+    getsockopt(&fd.as_fd(), SocketError).is_ok_and(|e| e == 0)
 }
 
 /// What the notify socket said.
@@ -85,24 +107,45 @@ pub fn read_notify(sock: BorrowedFd<'_>, main: Option<i32>) -> Notified {
     }
 }
 
-/// The interval between probes: quick at first, then once a second.
-pub fn next_interval(attempt: u32) -> Duration {
-    Duration::from_millis((50u64 << attempt.min(5)).min(1000))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+
+    use std::time::{Duration, Instant};
+
+    fn done(c: Option<Connect>) -> Option<bool> {
+        match c? {
+            Connect::Done(ok) => Some(ok),
+            Connect::Pending(_) => None,
+        }
+    }
+
+    /// Waits (with a deadline) for a pending connect to be decided.
+    fn outcome(c: Option<Connect>, within: Duration) -> Option<bool> {
+        let fd = match c? {
+            Connect::Done(ok) => return Some(ok),
+            Connect::Pending(fd) => fd,
+        };
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        let ms = u16::try_from(within.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut p, PollTimeout::from(ms)) {
+            Ok(1) => Some(connected(&fd)),
+            _ => None,
+        }
+    }
+
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
     #[test]
     fn socket_probe() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s");
         let r = Ready::Socket(p.clone());
-        assert_eq!(check_connect(&r), Some(false));
+        assert_eq!(done(start_connect(&r)), Some(false));
         let _l = UnixListener::bind(&p).unwrap();
-        assert_eq!(check_connect(&r), Some(true));
+        assert_eq!(done(start_connect(&r)), Some(true));
+        assert!(start_connect(&Ready::Notify).is_none());
     }
 
     #[test]
@@ -110,9 +153,36 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let a = l.local_addr().unwrap();
         let r = Ready::Tcp(a);
-        assert_eq!(check_connect(&r), Some(true));
+        let s = Duration::from_secs(5);
+        assert_eq!(outcome(start_connect(&r), s), Some(true));
         drop(l);
-        assert_eq!(check_connect(&r), Some(false));
+        assert_eq!(outcome(start_connect(&r), s), Some(false));
+    }
+
+    /// A port whose accept queue is full drops every new SYN: the connect never answers.
+    /// Starting the probe must cost no wait at all, and nothing is decided until it does.
+    #[test]
+    fn a_port_that_never_answers_costs_no_time() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        use nix::sys::socket::{listen, Backlog};
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        let r = Ready::Tcp(a);
+        let filler = start_connect(&r);
+        assert_eq!(outcome(filler, Duration::from_secs(5)), Some(true));
+        let begun = Instant::now();
+        let probe = start_connect(&r);
+        let took = begun.elapsed();
+        assert!(
+            took < Duration::from_millis(20),
+            "start_connect took {took:?}"
+        );
+        assert!(matches!(probe, Some(Connect::Pending(_))));
+        assert_eq!(
+            outcome(probe, Duration::from_millis(300)),
+            None,
+            "no answer: still pending, never waited on"
+        );
     }
 
     #[test]
@@ -155,11 +225,5 @@ mod tests {
                 ignored: vec![me]
             }
         );
-    }
-
-    #[test]
-    fn intervals_are_capped() {
-        assert_eq!(next_interval(0), Duration::from_millis(50));
-        assert_eq!(next_interval(30), Duration::from_millis(1000));
     }
 }

@@ -1,15 +1,21 @@
 //! The supervisor's loop: reap, tick, poll, read what woke it, hand each event to the
-//! [`Core`], carry out the effects. Every decision is the core's; this file only does I/O.
+//! [`Core`], carry out the effects. Every decision, and every deadline but those of I/O
+//! alone (an accept pause, a proxied client's wait), is the core's; this file only does I/O.
 //!
 //! Why one thread and a signalfd: the supervisor must reap every process with
 //! `waitpid(-1)`, which steals exit statuses from any other waiter in the process, so
 //! nothing else may wait for children here (no tokio, no `Child::wait`). With all signals
 //! blocked and read through a signalfd, signals become ordinary readable events in the
 //! same `poll`, no handler runs concurrently, and no extra thread costs memory. Nothing
-//! here blocks but `poll`: every socket it reads or accepts on is polled first or
-//! non-blocking, so a TERM is always read.
+//! here blocks but `poll`: every socket it reads, accepts or connects on is non-blocking
+//! or polled first (a ready probe's connect finishes as a later poll event), so a TERM is
+//! always read. The one exception is a pause of 100 ms after `poll` itself fails (out of
+//! memory), so that a failing poll does not spin.
+//!
+//! The I/O of two subsystems lives beside it: [`crate::lazy`] (clients on the request
+//! socket while no listener runs) and [`crate::ondemand`] (the held socket and the proxy).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,18 +23,18 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{getpid, Pid};
 use proto::control::{self, Msg, Received};
 use tracing::{error, info, warn};
 
-use crate::accept::{accept_some, Gate, Note};
 use crate::config::{Ready, Settings};
 use crate::core::{Core, Effect, Event, Policy, Target};
-use crate::ondemand::{self, Activity, Addr};
+use crate::lazy::{self, Callers, Peeked};
+use crate::ondemand::{self, Frontend};
 use crate::procfs::{children_of, groups_in_session};
 use crate::ready;
-use crate::socket::BoundSocket;
+use crate::socket::{set_nonblocking, BoundSocket};
 use crate::spawn;
 
 /// Blocks the signals the supervisor handles and opens a signalfd for them. Must run
@@ -51,78 +57,9 @@ pub fn signal_fd() -> nix::Result<SignalFd> {
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
-/// How often the request socket's name is checked (see [`Supervisor::check_socket_name`]).
-const NAME_CHECK: Duration = Duration::from_secs(5);
-
-/// Clients read at once while no listener runs, at most.
-const MAX_ASKING: usize = 64;
-/// How long a client may take to send its line before it is passed to the listener
-/// anyway (which applies the real `read_timeout`).
-const ASK_TIME: Duration = Duration::from_secs(1);
-
-/// A client on the request socket while no listener runs: its line is peeked at, not
-/// read, so that it can still be passed to the listener whole.
-struct Asking {
-    fd: OwnedFd,
-    since: Instant,
-}
-
-/// On demand: the held socket and what only I/O can know of it.
-struct OnDemandIo {
-    held: ondemand::Held,
-    /// Proxy mode: the backend's address and the byte pump.
-    proxy: Option<(Addr, crate::proxy::Proxy)>,
-    /// Proxy mode: clients accepted while the backend starts, and since when.
-    pending: Vec<(OwnedFd, Instant)>,
-    activity: Activity,
-    last_bytes: u64,
-    /// Paused after an accept ran out of descriptors.
-    gate: Gate,
-    /// Proxy mode: proxied pairs plus held clients, at most (`on_demand.max_connections`,
-    /// lowered to fit the descriptor limit); more wait in the backlog.
-    cap: usize,
-    /// Proxy mode: a held client waits for the backend this long at most.
-    hold: Duration,
-    /// Proxy mode: pairs silent this long are closed; checked at `next_sweep`.
-    idle: Option<Duration>,
-    next_sweep: Instant,
-}
-
-impl OnDemandIo {
-    /// How many more clients may be accepted now (proxy mode).
-    fn room(&self) -> usize {
-        let open = self.proxy.as_ref().map_or(0, |(_, p)| p.len()) + self.pending.len();
-        self.cap.saturating_sub(open)
-    }
-
-    /// Whether the held socket is polled this turn, as far as I/O goes (the core has its say
-    /// first): not while paused, nor in proxy mode while the cap is reached.
-    fn pollable(&self, now: Instant) -> bool {
-        self.gate.open(now) && (self.proxy.is_none() || self.room() > 0)
-    }
-
-    fn sweep_interval(&self) -> Option<Duration> {
-        self.idle
-            .map(|i| (i / 4).clamp(Duration::from_millis(50), Duration::from_secs(30)))
-    }
-}
-
-/// Descriptors kept free of proxied pairs, for the loop's own needs (spawning, the
-/// control channel, the request socket's clients).
-const FD_RESERVE: u64 = 32;
-/// Descriptors one proxied pair may use: two sockets and, while bytes are in flight both
-/// ways, two pipes (two ends each).
-const FDS_PER_PAIR: u64 = 6;
-
-/// `on_demand.max_connections`, lowered so that the pairs fit the descriptor limit.
-fn pair_cap(max_connections: usize, nofile: u64) -> usize {
-    let fit = nofile.saturating_sub(FD_RESERVE.min(nofile / 4)) / FDS_PER_PAIR;
-    max_connections.min(usize::try_from(fit).unwrap_or(usize::MAX).max(1))
-}
-
 /// The supervisor: the core's decisions plus the fds and children they are about.
 pub struct Supervisor {
-    s: Settings,
+    settings: Settings,
     self_exe: PathBuf,
     pid1: bool,
     core: Core,
@@ -130,31 +67,27 @@ pub struct Supervisor {
     /// The listener's end of the control channel, while it runs.
     control: Option<OwnedFd>,
     /// Held requests' connections, by request id.
-    conns: HashMap<u64, OwnedFd>,
-    /// Clients the supervisor looks at while no listener runs, by a number of its own.
-    asking: BTreeMap<u64, Asking>,
-    /// The request socket is paused after an accept ran out of descriptors.
-    request_gate: Gate,
-    /// When the socket's name is checked next, and whether its replacement was logged.
-    name_check_at: Instant,
-    replaced_logged: bool,
-    next_conn: u64,
-    /// Whether `ping` and `status` may be answered without the listener: not with an
-    /// allow-list, which only the listener applies.
-    answer_here: bool,
-    od: Option<OnDemandIo>,
+    held_conns: HashMap<u64, OwnedFd>,
+    /// Clients the supervisor reads while no listener runs.
+    callers: Callers,
+    /// On demand: the held socket.
+    frontend: Option<Frontend>,
     /// `ready = "notify"`: where the main process says `READY=1`.
     notify: Option<BoundSocket>,
     /// A `READY=1` from another process than the main one was logged (once).
     notify_warned: bool,
-    /// When code pages and free heap are given back (see `trim`): [`crate::trim::AFTER`] after
-    /// start and after a burst of activity, so a short-lived container does not pay the
-    /// page faults and an idle one keeps only what idling uses.
-    trim_at: Option<Instant>,
+    /// The request socket's replacement was logged (once until it is ours again).
+    replaced_logged: bool,
+    /// A ready probe's TCP connect in progress, judged when it is writable.
+    probing: Option<OwnedFd>,
 }
 
 impl Supervisor {
-    pub fn new(s: Settings, socket: BoundSocket, held: Option<ondemand::Held>) -> Supervisor {
+    pub fn new(
+        settings: Settings,
+        socket: BoundSocket,
+        held: Option<ondemand::Held>,
+    ) -> Supervisor {
         let pid1 = getpid().as_raw() == 1;
         if !pid1 {
             // Orphans of our children come to us, as they would to a PID 1.
@@ -165,89 +98,31 @@ impl Supervisor {
         let self_exe =
             std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/sbin/supervisor"));
         let now = Instant::now();
-        let backend = s.on_demand.as_ref().and_then(|o| o.backend.clone());
-        let od_settings = s.on_demand.clone();
-        let od = held.map(|held| {
-            let proxy = backend.map(|addr| {
-                // Only the supervisor accepts on it in proxy mode.
-                set_nonblocking(held.fd.as_fd(), true);
-                (addr, crate::proxy::Proxy::new())
-            });
-            let proxy = match proxy {
-                Some((addr, Ok(p))) => Some((addr, p)),
-                Some((_, Err(e))) => {
-                    error!(error = %e, "cannot create the proxy");
-                    None
-                }
-                None => None,
-            };
-            let (max, hold, idle) = od_settings.as_ref().map_or(
-                (
-                    common::settings::ON_DEMAND_MAX_CONNECTIONS,
-                    Duration::from_secs(30),
-                    None,
-                ),
-                |o| (o.max_connections, o.start_timeout, o.connection_idle),
-            );
-            let nofile = common::rlimit::nofile().map_or(1024, |(soft, _)| soft);
-            let cap = pair_cap(max, nofile);
-            if proxy.is_some() && cap < max {
-                warn!(
-                    max_connections = max,
-                    nofile,
-                    cap,
-                    "fewer proxied connections than on_demand.max_connections: the descriptor limit is lower"
-                );
-            }
-            OnDemandIo {
-                held,
-                proxy,
-                pending: Vec::new(),
-                activity: Activity::default(),
-                last_bytes: 0,
-                gate: Gate::default(),
-                cap,
-                hold,
-                idle,
-                next_sweep: now,
-            }
-        });
-        let answer_here = !s.has_allow_list();
+        let frontend = held.map(|h| Frontend::new(h, settings.on_demand.as_ref(), now));
         // Accepted on by the supervisor itself while no listener runs: never block on it.
         set_nonblocking(socket.fd.as_fd(), true);
         Supervisor {
-            core: Core::new(Policy::from_settings(&s), now),
-            s,
+            core: Core::new(Policy::from_settings(&settings), now),
+            settings,
             self_exe,
             pid1,
             socket,
             control: None,
-            conns: HashMap::new(),
-            asking: BTreeMap::new(),
-            request_gate: Gate::default(),
-            name_check_at: now + NAME_CHECK,
-            replaced_logged: false,
-            next_conn: 1,
-            answer_here,
-            od,
+            held_conns: HashMap::new(),
+            callers: Callers::default(),
+            frontend,
             notify: None,
             notify_warned: false,
-            trim_at: Some(now + crate::trim::AFTER),
+            replaced_logged: false,
+            probing: None,
         }
     }
 
     /// Runs until the container should end; returns the exit code.
     pub fn run(mut self, sigfd: SignalFd) -> i32 {
-        if let Some(path) = self.s.notify_path() {
-            match notify_socket(&path, self.s.run_as.as_ref()) {
-                Ok(d) => self.notify = Some(d),
-                Err(e) => {
-                    error!(error = %e, "cannot create the notify socket; the main process will never be ready")
-                }
-            }
-        }
-        if let Some(od) = &self.od {
-            info!(listen = %od.held.addr.key(), mode = if od.proxy.is_some() { "proxy" } else { "handoff" }, "holding the socket; the main process starts on the first connection");
+        self.open_notify();
+        if let Some(f) = &self.frontend {
+            info!(listen = %f.held.addr.key(), mode = f.mode(), "holding the socket; the main process starts on the first connection");
         }
         self.handle(Event::Boot, Instant::now());
         // Reap at start and after every SIGCHLD (the signalfd never loses one: a child
@@ -259,24 +134,20 @@ impl Supervisor {
             if reap_due {
                 no_children = self.reap(now);
             }
-            self.observe_proxy(now);
-            if now >= self.name_check_at {
-                self.name_check_at = now + NAME_CHECK;
-                self.check_socket_name();
+            // Proxied bytes are traffic.
+            if self.frontend.as_mut().is_some_and(|f| f.observe(now)) {
+                self.handle(Event::Traffic, now);
             }
             self.handle(Event::Tick, now);
-            if self.trim_at.is_some_and(|t| now >= t) {
-                self.trim_at = None;
-                crate::trim::release_startup_text();
-            }
+            self.handle(Event::Upkeep, now);
             if let Some(code) = self.core.finished(no_children, now) {
                 break code;
             }
             reap_due = self.wait(&sigfd);
         };
         self.socket.remove();
-        if let Some(od) = &self.od {
-            od.held.remove();
+        if let Some(f) = &self.frontend {
+            f.held.remove();
         }
         if let Some(n) = &self.notify {
             n.remove();
@@ -289,138 +160,64 @@ impl Supervisor {
     /// core. Returns whether SIGCHLD came (children to reap).
     fn wait(&mut self, sigfd: &SignalFd) -> bool {
         let now = Instant::now();
-        let ask_deadline = self.asking.values().map(|a| a.since + ASK_TIME).min();
-        let od_deadlines = self.od.as_ref().map(|o| {
-            let sweep = o
-                .proxy
-                .as_ref()
-                .filter(|(_, p)| !p.is_empty() && o.idle.is_some())
-                .map(|_| o.next_sweep);
-            let held = o.pending.iter().map(|(_, since)| *since + o.hold).min();
-            [o.gate.deadline(now), sweep, held]
-        });
-        let deadline = [
-            self.core.next_deadline(now),
-            ask_deadline,
-            self.trim_at,
-            self.request_gate.deadline(now),
-            Some(self.name_check_at).filter(|_| !self.core.exiting()),
-        ]
-        .into_iter()
-        .chain(od_deadlines.into_iter().flatten())
-        .flatten()
-        .min();
-        let timeout = match deadline {
-            None => -1,
-            Some(d) => d
-                .saturating_duration_since(now)
-                .as_millis()
-                .clamp(1, 60_000) as i32,
+        let timeout = poll_timeout(self.next_deadline(now), now);
+        let woke = {
+            let mut sources = Sources::default();
+            self.watch(&mut sources, sigfd, now);
+            sources.wait(timeout)
         };
-        let mut fds = PollSet::default();
-        let sig_at = fds.push(Some(sigfd.as_fd()), libc::POLLIN);
-        let held_at = fds.push(
-            self.od
-                .as_ref()
-                .filter(|o| self.core.want_listen_poll(now) && o.pollable(now))
-                .map(|o| o.held.fd.as_fd()),
-            libc::POLLIN,
-        );
-        let control_at = fds.push(
-            self.control
-                .as_ref()
-                .filter(|_| self.core.control_open())
-                .map(|c| c.as_fd()),
-            libc::POLLIN,
-        );
-        let proxy_at = fds.push(
-            self.od
-                .as_ref()
-                .and_then(|o| o.proxy.as_ref())
-                .map(|(_, p)| p.as_fd()),
-            libc::POLLIN,
-        );
-        let notify_at = fds.push(self.notify.as_ref().map(|n| n.fd.as_fd()), libc::POLLIN);
-        let request_at = fds.push(
-            Some(self.socket.fd.as_fd()).filter(|_| {
-                self.core.want_request_poll()
-                    && self.asking.len() < MAX_ASKING
-                    && self.request_gate.open(now)
-            }),
-            libc::POLLIN,
-        );
-        let asking: Vec<(u64, Option<usize>)> = self
-            .asking
-            .iter()
-            .map(|(&conn, a)| {
-                (
-                    conn,
-                    fds.push(Some(a.fd.as_fd()), libc::POLLIN | libc::POLLRDHUP),
-                )
-            })
-            .collect();
-        if let Err(e) = fds.poll(timeout) {
-            if e != Errno::EINTR {
-                error!(error = %e, "poll failed");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        let ready = |i: Option<usize>| fds.revents(i) != 0;
-        let (sig, held, ctl, proxy, notify) = (
-            ready(sig_at),
-            ready(held_at),
-            ready(control_at),
-            ready(proxy_at),
-            ready(notify_at),
-        );
-        let request = ready(request_at);
-        // Activity faults code back in: give it back once things are quiet again.
-        if (sig || held || ctl || proxy || notify || request) && self.trim_at.is_none() {
-            self.trim_at = Some(Instant::now() + crate::trim::AFTER);
-        }
-        let asked: Vec<(u64, bool)> = asking
-            .into_iter()
-            .filter(|&(_, i)| ready(i))
-            .map(|(conn, i)| {
-                (
-                    conn,
-                    fds.revents(i) & (libc::POLLRDHUP | libc::POLLHUP) != 0,
-                )
-            })
-            .collect();
-        drop(fds);
-        for (conn, hup) in asked {
-            self.look_at(conn, hup);
-        }
-        self.ask_timeouts(Instant::now());
-        if request {
-            self.accept_asking();
-        }
-        if proxy {
-            if let Some((_, p)) = self.od.as_mut().and_then(|o| o.proxy.as_mut()) {
-                p.run_ready();
-            }
-        }
-        if notify {
-            self.read_notify();
-        }
-        if held {
-            self.on_connection();
+        if !woke.is_empty() {
+            self.handle(Event::Activity, Instant::now());
         }
         let mut chld = false;
-        if sig {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                chld |= info.ssi_signo == Signal::SIGCHLD as u32;
-                // Real-time signals have no name here and are not forwarded.
-                if let Ok(s) = Signal::try_from(info.ssi_signo as i32) {
-                    self.handle(Event::Signal(s), Instant::now());
-                }
+        for (source, hup) in woke {
+            match source {
+                Source::Caller(conn) => self.peek_caller(conn, hup),
+                Source::Requests => self.accept_callers(),
+                Source::Proxy => self.frontend.iter_mut().for_each(Frontend::pump),
+                Source::Notify => self.read_notify(),
+                Source::Held => self.on_connection(),
+                Source::Probe => self.probe_answered(),
+                Source::Signals => chld |= self.read_signals(sigfd),
+                Source::Control => self.read_control(),
             }
         }
-        if ctl {
-            self.read_control();
-        }
         chld
+    }
+
+    /// The earliest of the core's deadlines and those of I/O alone.
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let io = self.frontend.iter().flat_map(|f| f.deadlines(now));
+        let io = io.chain(self.callers.deadline(now));
+        self.core.next_wake(now).into_iter().chain(io).min()
+    }
+
+    /// Every descriptor that can wake the loop this turn.
+    fn watch<'a>(&'a self, sources: &mut Sources<'a>, sigfd: &'a SignalFd, now: Instant) {
+        sources.add(Source::Signals, sigfd.as_fd(), libc::POLLIN);
+        if let Some(f) = &self.frontend {
+            if self.core.want_listen_poll(now) && f.pollable(now) {
+                sources.add(Source::Held, f.held.fd.as_fd(), libc::POLLIN);
+            }
+            if let Some(p) = f.proxy_fd() {
+                sources.add(Source::Proxy, p, libc::POLLIN);
+            }
+        }
+        if let Some(c) = self.control.as_ref().filter(|_| self.core.control_open()) {
+            sources.add(Source::Control, c.as_fd(), libc::POLLIN);
+        }
+        if let Some(n) = &self.notify {
+            sources.add(Source::Notify, n.fd.as_fd(), libc::POLLIN);
+        }
+        if self.core.request_room() > 0 && self.callers.open(now) {
+            sources.add(Source::Requests, self.socket.fd.as_fd(), libc::POLLIN);
+        }
+        if let Some(p) = &self.probing {
+            sources.add(Source::Probe, p.as_fd(), libc::POLLOUT);
+        }
+        for (conn, fd) in self.callers.fds() {
+            sources.add(Source::Caller(conn), fd, libc::POLLIN | libc::POLLRDHUP);
+        }
     }
 
     /// Hands one event to the core and carries out the effects, and the events they give
@@ -439,6 +236,10 @@ impl Supervisor {
         let mut reaped = Vec::new();
         let no_children = crate::reap::reap_all(&mut reaped);
         for (pid, exit) in reaped {
+            if self.core.main_pid() == Some(pid) {
+                // A probe still connecting was for this process, not the next one.
+                self.probing = None;
+            }
             if self.core.listener_pid() == Some(pid) {
                 // What the listener sent just before it died (a `hold` for an action it had
                 // just started) may still wait on the channel: take it in first, so that
@@ -450,6 +251,19 @@ impl Supervisor {
             self.handle(Event::Exited(pid, exit), now);
         }
         no_children
+    }
+
+    /// Reads every signal waiting; returns whether SIGCHLD was one.
+    fn read_signals(&mut self, sigfd: &SignalFd) -> bool {
+        let mut chld = false;
+        while let Ok(Some(info)) = sigfd.read_signal() {
+            chld |= info.ssi_signo == Signal::SIGCHLD as u32;
+            // Real-time signals have no name here and are not forwarded.
+            if let Ok(s) = Signal::try_from(info.ssi_signo as i32) {
+                self.handle(Event::Signal(s), Instant::now());
+            }
+        }
+        chld
     }
 
     // ----- effects ------------------------------------------------------------------
@@ -466,115 +280,84 @@ impl Supervisor {
                 None
             }
             Effect::Reply { seq, answer } => {
-                let text = answer.to_string();
+                let msg = Msg::Reply {
+                    seq,
+                    text: answer.to_string(),
+                };
                 if let Some(c) = &self.control {
-                    if let Err(e) = control::send(c.as_fd(), &Msg::Reply { seq, text }, None) {
+                    if let Err(e) = control::send(c.as_fd(), &msg, None) {
                         warn!(error = %e, "cannot answer the listener");
                     }
                 }
                 None
             }
             Effect::Answer { id, line } => {
-                if let Some(conn) = self.conns.remove(&id) {
-                    answer(&conn, &line);
-                }
-                None
-            }
-            Effect::ConnectPending => Some(Event::Pending(self.connect_pending())),
-            Effect::CloseWaiting => {
-                let od = self.od.as_mut()?;
-                let mut closed = std::mem::take(&mut od.pending).len();
-                if od.proxy.is_none() {
-                    // Handoff: the clients wait in the kernel's backlog of the held socket,
-                    // which the main process shares: never block on it.
-                    // A few at a time, each closed at once: never more descriptors than that.
-                    set_nonblocking(od.held.fd.as_fd(), true);
-                    loop {
-                        let (some, err) = accept_some(od.held.fd.as_fd(), 16);
-                        closed += some.len();
-                        if some.is_empty() || err.is_some() {
-                            break;
-                        }
-                    }
-                    set_nonblocking(od.held.fd.as_fd(), false);
-                }
-                if closed > 0 {
-                    info!(closed, "closed the clients waiting for the main process");
-                }
-                None
-            }
-            Effect::CloseProxied => {
-                if let Some((_, p)) = self.od.as_mut().and_then(|o| o.proxy.as_mut()) {
-                    p.close_all();
-                }
-                None
-            }
-            Effect::Relink => {
-                let od = self.od.as_ref()?;
-                match od.held.relink() {
-                    Ok(true) => {
-                        info!(path = %od.held.addr.key(), "restored the socket's name after the main process removed it")
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        error!(path = %od.held.addr.key(), error = %e, "cannot restore the socket's name")
-                    }
+                if let Some(conn) = self.held_conns.remove(&id) {
+                    lazy::write_line(&conn, &line);
                 }
                 None
             }
             Effect::Respond { conn, line } => {
-                if let Some(a) = self.asking.remove(&conn) {
-                    respond(&a.fd, &line);
-                }
+                self.callers.answer(conn, &line);
                 None
             }
             Effect::HandOn { conn } => {
-                let a = self.asking.remove(&conn)?;
-                let sent = self
-                    .control
-                    .as_ref()
-                    .map(|c| control::send(c.as_fd(), &Msg::Conn, Some(a.fd.as_fd())));
-                if !matches!(sent, Some(Ok(()))) {
-                    warn!(error = ?sent, "cannot pass a client to the listener");
-                    respond(
-                        &a.fd,
-                        &proto::Answer::error(
-                            proto::ErrorCode::Unavailable,
-                            "the listener is not reachable",
-                        )
-                        .to_string(),
-                    );
-                }
+                self.pass_to_listener(conn);
                 None
             }
+            Effect::ReleaseMemory => {
+                crate::trim::release_memory();
+                None
+            }
+            Effect::CheckSocketName => {
+                self.check_socket_name();
+                None
+            }
+            Effect::ConnectPending
+            | Effect::CloseWaiting
+            | Effect::CloseProxied
+            | Effect::Relink
+            | Effect::Scan => self.apply_on_demand(eff, now),
+        }
+    }
+
+    /// The on-demand effects, carried out on the held socket.
+    fn apply_on_demand(&mut self, eff: Effect, now: Instant) -> Option<Event> {
+        let f = self.frontend.as_mut()?;
+        match eff {
+            Effect::ConnectPending => return Some(Event::Pending(f.connect_waiting(now))),
+            Effect::CloseWaiting => f.close_waiting(),
+            Effect::CloseProxied => f.close_proxied(),
+            Effect::Relink => f.relink(),
             Effect::Scan => {
-                let od = self.od.as_mut()?;
-                let _ = now;
-                Some(if od.activity.scan(&od.held.addr) {
+                return Some(if f.scan() {
                     Event::Traffic
                 } else {
                     Event::Quiet
                 })
             }
+            _ => {}
         }
+        None
     }
 
     fn spawn_main(&mut self) -> Result<Pid, i32> {
-        let key = self.od.as_ref().map(|o| o.held.addr.key());
+        let key = self.frontend.as_ref().map(|f| f.held.addr.key());
         let name = key
             .as_deref()
             .map(|k| k.rsplit('/').next().unwrap_or(k).to_string());
-        let handoff = match (&self.od, &key, &name) {
-            (Some(od), Some(key), Some(name)) if od.proxy.is_none() => Some(spawn::Handoff {
-                fd: od.held.raw(),
+        let fd = self.frontend.as_ref().and_then(Frontend::handoff);
+        let handoff = match (fd, &key, &name) {
+            (Some(fd), Some(key), Some(name)) => Some(spawn::Handoff {
+                fd: fd.as_raw_fd(),
                 key,
                 name,
             }),
             _ => None,
         };
-        match spawn::spawn_main(&self.s, &self.self_exe, handoff) {
+        match spawn::spawn_main(&self.settings, &self.self_exe, handoff) {
             Ok(pid) => {
-                info!(child = "main", pid = pid.as_raw(), cmd = %shown(&self.s.exec), "spawned");
+                info!(child = "main", pid = pid.as_raw(), cmd = %shown(&self.settings.exec), "spawned");
                 Ok(pid)
             }
             Err(e) => {
@@ -582,14 +365,14 @@ impl Supervisor {
                     std::io::ErrorKind::NotFound => 127,
                     _ => 126,
                 };
-                error!(child = "main", cmd = %shown(&self.s.exec), error = %e, code, "cannot start");
+                error!(child = "main", cmd = %shown(&self.settings.exec), error = %e, code, "cannot start");
                 Err(code)
             }
         }
     }
 
     fn spawn_listener(&mut self, next_id: u64) -> Option<Pid> {
-        let exe = self.s.listener.clone()?;
+        let exe = self.settings.listener.clone()?;
         let pair = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -604,7 +387,7 @@ impl Supervisor {
             }
         };
         set_nonblocking(ours.as_fd(), true);
-        let mut env = self.s.to_env();
+        let mut env = self.settings.to_env();
         env.push(("BOSUN_NEXT_ID".into(), next_id.to_string()));
         match spawn::spawn_listener(&exe, self.socket.fd.as_fd(), theirs.as_fd(), &env) {
             Ok(pid) => {
@@ -618,10 +401,18 @@ impl Supervisor {
         }
     }
 
+    /// Runs the ready probe: a connect is started and, when it cannot be decided at once,
+    /// answered by a later poll event ([`Self::probe_answered`]); a new probe drops one
+    /// still in progress (not ready within the interval). `exec:` starts a child.
     fn probe(&mut self) -> Option<Event> {
-        let r = self.s.ready.as_ref()?;
-        match ready::check_connect(r) {
-            Some(ok) => Some(Event::ProbeResult(ok)),
+        let r = self.settings.ready.as_ref()?;
+        self.probing = None;
+        match ready::start_connect(r) {
+            Some(ready::Connect::Done(ok)) => Some(Event::ProbeResult(ok)),
+            Some(ready::Connect::Pending(fd)) => {
+                self.probing = Some(fd);
+                None
+            }
             None => {
                 let Ready::Exec(cmd) = r else { return None };
                 match spawn::spawn_probe(cmd) {
@@ -632,6 +423,14 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// The probe's connect is done, one way or the other.
+    fn probe_answered(&mut self) {
+        if let Some(fd) = self.probing.take() {
+            let ok = ready::connected(&fd);
+            self.handle(Event::ProbeResult(ok), Instant::now());
         }
     }
 
@@ -729,7 +528,7 @@ impl Supervisor {
             let Some(c) = &self.control else { return };
             match control::recv(c.as_fd()) {
                 Ok(Received::Msg(m, fd)) => {
-                    if let Some(ev) = self.take_in(m, fd) {
+                    if let Some(ev) = self.control_event(m, fd) {
                         self.handle(ev, Instant::now());
                     }
                 }
@@ -754,7 +553,7 @@ impl Supervisor {
             match control::recv(c.as_fd()) {
                 Ok(Received::Msg(m, fd)) => {
                     if let Some(ev @ (Event::Hold { .. } | Event::Release { .. })) =
-                        self.take_in(m, fd)
+                        self.control_event(m, fd)
                     {
                         self.handle(ev, Instant::now());
                     }
@@ -766,10 +565,10 @@ impl Supervisor {
     }
 
     /// A control message as an event; a held request's connection is kept here.
-    fn take_in(&mut self, m: Msg, fd: Option<OwnedFd>) -> Option<Event> {
+    fn control_event(&mut self, m: Msg, fd: Option<OwnedFd>) -> Option<Event> {
         match (m, fd) {
             (Msg::Hold { id, pgid, action }, Some(conn)) => {
-                self.conns.insert(id, conn);
+                self.held_conns.insert(id, conn);
                 Some(Event::Hold { id, pgid, action })
             }
             (Msg::Release { id, reply }, _) => Some(Event::Release { id, reply }),
@@ -782,79 +581,60 @@ impl Supervisor {
         }
     }
 
+    /// `$NOTIFY_SOCKET`, for `ready = "notify"`.
+    fn open_notify(&mut self) {
+        let Some(path) = self.settings.notify_path() else {
+            return;
+        };
+        match notify_socket(&path, self.settings.run_as.as_ref()) {
+            Ok(d) => self.notify = Some(d),
+            Err(e) => {
+                error!(error = %e, "cannot create the notify socket; the main process will never be ready")
+            }
+        }
+    }
+
     // ----- the request socket while no listener runs ---------------------------------
 
-    /// Accepts as many clients as there is room for; the others stay in the backlog, where
-    /// the listener (or the next turn) finds them.
-    fn accept_asking(&mut self) {
-        let room = MAX_ASKING.saturating_sub(self.asking.len());
+    /// Accepts as many clients as the core has room for; the others stay in the backlog,
+    /// where the listener (or the next turn) finds them.
+    fn accept_callers(&mut self) {
         let now = Instant::now();
-        let (accepted, err) = accept_some(self.socket.fd.as_fd(), room);
-        let note = match err {
-            Some(_) => self.request_gate.failed(now),
-            None if !accepted.is_empty() => self.request_gate.succeeded(),
-            None => Note::Nothing,
-        };
-        log_gate(note, err, "the request socket");
-        for fd in accepted {
-            let conn = self.next_conn;
-            self.next_conn += 1;
-            self.asking.insert(conn, Asking { fd, since: now });
+        let room = self.core.request_room();
+        for conn in self.callers.accept(self.socket.fd.as_fd(), room, now) {
+            self.handle(Event::Caller { conn }, now);
             // A line may be there already.
-            self.look_at(conn, false);
+            self.peek_caller(conn, false);
         }
     }
 
     /// Peeks at a client's request line; once it is whole (or the client has stopped
     /// sending), tells the core what it asks.
-    fn look_at(&mut self, conn: u64, hup: bool) {
-        let Some(a) = self.asking.get(&conn) else {
-            return;
+    fn peek_caller(&mut self, conn: u64, hup: bool) {
+        let ev = match self.callers.peek(conn, hup) {
+            Peeked::Partial => return,
+            Peeked::Gone => Event::CallerGone { conn },
+            Peeked::Line(builtin) => Event::Asked { conn, builtin },
         };
-        let mut buf = [0u8; proto::MAX_LINE + 2];
-        let n = match nix::sys::socket::recv(
-            a.fd.as_raw_fd(),
-            &mut buf,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(0) => {
-                // Gone before a word.
-                self.asking.remove(&conn);
-                return;
-            }
-            Ok(n) => n,
-            Err(Errno::EAGAIN | Errno::EINTR) => return,
-            Err(_) => {
-                self.asking.remove(&conn);
-                return;
-            }
-        };
-        let line = match buf[..n].iter().position(|&b| b == b'\n') {
-            Some(end) => &buf[..end],
-            None if hup || n > proto::MAX_LINE => &buf[..n],
-            None => return,
-        };
-        let builtin = self.answer_here.then(|| ask_of(line)).flatten();
-        self.handle(Event::Asked { conn, builtin }, Instant::now());
+        self.handle(ev, Instant::now());
     }
 
-    /// A client slow to send its line goes to the listener, which applies the real read
-    /// timeout.
-    fn ask_timeouts(&mut self, now: Instant) {
-        let late: Vec<u64> = self
-            .asking
-            .iter()
-            .filter(|(_, a)| now >= a.since + ASK_TIME)
-            .map(|(&c, _)| c)
-            .collect();
-        for conn in late {
-            self.handle(
-                Event::Asked {
-                    conn,
-                    builtin: None,
-                },
-                now,
+    /// Passes a client, its request unread, to the listener.
+    fn pass_to_listener(&mut self, conn: u64) {
+        let Some(fd) = self.callers.take(conn) else {
+            return;
+        };
+        let sent = self
+            .control
+            .as_ref()
+            .map(|c| control::send(c.as_fd(), &Msg::Conn, Some(fd.as_fd())));
+        if !matches!(sent, Some(Ok(()))) {
+            warn!(error = ?sent, "cannot pass a client to the listener");
+            let line = proto::Reply::error(
+                proto::ErrorCode::Unavailable,
+                "the listener is not reachable",
             );
+            lazy::answer_read(&fd, &line.to_string());
         }
     }
 
@@ -863,125 +643,57 @@ impl Supervisor {
     /// The held socket is readable: in proxy mode the supervisor accepts the clients
     /// itself; in handoff mode they wait in the backlog for the main process.
     fn on_connection(&mut self) {
-        let Some(od) = &mut self.od else { return };
-        if od.proxy.is_some() {
-            let now = Instant::now();
-            let (accepted, err) = accept_some(od.held.fd.as_fd(), od.room());
-            let note = match err {
-                Some(_) => od.gate.failed(now),
-                None if !accepted.is_empty() => od.gate.succeeded(),
-                None => Note::Nothing,
-            };
-            log_gate(note, err, "the held socket");
-            od.pending.extend(accepted.into_iter().map(|fd| (fd, now)));
-        }
-        let pending = od.pending.len();
-        self.handle(Event::Connection { pending }, Instant::now());
-    }
-
-    /// Proxied bytes are traffic.
-    fn observe_proxy(&mut self, now: Instant) {
-        let Some(od) = &mut self.od else { return };
-        if let (Some(idle), Some(every), Some((_, p))) =
-            (od.idle, od.sweep_interval(), od.proxy.as_mut())
-        {
-            if now >= od.next_sweep {
-                od.next_sweep = now + every;
-                let closed = p.close_idle(idle, now);
-                if closed > 0 {
-                    info!(closed, idle = %common::duration::show(idle), "closed proxied connections with no traffic");
-                }
-            }
-        }
-        let Some((_, p)) = &od.proxy else { return };
-        if p.bytes() != od.last_bytes {
-            od.last_bytes = p.bytes();
-            self.handle(Event::Traffic, now);
-        }
-    }
-
-    /// Proxy mode: connects waiting clients to the backend; returns how many still wait.
-    fn connect_pending(&mut self) -> usize {
-        let Some(od) = &mut self.od else { return 0 };
-        let Some((backend, proxy)) = &mut od.proxy else {
-            return 0;
-        };
-        let mut waiting = Vec::new();
         let now = Instant::now();
-        let mut expired = 0;
-        let mut pending = std::mem::take(&mut od.pending).into_iter();
-        for (client, since) in pending.by_ref() {
-            if now >= since + od.hold {
-                expired += 1;
-                continue;
-            }
-            match connect_nonblocking(backend) {
-                Ok(Some(b)) => {
-                    if let Err(e) = proxy.add(client, b) {
-                        warn!(error = %e, "cannot proxy a connection");
-                    }
-                }
-                // The backend's backlog is full: try again on the next turn.
-                Ok(None) => waiting.push((client, since)),
-                // Out of descriptors: this client and the rest wait for some to free.
-                Err(e) if crate::accept::is_exhaustion(e) => {
-                    waiting.push((client, since));
-                    break;
-                }
-                Err(e) => {
-                    warn!(backend = %backend.key(), error = %e, "cannot reach the backend; closing a client")
-                }
-            }
-        }
-        waiting.extend(pending);
-        if expired > 0 {
-            warn!(closed = expired, waited = %common::duration::show(od.hold), "closed clients that waited too long for the backend");
-        }
-        od.pending = waiting;
-        od.pending.len()
+        let Some(f) = &mut self.frontend else { return };
+        let pending = f.accept(now);
+        self.handle(Event::Connection { pending }, now);
     }
 }
 
-/// The built-in a request line asks for when it is one the supervisor answers while no
-/// listener runs: exactly `ping` or `status`.
-fn ask_of(line: &[u8]) -> Option<proto::Builtin> {
-    match proto::parse_line(line).ok()?.as_slice() {
-        [one] => proto::Builtin::parse(one)
-            .filter(|b| matches!(b, proto::Builtin::Ping | proto::Builtin::Status)),
-        _ => None,
-    }
+/// Which descriptor woke the loop. The order of the variants is the order in which what
+/// woke it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    /// A client on the request socket, while no listener runs.
+    Caller(u64),
+    /// The request socket, while no listener runs.
+    Requests,
+    /// On demand, proxy mode: the proxy's epoll instance.
+    Proxy,
+    /// `$NOTIFY_SOCKET`.
+    Notify,
+    /// On demand: the held socket.
+    Held,
+    /// A ready probe's connect.
+    Probe,
+    Signals,
+    /// The listener's control channel.
+    Control,
 }
 
-/// Answers a client the supervisor looked at: its request is read (so that closing does
-/// not reset the connection under the reply), the line written, the connection closed.
-fn respond(conn: &OwnedFd, line: &str) {
-    let mut buf = [0u8; proto::MAX_LINE + 2];
-    let _ = nix::sys::socket::recv(conn.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT);
-    answer(conn, line);
-}
-
-/// The file descriptors one turn of the loop waits on. (Raw `poll(2)`: nix's `PollFlags`
-/// has no `POLLRDHUP`, and drops the whole `revents` when that bit is set.)
+/// The descriptors one turn of the loop waits on, each with the source it stands for.
+/// (Raw `poll(2)`: nix's `PollFlags` has no `POLLRDHUP`, and drops the whole `revents`
+/// when that bit is set.)
 #[derive(Default)]
-struct PollSet<'a> {
+struct Sources<'a> {
     fds: Vec<libc::pollfd>,
+    sources: Vec<Source>,
     _borrowed: std::marker::PhantomData<BorrowedFd<'a>>,
 }
 
-impl<'a> PollSet<'a> {
-    /// Adds `fd` (when there is one) waiting for `events`; returns its index.
-    fn push(&mut self, fd: Option<BorrowedFd<'a>>, events: libc::c_short) -> Option<usize> {
-        let fd = fd?;
+impl<'a> Sources<'a> {
+    fn add(&mut self, source: Source, fd: BorrowedFd<'a>, events: libc::c_short) {
         self.fds.push(libc::pollfd {
             fd: fd.as_raw_fd(),
             events,
             revents: 0,
         });
-        Some(self.fds.len() - 1)
+        self.sources.push(source);
     }
 
-    /// Waits up to `timeout_ms` (-1: no limit) for any of them.
-    fn poll(&mut self, timeout_ms: i32) -> nix::Result<()> {
+    /// Waits up to `timeout_ms` (-1: no limit); returns the sources that woke, in the
+    /// order they are read, each with whether its peer hung up.
+    fn wait(mut self, timeout_ms: i32) -> Vec<(Source, bool)> {
         // SAFETY: `fds` is a valid array of `len` pollfd structs for the whole call; the
         // descriptors are borrowed for 'a, so none is closed while we wait.
         let n = unsafe {
@@ -991,26 +703,31 @@ impl<'a> PollSet<'a> {
                 timeout_ms,
             )
         };
-        Errno::result(n).map(drop)
-    }
-
-    /// What happened on the descriptor at `i` (0 for none).
-    fn revents(&self, i: Option<usize>) -> libc::c_short {
-        i.and_then(|i| self.fds.get(i)).map_or(0, |p| p.revents)
+        if let Err(e) = Errno::result(n) {
+            if e != Errno::EINTR {
+                error!(error = %e, "poll failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Vec::new();
+        }
+        let mut woke: Vec<(Source, bool)> = (self.fds.iter().zip(self.sources))
+            .filter(|(p, _)| p.revents != 0)
+            .map(|(p, s)| (s, p.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0))
+            .collect();
+        woke.sort_by_key(|&(s, _)| s);
+        woke
     }
 }
 
-/// Writes `line` (when not empty) to a client, then lets the connection go. A client gone
-/// already (fire and forget) makes the write fail: that's fine.
-fn answer(conn: &OwnedFd, line: &str) {
-    if !line.is_empty() {
-        let _ = send(
-            conn.as_raw_fd(),
-            format!("{line}\n").as_bytes(),
-            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-        );
+/// `poll`'s timeout until `deadline`: at least 1 ms, at most a minute, -1 for none.
+fn poll_timeout(deadline: Option<Instant>, now: Instant) -> i32 {
+    match deadline {
+        None => -1,
+        Some(d) => d
+            .saturating_duration_since(now)
+            .as_millis()
+            .clamp(1, 60_000) as i32,
     }
-    let _ = nix::sys::socket::shutdown(conn.as_raw_fd(), nix::sys::socket::Shutdown::Write);
 }
 
 /// An argv as one line for the log (bytes that are not UTF-8 shown as U+FFFD).
@@ -1019,44 +736,6 @@ fn shown(argv: &[std::ffi::OsString]) -> String {
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
-        let mut f = OFlag::from_bits_truncate(flags);
-        f.set(OFlag::O_NONBLOCK, on);
-        let _ = fcntl(fd, FcntlArg::F_SETFL(f));
-    }
-}
-
-/// Starts a non-blocking connect to the backend. `Ok(None)`: a unix backend's backlog is
-/// full (`EAGAIN`), try again later.
-fn connect_nonblocking(addr: &Addr) -> nix::Result<Option<OwnedFd>> {
-    use nix::sys::socket::{connect, socket, SockaddrIn, SockaddrIn6, UnixAddr};
-    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let (fd, res) = match addr {
-        Addr::Unix(p) => {
-            let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
-            let res = connect(fd.as_raw_fd(), &UnixAddr::new(p)?);
-            (fd, res)
-        }
-        Addr::Tcp(std::net::SocketAddr::V4(a)) => {
-            let fd = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
-            let res = connect(fd.as_raw_fd(), &SockaddrIn::from(*a));
-            (fd, res)
-        }
-        Addr::Tcp(std::net::SocketAddr::V6(a)) => {
-            let fd = socket(AddressFamily::Inet6, SockType::Stream, flags, None)?;
-            let res = connect(fd.as_raw_fd(), &SockaddrIn6::from(*a));
-            (fd, res)
-        }
-    };
-    match res {
-        Ok(()) | Err(Errno::EINPROGRESS) => Ok(Some(fd)),
-        Err(Errno::EAGAIN) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// The notify socket: 0600, owned by the `run_as` user (root otherwise), credentials on.
@@ -1081,32 +760,4 @@ fn notify_socket(
     }
     set_nonblocking(s.fd.as_fd(), true);
     Ok(s)
-}
-
-/// Logs what a [`Gate`] says, once per run of failures.
-fn log_gate(note: Note, err: Option<Errno>, what: &str) {
-    match note {
-        Note::Paused(pause) => warn!(
-            socket = what,
-            error = %err.map_or(Errno::UnknownErrno, |e| e),
-            pause = ?pause,
-            "out of file descriptors: not accepting for a while (logged once until it works again)"
-        ),
-        Note::Resumed => info!(socket = what, "accepting again"),
-        Note::Nothing => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pairs_fit_the_descriptor_limit() {
-        assert_eq!(pair_cap(1024, 1 << 20), 1024);
-        assert_eq!(pair_cap(1024, 1024), (1024 - 32) / 6);
-        assert_eq!(pair_cap(1024, 64), (64 - 16) / 6);
-        assert_eq!(pair_cap(1024, 4), 1, "always at least one");
-        assert_eq!(pair_cap(10, 1024), 10);
-    }
 }

@@ -17,7 +17,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
@@ -109,6 +109,47 @@ impl BoundSocket {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd` (best effort).
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let mut f = OFlag::from_bits_truncate(flags);
+        f.set(OFlag::O_NONBLOCK, on);
+        let _ = fcntl(fd, FcntlArg::F_SETFL(f));
+    }
+}
+
+/// Starts a non-blocking connect to `addr` (the backend, a ready probe's address): the
+/// socket is connected or connecting (`EINPROGRESS`: writable once it is done, `SO_ERROR`
+/// says how). `Ok(None)`: a unix listener's backlog is full (`EAGAIN`), try again later.
+pub fn connect_nonblocking(addr: &crate::config::Addr) -> nix::Result<Option<OwnedFd>> {
+    use crate::config::Addr;
+    use nix::sys::socket::{connect, SockaddrIn, SockaddrIn6};
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let (fd, res) = match addr {
+        Addr::Unix(p) => {
+            let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+            let res = connect(fd.as_raw_fd(), &UnixAddr::new(p)?);
+            (fd, res)
+        }
+        Addr::Tcp(std::net::SocketAddr::V4(a)) => {
+            let fd = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+            let res = connect(fd.as_raw_fd(), &SockaddrIn::from(*a));
+            (fd, res)
+        }
+        Addr::Tcp(std::net::SocketAddr::V6(a)) => {
+            let fd = socket(AddressFamily::Inet6, SockType::Stream, flags, None)?;
+            let res = connect(fd.as_raw_fd(), &SockaddrIn6::from(*a));
+            (fd, res)
+        }
+    };
+    match res {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(Some(fd)),
+        Err(nix::errno::Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

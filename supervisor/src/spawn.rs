@@ -8,7 +8,7 @@
 //! shell that ignores INT for a background job), SIG_DFL for the rest. That state has to
 //! be read before anything changes it: the supervisor blocks every signal to read them
 //! from a signalfd, and Rust's runtime sets SIGPIPE to SIG_IGN before `main`. So a
-//! constructor in `.init_array` ([`CAPTURE`]) records it before either runs, and each
+//! constructor in `.init_array` (`CAPTURE`) records it before either runs, and each
 //! child gives it back between fork and exec ([`restore_inherited`]).
 //!
 //! When `PATH` is unset, the main process is looked up in, and given, docker's default

@@ -1,4 +1,5 @@
-//! Gives back the pages of start-up code once the supervisor is in its event loop.
+//! Gives back memory once the supervisor is in its event loop: the pages of start-up code
+//! and the heap's free pages.
 //!
 //! PID 1 lives as long as the container, but most of its code (argument and config
 //! parsing, TOML, error reporting) runs once. The kernel maps executable pages in 64 KiB
@@ -6,15 +7,13 @@
 //! counts in the process's RSS and PSS forever. `MADV_DONTNEED` on the text mapping drops
 //! those page-table entries (the file pages stay in the page cache); the loop's own code
 //! faults back in on its next use. Nothing is lost: text is read-only and file-backed.
-//! The loop calls this a few seconds after start and again a few seconds after each burst
-//! of activity (a request, a restart), so an idle container keeps only what idling uses.
-
-/// How long after start, and after the last activity, the pages are given back.
-pub const AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+//! The loop calls this when the core says so ([`crate::core::TRIM_AFTER`] after start and
+//! again after each burst of activity: a request, a restart), so an idle container keeps
+//! only what idling uses.
 
 /// Drops this process's mapped executable text and read-only data pages, and gives the
 /// heap's free pages back (`malloc_trim`).
-pub fn release_startup_text() {
+pub fn release_memory() {
     // SAFETY: malloc_trim only returns free memory of glibc's heap to the kernel.
     unsafe {
         libc::malloc_trim(0);

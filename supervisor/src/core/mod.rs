@@ -9,12 +9,17 @@
 //! is a plain function of state, event and clock, unit-tested with a fake clock in
 //! `tests.rs` without a single process.
 //!
-//! What belongs to on-demand start lives in `ondemand.rs` beside this file. Log lines are
-//! written here, where the decision and its reasons are known; they are the only output.
+//! Beside this file: `ondemand.rs` (on-demand start), `lazy.rs` (clients on the request
+//! socket while no listener runs), `upkeep.rs` (when memory is given back and the socket's
+//! name checked). Every deadline the loop waits for is the core's ([`Core::next_deadline`])
+//! but those of I/O alone (an accept pause, a proxied client's wait). Log lines are written
+//! here, where the decision and its reasons are known; they are the only output.
 
+mod lazy;
 mod ondemand;
 #[cfg(test)]
 mod tests;
+mod upkeep;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,7 +35,9 @@ use crate::config::{Restart, Settings};
 use crate::metrics::MainMetrics;
 use crate::signals::{forwarded, Exit};
 
-pub use ondemand::OdPolicy;
+pub use lazy::{LINE_TIME, MAX_CALLERS};
+pub use ondemand::OnDemandPolicy;
+pub use upkeep::{NAME_CHECK, TRIM_AFTER};
 
 /// How long, past the stop deadline and a KILL, the supervisor waits for the last
 /// processes before it exits regardless (a process stuck in `D` state cannot be killed).
@@ -58,7 +65,10 @@ pub struct Policy {
     pub ready: ReadyBy,
     /// When the listener is started, if at all.
     pub listener: ListenerStart,
-    pub on_demand: Option<OdPolicy>,
+    pub on_demand: Option<OnDemandPolicy>,
+    /// An allow-list applies, which only the listener checks: no request is answered
+    /// without it, not even `ping` and `status`.
+    pub allow_list: bool,
 }
 
 impl Policy {
@@ -78,11 +88,12 @@ impl Policy {
                 (None, _) => ListenerStart::Off,
                 (Some(_), start) => start,
             },
-            on_demand: s.on_demand.as_ref().map(|o| OdPolicy {
+            on_demand: s.on_demand.as_ref().map(|o| OnDemandPolicy {
                 idle: o.idle,
                 start_timeout: o.start_timeout,
                 proxy: o.backend.is_some(),
             }),
+            allow_list: s.has_allow_list(),
         }
     }
 }
@@ -150,6 +161,20 @@ pub enum Event {
         conn: u64,
         builtin: Option<Builtin>,
     },
+    /// While no listener runs: the loop accepted client `conn` on the request socket; its
+    /// line is awaited (for [`LINE_TIME`] at most).
+    Caller {
+        conn: u64,
+    },
+    /// Client `conn` left before it sent a whole line.
+    CallerGone {
+        conn: u64,
+    },
+    /// Something woke the loop other than a deadline (for [`Effect::ReleaseMemory`]).
+    Activity,
+    /// Once per turn, after [`Event::Tick`]: the loop's own upkeep that is due (giving
+    /// memory back, checking the socket's name), apart from the supervision deadlines.
+    Upkeep,
 }
 
 /// Who a signal goes to.
@@ -206,6 +231,10 @@ pub enum Effect {
     HandOn {
         conn: u64,
     },
+    /// Give back start-up text pages and free heap (`crate::trim`).
+    ReleaseMemory,
+    /// Check that the request socket's name still leads to this supervisor's socket.
+    CheckSocketName,
 }
 
 /// The main process's state.
@@ -237,7 +266,8 @@ enum Main {
 enum Why {
     /// At boot, or again after backoff: a failed start is an exit like any other.
     Run,
-    /// The `start` built-in, answered with this reply prefix.
+    /// A forwarded `start` (or `restart` of a stopped process): request `seq` is answered
+    /// `started` (`restarted` when `restart`) with the pid, or with the failure.
     Command { seq: u64, restart: bool },
     /// The end of a `restart` (its waiters are answered).
     Restart,
@@ -310,7 +340,10 @@ pub struct Core {
     shutdown: Option<Instant>,
     others_signalled: bool,
     killed_all: bool,
-    od: Option<ondemand::Od>,
+    od: Option<ondemand::OnDemandState>,
+    /// Clients on the request socket whose line is awaited, and until when.
+    callers: BTreeMap<u64, Instant>,
+    upkeep: upkeep::Upkeep,
     out: Vec<Effect>,
 }
 
@@ -321,7 +354,10 @@ impl Core {
             ListenerStart::Boot => Listener::Backoff { until: now },
             ListenerStart::Request => Listener::Idle,
         };
-        let od = p.on_demand.clone().map(|o| ondemand::Od::new(o, now));
+        let od = p
+            .on_demand
+            .clone()
+            .map(|o| ondemand::OnDemandState::new(o, now));
         Core {
             p,
             main: Main::Down,
@@ -350,6 +386,8 @@ impl Core {
             others_signalled: false,
             killed_all: false,
             od,
+            callers: BTreeMap::new(),
+            upkeep: upkeep::Upkeep::new(now),
             out: Vec::new(),
         }
     }
@@ -391,7 +429,17 @@ impl Core {
             }
             Event::Traffic => self.on_traffic(now),
             Event::Quiet => self.check_idle(now),
-            Event::Asked { conn, builtin } => self.on_asked(conn, builtin, now),
+            Event::Asked { conn, builtin } => {
+                self.callers.remove(&conn);
+                let builtin = builtin.filter(|_| !self.p.allow_list);
+                self.on_asked(conn, builtin, now)
+            }
+            Event::Caller { conn } => self.on_caller(conn, now),
+            Event::CallerGone { conn } => {
+                self.callers.remove(&conn);
+            }
+            Event::Activity => self.on_activity(now),
+            Event::Upkeep => self.tick_upkeep(now),
         }
         std::mem::take(&mut self.out)
     }
@@ -453,7 +501,17 @@ impl Core {
         if self.shutdown.is_none() {
             d.extend(self.od_deadline(now));
         }
+        d.extend(self.callers_deadline());
         d.into_iter().min()
+    }
+
+    /// When the loop must wake at the latest: the next deadline of [`Event::Tick`] or of
+    /// [`Event::Upkeep`].
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        self.next_deadline(now)
+            .into_iter()
+            .chain(self.upkeep_deadlines())
+            .min()
     }
 
     /// The exit code once the container is done: everything is down and no child is left
@@ -609,29 +667,7 @@ impl Core {
                     let sig = self.p.stop_signal;
                     return self.begin_shutdown(now, Some(sig));
                 }
-                match why {
-                    Why::Run => {}
-                    Why::Command { seq, restart } => {
-                        let pid = pid.as_raw();
-                        self.reply(
-                            seq,
-                            if restart {
-                                Answer::Restarted { pid }
-                            } else {
-                                Answer::Started { pid }
-                            },
-                        )
-                    }
-                    Why::Restart => {
-                        for seq in std::mem::take(&mut self.restart_waiters) {
-                            self.reply(seq, Answer::Restarted { pid: pid.as_raw() });
-                        }
-                    }
-                    Why::OnDemand => {
-                        self.on_demand_starts += 1;
-                        self.od_started(now)
-                    }
-                }
+                self.started_for(why, pid, now);
                 if self.p.ready == ReadyBy::Start {
                     self.od_ready(now);
                 }
@@ -666,6 +702,33 @@ impl Core {
                         "on-demand start failed: the main process could not be started",
                     ),
                 }
+            }
+        }
+    }
+
+    /// The main process started for `why`: whoever asked for the start is answered.
+    fn started_for(&mut self, why: Why, pid: Pid, now: Instant) {
+        match why {
+            Why::Run => {}
+            Why::Command { seq, restart } => {
+                let pid = pid.as_raw();
+                self.reply(
+                    seq,
+                    if restart {
+                        Answer::Restarted { pid }
+                    } else {
+                        Answer::Started { pid }
+                    },
+                )
+            }
+            Why::Restart => {
+                for seq in std::mem::take(&mut self.restart_waiters) {
+                    self.reply(seq, Answer::Restarted { pid: pid.as_raw() });
+                }
+            }
+            Why::OnDemand => {
+                self.on_demand_starts += 1;
+                self.od_started(now)
             }
         }
     }
@@ -978,40 +1041,47 @@ impl Core {
         if self.shutdown.is_none() {
             self.tick_on_demand(now);
         }
+        self.tick_callers(now);
         if let Some(deadline) = self.shutdown {
-            let main_down = matches!(self.main, Main::Down);
-            let listener_down = !matches!(self.listener, Listener::Up { .. });
-            if main_down && listener_down && !self.others_signalled {
-                // Whatever else is left (daemonised helpers, stray action children) gets
-                // the same polite request before the deadline's KILL.
-                self.others_signalled = true;
-                self.out.push(Effect::Kill(Target::Others, Signal::SIGTERM));
+            self.tick_shutdown(deadline, now);
+        }
+    }
+
+    /// The container is going down: what is left gets TERM once the main process and the
+    /// listener are down, and KILL at the stop deadline.
+    fn tick_shutdown(&mut self, deadline: Instant, now: Instant) {
+        let main_down = matches!(self.main, Main::Down);
+        let listener_down = !matches!(self.listener, Listener::Up { .. });
+        if main_down && listener_down && !self.others_signalled {
+            // Whatever else is left (daemonised helpers, stray action children) gets
+            // the same polite request before the deadline's KILL.
+            self.others_signalled = true;
+            self.out.push(Effect::Kill(Target::Others, Signal::SIGTERM));
+        }
+        if now >= deadline && !self.killed_all {
+            self.killed_all = true;
+            warn!("stop timeout; sending KILL to what is left");
+            if let Main::Up { pid, .. }
+            | Main::Stopping {
+                pid, killed: false, ..
+            } = self.main
+            {
+                self.out
+                    .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
             }
-            if now >= deadline && !self.killed_all {
-                self.killed_all = true;
-                warn!("stop timeout; sending KILL to what is left");
-                if let Main::Up { pid, .. }
-                | Main::Stopping {
-                    pid, killed: false, ..
-                } = self.main
-                {
-                    self.out
-                        .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
-                }
-                if let Listener::Up { pid, .. } = self.listener {
-                    self.out
-                        .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
-                }
-                for h in self.held.values() {
-                    if h.pgid > 1 {
-                        self.out.push(Effect::Kill(
-                            Target::Group(Pid::from_raw(h.pgid)),
-                            Signal::SIGKILL,
-                        ));
-                    }
-                }
-                self.out.push(Effect::Kill(Target::Others, Signal::SIGKILL));
+            if let Listener::Up { pid, .. } = self.listener {
+                self.out
+                    .push(Effect::Kill(Target::Group(pid), Signal::SIGKILL));
             }
+            for h in self.held.values() {
+                if h.pgid > 1 {
+                    self.out.push(Effect::Kill(
+                        Target::Group(Pid::from_raw(h.pgid)),
+                        Signal::SIGKILL,
+                    ));
+                }
+            }
+            self.out.push(Effect::Kill(Target::Others, Signal::SIGKILL));
         }
     }
 
@@ -1020,13 +1090,7 @@ impl Core {
             self.probe.next = None;
             return;
         }
-        // A client is waiting on an on-demand start: probe often so readiness is seen within
-        // a few milliseconds.
-        let interval = if self.od.is_some() {
-            Duration::from_millis(1)
-        } else {
-            crate::ready::next_interval(self.probe.attempt)
-        };
+        let interval = probe_interval(self.probe.attempt, self.od.is_some());
         self.probe.next = Some(now + interval);
         self.probe.attempt += 1;
         self.out.push(Effect::Probe);
@@ -1209,6 +1273,20 @@ impl Core {
         let answer = answer.into();
         self.out.push(Effect::Reply { seq, answer });
     }
+}
+
+/// The interval between ready probes: quick at first, then once a second. On demand a
+/// client waits for the start, so the probe starts at 1 ms and doubles only to 2 ms: what
+/// bosun adds to a cold start after the backend is ready stays within 2 ms (bench/ondemand's
+/// goal), at most 500 probes a second while a start lasts (`start_timeout`), each a
+/// non-blocking connect.
+pub fn probe_interval(attempt: u32, on_demand: bool) -> Duration {
+    let (first, cap) = if on_demand {
+        (Duration::from_millis(1), Duration::from_millis(2))
+    } else {
+        (Duration::from_millis(50), Duration::from_secs(1))
+    };
+    (first * (1u32 << attempt.min(5))).min(cap)
 }
 
 fn shutting_down() -> Reply {

@@ -21,7 +21,7 @@ pub const PENDING_RETRY: Duration = Duration::from_millis(20);
 
 /// What on-demand decisions depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OdPolicy {
+pub struct OnDemandPolicy {
     /// No traffic for this long stops the main process.
     pub idle: Duration,
     /// A start not ready within this has failed.
@@ -32,8 +32,8 @@ pub struct OdPolicy {
 
 /// On-demand state.
 #[derive(Debug)]
-pub(super) struct Od {
-    p: OdPolicy,
+pub(super) struct OnDemandState {
+    policy: OnDemandPolicy,
     /// Proxy mode: clients accepted and waiting for the backend.
     pub(super) pending: usize,
     last_activity: Instant,
@@ -47,10 +47,10 @@ pub(super) struct Od {
     backoff: Backoff,
 }
 
-impl Od {
-    pub(super) fn new(p: OdPolicy, now: Instant) -> Od {
-        Od {
-            p,
+impl OnDemandState {
+    pub(super) fn new(policy: OnDemandPolicy, now: Instant) -> OnDemandState {
+        OnDemandState {
+            policy,
             pending: 0,
             last_activity: now,
             next_scan: now,
@@ -66,7 +66,7 @@ impl Od {
     }
 
     fn scan_interval(&self) -> Duration {
-        (self.p.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+        (self.policy.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 }
 
@@ -79,8 +79,8 @@ impl Core {
         }
         match self.main {
             Main::Down => now >= od.retry_after,
-            Main::Up { .. } => od.p.proxy || now >= od.quiet_until,
-            Main::Starting(_) | Main::Stopping { .. } | Main::Backoff { .. } => od.p.proxy,
+            Main::Up { .. } => od.policy.proxy || now >= od.quiet_until,
+            Main::Starting(_) | Main::Stopping { .. } | Main::Backoff { .. } => od.policy.proxy,
         }
     }
 
@@ -93,13 +93,13 @@ impl Core {
             Main::Down if od.retry_after > now => d.push(od.retry_after),
             Main::Up { ready: false, .. } => d.extend(od.start_deadline),
             Main::Up { ready: true, .. } => {
-                d.push(od.last_activity + od.p.idle);
+                d.push(od.last_activity + od.policy.idle);
                 // Held clients the backend could not take yet (its backlog full, or no
                 // descriptor free): tried again soon, but not in a tight loop.
                 if od.pending > 0 {
                     d.push(now + PENDING_RETRY);
                 }
-                if !od.p.proxy {
+                if !od.policy.proxy {
                     d.push(od.next_scan);
                     if od.quiet_until > now {
                         d.push(od.quiet_until);
@@ -121,7 +121,7 @@ impl Core {
                 info!("connection while idle; starting the main process");
                 self.start_main(Why::OnDemand);
             }
-            _ if !od.p.proxy => od.quiet_until = now + Duration::from_secs(1),
+            _ if !od.policy.proxy => od.quiet_until = now + Duration::from_secs(1),
             Main::Up { ready: true, .. } if od.pending > 0 => self.out.push(Effect::ConnectPending),
             _ => {}
         }
@@ -136,7 +136,7 @@ impl Core {
     /// A start on demand is under way.
     pub(super) fn od_started(&mut self, now: Instant) {
         if let Some(od) = &mut self.od {
-            od.start_deadline = Some(now + od.p.start_timeout);
+            od.start_deadline = Some(now + od.policy.start_timeout);
         }
     }
 
@@ -171,7 +171,7 @@ impl Core {
             );
         }
         let Some(od) = &self.od else { return };
-        if od.p.proxy {
+        if od.policy.proxy {
             self.out.push(Effect::CloseProxied);
         }
         // Clients that arrived while it was stopping for idleness start it again.
@@ -206,7 +206,7 @@ impl Core {
             Main::Up {
                 pid, ready: false, ..
             } if od.start_deadline.is_some_and(|d| now >= d) => {
-                let t = od.p.start_timeout;
+                let t = od.policy.start_timeout;
                 self.fail_start(
                     now,
                     &format!(
@@ -220,7 +220,7 @@ impl Core {
                 od.start_deadline = None;
                 if od.pending > 0 {
                     self.out.push(Effect::ConnectPending);
-                } else if !od.p.proxy && now >= od.next_scan {
+                } else if !od.policy.proxy && now >= od.next_scan {
                     // The idle decision waits for the scan's answer.
                     od.next_scan = now + od.scan_interval();
                     self.out.push(Effect::Scan);
@@ -243,8 +243,8 @@ impl Core {
         else {
             return;
         };
-        if now.saturating_duration_since(od.last_activity) >= od.p.idle {
-            info!(idle = %common::duration::show(od.p.idle), "no traffic; stopping the main process");
+        if now.saturating_duration_since(od.last_activity) >= od.policy.idle {
+            info!(idle = %common::duration::show(od.policy.idle), "no traffic; stopping the main process");
             self.stop_main(pid, now, false);
         }
     }

@@ -30,13 +30,14 @@ fn policy(restart: Restart) -> Policy {
         ready: ReadyBy::Start,
         listener: ListenerStart::Boot,
         on_demand: None,
+        allow_list: false,
     }
 }
 
 fn on_demand(proxy: bool) -> Policy {
     Policy {
         ready: ReadyBy::Probe,
-        on_demand: Some(OdPolicy {
+        on_demand: Some(OnDemandPolicy {
             idle: Duration::from_secs(60),
             start_timeout: Duration::from_secs(5),
             proxy,
@@ -804,4 +805,133 @@ fn a_listener_that_said_idle_but_fails_is_a_crash() {
         c.handle(Event::Tick, end),
         vec![Effect::SpawnListener { next_id: 1 }]
     );
+}
+
+// ----- deadlines the loop used to keep: callers' line time, allow-list, upkeep ----------
+
+#[test]
+fn a_caller_slow_to_send_its_line_goes_to_the_listener_after_line_time() {
+    let mut c = lazy();
+    assert_eq!(c.request_room(), MAX_CALLERS);
+    assert_eq!(c.handle(Event::Caller { conn: 1 }, t(10)), vec![]);
+    assert_eq!(c.request_room(), MAX_CALLERS - 1);
+    assert_eq!(c.next_deadline(t(10)), Some(t(10) + LINE_TIME));
+    assert_eq!(c.handle(Event::Tick, t(500)), vec![], "not yet");
+    assert_eq!(
+        c.handle(Event::Tick, t(10) + LINE_TIME),
+        vec![Effect::SpawnListener { next_id: 1 }],
+        "passed on as a request for the listener"
+    );
+    assert_eq!(
+        c.handle(Event::ListenerSpawned(Some(pid(LISTENER))), t(1_020)),
+        vec![Effect::HandOn { conn: 1 }]
+    );
+    assert_eq!(c.request_room(), 0, "a listener runs: not polled");
+}
+
+#[test]
+fn a_caller_that_sends_its_line_or_leaves_has_no_deadline() {
+    let mut c = lazy();
+    c.handle(Event::Caller { conn: 1 }, t(10));
+    c.handle(Event::Caller { conn: 2 }, t(20));
+    assert_eq!(
+        c.handle(asked(1, Some(Command::Ping)), t(30)),
+        vec![Effect::Respond {
+            conn: 1,
+            line: "pong".into()
+        }]
+    );
+    assert_eq!(c.handle(Event::CallerGone { conn: 2 }, t(40)), vec![]);
+    assert_eq!(c.next_deadline(t(40)), None);
+    assert_eq!(c.handle(Event::Tick, t(5_000)), vec![], "nobody is late");
+    assert_eq!(c.request_room(), MAX_CALLERS);
+}
+
+#[test]
+fn no_more_callers_than_max_callers_are_read_at_once() {
+    let mut c = lazy();
+    for conn in 0..MAX_CALLERS as u64 {
+        c.handle(Event::Caller { conn }, t(1));
+    }
+    assert_eq!(c.request_room(), 0, "the rest wait in the backlog");
+    c.handle(asked(0, Some(Command::Ping)), t(2));
+    assert_eq!(c.request_room(), 1);
+}
+
+#[test]
+fn with_an_allow_list_even_ping_waits_for_the_listener() {
+    let mut c = Core::new(
+        Policy {
+            listener: ListenerStart::Request,
+            allow_list: true,
+            ..policy(Restart::No)
+        },
+        t(0),
+    );
+    c.handle(Event::Boot, t(0));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0));
+    assert_eq!(
+        c.handle(asked(1, Some(Command::Ping)), t(1)),
+        vec![Effect::SpawnListener { next_id: 1 }],
+        "only the listener applies the allow-list"
+    );
+}
+
+#[test]
+fn memory_is_given_back_after_start_and_after_each_burst_of_activity() {
+    let mut c = booted(policy(Restart::No));
+    let first = t(0) + TRIM_AFTER;
+    assert_eq!(c.next_wake(t(0)), Some(first));
+    assert_eq!(c.next_deadline(t(0)), None, "not a supervision deadline");
+    assert_eq!(c.handle(Event::Upkeep, t(1_000)), vec![]);
+    assert_eq!(c.handle(Event::Upkeep, first), vec![Effect::ReleaseMemory]);
+    assert_eq!(c.handle(Event::Upkeep, first), vec![], "once");
+    // Activity schedules it again; more activity meanwhile does not push it back.
+    c.handle(Event::Activity, t(2_100));
+    c.handle(Event::Activity, t(2_500));
+    assert_eq!(c.next_wake(t(2_500)), Some(t(2_100) + TRIM_AFTER));
+    assert_eq!(
+        c.handle(Event::Upkeep, t(2_100) + TRIM_AFTER),
+        vec![Effect::ReleaseMemory]
+    );
+}
+
+#[test]
+fn the_socket_name_is_checked_every_name_check_but_not_while_stopping() {
+    let mut c = booted(policy(Restart::No));
+    c.handle(Event::Upkeep, t(0) + TRIM_AFTER);
+    assert_eq!(c.next_wake(t(2_500)), Some(t(0) + NAME_CHECK));
+    assert_eq!(
+        c.handle(Event::Upkeep, t(0) + NAME_CHECK),
+        vec![Effect::CheckSocketName]
+    );
+    assert_eq!(c.next_wake(t(5_000)), Some(t(0) + NAME_CHECK * 2));
+    c.handle(Event::Signal(SIGTERM), t(6_000));
+    assert_eq!(c.handle(Event::Upkeep, t(0) + NAME_CHECK * 2), vec![]);
+}
+
+#[test]
+fn probe_intervals_double_to_their_cap() {
+    let ms = Duration::from_millis;
+    let got: Vec<_> = (0..8).map(|a| probe_interval(a, false)).collect();
+    assert_eq!(
+        got,
+        [
+            ms(50),
+            ms(100),
+            ms(200),
+            ms(400),
+            ms(800),
+            ms(1000),
+            ms(1000),
+            ms(1000)
+        ]
+    );
+    let got: Vec<_> = (0..4).map(|a| probe_interval(a, true)).collect();
+    assert_eq!(
+        got,
+        [ms(1), ms(2), ms(2), ms(2)],
+        "a client waits on demand"
+    );
+    assert_eq!(probe_interval(u32::MAX, false), ms(1000));
 }
