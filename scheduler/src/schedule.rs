@@ -56,7 +56,7 @@ impl fmt::Display for Notify {
 
 /// The settings in force at a point of the file: they apply to the lines below them, and
 /// each line carries the ones in force for it. A new setting is a field here and a row of
-/// [`SETTINGS`]; it then reaches every line, and the daemon's job, without other edits.
+/// `SETTINGS`; it then reaches every line, and the daemon's job, without other edits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// `CRON_TZ=` (or `TZ=`): the zone the line's times are in.
@@ -131,7 +131,7 @@ fn set_notify(v: &Value) -> Result<Option<Notify>, Vec<ExprError>> {
     parse_notify(v.name, v.text, v.col).map(Some)
 }
 
-/// `CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS=`, from [`SETTINGS`].
+/// `CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS=`, from `SETTINGS`.
 fn setting_names() -> String {
     let names: Vec<String> = SETTINGS.iter().map(|(n, _)| format!("{n}=")).collect();
     match names.split_last() {
