@@ -501,50 +501,17 @@ impl Journal {
         let mut sizes: HashMap<u64, u64> = HashMap::new();
         let mut line = Vec::with_capacity(256);
         for n in 1.. {
-            line.clear();
-            let read = (&mut r)
-                .take(MAX_RECORD_BYTES as u64 + 1)
-                .read_until(b'\n', &mut line)?;
-            if read == 0 {
+            let Some((last, decoded)) = read_record(&mut r, &mut line, &mut len)? else {
                 break;
-            }
-            len += read as u64;
-            let mut last = line.last() != Some(&b'\n');
-            let decoded = if last && line.len() > MAX_RECORD_BYTES {
-                // no record is this long: skip to the end of the line, whatever it holds
-                let (skipped, newline) = skip_line(&mut r)?;
-                len += skipped;
-                last = !newline;
-                Err(Damage::Syntax)
-            } else {
-                if !last {
-                    line.pop();
-                }
-                record::decode(&line)
             };
             match decoded {
                 Ok(rec) => {
                     // A last record missing only its newline is whole: keep it, rewrite.
                     dirty |= last;
-                    let id = rec.run_id();
-                    if let Some(id) = id {
+                    if let Some(id) = rec.run_id() {
                         *sizes.entry(id).or_default() += line.len() as u64 + 1;
                     }
-                    let ended = matches!(rec, Record::End { .. } | Record::Lost(_));
-                    self.apply(rec);
-                    // bounded while reading too, not only after: memory never holds much
-                    // more than the bound, whatever the file holds (pruned in batches of an
-                    // eighth of the bound, so reading stays linear)
-                    if let Some(run) = id.and_then(|id| self.runs.get(&id)).filter(|_| ended) {
-                        let over = |n: usize, bound: usize| n > bound.saturating_add(bound / 8);
-                        let of_action = self.by_action.get(&run.action).map_or(0, |s| s.len());
-                        if over(of_action, self.opts.runs_per_action)
-                            || over(self.runs.len(), self.opts.max_runs)
-                        {
-                            let action = run.action.clone();
-                            self.prune(&action);
-                        }
-                    }
+                    self.take_loaded(rec);
                 }
                 Err(_) if last => {
                     dirty = true;
@@ -577,6 +544,34 @@ impl Journal {
                 damaged - WARN_EACH
             ));
         }
+        dirty |= self.end_loading();
+        let live = self.runs.keys().filter_map(|id| sizes.get(id)).sum::<u64>();
+        Ok(Loaded { len, live, dirty })
+    }
+
+    /// One record read from the file, applied, and memory kept within its bound while
+    /// reading too, not only after: memory never holds much more than the bound, whatever
+    /// the file holds (pruned in batches of an eighth of the bound, so reading stays linear).
+    fn take_loaded(&mut self, rec: Record) {
+        let id = rec.run_id();
+        let ended = matches!(rec, Record::End { .. } | Record::Lost(_));
+        self.apply(rec);
+        if let Some(run) = id.and_then(|id| self.runs.get(&id)).filter(|_| ended) {
+            let over = |n: usize, bound: usize| n > bound.saturating_add(bound / 8);
+            let of_action = self.by_action.get(&run.action).map_or(0, |s| s.len());
+            if over(of_action, self.opts.runs_per_action)
+                || over(self.runs.len(), self.opts.max_runs)
+            {
+                let action = run.action.clone();
+                self.prune(&action);
+            }
+        }
+    }
+
+    /// After the last record: a run with no end was lost (the process died under it), and
+    /// every action is pruned to its bound. Whether that changed what the file says.
+    fn end_loading(&mut self) -> bool {
+        let mut dirty = false;
         for run in self.runs.values_mut() {
             if run.end.is_none() && !run.lost {
                 run.lost = true;
@@ -587,8 +582,7 @@ impl Journal {
         for a in actions {
             self.prune(&a);
         }
-        let live = self.runs.keys().filter_map(|id| sizes.get(id)).sum::<u64>();
-        Ok(Loaded { len, live, dirty })
+        dirty
     }
 
     fn apply(&mut self, rec: Record) {
@@ -931,6 +925,38 @@ fn describe(e: &io::Error) -> String {
         return format!("{e} (a symbolic link; not followed)");
     }
     e.to_string()
+}
+
+/// Reads the next line of the file into `line` (its length added to `len`) and decodes it:
+/// `None` at the end; else whether it was the last line, missing its newline, and the
+/// record or why it is damaged. A line longer than any record is skipped whole.
+fn read_record(
+    r: &mut impl io::BufRead,
+    line: &mut Vec<u8>,
+    len: &mut u64,
+) -> io::Result<Option<(bool, Result<Record, Damage>)>> {
+    line.clear();
+    let read = (&mut *r)
+        .take(MAX_RECORD_BYTES as u64 + 1)
+        .read_until(b'\n', line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    *len += read as u64;
+    let mut last = line.last() != Some(&b'\n');
+    let decoded = if last && line.len() > MAX_RECORD_BYTES {
+        // no record is this long: skip to the end of the line, whatever it holds
+        let (skipped, newline) = skip_line(r)?;
+        *len += skipped;
+        last = !newline;
+        Err(Damage::Syntax)
+    } else {
+        if !last {
+            line.pop();
+        }
+        record::decode(line)
+    };
+    Ok(Some((last, decoded)))
 }
 
 /// Consumes `r` up to and with the next newline: (bytes consumed, whether a newline ended it).

@@ -56,38 +56,47 @@ pub fn main() -> ExitCode {
     if cli.exec_as {
         return exec_as(cli.run_as.as_deref(), cli.listen_pid, &cli.exec);
     }
-    let env = |k: &str| std::env::var(k).ok();
     let status = matches!(cli.command, Some(Cmd::Status));
-    let sources = Sources {
-        file: ServiceFile::read(
-            &std::env::var_os("BOSUN_CONFIG")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG)),
-        ),
-        env: &env,
-        exec: cli.exec,
-        role: if status {
-            Role::Status
-        } else {
-            Role::Supervisor
-        },
+    let role = if status {
+        Role::Status
+    } else {
+        Role::Supervisor
     };
-    let settings = match Settings::load(&sources) {
+    let settings = match load(role, cli.exec) {
         Ok(s) => s,
-        Err(errs) => {
-            for e in &errs.0 {
-                eprintln!("supervisor: {e}");
-            }
-            return ExitCode::from(errs.exit_code());
-        }
+        Err(code) => return ExitCode::from(code),
     };
     if status {
-        let code = crate::status::run(
-            &crate::config::socket_path(&settings),
-            Duration::from_secs(5),
-        );
+        let code = crate::status::run(&config::socket_path(&settings), Duration::from_secs(5));
         return ExitCode::from(code as u8);
     }
+    supervise(settings)
+}
+
+/// The settings from `$BOSUN_CONFIG` (or the default file), the environment and the
+/// command; every problem is printed, and the exit code its kind decides is returned.
+fn load(role: Role, exec: Vec<OsString>) -> Result<Settings, u8> {
+    let env = |k: &str| std::env::var(k).ok();
+    let file = std::env::var_os("BOSUN_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
+    let sources = Sources {
+        file: ServiceFile::read(&file),
+        env: &env,
+        exec,
+        role,
+    };
+    Settings::load(&sources).map_err(|errs| {
+        for e in &errs.0 {
+            eprintln!("supervisor: {e}");
+        }
+        errs.exit_code()
+    })
+}
+
+/// PID 1's whole life: the log, the descriptor limit, the signal mask, the sockets, then
+/// the loop until it exits.
+fn supervise(settings: Settings) -> ExitCode {
     common::log::init(settings.log_filter(), settings.log_format);
     // Many held and proxied clients need descriptors: the soft limit goes up to the hard
     // one (children get the one the supervisor was started with back).
@@ -106,7 +115,7 @@ pub fn main() -> ExitCode {
         }
     };
     let sock = match socket::bind_unix(
-        &crate::config::socket_path(&settings),
+        &config::socket_path(&settings),
         settings.socket_mode,
         settings.socket_gid,
         4096,
@@ -117,25 +126,28 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP as u8);
         }
     };
-    let held = match &settings.on_demand {
-        None => None,
-        Some(od) => match crate::ondemand::Held::bind(
-            &od.listen,
-            crate::ondemand::HeldPerms {
-                mode: od.socket_mode,
-                gid: od.socket_gid,
-            },
-        ) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                eprintln!("supervisor: {e}");
-                sock.remove();
-                return ExitCode::from(EXIT_SETUP as u8);
-            }
-        },
+    let held = match bind_held(&settings) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("supervisor: {e}");
+            sock.remove();
+            return ExitCode::from(EXIT_SETUP as u8);
+        }
     };
     let code = run::Supervisor::new(settings, sock, held).run(sigfd);
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// The on-demand socket, when the service has one.
+fn bind_held(settings: &Settings) -> Result<Option<crate::ondemand::Held>, socket::SocketError> {
+    let Some(od) = &settings.on_demand else {
+        return Ok(None);
+    };
+    let perms = crate::ondemand::HeldPerms {
+        mode: od.socket_mode,
+        gid: od.socket_gid,
+    };
+    crate::ondemand::Held::bind(&od.listen, perms).map(Some)
 }
 
 /// `supervisor --exec-as [--run-as UID:GID] [--listen-pid] -- CMD...`: drop privileges,
