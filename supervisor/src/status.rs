@@ -1,10 +1,10 @@
 //! `supervisor status`: the health check. It asks the running supervisor through the
 //! request socket (`status`), so a healthy answer also proves the socket and listener work.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+use proto::client::{Connection, Deadlines};
 
 /// Exit 0 when the main process runs and is ready, 1 otherwise; prints the state.
 pub fn run(socket: &Path, timeout: Duration) -> i32 {
@@ -35,14 +35,23 @@ pub fn healthy(line: &str) -> bool {
     proto::Status::parse(line).is_some_and(|s| s.healthy())
 }
 
+/// Asks `status` through the one request client (`proto::client`), every line until the
+/// service closes.
 fn query(socket: &Path, timeout: Duration) -> std::io::Result<Vec<String>> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    s.write_all(b"status\n")?;
+    let deadlines = Deadlines {
+        write: Some(timeout),
+        read: Some(timeout),
+    };
+    let mut conn = Connection::open(socket, deadlines)?;
+    conn.send(&proto::Request {
+        key: None,
+        user: None,
+        action: proto::Builtin::Status.name().to_string(),
+        args: Vec::new(),
+    })?;
     let mut lines = Vec::new();
-    for line in BufReader::new(s).lines() {
-        lines.push(line?);
+    while let Some(line) = conn.read_line()? {
+        lines.push(line);
     }
     if lines.is_empty() {
         return Err(std::io::Error::other("no answer"));
