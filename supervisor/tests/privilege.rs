@@ -103,12 +103,7 @@ fn with_own_accounts(c: &mut Command, dir: &Path) {
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    for (k, v) in c.get_envs() {
-        match v {
-            Some(v) => n.env(k, v),
-            None => n.env_remove(k),
-        };
-    }
+    testkit::process::copy_env(c, &mut n);
     *c = n;
 }
 

@@ -193,6 +193,18 @@ pub fn wait_dead(pid: i32) {
     });
 }
 
+/// Gives `to` the environment changes asked of `from` (variables set and removed), so that
+/// a command wrapped in another (`unshare ... sh -c '...; exec "$@"' sh CMD...`) runs with
+/// the environment CMD was given.
+pub fn copy_env(from: &Command, to: &mut Command) {
+    for (k, v) in from.get_envs() {
+        match v {
+            Some(v) => to.env(k, v),
+            None => to.env_remove(k),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -437,12 +437,7 @@ pub fn inherit_signals(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in c.get_envs() {
-        match v {
-            Some(v) => n.env(k, v),
-            None => n.env_remove(k),
-        };
-    }
+    crate::process::copy_env(c, &mut n);
     *c = n;
 }
 

@@ -7,21 +7,11 @@ use std::time::Duration;
 use chrono::Utc;
 use scheduler::state::StateStore;
 
-use crate::support::{bin, drain_peer, peer, recv, rename_over, Answer, Daemon};
+use crate::support::{bin, drain_peer, peer, recv, rename_over, setup, Answer, Daemon};
 
 const SHORT: Duration = Duration::from_secs(10);
 /// A `* * * * *` line fires within a minute of any start.
 const MINUTE: Duration = Duration::from_secs(75);
-
-fn setup(text: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("conf");
-    std::fs::create_dir(&conf).unwrap();
-    let file = conf.join("schedule.cron");
-    std::fs::write(&file, text).unwrap();
-    let run_dir = dir.path().to_str().unwrap().to_string();
-    (dir, file, run_dir)
-}
 
 #[test]
 fn reboot_line_is_delivered_and_logged() {

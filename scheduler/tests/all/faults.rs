@@ -4,7 +4,7 @@
 //! USR1. (Against a real service: the system tests' scheduler/faults.rs.) Each test states
 //! the expected outcome and checks it; every wait for an event has a deadline.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -12,30 +12,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use scheduler::state::StateStore;
 
-use crate::support::{peer, recv, rename_over, Answer, Daemon};
+use crate::support::{peer, recv, rename_over, setup, Answer, Daemon};
 
 const SHORT: Duration = Duration::from_secs(10);
 /// A `* * * * *` line fires within a minute of any instant; slack for a loaded machine.
 const MINUTE: Duration = Duration::from_secs(70);
-
-fn setup(text: &str) -> (tempfile::TempDir, PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("conf");
-    std::fs::create_dir(&conf).unwrap();
-    let file = conf.join("schedule.cron");
-    std::fs::write(&file, text).unwrap();
-    let run_dir = dir.path().to_str().unwrap().to_string();
-    (dir, file, run_dir)
-}
-
-fn assert_up(d: &mut Daemon) {
-    let status = d.child.try_wait().unwrap();
-    assert!(
-        status.is_none(),
-        "daemon exited: {status:?}; log:\n{}",
-        d.seen.join("\n")
-    );
-}
 
 /// Forgets the log lines seen so far (keeping them in `history`), so that the next
 /// `wait_for` only matches lines logged after this point.
@@ -78,7 +59,7 @@ fn deleted_schedule_keeps_previous_and_recreated_file_is_loaded() {
         ],
         SHORT,
     );
-    assert_up(&mut d);
+    d.assert_up();
     mark(&mut d, &mut history);
     // The previous schedule still fires.
     d.wait_for(&["request", "reason=schedule", "service=fast"], MINUTE);
@@ -138,14 +119,14 @@ fn unreadable_schedule_keeps_previous() {
         ],
         SHORT,
     );
-    assert_up(&mut d);
+    d.assert_up();
     if privileged {
         // As root, also a directory in place of the file (read fails with EISDIR).
         mark(&mut d, &mut history);
         std::fs::remove_file(&file).unwrap();
         std::fs::create_dir(&file).unwrap();
         d.wait_for(&["schedule not reloaded", "Is a directory"], SHORT);
-        assert_up(&mut d);
+        d.assert_up();
         std::fs::remove_dir(&file).unwrap();
     }
     mark(&mut d, &mut history);
@@ -168,7 +149,7 @@ fn conf_directory_replaced_is_noticed() {
     d.wait_for(&["started", "entries=1"], SHORT);
     std::fs::remove_dir_all(&conf).unwrap();
     d.wait_for(&["schedule not reloaded", "No such file"], SHORT);
-    assert_up(&mut d);
+    d.assert_up();
     std::fs::create_dir(&conf).unwrap();
     std::fs::write(&file, "0 0 1 1 * svc a\n0 0 1 1 * svc b\n").unwrap();
     d.wait_for(&["schedule reloaded", "entries=2"], SHORT);
@@ -319,13 +300,13 @@ fn signal_storm_leaves_daemon_up() {
             }
             sent += 1;
         }
-        assert_up(&mut d);
+        d.assert_up();
     }
     let secs = began.elapsed().as_secs_f64();
     let rate = sent as f64 / secs;
     eprintln!("{sent} signals in {secs:.1} s: {rate:.0}/s");
     assert!(rate >= 1000.0, "only {rate:.0} signals a second");
-    assert_up(&mut d);
+    d.assert_up();
     // Still working: an edit is reloaded.
     rename_over(&file, "0 0 1 1 * svc a\n0 0 1 1 * svc b\n");
     d.wait_for(&["schedule reloaded", "entries=2"], SHORT);

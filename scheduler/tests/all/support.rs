@@ -138,6 +138,18 @@ pub fn peer(run_dir: &Path, service: &str, answer: Answer) -> Peer {
 }
 
 /// A running daemon whose stderr is read line by line.
+/// A temp dir with `conf/schedule.cron` holding `text`: (the dir, the file, the dir as
+/// `BOSUN_RUN_DIR`, where the peers' sockets go).
+pub fn setup(text: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let file = conf.join("schedule.cron");
+    std::fs::write(&file, text).unwrap();
+    let run_dir = dir.path().to_str().unwrap().to_string();
+    (dir, file, run_dir)
+}
+
 pub struct Daemon {
     pub child: Child,
     lines: Receiver<String>,
@@ -145,6 +157,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Fails the test, with the log so far, if the daemon has exited.
+    pub fn assert_up(&mut self) {
+        let status = self.child.try_wait().unwrap();
+        assert!(
+            status.is_none(),
+            "daemon exited: {status:?}; log:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
     pub fn start(file: &Path, envs: &[(&str, &str)]) -> Daemon {
         let mut cmd = bin();
         cmd.arg(file);

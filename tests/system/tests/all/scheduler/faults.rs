@@ -3,36 +3,16 @@
 //! 100 restarts, and a run left running by a killed scheduler. Each test states the
 //! expected outcome and checks it; every wait for an event has a deadline.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use scheduler::state::StateStore;
 
-use super::support::Daemon;
+use super::support::{setup, Daemon};
 
 const SHORT: Duration = Duration::from_secs(10);
 /// A `* * * * *` line fires within a minute of any instant; slack for a loaded machine.
 const MINUTE: Duration = Duration::from_secs(70);
-
-fn setup(text: &str) -> (tempfile::TempDir, PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("conf");
-    std::fs::create_dir(&conf).unwrap();
-    let file = conf.join("schedule.cron");
-    std::fs::write(&file, text).unwrap();
-    let run_dir = dir.path().to_str().unwrap().to_string();
-    (dir, file, run_dir)
-}
-
-fn assert_up(d: &mut Daemon) {
-    let status = d.child.try_wait().unwrap();
-    assert!(
-        status.is_none(),
-        "daemon exited: {status:?}; log:\n{}",
-        d.seen.join("\n")
-    );
-}
 
 /// The `key=value` field of a log line.
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
@@ -199,7 +179,7 @@ fn random_sigkills_across_restarts_lose_no_fire() {
             std::thread::sleep(Duration::from_micros(rng.u64(..KILL_WITHIN_US)));
         }
         let delay = started.elapsed();
-        assert_up(&mut daemon);
+        daemon.assert_up();
         daemon.child.kill().unwrap();
         daemon.child.wait().unwrap();
         daemon.drain();
