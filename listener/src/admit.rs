@@ -324,11 +324,7 @@ pub fn check_user(req: &Request) -> Result<(), Reply> {
     match req.user.as_deref() {
         Some(user) if !common::name::is_valid(user) => Err(Reply::error(
             ErrorCode::BadRequest,
-            format!(
-                "user {user:?} is not a valid name (letters, digits, '.', '_', '-', \
-                 not starting with '.' or '-', at most {} bytes)",
-                common::name::MAX
-            ),
+            format!("user {user:?} is not a valid name ({})", common::name::RULE),
         )),
         _ => Ok(()),
     }

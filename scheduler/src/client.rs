@@ -38,7 +38,7 @@ pub enum UsageError {
     Empty { what: &'static str },
     #[error("{what} {token:?} contains a blank or control character; request tokens cannot")]
     BadToken { what: &'static str, token: String },
-    #[error("service {0:?} is not a valid name: use letters, digits, '.', '_' and '-'")]
+    #[error("service {0:?} is not a valid name: {rule}", rule = common::name::RULE)]
     BadService(String),
     #[error("key {0:?} is not valid: use 1 to 64 of A-Z a-z 0-9 . _ : -")]
     BadKey(String),

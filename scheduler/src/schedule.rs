@@ -580,7 +580,8 @@ fn check_service(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{s}` is not a valid service name: use letters, digits, `.`, `_` and `-` (it names the socket <service>-request.sock)"
+            "`{s}` is not a valid service name: {} (it names the socket <service>-request.sock)",
+            common::name::RULE
         ))
     }
 }
@@ -646,7 +647,7 @@ mod tests {
                 "s.cron:6:1: unknown macro `@often`: valid are @yearly @annually @monthly @weekly @daily @midnight @hourly @reboot",
                 "s.cron:7:1: unknown setting `MAILTO`: only CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS= are understood (lines are requests, not shell commands)",
                 "s.cron:8:21: unexpected `more`: a line ends with `[user] service action`, and arguments cannot be given",
-                "s.cron:9:11: `svc/x` is not a valid service name: use letters, digits, `.`, `_` and `-` (it names the socket <service>-request.sock)",
+                "s.cron:9:11: `svc/x` is not a valid service name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-' (it names the socket <service>-request.sock)",
                 "s.cron:10:7: `mon` is not valid in the month field: valid values are 1-12 or jan-dec (`mon` is a day name, valid only in the day-of-week field)",
             ]
         );
@@ -697,7 +698,7 @@ mod tests {
         assert_eq!(
             errs("ON_SUCCESS=svc/x ok\nON_FAILURE = \"a .hidden\"\nON_FAILURE=a b c\n"),
             [
-                "s.cron:1:12: `svc/x` is not a valid service name: use letters, digits, `.`, `_` and `-` (it names the socket <service>-request.sock)",
+                "s.cron:1:12: `svc/x` is not a valid service name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-' (it names the socket <service>-request.sock)",
                 "s.cron:2:17: `.hidden` is not a valid action name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
                 "s.cron:3:16: unexpected `c`: ON_FAILURE= takes `service action` (the arguments are always SERVICE ACTION USER RESULT EXIT ID), or nothing to turn it off",
             ]
