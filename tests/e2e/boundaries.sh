@@ -244,7 +244,7 @@ logged_request() {
     curl -fsS --max-time 10 -o /dev/null "$URL/style.css" && in_ nginx -- test -s /var/log/nginx/access.log
 }
 check_b8() {
-    local ok=0 i r gens top f
+    local ok=0 i r gens top f old
     for i in $(seq 9); do
         wait_until 10 "a request in the reopened access log" logged_request || return 1
         r=$(send_nginx rotate-logs) || fail "rotate-logs: $r" || return 1
@@ -264,7 +264,11 @@ check_b8() {
     # What the run printed: `log ID`.
     r=$(in_ scheduler -- scheduler send nginx log "$(sed -n 's/^accepted \([0-9]*\) .*/\1/p' <<<"$r")" 2>&1)
     log "  rotate-logs after making access.log.$top.gz 30 days old: $(grep 'pruned' <<<"$r" | tr '\n' ' ')"
-    grep -q "pruned /var/log/nginx/access.log.$((top + 1)).gz" <<<"$r" || fail "the old generation was not pruned: $r" || ok=1
+    # The schedule's own `* * * * * nginx rotate-logs` may be the run that rotates it out
+    # (ours then waits out its busy and finds nothing left to prune): what must hold is that
+    # no generation that old is left, under any number.
+    old=$(in_ nginx -- find /var/log/nginx -name 'access.log.*' -mtime +20)
+    [ -z "$old" ] || fail "the old generation was not pruned: $old; our run's output: $r" || ok=1
     # Every younger generation is still there (the schedule's own rotation may add one).
     gens=$(nginx_gens)
     [ "$(seq -s ' ' 1 "$top") " = "$(cut -d' ' -f1-"$top" <<<"$gens") " ] || fail "a young generation went: $gens" || ok=1
