@@ -39,6 +39,14 @@ in_() {
     docker exec "${opts[@]}" "$(cid "$s")" "$@"
 }
 
+# restart_service SERVICE: its container restarted, as an operator would. swarm.sh defines
+# its own before sourcing this file: a task's container restarted by `docker restart` races
+# the replacement task Swarm starts for it (two supervisors, one exits 125), so there the
+# service is updated with --force, which replaces the task, the old one stopped first.
+if ! declare -F restart_service >/dev/null; then
+    restart_service() { docker restart "$(cid "$1")" >/dev/null; }
+fi
+
 # ---- b1 -----------------------------------------------------------------------------------
 # caps_of SERVICE: the cap_add list of docker-compose.yaml, as `docker inspect` shows it.
 check_b1() {
@@ -311,7 +319,7 @@ check_b10() {
     out=$(in_ php -- mariadb --protocol=socket -uroot -N -e 'SELECT CURRENT_USER()' 2>&1)
     log "  as before: root in php logs in as MariaDB root: $out"
     [ "$out" = "root@localhost" ] || fail "could not set up the old accounts: $out" || return 1
-    docker restart "$(cid mysql)" >/dev/null || return 1
+    restart_service mysql || return 1
     wait_until 180 "mysql healthy again" all_healthy || return 1
     log "  $(docker logs "$(cid mysql)" 2>&1 | grep -m1 'mysql-setup: root:')"
     if out=$(in_ php -- mariadb --protocol=socket -uroot -e 'SELECT 1' 2>&1); then

@@ -255,6 +255,8 @@ check "a backup requested with socat from the host: accepted, done exit=0, a val
 # The checks of the compose e2e (tests/e2e/boundaries.sh). Swarm drops security_opt
 # (docker-compose.swarm.yaml), so no-new-privileges is reported there, not required.
 BOUNDARIES_NNP=0
+# restart_service SERVICE: Swarm's way (see boundaries.sh): the task replaced, old one first.
+restart_service() { docker service update --quiet --force --no-resolve-image "${STACK}_$1" >/dev/null; }
 # shellcheck source=tests/e2e/boundaries.sh
 . tests/e2e/boundaries.sh
 
