@@ -107,24 +107,9 @@ describe() { # checkout -> "DIR at REV (subject), binaries built TIME"
 py=$(command -v python3 || true)
 [[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
 [[ -n $py ]] || { echo "bench/compare: python3 is required" >&2; exit 2; }
-tmp=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/bench-compare.XXXXXX")
-driver=
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM HUP
-    if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
-        kill -TERM "$driver" 2>/dev/null || true   # it SIGKILLs every init it started
-        for _ in $(seq 50); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$driver" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+# shellcheck source=bench/driver.sh
+. "$repo/bench/driver.sh"
+bench_workspace compare
 
 rustc -O --edition 2021 -o "$tmp/loadgen" "$repo/bench/request/loadgen.rs"
 # many clients at once need fds on both sides

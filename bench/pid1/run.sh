@@ -73,24 +73,9 @@ fi
 export BOSUN_SUPERVISOR
 command -v hyperfine >/dev/null || echo "bench: no hyperfine; timing /bin/true with a Python loop" >&2
 
-tmp=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/bench-pid1.XXXXXX")
-driver=
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM HUP
-    if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
-        kill -TERM "$driver" 2>/dev/null || true   # it SIGKILLs every init it started
-        for _ in $(seq 50); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$driver" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+# shellcheck source=bench/driver.sh
+. "$repo/bench/driver.sh"
+bench_workspace pid1
 
 cmd="${BOSUN_VARIANTS:+BOSUN_VARIANTS='$BOSUN_VARIANTS' }${BOSUN_BIN_DIR:+BOSUN_BIN_DIR=$BOSUN_BIN_DIR }bench/pid1/run.sh $built$*"
 cmd=${cmd% }
