@@ -120,6 +120,16 @@ pub struct Settings {
     pub max_connections: Option<usize>,
 }
 
+/// An environment from `(name, value)` pairs, as [`Sources`] reads one (the first pair of a
+/// name wins): for tests, and for callers that make an environment rather than read theirs.
+pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let env: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+}
+
 impl Settings {
     /// `$NOTIFY_SOCKET` of the main process, with `ready = "notify"`.
     pub fn notify_path(&self) -> Option<PathBuf> {

@@ -6,14 +6,8 @@ use super::*;
 use crate::passwd;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let env: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    move |k: &str| {
-        let v = env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        v.or_else(|| (k == "BOSUN_LISTENER").then(|| "off".to_string()))
-    }
+    // No listener binary in a unit test: `off` unless the test says otherwise.
+    super::env_of(&[pairs, &[("BOSUN_LISTENER", "off")]].concat())
 }
 
 fn load_env(pairs: &[(&str, &str)], role: ValuesOnly) -> Result<Settings, Problems> {
