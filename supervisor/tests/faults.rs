@@ -3,7 +3,6 @@
 //! supervisor/faults.rs.) In each case it says so once, clearly, and carries on or exits
 //! with its documented code.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -19,26 +18,12 @@ fn a_full_run_directory_is_a_clear_setup_error() {
     args.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     args.extend(["--".into(), "true".into()]);
     // A tmpfs with room for one inode (its root): the socket cannot be created.
-    let script = format!(
-        "mount -t tmpfs -o size=16k,nr_inodes=1 tmpfs {run} && exec \"$@\"",
-        run = run.display()
-    );
-    let mut c = Command::new("unshare");
-    c.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ])
-    .args(&args);
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
+    let mut c = testkit::process::private_mounts(&format!(
+        "mount -t tmpfs -o size=16k,nr_inodes=1 tmpfs {}",
+        run.display()
+    ));
+    c.args(&args);
+    testkit::process::copy_env(&cmd, &mut c);
     let out = c.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");

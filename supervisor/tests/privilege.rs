@@ -83,26 +83,16 @@ fn with_own_accounts(c: &mut Command, dir: &Path) {
     groups.push_str("grouped:x:4242:\ngrouped-a:x:4300:grouped\ngrouped-b:x:4301:nobody,grouped\n");
     std::fs::write(&passwd, users).unwrap();
     std::fs::write(&group, groups).unwrap();
-    let script = format!(
-        "mount --bind {} /etc/passwd && mount --bind {} /etc/group && exec \"$@\"",
+    let mut n = testkit::process::private_mounts(&format!(
+        "mount --bind {} /etc/passwd && mount --bind {} /etc/group",
         passwd.display(),
         group.display()
-    );
-    let mut n = Command::new("unshare");
-    n.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ])
-    .arg(c.get_program())
-    .args(c.get_args())
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    ));
+    n.arg(c.get_program())
+        .args(c.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     testkit::process::copy_env(c, &mut n);
     *c = n;
 }

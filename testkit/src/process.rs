@@ -193,6 +193,17 @@ pub fn wait_dead(pid: i32) {
     });
 }
 
+/// `unshare --mount --propagation private sh -c 'SETUP && exec "$@"' sh`: the command to
+/// run follows as its arguments (add them with `.arg`s); it runs in a mount namespace of
+/// its own, after `SETUP` (a shell line: a tmpfs mounted, a file bound over another).
+pub fn private_mounts(setup: &str) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{setup} && exec \"$@\""))
+        .arg("sh");
+    c
+}
+
 /// Gives `to` the environment changes asked of `from` (variables set and removed), so that
 /// a command wrapped in another (`unshare ... sh -c '...; exec "$@"' sh CMD...`) runs with
 /// the environment CMD was given.
