@@ -251,7 +251,10 @@ mod tests {
             assert_eq!((t.service.as_str(), t.pick), (service, pick), "{text}");
             assert_eq!(t.to_string(), text);
         }
-        assert_eq!(Target::parse("php@each").unwrap().at(3).to_string(), "php.3");
+        assert_eq!(
+            Target::parse("php@each").unwrap().at(3).to_string(),
+            "php.3"
+        );
         assert_eq!(Target::parse("php.7").unwrap().instance(), Some(7));
         assert_eq!(Target::any("php").instance(), None);
     }
@@ -259,10 +262,17 @@ mod tests {
     #[test]
     fn bad_targets_say_what_and_where() {
         assert_eq!(err("php.0").0, 4);
-        assert!(err("php.0").1.contains("count from 1"), "{:?}", err("php.0"));
+        assert!(
+            err("php.0").1.contains("count from 1"),
+            "{:?}",
+            err("php.0")
+        );
         assert_eq!(
             err("php.01"),
-            (4, "instance `01` has a leading zero: write it `1`".to_string())
+            (
+                4,
+                "instance `01` has a leading zero: write it `1`".to_string()
+            )
         );
         assert!(err("php.10000").1.contains("out of range"));
         assert!(err("php.99999999999").1.contains("out of range"));
