@@ -18,6 +18,7 @@
 //! - A line's runs are all in its one record file, the instance in each run's service; its
 //!   report lines are one per instance ([`groups`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proto::{Pick, Target};
@@ -71,6 +72,20 @@ pub fn slot(line_key: &str, instance: Option<u32>) -> String {
 /// The instance a leg of an `@each` line ran on, from its run's service (`php.3`).
 pub fn instance_of(service: &str) -> Option<u32> {
     Target::parse(service).ok().and_then(|t| t.instance())
+}
+
+/// The socket a delivery to `target` tries first: that instance's for `php.2` (in the
+/// directory of [`proto::target::instance_dir`]), the shared one for `php`, which falls
+/// back to any live instance socket when it is missing or refuses.
+pub fn first_path(run_dir: &Path, target: &Target) -> PathBuf {
+    match target.pick {
+        Pick::One(n) => proto::target::instance_socket_path(
+            &proto::target::instance_dir(run_dir, &target.service),
+            &target.service,
+            n,
+        ),
+        Pick::Any | Pick::Each => proto::request_socket_path(run_dir, &target.service),
+    }
 }
 
 /// Counts down the legs of one fire that are not handed yet: [`Countdown::hand`] is true
