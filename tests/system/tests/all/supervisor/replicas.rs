@@ -121,3 +121,32 @@ fn a_killed_replica_is_replaced_reclaims_its_number_and_finds_its_lost_run() {
     assert_eq!(std::fs::read_to_string(shared.join("slow")).unwrap(), "1\n");
     drop(two);
 }
+
+#[test]
+fn the_health_check_in_a_replica_asks_its_own_supervisor() {
+    let shared = tempfile::tempdir().unwrap();
+    let shared = shared.path();
+    let r: Vec<Sup> = (0..2).map(|_| replica(shared)).collect();
+    for n in 1..=2 {
+        wait_instance(shared, n);
+    }
+    // `supervisor status` run inside each replica's PID namespace (as Docker runs a
+    // HEALTHCHECK) names that replica's instance, whichever holds the shared name.
+    let mut seen = Vec::new();
+    for s in &r {
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &s.pid().to_string(), "-p", "-m", "--"])
+            .arg(SUPERVISOR)
+            .arg("status")
+            .env("BOSUN_SERVICE", "t")
+            .env("BOSUN_RUN_DIR", shared.join("run"))
+            .env("BOSUN_CONFIG", shared.join("none.toml"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        seen.push(proto::Status::parse(text.trim_end()).and_then(|st| st.instance));
+    }
+    seen.sort();
+    assert_eq!(seen, [Some(1), Some(2)]);
+}
