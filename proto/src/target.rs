@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// The highest instance a replica may claim.
-pub const MAX_INSTANCE: u32 = 9999;
+pub const MAX_INSTANCE: u32 = common::instance::MAX;
 
 /// Which replicas of a service a target reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,8 +46,12 @@ pub struct TargetError {
 pub const FORMS: &str =
     "a target is SERVICE (any one replica), SERVICE.N (instance N, 1-9999) or SERVICE@each (every replica)";
 
-/// Parses an instance number: 1..=9999, decimal, no sign, no leading zero.
+/// Parses an instance number by the supervisor's rule ([`common::instance::parse`]), with
+/// a message that says what is wrong with it.
 pub fn parse_instance(text: &str) -> Result<u32, String> {
+    if let Ok(n) = common::instance::parse(text) {
+        return Ok(n);
+    }
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
             "instance `{text}` is not a number: an instance is 1 to {MAX_INSTANCE}"
@@ -167,7 +171,7 @@ impl std::str::FromStr for Target {
 
 /// The socket file of instance `n` of `service` in `dir`: `<service>.<n>-request.sock`.
 pub fn instance_socket_path(dir: &Path, service: &str, n: u32) -> PathBuf {
-    dir.join(format!("{service}.{n}-request.sock"))
+    common::instance::socket_path(dir, service, n)
 }
 
 /// The directory holding the instance sockets of `service`: the one that
@@ -193,11 +197,7 @@ pub fn instance_dir(run_dir: &Path, service: &str) -> PathBuf {
 
 /// The instance of a file name `<service>.<n>-request.sock`, if it is one.
 pub fn instance_of_name(service: &str, name: &str) -> Option<u32> {
-    let middle = name
-        .strip_prefix(service)?
-        .strip_prefix('.')?
-        .strip_suffix("-request.sock")?;
-    parse_instance(middle).ok()
+    common::instance::of_socket_name(name, service)
 }
 
 /// The instance sockets of `service` ([`instance_dir`]), sorted by instance: every

@@ -1,8 +1,9 @@
 //! Replica targets (DESIGN.md section 10) against real replicas: several supervisors of one
-//! service (each PID 1 of its own namespace, with its real listener and its own journal),
-//! each reached through its instance socket `php.<n>-request.sock` in the scheduler's run
-//! directory. What ran is counted by each replica's callbacks (a line in its own count
-//! file), never by what the scheduler logs.
+//! service sharing a run and a state directory, as `docker compose up --scale` gives them
+//! (each PID 1 of its own namespace, with its real listener and its own journal), each
+//! claiming its instance socket `php.<n>-request.sock`, one of them serving the shared
+//! `php-request.sock`. What ran is counted by each replica's callbacks (a line in the
+//! count file of its `$BOSUN_INSTANCE`), never by what the scheduler logs.
 //!
 //! - `@each` runs once in every replica, `scheduler send php@each` once more in each and
 //!   says so by its exit code, `php.2` runs in that replica only, `php` once in total;
@@ -38,8 +39,8 @@ fn sup(mode: Mode) -> Builder {
     )
 }
 
-/// The replicas of service `php`, each in `root/r<n>` (its run dir, journal and count
-/// file), with one callbacks file for all, and their instance sockets in `run`.
+/// The replicas of service `php`: instance sockets in `run`, journals in `root/svc-state`,
+/// one callbacks file for all, a count file per instance in `root/count.<n>`.
 struct Replicas {
     root: PathBuf,
     run: PathBuf,
@@ -50,8 +51,10 @@ impl Replicas {
     /// Starts instances `1..=n`; each callback of `actions` appends `<action> <id>` to its
     /// replica's count file.
     fn start(root: &Path, run: &Path, n: u32, actions: &[String]) -> Replicas {
-        let mut text =
-            "count() { echo \"$BOSUN_ACTION $BOSUN_REQUEST_ID\" >> \"$COUNT\"; }\n".to_string();
+        let mut text = format!(
+            "count() {{ echo \"$BOSUN_ACTION $BOSUN_REQUEST_ID\" >> '{}/count.'\"$BOSUN_INSTANCE\"; }}\n",
+            root.display()
+        );
         for a in actions {
             text.push_str(&format!("CB_{}() {{ count; }}\n", a.replace('-', "_")));
         }
@@ -67,37 +70,29 @@ impl Replicas {
         r
     }
 
-    fn dir(&self, n: u32) -> PathBuf {
-        self.root.join(format!("r{n}"))
-    }
-
-    /// The replica's own request socket.
+    /// Instance `n`'s own request socket.
     fn socket(&self, n: u32) -> PathBuf {
-        self.dir(n).join("run/php-request.sock")
+        self.run.join(format!("php.{n}-request.sock"))
     }
 
-    /// Starts replica `n` (again, on its own journal) and waits until it answers.
+    /// Starts instance `n` (again, on its own journal) and waits until it answers.
     fn up(&mut self, n: u32) {
-        let dir = self.dir(n);
-        std::fs::create_dir_all(dir.join("run")).unwrap();
         let s = sup(Mode::Pid1)
             .with_listener()
             .env("BOSUN_SERVICE", "php")
             .env("BOSUN_INSTANCE", &n.to_string())
-            .env("BOSUN_RUN_DIR", dir.join("run").to_str().unwrap())
-            .env("BOSUN_STATE_DIR", dir.join("state").to_str().unwrap())
+            .env("BOSUN_RUN_DIR", self.run.to_str().unwrap())
+            .env(
+                "BOSUN_STATE_DIR",
+                self.root.join("svc-state").to_str().unwrap(),
+            )
             .env(
                 "BOSUN_CALLBACKS",
                 self.root.join("callbacks.sh").to_str().unwrap(),
             )
             .env("BOSUN_MAX_ACTIONS", "100000")
-            .env("COUNT", dir.join("count").to_str().unwrap())
             .cmd(&["sleep", "100000"])
             .start();
-        let link = self.run.join(format!("php.{n}-request.sock"));
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(self.socket(n), &link).unwrap();
-        }
         let sock = self.socket(n);
         testkit::wait_until(SHORT, "the replica's socket", || {
             testkit::socket::listening(&sock).then_some(())
@@ -115,7 +110,7 @@ impl Replicas {
 
     /// How many times each action ran in replica `n`.
     fn counted(&self, n: u32) -> BTreeMap<String, usize> {
-        super::service::counted(&self.dir(n).join("count"))
+        super::service::counted(&self.root.join(format!("count.{n}")))
     }
 }
 
@@ -143,7 +138,7 @@ fn wait_count(r: &Replicas, n: u32, action: &str, times: usize) {
 /// Expected: `@reboot php@each rotate-logs` runs once in each of three replicas;
 /// `scheduler send php@each rotate-logs` runs it once more in each, prints each one's
 /// replies prefixed `php.<n>: ` and exits 0; `send php.2` runs it in replica 2 only;
-/// `send php` (no shared socket here) once in total, in a live replica; with replica 3
+/// `send php` once in total, in the replica serving the shared socket; with replica 3
 /// killed, `send php@each` runs in 1 and 2 and says 3 is not live, exit 0; a callback that
 /// fails in one replica makes `send php@each` exit with its code.
 #[test]
@@ -152,15 +147,11 @@ fn each_runs_once_in_every_real_replica() {
     let run = PathBuf::from(&run_dir);
     let actions = ["rotate-logs".to_string(), "fail".to_string()];
     let mut r = Replicas::start(dir.path(), &run, 3, &actions);
-    // `fail` fails in replica 2 only (told apart by its count file).
+    // `fail` fails in instance 2 only.
     let callbacks = std::fs::read_to_string(dir.path().join("callbacks.sh")).unwrap();
-    let two = r.dir(2).join("count");
     std::fs::write(
         dir.path().join("callbacks.sh"),
-        format!(
-            "{callbacks}CB_fail() {{ [ \"$COUNT\" != '{}' ] || return 7; }}\n",
-            two.display()
-        ),
+        format!("{callbacks}CB_fail() {{ [ \"$BOSUN_INSTANCE\" != 2 ] || return 7; }}\n"),
     )
     .unwrap();
     let state = dir.path().join("state");
@@ -188,6 +179,8 @@ fn each_runs_once_in_every_real_replica() {
     }
     let (code, _, err) = send(&run, &["php.2", "rotate-logs"]);
     assert_eq!(code, 0, "{err}");
+    // `php`: the shared socket, a hard link to one live replica's.
+    assert!(run.join("php-request.sock").exists());
     let (code, _, err) = send(&run, &["php", "rotate-logs"]);
     assert_eq!(code, 0, "{err}");
     let ran: Vec<usize> = (1..=3).map(|n| r.counted(n)["rotate-logs"]).collect();
