@@ -227,6 +227,26 @@ pub fn instance_sockets(run_dir: &Path, service: &str) -> io::Result<Vec<(u32, P
     Ok(found)
 }
 
+/// The instance whose socket `path` is: by its name (`php.3-request.sock`), or, for the
+/// shared `php-request.sock` (a hard link to one replica's socket), by the instance socket
+/// that is the same file. `None` when none is (or `path` is gone).
+pub fn instance_of_path(run_dir: &Path, service: &str, path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(n) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| instance_of_name(service, n))
+    {
+        return Some(n);
+    }
+    let m = std::fs::metadata(path).ok()?;
+    instance_sockets(run_dir, service)
+        .ok()?
+        .into_iter()
+        .find(|(_, p)| std::fs::metadata(p).is_ok_and(|o| o.ino() == m.ino() && o.dev() == m.dev()))
+        .map(|(n, _)| n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +351,18 @@ mod tests {
         assert_eq!(instance_dir(run.path(), "php"), sub);
         let got = instance_sockets(run.path(), "php").unwrap();
         assert_eq!(got, [(5, sub.join("php.5-request.sock"))]);
+        // The shared name is a hard link to one instance's socket: that instance.
+        let shared = sub.join("php-request.sock");
+        std::fs::hard_link(sub.join("php.5-request.sock"), &shared).unwrap();
+        assert_eq!(instance_of_path(run.path(), "php", &shared), Some(5));
+        assert_eq!(
+            instance_of_path(run.path(), "php", &run.path().join("php-request.sock")),
+            Some(5)
+        );
+        assert_eq!(
+            instance_of_path(run.path(), "php", &sub.join("php.7-request.sock")),
+            Some(7)
+        );
+        assert_eq!(instance_of_path(run.path(), "php", &sub.join("nope")), None);
     }
 }

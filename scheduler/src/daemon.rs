@@ -827,14 +827,15 @@ async fn deliver(
         record,
         done: false,
     };
-    let target =
+    let mut target =
         proto::Target::parse(&job.service).unwrap_or_else(|_| proto::Target::any(&job.service));
     let path = fanout::first_path(&shared.run_dir, &target);
     let mut delivery = Delivery::new(&job.action, job.notice, accepted);
     let started = tokio::time::Instant::now();
     let mut backoff = Backoff::new(shared.retry_window);
     loop {
-        let Some(error) = attempt(shared, job, &target, &mut handed, &mut delivery).await else {
+        let Some(error) = attempt(shared, job, &mut target, &mut handed, &mut delivery).await
+        else {
             return;
         };
         let first = backoff.is_first();
@@ -862,7 +863,7 @@ async fn deliver(
 async fn attempt(
     shared: &Arc<Shared>,
     job: &Job,
-    target: &proto::Target,
+    target: &mut proto::Target,
     handed: &mut Handed<'_>,
     delivery: &mut Delivery,
 ) -> Option<String> {
@@ -871,6 +872,12 @@ async fn attempt(
         Err(err) => return Some(err),
     };
     let path = path.as_path();
+    // `php` reached through the shared name: which replica that is. Once it has accepted
+    // the run, asking again goes to that replica only, whose journal knows the key (the
+    // shared name may lead to another by then, which would run it again).
+    let reached = (target.pick == proto::Pick::Any)
+        .then(|| proto::target::instance_of_path(&shared.run_dir, &target.service, path))
+        .flatten();
     // Finish this step even when stopping: a request is sent whole or not at all.
     if let Err(err) = stream
         .write_all(format!("{}\n", job.request).as_bytes())
@@ -897,6 +904,12 @@ async fn attempt(
                 Some(Err(err)) => (delivery.on_read_error(&err.to_string()), None),
             },
         };
+        if let (Some(n), Some(_)) = (reached, delivery.accepted()) {
+            if target.pick == proto::Pick::Any {
+                info!(run = job.run, service = %job.service, instance = n, "accepted by this instance; asked again there only");
+                *target = target.at(n);
+            }
+        }
         match act(shared, job, handed, step, path) {
             // Logged once recorded: whoever sees `accepted` in the log finds it recorded.
             Next::Read => shown_reply(job, reply.as_ref()),

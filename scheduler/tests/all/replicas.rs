@@ -204,6 +204,32 @@ fn one_instance_and_any_replica() {
     assert!(two.requests.try_recv().is_err());
 }
 
+/// Expected: a `php` fire accepted by the replica behind the shared name, whose
+/// connection is then lost, is asked again at that replica's own socket (whose journal
+/// knows its key), not through the shared name, which by then leads to another replica
+/// that would run it again.
+#[test]
+fn any_replica_asks_again_where_it_was_accepted() {
+    let (dir, file, run_dir) = setup("@reboot php rotate-logs\n");
+    let one = peer(dir.path(), "php.1", Answer::Done(0));
+    let two = peer(dir.path(), "php.2", Answer::DropAfterAccepted(1));
+    let shared = dir.path().join("php-request.sock");
+    std::fs::hard_link(dir.path().join("php.2-request.sock"), &shared).unwrap();
+    let mut d = Daemon::start(&file, &[("BOSUN_RUN_DIR", &run_dir)]);
+    assert_eq!(recv(&two.requests, SHORT), "rotate-logs");
+    // The shared name now leads elsewhere (here: nowhere, so `php` would fall back to
+    // php.1); the retry comes after a 250 ms pause.
+    std::fs::remove_file(&shared).unwrap();
+    assert_eq!(recv(&two.requests, SHORT), "rotate-logs");
+    d.wait_for(&["accepted by this instance", "instance=2"], SHORT);
+    d.wait_for(&["done", "service=php ", "exit=0"], SHORT);
+    assert_eq!(d.stop(), 0);
+    assert!(one.requests.try_recv().is_err(), "asked again at php.1");
+    let keys = two.keys();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1]);
+}
+
 /// Expected: `scheduler send php@each` sends to every live instance at once, prints each
 /// one's replies prefixed `php.<n>: `, and exits 0 when all ended `exit=0`, else the
 /// first non-zero code in instance order; a stale instance is said on stderr and not
