@@ -739,6 +739,7 @@ fn fire(
             key: e.key(),
             at,
             left: fanout::Countdown::new(legs.len()),
+            sent: std::sync::atomic::AtomicBool::new(false),
         })
     });
     for leg in legs {
@@ -760,12 +761,13 @@ fn fire_leg(
         let job = Job::leg(&shared.keys, 0, e, due, instance);
         note(shared, &job, &Outcome::of(RunResult::Skipped, None));
         warn!(line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
-        Handed {
-            shared,
-            record: handed,
-            done: false,
+        // Counts as handed, but a fire whose every leg was skipped is not recorded (as
+        // for a line of one target: the run that holds the slot records its own fire).
+        if let Some(f) = handed {
+            if f.left.hand() && f.sent.load(Ordering::Acquire) {
+                shared.record(&f.key, f.at);
+            }
         }
-        .mark();
         return;
     }
     let run = shared.next_run();
@@ -788,6 +790,8 @@ struct LineFire {
     key: String,
     at: DateTime<Utc>,
     left: fanout::Countdown,
+    /// Whether a leg reached its service (not all were skipped).
+    sent: std::sync::atomic::AtomicBool,
 }
 
 /// Marks a fire handled (records it as its line's last fire) once: when the service has
@@ -802,6 +806,7 @@ impl Handed<'_> {
     fn mark(&mut self) {
         if !std::mem::replace(&mut self.done, true) {
             if let Some(f) = &self.record {
+                f.sent.store(true, Ordering::Release);
                 if f.left.hand() {
                     self.shared.record(&f.key, f.at);
                 }
