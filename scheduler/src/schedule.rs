@@ -1,4 +1,5 @@
-//! `schedule.cron`: lines of `time [user] service action`, `CRON_TZ=`/`TZ=` and
+//! `schedule.cron`: lines of `time [user] service action` (the service a replica target:
+//! `php`, `php.2`, `php@each`, [`proto::Target`]), `CRON_TZ=`/`TZ=` and
 //! `ON_FAILURE=`/`ON_SUCCESS=` settings (each for the lines below it), comments. The whole file is checked before anything is used, and every problem is
 //! reported at once as `FILE:LINE:COL: message`, so `scheduler check` and a refused edit
 //! tell the operator everything in one go.
