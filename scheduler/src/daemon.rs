@@ -911,7 +911,7 @@ async fn attempt(
         };
         if let (Some(n), Some(_)) = (reached, delivery.accepted()) {
             if target.pick == proto::Pick::Any {
-                tracing::debug!(run = job.run, service = %job.service, instance = n, "the run is this instance's; asked again there only");
+                info!(run = job.run, service = %job.service, instance = n, "accepted by this instance; asked again there only");
                 *target = target.at(n);
             }
         }
