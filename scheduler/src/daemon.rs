@@ -909,15 +909,12 @@ async fn attempt(
                 Some(Err(err)) => (delivery.on_read_error(&err.to_string()), None),
             },
         };
-        if let (Some(n), Some(_)) = (reached, delivery.accepted()) {
-            if target.pick == proto::Pick::Any {
-                info!(run = job.run, service = %job.service, instance = n, "accepted by this instance; asked again there only");
-                *target = target.at(n);
-            }
-        }
         match act(shared, job, handed, step, path) {
             // Logged once recorded: whoever sees `accepted` in the log finds it recorded.
-            Next::Read => shown_reply(job, reply.as_ref()),
+            Next::Read => {
+                shown_reply(job, reply.as_ref());
+                pin(job, target, reached, delivery);
+            }
             Next::Retry(why) => return Some(why),
             Next::Over => return None,
         }
@@ -941,6 +938,15 @@ async fn connect(run_dir: &Path, target: &proto::Target) -> Result<(UnixStream, 
         }
     }
     Err(err)
+}
+
+/// Once a `php` run is accepted by the replica `reached` through the shared name, it is
+/// asked again (after a lost connection) at that replica's own socket only.
+fn pin(job: &Job, target: &mut proto::Target, reached: Option<u32>, delivery: &Delivery) {
+    if let (Some(n), Some(_), proto::Pick::Any) = (reached, delivery.accepted(), target.pick) {
+        info!(run = job.run, service = %job.service, instance = n, "pinned: asked again at this instance only");
+        *target = target.at(n);
+    }
 }
 
 /// What [`attempt`] does after a step.
