@@ -1337,13 +1337,15 @@ mod tests {
         }
     }
 
-    /// Moves `len` bytes one way from `w` to `r` and returns MB/s.
-    fn one_way<S>(w: S, r: S, len: u64) -> f64
+    /// Moves `len` bytes one way from `w` to `r`; returns MB/s and the CPU time the two
+    /// ends (the writing and the reading thread) used.
+    fn one_way<S>(w: S, r: S, len: u64) -> (f64, Duration)
     where
         S: Send + 'static,
         for<'a> &'a S: Read + Write,
     {
         let t0 = Instant::now();
+        let reader0 = Usage::of_thread().cpu;
         let writer = thread::spawn(move || {
             let buf = vec![0x5au8; CHUNK];
             let mut left = len;
@@ -1353,6 +1355,7 @@ mod tests {
                 left -= n as u64;
             }
             drop(w);
+            Usage::of_thread().cpu
         });
         let mut buf = vec![0u8; CHUNK];
         let mut got = 0u64;
@@ -1363,9 +1366,10 @@ mod tests {
             }
             got += n as u64;
         }
-        writer.join().unwrap();
+        let rate = len as f64 / t0.elapsed().as_secs_f64() / 1e6;
+        let ends = writer.join().unwrap() + (Usage::of_thread().cpu - reader0);
         assert_eq!(got, len);
-        len as f64 / t0.elapsed().as_secs_f64() / 1e6
+        (rate, ends)
     }
 
     /// Runs `transfer` through systemd-socket-proxyd, which inherits `listening` as fd 3
@@ -1448,20 +1452,30 @@ mod tests {
             .unwrap_or(2);
         let only = std::env::var("PROXY_BENCH_ONLY").unwrap_or_default();
         let mut rows: std::collections::BTreeMap<&str, Vec<(f64, Usage)>> = Default::default();
+        // What the ratio would be if the CPU were the only limit (all threads on one CPU):
+        // the ends' CPU direct over the ends' CPU proxied plus the proxy's.
+        let mut ceilings: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+        let ceiling = |ends_d: Duration, ends_p: Duration, proxy: Usage| {
+            ends_d.as_secs_f64() / (ends_p + proxy.cpu).as_secs_f64()
+        };
         for round in 0..rounds {
             let mut line = format!("round {round}:");
             if only != "tcp" {
                 let (a, b) = UnixStream::pair().unwrap();
-                let direct = one_way(a, b, len);
+                let (direct, ends_d) = one_way(a, b, len);
 
                 let drv = Driver::new();
                 let (app, pc, pb, back) = unix_conn();
                 drv.add(pc, pb);
-                let proxied = one_way(app, back, len);
+                let (proxied, ends_p) = one_way(app, back, len);
                 let bosun = drv.finish();
                 rows.entry("unix, bosun")
                     .or_default()
                     .push((proxied / direct, bosun));
+                ceilings
+                    .entry("unix, bosun")
+                    .or_default()
+                    .push(ceiling(ends_d, ends_p, bosun));
 
                 let dir = tempfile::tempdir().unwrap();
                 let (fp, bp) = (dir.path().join("front"), dir.path().join("back"));
@@ -1471,12 +1485,14 @@ mod tests {
                 let proxyd = socket_proxyd(front.as_fd(), &bp.display().to_string(), || {
                     let app = UnixStream::connect(&fp).unwrap();
                     let (back, _) = backl.accept().unwrap();
-                    one_way(app, back, len)
+                    one_way(app, back, len).0
                 });
                 line += &format!(
-                    " unix direct {direct:.0} MB/s, bosun {proxied:.0} ({:.2}x, {})",
+                    " unix direct {direct:.0} MB/s (ends cpu {:.3} s), bosun {proxied:.0} ({:.2}x, {}, ends cpu {:.3} s)",
+                    ends_d.as_secs_f64(),
                     proxied / direct,
-                    bosun
+                    bosun,
+                    ends_p.as_secs_f64()
                 );
                 if let Some((r, u)) = proxyd {
                     rows.entry("unix, systemd-socket-proxyd")
@@ -1489,17 +1505,21 @@ mod tests {
                 let l = listener();
                 let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
                 let (b, _) = l.accept().unwrap();
-                let direct = one_way(a, b, len);
+                let (direct, ends_d) = one_way(a, b, len);
 
                 let drv = Driver::new();
                 let (front, backl) = (listener(), listener());
                 let (app, pc, pb, back) = tcp_conn(&front, &backl);
                 drv.add(pc, pb);
-                let proxied = one_way(app, back, len);
+                let (proxied, ends_p) = one_way(app, back, len);
                 let bosun = drv.finish();
                 rows.entry("tcp, bosun")
                     .or_default()
                     .push((proxied / direct, bosun));
+                ceilings
+                    .entry("tcp, bosun")
+                    .or_default()
+                    .push(ceiling(ends_d, ends_p, bosun));
 
                 let (front, backl) = (listener(), listener());
                 timeouts(&backl); // accept gives up too, should proxyd not connect
@@ -1509,13 +1529,15 @@ mod tests {
                     || {
                         let app = TcpStream::connect(front.local_addr().unwrap()).unwrap();
                         let (back, _) = backl.accept().unwrap();
-                        one_way(app, back, len)
+                        one_way(app, back, len).0
                     },
                 );
                 line += &format!(
-                    " | tcp direct {direct:.0} MB/s, bosun {proxied:.0} ({:.2}x, {})",
+                    " | tcp direct {direct:.0} MB/s (ends cpu {:.3} s), bosun {proxied:.0} ({:.2}x, {}, ends cpu {:.3} s)",
+                    ends_d.as_secs_f64(),
                     proxied / direct,
-                    bosun
+                    bosun,
+                    ends_p.as_secs_f64()
                 );
                 if let Some((r, u)) = proxyd {
                     rows.entry("tcp, systemd-socket-proxyd")
@@ -1530,6 +1552,10 @@ mod tests {
             v.sort_by(f64::total_cmp);
             (v[v.len() / 2], v[0], v[v.len() - 1])
         };
+        for (what, v) in ceilings {
+            let (c, lo, hi) = median(v);
+            println!("median: {what}: CPU-bound ceiling {c:.2}x direct ({lo:.2}-{hi:.2})");
+        }
         for (what, v) in rows {
             let (r, lo, hi) = median(v.iter().map(|(r, _)| *r).collect());
             let (cpu, ..) = median(
