@@ -77,6 +77,7 @@ pub fn notice(job: &Job, outcome: &Outcome, run: u64) -> Option<Job> {
             dash(outcome.exit.map(|c| c.to_string())),
             dash(outcome.id.map(|i| i.to_string())),
         ],
+        timeout: None,
     };
     Some(Job {
         run,

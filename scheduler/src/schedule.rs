@@ -141,13 +141,14 @@ fn setting_names() -> String {
 }
 
 impl Entry {
-    /// The request sent to the service, `[@key ][user ]action` as a line.
+    /// The request sent to the service, `[@key ][timeout=T ][user ]action` as a line.
     pub fn request(&self, key: Option<String>) -> proto::Request {
         proto::Request {
             key,
             user: self.user.clone(),
             action: self.action.clone(),
             args: Vec::new(),
+            timeout: self.options.timeout,
         }
     }
 
