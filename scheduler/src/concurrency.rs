@@ -215,11 +215,17 @@ impl Table {
 
     /// A run left going by an earlier scheduler, asked for again at start, takes its slot
     /// when it is free; `false` when another run holds it (then its end changes nothing).
-    pub fn resume(&mut self, slot: &Slot, run: u64, accepted: Accepted, now_ms: i64) -> bool {
+    pub fn resume(
+        &mut self,
+        slot: &Slot,
+        run: u64,
+        accepted: Option<Accepted>,
+        now_ms: i64,
+    ) -> bool {
         if self.slots.contains_key(slot) {
             return false;
         }
-        let st = SlotState::new(run, now_ms, Some(accepted));
+        let st = SlotState::new(run, now_ms, accepted);
         self.slots.insert(slot.clone(), st);
         true
     }
@@ -482,9 +488,9 @@ mod tests {
     #[test]
     fn a_resumed_run_holds_its_slot_and_can_be_replaced() {
         let mut t = Table::new();
-        assert!(t.resume(&slot(), 1, acc(40), at(0)));
+        assert!(t.resume(&slot(), 1, Some(acc(40)), at(0)));
         // A second resume of the line (an older run) does not take it.
-        assert!(!t.resume(&slot(), 2, acc(39), at(0)));
+        assert!(!t.resume(&slot(), 2, Some(acc(39)), at(0)));
         assert_eq!(t.end(&slot(), 2, at(1)), None);
         assert_eq!(
             t.fire(&slot(), Policy::Replace, 3, at(60)),
