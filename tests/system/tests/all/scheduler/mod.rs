@@ -1,5 +1,6 @@
 //! The scheduler's daemon and client against a real service.
 
+mod concurrency;
 mod faults;
 mod service;
 // The scheduler's own test helpers (its daemon and a stand-in peer), with this build's
