@@ -298,20 +298,28 @@ impl fmt::Display for Request {
     }
 }
 
+/// The longest `timeout=`, in seconds (136 years): any longer is no timeout, and refused,
+/// so that every accepted one is shown in nanoseconds without overflow.
+const MAX_TIMEOUT_SECS: u64 = u32::MAX as u64;
+
 /// `timeout=`'s value: a positive duration (`30s`, `5m`, `1h30m`, `500ms`, `90`).
 fn parse_timeout(value: &str) -> Result<Duration, RequestError> {
     match common::duration::parse(value) {
-        Ok(d) if !d.is_zero() && !value.trim().is_empty() => Ok(d),
+        Ok(d) if !d.is_zero() && d.as_secs() <= MAX_TIMEOUT_SECS && !value.trim().is_empty() => {
+            Ok(d)
+        }
         _ => Err(RequestError::BadTimeout(value.to_string())),
     }
 }
 
-/// A duration as one token that reads back the same: whole seconds as `30s`, else `ms`.
+/// A duration as one token that reads back the same: `30s`, else `250ms`, else in `ns`.
 pub fn duration_token(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
+    } else if d.subsec_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
     } else {
-        format!("{}ms", d.as_millis().max(1))
+        format!("{}ns", d.as_nanos())
     }
 }
 
@@ -511,6 +519,19 @@ mod tests {
             assert_eq!(r.timeout, Some(want), "{text}");
             assert_eq!(r.to_string(), format!("timeout={shown} rotate-logs"));
         }
+        // Whatever the form, what is shown reads back the same.
+        for text in ["1500us", "1ns", "1s 5ms", "4294967295s", "2h 1ns"] {
+            let r = Request::parse(
+                format!("timeout={} rotate-logs", text.replace(' ', "")).as_bytes(),
+                known,
+            );
+            let r = r.unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(Request::parse(r.to_string().as_bytes(), known), Ok(r));
+        }
+        assert_eq!(
+            Request::parse(b"timeout=4294967296s rotate-logs", known),
+            Err(RequestError::BadTimeout("4294967296s".into()))
+        );
         // An `=` in an argument is data.
         let r = Request::parse(b"echo-args timeout=1s a=b", known).unwrap();
         assert_eq!((r.timeout, r.args.len()), (None, 2));

@@ -701,8 +701,12 @@ fn spawn_cancel(shared: &Arc<Shared>, job: &Job, a: Accepted) {
         })
         .await;
         match asked {
-            Ok(Ok(reply)) => {
+            Ok(Ok(reply)) if reply.starts_with("cancelled ") => {
                 info!(run, service = %service, id = a.id, reply = %shown(&reply), "cancel answered")
+            }
+            // `error not-found`: it ended meanwhile; anything else: it goes on to its end.
+            Ok(Ok(reply)) => {
+                warn!(run, service = %service, id = a.id, reply = %shown(&reply), "cancel refused; the held fire waits for the run's end")
             }
             Ok(Err(err)) => {
                 warn!(run, service = %service, id = a.id, error = %err, "cancel not delivered; the held fire waits for the run's end")
