@@ -200,6 +200,28 @@ impl Shared {
         self.runs.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// A fire of `slot` under `policy`, as run `run`: its [`Turn`], or why it is skipped
+    /// ([`concurrency::Table::fire`]).
+    fn take_slot(
+        &self,
+        slot: &Slot,
+        policy: concurrency::Policy,
+        run: u64,
+    ) -> Result<Turn, concurrency::Skip> {
+        let mut slots = self.slots();
+        match slots.table.fire(slot, policy, run, now_ms()) {
+            Decision::Skip(why) => Err(why),
+            Decision::Run => Ok(Turn { held: None }),
+            held => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                slots.turns.insert(run, tx);
+                Ok(Turn {
+                    held: Some((rx, held)),
+                })
+            }
+        }
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -795,47 +817,18 @@ fn fire(
 ) {
     let slot = Slot::new(e.key(), None);
     let run = shared.next_run();
-    let (decision, turn) = {
-        let mut slots = shared.slots();
-        let d = slots
-            .table
-            .fire(&slot, e.options.concurrency, run, now_ms());
-        let turn = matches!(d, Decision::Queue | Decision::Replace { .. }).then(|| {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            slots.turns.insert(run, tx);
-            rx
-        });
-        (d, turn)
+    let turn = match shared.take_slot(&slot, e.options.concurrency, run) {
+        Ok(turn) => turn,
+        Err(why) => {
+            let job = Job::new(&shared.keys, 0, e, due);
+            note(shared, &job, &Outcome::of(RunResult::Skipped, None));
+            warn!(line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), why = %why, "skipped: the previous run of this line has not finished");
+            return;
+        }
     };
-    if let Decision::Skip(why) = &decision {
-        let job = Job::new(&shared.keys, 0, e, due);
-        note(shared, &job, &Outcome::of(RunResult::Skipped, None));
-        warn!(line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), why = %why, "skipped: the previous run of this line has not finished");
-        return;
-    }
     let job = Job::new(&shared.keys, run, e, due);
     let late_ms = (Utc::now() - due).num_milliseconds().max(0);
     info!(run, line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
-    match &decision {
-        Decision::Queue => {
-            info!(
-                run,
-                line = e.line,
-                "queued: runs when the previous run of this line ends (CONCURRENCY=queue)"
-            )
-        }
-        Decision::Replace { cancel } => {
-            info!(
-                run,
-                line = e.line,
-                "held: the previous run of this line is cancelled first (CONCURRENCY=replace)"
-            );
-            if let Some(a) = cancel {
-                spawn_cancel(shared, &job, a.clone());
-            }
-        }
-        Decision::Run | Decision::Skip(_) => {}
-    }
     let guard = RunningGuard {
         shared: shared.clone(),
         slot,
@@ -845,19 +838,52 @@ fn fire(
     let record = record.map(|at| (e.key(), at));
     shared.tracker.spawn(async move {
         let _guard = guard;
-        if let Some(turn) = turn {
-            tokio::select! {
-                biased;
-                () = shared2.cancel.cancelled() => {
-                    // Not recorded as handled: the next start catches the fire up.
-                    warn!(run = job.run, service = %job.service, request = %job.request, "not delivered: the scheduler is stopping while the fire was held");
-                    return;
-                }
-                _ = turn => {}
-            }
+        if !turn.wait(&shared2, &job).await {
+            return;
         }
         deliver(&shared2, &job, record, None).await;
     });
+}
+
+/// A fire's turn on its slot ([`Shared::take_slot`]): at once, or once the run before it
+/// has ended (`CONCURRENCY=queue`, and `replace`, which has that run cancelled first).
+struct Turn {
+    held: Option<(tokio::sync::oneshot::Receiver<()>, Decision)>,
+}
+
+impl Turn {
+    /// Waits for the turn; `false` when the scheduler stops first (the fire is then not
+    /// recorded as handled, and the next start catches it up).
+    async fn wait(self, shared: &Arc<Shared>, job: &Job) -> bool {
+        let Some((turn, decision)) = self.held else {
+            return true;
+        };
+        let (run, line) = (job.run, job.line);
+        match decision {
+            Decision::Replace { cancel } => {
+                info!(
+                    run,
+                    line,
+                    "held: the previous run of this line is cancelled first (CONCURRENCY=replace)"
+                );
+                if let Some(a) = cancel {
+                    spawn_cancel(shared, job, a);
+                }
+            }
+            _ => info!(
+                run,
+                line, "queued: runs when the previous run of this line ends (CONCURRENCY=queue)"
+            ),
+        }
+        tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => {
+                warn!(run, service = %job.service, request = %job.request, "not delivered: the scheduler is stopping while the fire was held");
+                false
+            }
+            _ = turn => true,
+        }
+    }
 }
 
 /// Marks a fire handled (records it as its line's last fire) once: when the service has
