@@ -91,6 +91,7 @@ pub fn notice(job: &Job, outcome: &Outcome, run: u64) -> Option<Job> {
         request: request.to_string(),
         options: job.options.for_notice(),
         notice: true,
+        instance: None,
     })
 }
 

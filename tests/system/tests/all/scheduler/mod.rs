@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod faults;
+mod replicas;
 mod service;
 // The scheduler's own test helpers (its daemon and a stand-in peer), with this build's
 // scheduler.
