@@ -256,3 +256,99 @@ fn check_reports_bad_concurrency_and_timeout() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
+
+/// Expected (DESIGN.md section 10): with an `@each` target the policy is per instance.
+/// Two real replicas of `php` each run the caught-up fire; replica 1's run ends, replica
+/// 2's does not. Under `CONCURRENCY=replace`, the next minute's fire runs at once in
+/// replica 1 (nothing to replace there) and in replica 2 cancels that replica's own run
+/// (its id, at its own socket) first: replica 1's first run reached its end, replica 2's
+/// was stopped, and each then ran the new fire once.
+#[test]
+fn each_instance_has_its_own_slot() {
+    use testkit::supervisor::{Bins, Builder, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let run = root.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let cbs = format!(
+        "CB_job() {{ echo \"start $BOSUN_REQUEST_ID\" >> '{r}/ran.'\"$BOSUN_INSTANCE\"; while [ ! -e '{r}/go.'\"$BOSUN_INSTANCE\" ]; do sleep 0.05; done; echo \"end $BOSUN_REQUEST_ID\" >> '{r}/ran.'\"$BOSUN_INSTANCE\"; }}\n",
+        r = root.display()
+    );
+    std::fs::write(root.join("callbacks.sh"), cbs).unwrap();
+    let _replicas: Vec<_> = (1..=2)
+        .map(|n: u32| {
+            let s = Builder::new(
+                Bins {
+                    supervisor: crate::SUPERVISOR,
+                    listener: Some(crate::LISTENER),
+                },
+                Mode::Pid1,
+            )
+            .with_listener()
+            .env("BOSUN_SERVICE", "php")
+            .env("BOSUN_INSTANCE", &n.to_string())
+            .env("BOSUN_RUN_DIR", run.to_str().unwrap())
+            .env("BOSUN_STATE_DIR", root.join("svc-state").to_str().unwrap())
+            .env(
+                "BOSUN_CALLBACKS",
+                root.join("callbacks.sh").to_str().unwrap(),
+            )
+            .cmd(&["sleep", "100000"])
+            .start();
+            let sock = run.join(format!("php.{n}-request.sock"));
+            wait_until(SHORT, "the replica's socket", || {
+                testkit::socket::listening(&sock).then_some(())
+            });
+            s
+        })
+        .collect();
+    let text = "CONCURRENCY=replace\n* * * * * php@each job\n";
+    let file = root.join("schedule.cron");
+    std::fs::write(&file, text).unwrap();
+    let state = root.join("state");
+    let schedule = scheduler::schedule::parse("f", text.as_bytes(), chrono_tz::Tz::UTC).unwrap();
+    scheduler::state::StateStore::open(&state)
+        .unwrap()
+        .record(
+            &schedule.entries[0].key(),
+            chrono::Utc::now() - chrono::Duration::minutes(10),
+        )
+        .unwrap();
+    let mut d = Daemon::start(
+        &file,
+        &[
+            ("BOSUN_RUN_DIR", run.to_str().unwrap()),
+            ("BOSUN_STATE_DIR", state.to_str().unwrap()),
+        ],
+    );
+    let ran = |n: u32| root.join(format!("ran.{n}"));
+    for n in [1, 2] {
+        wait_log(&ran(n), "the caught-up run to start", |l| l == ["start 1"]);
+    }
+    std::fs::write(root.join("go.1"), "").unwrap();
+    wait_log(&ran(1), "replica 1's run to end", |l| l.len() == 2);
+    d.wait_for(
+        &[
+            "replace: cancelling the running run of this line",
+            "service=php.2",
+            "id=1",
+        ],
+        MINUTE,
+    );
+    d.wait_for(&["cancel answered", "cancelled id=1 exit=143"], SHORT);
+    // Replica 1 ran the new fire at once and to its end (its go file is there).
+    let one = wait_log(&ran(1), "replica 1's second run", |l| l.len() >= 4);
+    assert_eq!(one, ["start 1", "end 1", "start 2", "end 2"]);
+    // Replica 2's first run was stopped, never reaching its end; the new one started.
+    let two = wait_log(&ran(2), "replica 2's second run", |l| l.len() >= 2);
+    assert_eq!(two, ["start 1", "start 2"]);
+    assert!(
+        !d.seen
+            .iter()
+            .any(|l| l.contains("replace: cancelling") && l.contains("service=php.1")),
+        "replica 1's run was not replaced: it had ended"
+    );
+    std::fs::write(root.join("go.2"), "").unwrap();
+    wait_log(&ran(2), "replica 2's second run to end", |l| l.len() >= 3);
+    assert_eq!(d.stop(), 0);
+}
