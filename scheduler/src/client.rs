@@ -86,6 +86,7 @@ impl SendRequest {
             user: self.user.clone(),
             action: self.action.clone(),
             args: self.args.clone(),
+            timeout: None,
         };
         let len = request.to_string().len();
         if len > proto::MAX_LINE {
