@@ -37,7 +37,7 @@ const REPORT_MODE: u32 = 0o644;
 const REPORT_DURABILITY: common::fs::Durability = common::fs::Durability::Atomic;
 
 /// Writes a report file (the metrics file, the status page) as the daemon does: replaced
-/// atomically, mode [`REPORT_MODE`]. Also what bench/reports times.
+/// atomically, mode 0644. Also what bench/reports times.
 pub fn write_report(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     common::fs::write_atomic(path, text.as_bytes(), REPORT_MODE, REPORT_DURABILITY)
 }
