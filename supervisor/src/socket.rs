@@ -228,6 +228,10 @@ fn bind_file(
     let bound = bind(fd.as_raw_fd(), &addr);
     if let Some(g) = old_gid {
         nix::unistd::setfsgid(g);
+        // A change of the filesystem gid makes the kernel mark the process non-dumpable,
+        // which makes its /proc entries root's and `docker exec` fail where the runtime
+        // lacks CAP_SYS_PTRACE: it is the same process as before, so dumpable again.
+        let _ = nix::sys::prctl::set_dumpable(true);
     }
     umask(old_mask);
     bound.map_err(|e| io_err(path, "while binding the socket")(e.into()))?;
@@ -365,6 +369,8 @@ mod tests {
         let path = dir.path().join("g.sock");
         let gid = Gid::from_raw(65534);
         let _s = bind_unix(&path, 0o660, Some(gid), 16).unwrap();
+        // Still dumpable after the filesystem gid went and came back (`docker exec`).
+        assert!(nix::sys::prctl::get_dumpable().unwrap());
         let m = std::fs::symlink_metadata(&path).unwrap();
         if nix::unistd::geteuid().is_root() {
             assert_eq!(m.gid(), 65534);
