@@ -31,6 +31,10 @@
 #      backups on a 4 MiB tmpfs, BACKUP_KEEP=1 and BACKUP_KEEP_DAYS=0, filled up for real): `done ... exit=N`, N
 #      non-zero; the earlier backup byte-identical, no new or temp file; "No space left on
 #      device" in the container log; once space is freed the next backup succeeds
+#   9. (before 8) the forum in three replicas (`up --scale php=3`, tests/e2e/replicas.sh):
+#      healthy, an instance and sockets each, pages spread over them, `php@each
+#      rotate-logs` once in each and `php rotate-logs` once in all, idle stop per replica,
+#      a killed replica comes back as its instance; then one replica again
 #   8. `docker-compose stop` ends every container with exit code 0 within its grace
 #      period, and MariaDB logs a clean shutdown
 #
@@ -175,8 +179,9 @@ check_sites_idle() {
         [[ $st == "$s idle "*"on_demand=held"* ]] || fail "$s is not idle holding its socket" || ok=1
         ! fpm_up "$s" || fail "php-fpm runs in $s before any page" || ok=1
     done
+    # One replica each: instance 1 (the replicas' sockets: section 9).
     for s in forum wiki; do
-        [ -S "$DATA/sockets/$s/$s.sock" ] || fail "no socket $DATA/sockets/$s/$s.sock" || ok=1
+        [ -S "$DATA/sockets/$s/$s.1.sock" ] || fail "no socket $DATA/sockets/$s/$s.1.sock" || ok=1
     done
     return $ok
 }
@@ -231,7 +236,7 @@ check_wiki_on_demand() {
     ((FORUM_MISSES == 0)) || fail "the forum failed $FORUM_MISSES pages meanwhile" || return 1
     [ "$(status_of php)" = running ] && fpm_up php || fail "the forum's php-fpm stopped too" || return 1
     log "  forum meanwhile: $(docker exec "$(cid php)" /usr/local/sbin/supervisor status)"
-    [ -S "$DATA/sockets/wiki/wiki.sock" ] || fail "the wiki's socket path is gone after php-fpm exited" || return 1
+    [ -S "$DATA/sockets/wiki/wiki.1.sock" ] || fail "the wiki's socket path is gone after php-fpm exited" || return 1
     # An action into the sleeping wiki does not wake it (the request socket is not the site's).
     out=$(docker exec "$(cid scheduler)" scheduler send wiki rotate-logs 2>&1) || fail "scheduler send wiki rotate-logs: $out" || return 1
     ! fpm_up wiki || fail "rotate-logs started the wiki's php-fpm" || return 1
@@ -515,7 +520,7 @@ check "the status page on its own 127.0.0.1 port: the failed line's banner and m
 # ---- 5. a crashed main process ------------------------------------------------------
 # On demand, a php-fpm that dies is not restarted at once: the supervisor holds the socket
 # again and the next connection starts it (after a backoff of 100 ms).
-fpm_pid() { docker exec "$(cid php)" cat /run/php-fpm.pid 2>/dev/null; }
+fpm_pid() { docker exec "$(cid php)" cat /run/php-fpm.1.pid 2>/dev/null; }
 # A page first: it is what starts php-fpm again (SIGKILL leaves the old pid file behind).
 fpm_restarted() { local p; [ -n "$(visits)" ] && p=$(fpm_pid) && [ -n "$p" ] && [ "$p" != "$1" ]; }
 # left_of_group PGID [SERVICE]: processes still in the killed master's process group (its
@@ -658,6 +663,32 @@ check_full_disk() {
     log "  after freeing space: $f (BACKUP_KEEP=1, BACKUP_KEEP_DAYS=0 rotated the earlier one out)"
 }
 check "a backup into a full disk fails with exit=N, N non-zero, and keeps the earlier backup intact" check_full_disk
+
+# ---- 9. replicas -----------------------------------------------------------------------
+# The forum scaled to three (tests/e2e/replicas.sh says what is checked), recreated with
+# one more override: BOSUN_ON_DEMAND_IDLE=10s, so that each replica's idle stop is seen.
+# Back to one replica afterwards, for the stop below.
+SCALE_OVERRIDE=tests/e2e/docker-compose.scale.yaml
+REPLICAS=3 REPLICAS_IDLE=10 REPLICAS_WHAT="restart policy"
+php_cids() {
+    docker ps -q -f "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+        -f label=com.docker.compose.service=php -f status=running
+}
+one_php() { [ "$(php_cids | wc -l)" = 1 ] && all_healthy; }
+t=$SECONDS
+if dc -f "$SCALE_OVERRIDE" up -d --no-deps --scale php=$REPLICAS php; then
+    log "  --scale php=$REPLICAS: up in $((SECONDS - t))s"
+    # shellcheck source=tests/e2e/replicas.sh
+    . tests/e2e/replicas.sh
+else
+    check "--scale php=$REPLICAS" false
+fi
+scale_down() {
+    dc -f "$SCALE_OVERRIDE" up -d --no-deps --scale php=1 php || return 1
+    wait_until 60 "one php replica, every service healthy" one_php || return 1
+    log "  php: $(docker exec "$(cid php)" /usr/local/sbin/supervisor status)"
+}
+check "--scale php=1 again: one replica, healthy" scale_down
 
 # ---- 8. stop -------------------------------------------------------------------------
 check_stop() {

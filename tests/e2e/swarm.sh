@@ -4,7 +4,8 @@
 # -c docker-compose.swarm.yaml` (+ docker-compose.test.yaml for a `* * * * *` schedule
 # line), and check from the host:
 #
-#   1. every service has one task, running and healthy, and PID 1 in each is the supervisor;
+#   1. every service has its tasks (php three, the others one), running and healthy, and
+#      PID 1 in each is the supervisor;
 #      the three network-less services of docker-compose.yaml are on the internal network
 #      only, the scheduler on its own `outbound` network only
 #   2. a page through nginx -> php-fpm -> MariaDB on 127.0.0.1:$BOSUN_HTTP_PORT counts
@@ -278,6 +279,12 @@ page_ok() {
         grep -q '<span class="b o">[^<]*</span> <small>exit=0</small><td>nginx rotate-logs'
 }
 check "the scheduler's * * * * * line delivers into nginx within the minute; the status page shows it" check_scheduler
+
+# ---- 6. the forum's replicas ---------------------------------------------------------------
+REPLICAS=3 REPLICAS_IDLE="" REPLICAS_WHAT="a new task"
+php_cids() { docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_php" -f status=running; }
+# shellcheck source=tests/e2e/replicas.sh
+. tests/e2e/replicas.sh
 
 # ---- 5. a killed task is replaced -------------------------------------------------------
 replaced() { local id; id=$(cid mysql) && [ -n "$id" ] && [ "$id" != "$1" ]; }
