@@ -6,6 +6,7 @@
 #   REPLICAS        how many replicas run (3)
 #   REPLICAS_IDLE   the replicas' BOSUN_ON_DEMAND_IDLE in seconds, or empty: no idle check
 #   REPLICAS_WHAT   how a killed replica comes back ("restart policy", "a new task")
+#   replica_kill CONTAINER   kills one replica as a crash would
 #
 #   r1. every replica healthy, each with its own instance (1..REPLICAS, from `supervisor
 #       status`), its own FastCGI socket and request socket; no php-fpm before a page
@@ -17,7 +18,7 @@
 #       did (one generation more in all)
 #   r4. idle stop per replica: REPLICAS_IDLE s without a page, every replica's php-fpm is
 #       gone and its socket held (skipped when REPLICAS_IDLE is empty)
-#   r5. the replica holding php-request.sock killed (docker kill): pages go on (nginx
+#   r5. the replica holding php-request.sock killed (replica_kill): pages go on (nginx
 #       skips its socket), `scheduler send php` still answers (another replica serves the
 #       shared socket), and it comes back (REPLICAS_WHAT) with its instance number again
 
@@ -174,7 +175,7 @@ check_r5() {
         fail "php-request.sock is no instance's socket (inode $holder)" || return 1
     c=$(replica_of "$n")
     since=$(date +%s)
-    docker kill "$c" >/dev/null || return 1
+    replica_kill "$c" || return 1
     log "  killed $(docker inspect -f '{{.Name}}' "$c") (instance $n, the holder of php-request.sock)"
     # The others serve meanwhile: nginx skips the dead one's socket.
     for i in $(seq 10); do

@@ -674,6 +674,9 @@ php_cids() {
     docker ps -q -f "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
         -f label=com.docker.compose.service=php -f status=running
 }
+# A crash: the supervisor (PID 1) killed from the host. Not `docker kill`: Docker (28) counts
+# that as a stop by hand, and no restart policy brings the container back.
+replica_kill() { kill -KILL "$(docker inspect -f '{{.State.Pid}}' "$1")"; }
 one_php() { [ "$(php_cids | wc -l)" = 1 ] && all_healthy; }
 t=$SECONDS
 if dc -f "$SCALE_OVERRIDE" up -d --no-deps --scale php=$REPLICAS php; then

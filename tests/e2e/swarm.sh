@@ -283,6 +283,8 @@ check "the scheduler's * * * * * line delivers into nginx within the minute; the
 # ---- 6. the forum's replicas ---------------------------------------------------------------
 REPLICAS=3 REPLICAS_IDLE="" REPLICAS_WHAT="a new task"
 php_cids() { docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_php" -f status=running; }
+# Swarm replaces a task whose container is gone, docker kill included.
+replica_kill() { docker kill "$1" >/dev/null; }
 # shellcheck source=tests/e2e/replicas.sh
 . tests/e2e/replicas.sh
 
