@@ -340,7 +340,7 @@ check_history_status() {
     local r id out st
     r=$(request 'history nightly-backup') || fail "history: no answer" || return 1
     log "  history nightly-backup: $(tr '\n' '|' <<<"$r")"
-    id=$(grep -E '^[0-9]+ [0-9T:-]+Z nightly-backup user=forum exit=0 secs=[0-9.]+ by=[0-9]+$' <<<"$r" | head -n 1 | cut -d' ' -f1)
+    id=$(grep -E '^[0-9]+ [0-9T:-]+Z nightly-backup user=forum exit=0 secs=[0-9.]+ by=[0-9]+ instance=1$' <<<"$r" | head -n 1 | cut -d' ' -f1)
     [ -n "$id" ] || fail "the socat-requested backup is not in mysql's history" || return 1
     out=$(request "log $id") || fail "log $id: no answer" || return 1
     log "  log $id: $(tr '\n' '|' <<<"$out")"
