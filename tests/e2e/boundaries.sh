@@ -303,6 +303,9 @@ check_b9() {
     [ "$(in_ scheduler -- scheduler send "php.$n" ping 2>&1)" = pong ] || fail "php's supervisor does not answer after it" || ok=1
     if [ -n "$saved" ]; then
         in_ php -- bash -c "echo $saved >$pidfile"
+        # php-fpm was not told to reopen its log: once more, so that it does (its pages
+        # would go on into the rotated file, which the replicas' checks count).
+        in_ scheduler -- scheduler send "php.$n" rotate-logs >/dev/null 2>&1
     else
         in_ php -- rm -f "$pidfile"
     fi

@@ -5,11 +5,14 @@
 # containers, one id a line), cid, DATA, URL, lib.sh's check/fail/log/wait_until, and:
 #   REPLICAS        how many replicas run (3)
 #   REPLICAS_IDLE   the replicas' BOSUN_ON_DEMAND_IDLE in seconds, or empty: no idle check
+#   REPLICAS_FRESH  1: the replicas have served no page yet (compose: just scaled), so
+#                   none runs php-fpm; 0: pages came before (Swarm: sections 2-4)
 #   REPLICAS_WHAT   how a killed replica comes back ("restart policy", "a new task")
 #   replica_kill CONTAINER   kills one replica as a crash would
 #
 #   r1. every replica healthy, each with its own instance (1..REPLICAS, from `supervisor
 #       status`), its own FastCGI socket and request socket; no php-fpm before a page
+#       (REPLICAS_FRESH=1)
 #   r2. pages through nginx spread over the replicas: every instance's own access log
 #       (php-logs, shared) grows, by as many lines in all as pages were asked, and the
 #       visit counter counts every page; each replica's php-fpm started on demand
@@ -68,7 +71,7 @@ check_r1() {
         log "  $(docker inspect -f '{{.Name}}' "$c"): $(docker exec "$c" /usr/local/sbin/supervisor status 2>&1)"
         [ -S "$DATA/sockets/forum/forum.$n.sock" ] || fail "no FastCGI socket forum.$n.sock" || ok=1
         [ -S "$DATA/run/php/php.$n-request.sock" ] || fail "no request socket php.$n-request.sock" || ok=1
-        [ "$(replica_state "$n")" = idle ] && ! replica_fpm "$n" ||
+        [ "${REPLICAS_FRESH:-1}" = 0 ] || { [ "$(replica_state "$n")" = idle ] && ! replica_fpm "$n"; } ||
             fail "instance $n runs php-fpm before any page" || ok=1
     done
     [ -S "$DATA/run/php/php-request.sock" ] || fail "no shared php-request.sock" || ok=1
@@ -194,7 +197,7 @@ check_r5() {
     return $ok
 }
 
-check "r1 $REPLICAS php replicas: healthy, instances 1-$REPLICAS, a FastCGI and a request socket each, idle" check_r1
+check "r1 $REPLICAS php replicas: healthy, instances 1-$REPLICAS, a FastCGI and a request socket each$([ "${REPLICAS_FRESH:-1}" = 0 ] || echo ', idle')" check_r1
 check "r2 $PAGES pages spread over the replicas (each one's access log), all counted; php-fpm started in each" check_r2
 check "r3 scheduler send php@each rotate-logs: once in each replica; php rotate-logs: once in all" check_r3
 if [ -n "${REPLICAS_IDLE:-}" ]; then

@@ -669,7 +669,7 @@ check "a backup into a full disk fails with exit=N, N non-zero, and keeps the ea
 # one more override: BOSUN_ON_DEMAND_IDLE=10s, so that each replica's idle stop is seen.
 # Back to one replica afterwards, for the stop below.
 SCALE_OVERRIDE=tests/e2e/docker-compose.scale.yaml
-REPLICAS=3 REPLICAS_IDLE=10 REPLICAS_WHAT="restart policy"
+REPLICAS=3 REPLICAS_IDLE=10 REPLICAS_FRESH=1 REPLICAS_WHAT="restart policy"
 php_cids() {
     docker ps -q -f "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
         -f label=com.docker.compose.service=php -f status=running

@@ -281,7 +281,7 @@ page_ok() {
 check "the scheduler's * * * * * line delivers into nginx within the minute; the status page shows it" check_scheduler
 
 # ---- 6. the forum's replicas ---------------------------------------------------------------
-REPLICAS=3 REPLICAS_IDLE="" REPLICAS_WHAT="a new task"
+REPLICAS=3 REPLICAS_IDLE="" REPLICAS_FRESH=0 REPLICAS_WHAT="a new task"
 php_cids() { docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_php" -f status=running; }
 # Swarm replaces a task whose container is gone, docker kill included.
 replica_kill() { docker kill "$1" >/dev/null; }
