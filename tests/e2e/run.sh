@@ -317,8 +317,10 @@ check "scheduler send into php; the shipped schedule.cron passes scheduler check
 
 # ---- 4. the scheduler delivers ---------------------------------------------------------
 delivered() {
-    dc logs --no-color nginx 2>/dev/null | grep -q 'logs rotated' &&
-        dc logs --no-color scheduler 2>/dev/null | grep 'nginx' | grep -q 'exit=0'
+    # grep reads to the end (no -q): with pipefail, a grep that quits at the first match
+    # fails the pipe when the log is still being written to it (SIGPIPE).
+    dc logs --no-color nginx 2>/dev/null | grep 'logs rotated' >/dev/null &&
+        dc logs --no-color scheduler 2>/dev/null | grep 'nginx' | grep 'exit=0' >/dev/null
 }
 check_scheduler() {
     # `* * * * * nginx rotate-logs`: at the latest one minute after the scheduler started.
@@ -711,7 +713,7 @@ check_stop() {
         awk -v s="$secs" -v g="${graces[$s]}" 'BEGIN { exit !(s < g) }' || ok=1
     done
     # The log driver may still be writing the container's last lines when `stop` returns.
-    shutdown_logged() { docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep -q 'mariadbd: Shutdown complete'; }
+    shutdown_logged() { docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep 'mariadbd: Shutdown complete' >/dev/null; }
     if wait_until 10 "MariaDB's 'Shutdown complete' in its log" shutdown_logged; then
         log "  mysql: $(docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep 'Shutdown complete' | tail -n 1)"
     else

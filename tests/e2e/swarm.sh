@@ -263,8 +263,10 @@ restart_service() { docker service update --quiet --force --no-resolve-image "${
 
 # ---- 4. the scheduler --------------------------------------------------------------------
 delivered() {
-    docker logs "$(cid nginx)" 2>&1 | grep -q 'logs rotated' &&
-        docker logs "$(cid scheduler)" 2>&1 | grep 'nginx' | grep -q 'exit=0'
+    # grep reads to the end (no -q): with pipefail, a grep that quits at the first match
+    # fails the pipe when the log is still being written to it (SIGPIPE).
+    docker logs "$(cid nginx)" 2>&1 | grep 'logs rotated' >/dev/null &&
+        docker logs "$(cid scheduler)" 2>&1 | grep 'nginx' | grep 'exit=0' >/dev/null
 }
 check_scheduler() {
     wait_until 90 "the scheduler's rotate-logs to show in nginx's log" delivered || return 1
