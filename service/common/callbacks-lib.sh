@@ -32,21 +32,25 @@ rotate_log_file() {
     done
 }
 
-# rotate_php_fpm_logs: a PHP site's rotate-logs. Its pool's access logs; USR1 makes the
-# php-fpm master reopen them. Its pid file is /run/php-fpm.pid, in this container's own
-# /run (php-fpm.conf), which no other container can write; even so the pid is believed only
+# rotate_php_fpm_logs: a PHP site's rotate-logs, in this replica (BOSUN_INSTANCE; the
+# replicas of a site share its /run and logs volume, so php-fpm.conf names their files after
+# the instance). Its pool's access logs, /var/log/php/*.<instance>.log; USR1 makes its
+# php-fpm master reopen them. Its pid file is /run/php-fpm.<instance>.pid, in the service's
+# own /run (php-fpm.conf), which no other service can write; even so the pid is believed only
 # when it is a plain positive number and names a running php-fpm (a stale file after a
 # KILL, or a `-1`, must not signal anything else). When php-fpm is not running (stopped, or
 # idle under on-demand start) renaming is all it takes.
 rotate_php_fpm_logs() {
-    local f pid comm
-    for f in /var/log/php/*.log; do
+    local n=${BOSUN_INSTANCE:-} f pid comm pidfile
+    [[ $n =~ ^[1-9][0-9]{0,3}$ ]] || { echo "rotate_php_fpm_logs: BOSUN_INSTANCE is '$n', not an instance number" >&2; return 64; }
+    pidfile=/run/php-fpm.$n.pid
+    for f in /var/log/php/*."$n".log; do
         [ -e "$f" ] && rotate_log_file "$f" "${LOG_KEEP:-7}"
     done
-    pid=$(head -c 32 /run/php-fpm.pid 2>/dev/null)
+    pid=$(head -c 32 "$pidfile" 2>/dev/null)
     pid=${pid%$'\n'}
     if ! [[ $pid =~ ^[1-9][0-9]*$ ]]; then
-        [ -z "$pid" ] || echo "ignoring /run/php-fpm.pid: not a process id" >&2
+        [ -z "$pid" ] || echo "ignoring $pidfile: not a process id" >&2
         echo "logs rotated (php-fpm not running)"
         return 0
     fi

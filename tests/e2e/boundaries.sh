@@ -102,8 +102,8 @@ check_b2() {
     done
     # The held FastCGI sockets, as nginx sees them.
     for s in forum wiki; do
-        mode=$(in_ nginx -- stat -c '%a %U:%G' "/sockets/$s/$s.sock")
-        log "  /sockets/$s/$s.sock in nginx: $mode"
+        mode=$(in_ nginx -- stat -c '%a %U:%G' "/sockets/$s/$s.1.sock")
+        log "  /sockets/$s/$s.1.sock in nginx: $mode"
         [ "$mode" = "660 root:fcgi" ] || fail "$s.sock is $mode, not 660 root:fcgi" || ok=1
     done
     # nginx's workers are the ones who can: www-data, group fcgi.
@@ -134,7 +134,7 @@ check_b3() {
         fi
     done
     in_ php -- test -S /run/mysqld/mysqld.sock || fail "MariaDB's socket is gone from php" || ok=1
-    if in_ php -- find /run /sockets /tmp /var -name '*-request.sock' -print 2>/dev/null | grep -vxq /run/php-request.sock; then
+    if in_ php -- find /run /sockets /tmp /var -name '*-request.sock' -print 2>/dev/null | grep -vxqE '/run/php(\.[0-9]+)?-request\.sock'; then
         fail "another request socket is in php: $(in_ php -- find /run /sockets /tmp /var -name '*-request.sock' 2>/dev/null | tr '\n' ' ')" || ok=1
     fi
     in_ php -- test ! -e /run/mysql/mysql-request.sock || fail "mysql's request socket is in php" || ok=1
@@ -286,22 +286,28 @@ check "b8 nginx rotate-logs 9 times: no young generation pruned; an old one beyo
 
 # ---- b9 -----------------------------------------------------------------------------------
 check_b9() {
-    local ok=0 saved r
-    saved=$(in_ php -- cat /run/php-fpm.pid 2>/dev/null)
-    in_ php -- bash -c 'echo -1 >/run/php-fpm.pid' || return 1
-    r=$(in_ scheduler -- scheduler send php rotate-logs 2>&1)
+    local ok=0 saved r n pidfile
+    # This replica's pid file, and requests to it alone (php.N: on Swarm php has replicas).
+    n=$(instance_of "$(cid php)") && [ -n "$n" ] || fail "php's supervisor names no instance" || return 1
+    pidfile=/run/php-fpm.$n.pid
+    saved=$(in_ php -- cat "$pidfile" 2>/dev/null)
+    in_ php -- bash -c "echo -1 >$pidfile" || return 1
+    r=$(in_ scheduler -- scheduler send "php.$n" rotate-logs 2>&1)
     log "  rotate-logs with a pid file of -1: $(tr '\n' '|' <<<"$r")"
     grep -qE '^done [^ ]+ exit=0' <<<"$r" || fail "rotate-logs failed" || ok=1
-    grep -q 'ignoring /run/php-fpm.pid: not a process id' < <(docker logs "$(cid php)" 2>&1) ||
-        fail "no 'ignoring /run/php-fpm.pid' in php's log" || ok=1
-    in_ php -- bash -c "echo 1 >/run/php-fpm.pid" || return 1
-    r=$(in_ scheduler -- scheduler send php rotate-logs 2>&1)
+    grep -q "ignoring $pidfile: not a process id" < <(docker logs "$(cid php)" 2>&1) ||
+        fail "no 'ignoring $pidfile' in php's log" || ok=1
+    in_ php -- bash -c "echo 1 >$pidfile" || return 1
+    r=$(in_ scheduler -- scheduler send "php.$n" rotate-logs 2>&1)
     grep -qE '^done [^ ]+ exit=0' <<<"$r" || fail "rotate-logs with pid 1 failed: $r" || ok=1
-    [ "$(in_ scheduler -- scheduler send php ping 2>&1)" = pong ] || fail "php's supervisor does not answer after it" || ok=1
+    [ "$(in_ scheduler -- scheduler send "php.$n" ping 2>&1)" = pong ] || fail "php's supervisor does not answer after it" || ok=1
     if [ -n "$saved" ]; then
-        in_ php -- bash -c "echo $saved >/run/php-fpm.pid"
+        in_ php -- bash -c "echo $saved >$pidfile"
+        # php-fpm was not told to reopen its log: once more, so that it does (its pages
+        # would go on into the rotated file, which the replicas' checks count).
+        in_ scheduler -- scheduler send "php.$n" rotate-logs >/dev/null 2>&1
     else
-        in_ php -- rm -f /run/php-fpm.pid
+        in_ php -- rm -f "$pidfile"
     fi
     return $ok
 }

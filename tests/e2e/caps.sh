@@ -85,7 +85,7 @@ up_or_failed() { all_healthy || [ -n "$(failure_in "$1")" ]; }
 # process group (workers of another uid: the supervisor needs CAP_KILL to stop them) goes,
 # and pages are served again (php on demand: the next page starts php-fpm; nginx restarted).
 crash_recovers() {
-    local s=$1 old pidfile=/run/php-fpm.pid end
+    local s=$1 old pidfile=/run/php-fpm.1.pid end
     [ "$s" = nginx ] && pidfile=/run/nginx.pid
     old=$(docker exec "$(cid "$s")" cat "$pidfile" 2>/dev/null)
     [ -n "$old" ] || { echo "no pid file of $s's master"; return 1; }

@@ -1,4 +1,5 @@
-# Shared by the end-to-end scripts (run.sh, busybox.sh, swarm.sh, caps.sh): sourced, not run.
+# shellcheck shell=bash
+# Shared by the end-to-end scripts (run.sh, busybox.sh, swarm.sh, caps.sh, replicas.sh): sourced, not run.
 # Set E2E_TAG (the log prefix) and START=$SECONDS before sourcing; PASSED, FAILED and
 # FAILURES count the checks.
 PASSED=0
@@ -16,6 +17,12 @@ all_healthy() {
         st=$(docker inspect -f '{{.State.Health.Status}}' "$id") || return 1
         [ "$st" = healthy ] || return 1
     done
+}
+
+# instance_of CONTAINER: the instance of the supervisor in that container (` instance=<n>` of
+# `supervisor status`; DESIGN.md section 10), empty when it says none.
+instance_of() {
+    docker exec "$1" /usr/local/sbin/supervisor status 2>/dev/null | sed -n 's/.* instance=\([0-9]*\).*/\1/p' | head -n 1
 }
 
 # wait_until SECONDS WHAT CMD...: poll CMD until it succeeds; fail after SECONDS.

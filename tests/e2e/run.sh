@@ -31,6 +31,10 @@
 #      backups on a 4 MiB tmpfs, BACKUP_KEEP=1 and BACKUP_KEEP_DAYS=0, filled up for real): `done ... exit=N`, N
 #      non-zero; the earlier backup byte-identical, no new or temp file; "No space left on
 #      device" in the container log; once space is freed the next backup succeeds
+#   9. (before 8) the forum in three replicas (`up --scale php=3`, tests/e2e/replicas.sh):
+#      healthy, an instance and sockets each, pages spread over them, `php@each
+#      rotate-logs` once in each and `php rotate-logs` once in all, idle stop per replica,
+#      a killed replica comes back as its instance; then one replica again
 #   8. `docker-compose stop` ends every container with exit code 0 within its grace
 #      period, and MariaDB logs a clean shutdown
 #
@@ -175,8 +179,9 @@ check_sites_idle() {
         [[ $st == "$s idle "*"on_demand=held"* ]] || fail "$s is not idle holding its socket" || ok=1
         ! fpm_up "$s" || fail "php-fpm runs in $s before any page" || ok=1
     done
+    # One replica each: instance 1 (the replicas' sockets: section 9).
     for s in forum wiki; do
-        [ -S "$DATA/sockets/$s/$s.sock" ] || fail "no socket $DATA/sockets/$s/$s.sock" || ok=1
+        [ -S "$DATA/sockets/$s/$s.1.sock" ] || fail "no socket $DATA/sockets/$s/$s.1.sock" || ok=1
     done
     return $ok
 }
@@ -231,7 +236,7 @@ check_wiki_on_demand() {
     ((FORUM_MISSES == 0)) || fail "the forum failed $FORUM_MISSES pages meanwhile" || return 1
     [ "$(status_of php)" = running ] && fpm_up php || fail "the forum's php-fpm stopped too" || return 1
     log "  forum meanwhile: $(docker exec "$(cid php)" /usr/local/sbin/supervisor status)"
-    [ -S "$DATA/sockets/wiki/wiki.sock" ] || fail "the wiki's socket path is gone after php-fpm exited" || return 1
+    [ -S "$DATA/sockets/wiki/wiki.1.sock" ] || fail "the wiki's socket path is gone after php-fpm exited" || return 1
     # An action into the sleeping wiki does not wake it (the request socket is not the site's).
     out=$(docker exec "$(cid scheduler)" scheduler send wiki rotate-logs 2>&1) || fail "scheduler send wiki rotate-logs: $out" || return 1
     ! fpm_up wiki || fail "rotate-logs started the wiki's php-fpm" || return 1
@@ -312,8 +317,10 @@ check "scheduler send into php; the shipped schedule.cron passes scheduler check
 
 # ---- 4. the scheduler delivers ---------------------------------------------------------
 delivered() {
-    dc logs --no-color nginx 2>/dev/null | grep -q 'logs rotated' &&
-        dc logs --no-color scheduler 2>/dev/null | grep 'nginx' | grep -q 'exit=0'
+    # grep reads to the end (no -q): with pipefail, a grep that quits at the first match
+    # fails the pipe when the log is still being written to it (SIGPIPE).
+    dc logs --no-color nginx 2>/dev/null | grep 'logs rotated' >/dev/null &&
+        dc logs --no-color scheduler 2>/dev/null | grep 'nginx' | grep 'exit=0' >/dev/null
 }
 check_scheduler() {
     # `* * * * * nginx rotate-logs`: at the latest one minute after the scheduler started.
@@ -335,7 +342,7 @@ check_history_status() {
     local r id out st
     r=$(request 'history nightly-backup') || fail "history: no answer" || return 1
     log "  history nightly-backup: $(tr '\n' '|' <<<"$r")"
-    id=$(grep -E '^[0-9]+ [0-9T:-]+Z nightly-backup user=forum exit=0 secs=[0-9.]+ by=[0-9]+$' <<<"$r" | head -n 1 | cut -d' ' -f1)
+    id=$(grep -E '^[0-9]+ [0-9T:-]+Z nightly-backup user=forum exit=0 secs=[0-9.]+ by=[0-9]+ instance=1$' <<<"$r" | head -n 1 | cut -d' ' -f1)
     [ -n "$id" ] || fail "the socat-requested backup is not in mysql's history" || return 1
     out=$(request "log $id") || fail "log $id: no answer" || return 1
     log "  log $id: $(tr '\n' '|' <<<"$out")"
@@ -515,7 +522,7 @@ check "the status page on its own 127.0.0.1 port: the failed line's banner and m
 # ---- 5. a crashed main process ------------------------------------------------------
 # On demand, a php-fpm that dies is not restarted at once: the supervisor holds the socket
 # again and the next connection starts it (after a backoff of 100 ms).
-fpm_pid() { docker exec "$(cid php)" cat /run/php-fpm.pid 2>/dev/null; }
+fpm_pid() { docker exec "$(cid php)" cat /run/php-fpm.1.pid 2>/dev/null; }
 # A page first: it is what starts php-fpm again (SIGKILL leaves the old pid file behind).
 fpm_restarted() { local p; [ -n "$(visits)" ] && p=$(fpm_pid) && [ -n "$p" ] && [ "$p" != "$1" ]; }
 # left_of_group PGID [SERVICE]: processes still in the killed master's process group (its
@@ -659,6 +666,35 @@ check_full_disk() {
 }
 check "a backup into a full disk fails with exit=N, N non-zero, and keeps the earlier backup intact" check_full_disk
 
+# ---- 9. replicas -----------------------------------------------------------------------
+# The forum scaled to three (tests/e2e/replicas.sh says what is checked), recreated with
+# one more override: BOSUN_ON_DEMAND_IDLE=10s, so that each replica's idle stop is seen.
+# Back to one replica afterwards, for the stop below.
+SCALE_OVERRIDE=tests/e2e/docker-compose.scale.yaml
+REPLICAS=3 REPLICAS_IDLE=10 REPLICAS_FRESH=1 REPLICAS_WHAT="restart policy"
+php_cids() {
+    docker ps -q -f "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+        -f label=com.docker.compose.service=php -f status=running
+}
+# A crash: the supervisor (PID 1) killed from the host. Not `docker kill`: Docker (28) counts
+# that as a stop by hand, and no restart policy brings the container back.
+replica_kill() { kill -KILL "$(docker inspect -f '{{.State.Pid}}' "$1")"; }
+one_php() { [ "$(php_cids | wc -l)" = 1 ] && all_healthy; }
+t=$SECONDS
+if dc -f "$SCALE_OVERRIDE" up -d --no-deps --scale php=$REPLICAS php; then
+    log "  --scale php=$REPLICAS: up in $((SECONDS - t))s"
+    # shellcheck source=tests/e2e/replicas.sh
+    . tests/e2e/replicas.sh
+else
+    check "--scale php=$REPLICAS" false
+fi
+scale_down() {
+    dc -f "$SCALE_OVERRIDE" up -d --no-deps --scale php=1 php || return 1
+    wait_until 60 "one php replica, every service healthy" one_php || return 1
+    log "  php: $(docker exec "$(cid php)" /usr/local/sbin/supervisor status)"
+}
+check "--scale php=1 again: one replica, healthy" scale_down
+
 # ---- 8. stop -------------------------------------------------------------------------
 check_stop() {
     local s id code since started finished secs ok=0
@@ -677,7 +713,7 @@ check_stop() {
         awk -v s="$secs" -v g="${graces[$s]}" 'BEGIN { exit !(s < g) }' || ok=1
     done
     # The log driver may still be writing the container's last lines when `stop` returns.
-    shutdown_logged() { docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep -q 'mariadbd: Shutdown complete'; }
+    shutdown_logged() { docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep 'mariadbd: Shutdown complete' >/dev/null; }
     if wait_until 10 "MariaDB's 'Shutdown complete' in its log" shutdown_logged; then
         log "  mysql: $(docker logs --since "$since" "${ids[mysql]}" 2>&1 | grep 'Shutdown complete' | tail -n 1)"
     else

@@ -4,7 +4,8 @@
 # -c docker-compose.swarm.yaml` (+ docker-compose.test.yaml for a `* * * * *` schedule
 # line), and check from the host:
 #
-#   1. every service has one task, running and healthy, and PID 1 in each is the supervisor;
+#   1. every service has its tasks (php three, the others one), running and healthy, and
+#      PID 1 in each is the supervisor;
 #      the three network-less services of docker-compose.yaml are on the internal network
 #      only, the scheduler on its own `outbound` network only
 #   2. a page through nginx -> php-fpm -> MariaDB on 127.0.0.1:$BOSUN_HTTP_PORT counts
@@ -262,8 +263,10 @@ restart_service() { docker service update --quiet --force --no-resolve-image "${
 
 # ---- 4. the scheduler --------------------------------------------------------------------
 delivered() {
-    docker logs "$(cid nginx)" 2>&1 | grep -q 'logs rotated' &&
-        docker logs "$(cid scheduler)" 2>&1 | grep 'nginx' | grep -q 'exit=0'
+    # grep reads to the end (no -q): with pipefail, a grep that quits at the first match
+    # fails the pipe when the log is still being written to it (SIGPIPE).
+    docker logs "$(cid nginx)" 2>&1 | grep 'logs rotated' >/dev/null &&
+        docker logs "$(cid scheduler)" 2>&1 | grep 'nginx' | grep 'exit=0' >/dev/null
 }
 check_scheduler() {
     wait_until 90 "the scheduler's rotate-logs to show in nginx's log" delivered || return 1
@@ -278,6 +281,14 @@ page_ok() {
         grep -q '<span class="b o">[^<]*</span> <small>exit=0</small><td>nginx rotate-logs'
 }
 check "the scheduler's * * * * * line delivers into nginx within the minute; the status page shows it" check_scheduler
+
+# ---- 6. the forum's replicas ---------------------------------------------------------------
+REPLICAS=3 REPLICAS_IDLE="" REPLICAS_FRESH=0 REPLICAS_WHAT="a new task"
+php_cids() { docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_php" -f status=running; }
+# Swarm replaces a task whose container is gone, docker kill included.
+replica_kill() { docker kill "$1" >/dev/null; }
+# shellcheck source=tests/e2e/replicas.sh
+. tests/e2e/replicas.sh
 
 # ---- 5. a killed task is replaced -------------------------------------------------------
 replaced() { local id; id=$(cid mysql) && [ -n "$id" ] && [ "$id" != "$1" ]; }

@@ -3,5 +3,6 @@
 # shellcheck source=service/common/callbacks-lib.sh
 source /usr/local/lib/bosun/callbacks-lib.sh
 
-# rotate-logs: the pool's access logs (see rotate_php_fpm_logs).
+# rotate-logs: this replica's access log (see rotate_php_fpm_logs); the schedule asks every
+# replica (`php@each`, `wiki@each` in schedule.cron).
 CB_rotate_logs() { rotate_php_fpm_logs; }
