@@ -15,6 +15,7 @@
 //! * [`rlimit`]: the open-file limit, raised where many connections are held.
 //! * [`text`]: others' bytes (action output, requests, replies) made safe to show.
 //! * [`fs`]: state files written safely: a 0700 directory, no symlinks followed, atomic replace.
+//! * [`instance`]: replicas' instance numbers and the files named after them.
 //! * [`version`]: the `bosun <version> (<commit>)` line of `version` and `--version`.
 //!
 //! Where a new thing goes: a `service.toml` key or `BOSUN_*` variable is one row in
@@ -26,6 +27,7 @@
 pub mod duration;
 pub mod exit;
 pub mod fs;
+pub mod instance;
 pub mod log;
 pub mod name;
 pub mod passwd;

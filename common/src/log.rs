@@ -167,6 +167,9 @@ impl LineLogger {
             fields: String::new(),
         };
         event.record(&mut v);
+        if let Some(n) = INSTANCE.get() {
+            v.raw_named("instance", &n.to_string());
+        }
         let ts = crate::time::rfc3339_us(now);
         let mut out = String::with_capacity(96 + v.message.len() + v.fields.len());
         if self.json {
@@ -229,6 +232,16 @@ impl Subscriber for LineLogger {
     fn exit(&self, _: &Id) {}
 }
 
+/// This process's replica instance, once known: every line then says `instance=<n>`
+/// (DESIGN.md section 10), so that the lines of replicas sharing one log (a Swarm
+/// service's) can be told apart.
+static INSTANCE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Sets the instance every later line names (the first call wins).
+pub fn set_instance(n: u32) {
+    let _ = INSTANCE.set(n);
+}
+
 /// Installs the logger for the whole process. The filter has been parsed already (a bad
 /// one is a setting error of the program, reported before anything starts).
 pub fn init(filter: Filter, format: LogFormat) {
@@ -254,13 +267,17 @@ struct Fields {
 
 impl Fields {
     fn raw(&mut self, field: &Field, json_value: &str) {
+        self.raw_named(field.name(), json_value);
+    }
+
+    fn raw_named(&mut self, name: &str, json_value: &str) {
         if self.json {
             self.fields.push(',');
-            json_str(&mut self.fields, field.name());
+            json_str(&mut self.fields, name);
             self.fields.push(':');
             self.fields.push_str(json_value);
         } else {
-            let _ = write!(self.fields, " {}={json_value}", field.name());
+            let _ = write!(self.fields, " {name}={json_value}");
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Ctx<'a> {
     /// Its path, for `help` to name a broken file.
     pub callbacks: &'a Path,
     pub journal: &'a Mutex<Journal>,
+    /// The replica's instance, which `history` names.
+    pub instance: u32,
 }
 
 impl Ctx<'_> {
@@ -78,7 +80,7 @@ fn query(req: &Request, ctx: &Ctx<'_>) -> Vec<Reply> {
         Query::History(action) => j
             .history(action.as_deref(), HISTORY_LINES)
             .iter()
-            .map(|r| Reply::Text(history_line(r)))
+            .map(|r| Reply::Text(history_line(r, ctx.instance)))
             .collect(),
         Query::Log(id) => match j.get(id) {
             None => vec![Reply::error(
@@ -99,17 +101,17 @@ fn query(req: &Request, ctx: &Ctx<'_>) -> Vec<Reply> {
 }
 
 /// One run of `history` (DESIGN.md section 7):
-/// `<id> <start RFC3339> <action> user=<user>|- exit=<code>|running|lost secs=<secs>|- by=<uid>`
+/// `<id> <start RFC3339> <action> user=<user>|- exit=<code>|running|lost secs=<secs>|- by=<uid> instance=<n>`
 /// (RFC 3339 in UTC with `Z`, second precision; secs with 3 decimals like the `done`
 /// line's).
-pub fn history_line(run: &Run) -> String {
+pub fn history_line(run: &Run, instance: u32) -> String {
     let (exit, secs) = match (run.end, run.lost) {
         (Some(e), _) => (e.exit.to_string(), format!("{:.3}", e.secs)),
         (None, true) => ("lost".to_string(), "-".to_string()),
         (None, false) => ("running".to_string(), "-".to_string()),
     };
     format!(
-        "{} {} {} user={} exit={exit} secs={secs} by={}",
+        "{} {} {} user={} exit={exit} secs={secs} by={} instance={instance}",
         run.id,
         common::time::rfc3339(run.start_ms),
         run.action,
@@ -132,12 +134,13 @@ pub fn status(from_supervisor: Vec<Reply>, actions: Vec<Action>) -> Vec<Reply> {
 pub fn metrics(
     from_supervisor: Vec<Reply>,
     tallies: &std::collections::BTreeMap<String, journal::Tally>,
+    instance: u32,
 ) -> Vec<Reply> {
     if is_refusal(&from_supervisor) {
         return from_supervisor;
     }
     let text = join(&from_supervisor);
-    vec![Reply::Text(crate::metrics::reply(&text, tallies))]
+    vec![Reply::Text(crate::metrics::reply(&text, tallies, instance))]
 }
 
 /// Whether an answer is a refusal (`error ...`) rather than what was asked for.
@@ -164,6 +167,7 @@ mod tests {
             known,
             callbacks: Path::new("/x/docker-callbacks.sh"),
             journal: &journal,
+            instance: 1,
         };
         let out = f(&ctx);
         let _ = std::fs::remove_dir_all(&dir);
@@ -225,20 +229,20 @@ mod tests {
             lines: Vec::new(),
         };
         assert_eq!(
-            history_line(&run),
-            "5 2026-12-04T23:48:05Z odd user=forum exit=4 secs=0.500 by=1000"
+            history_line(&run, 1),
+            "5 2026-12-04T23:48:05Z odd user=forum exit=4 secs=0.500 by=1000 instance=1"
         );
         run.end = None;
         assert_eq!(
-            history_line(&run),
-            "5 2026-12-04T23:48:05Z odd user=forum exit=running secs=- by=1000"
+            history_line(&run, 2),
+            "5 2026-12-04T23:48:05Z odd user=forum exit=running secs=- by=1000 instance=2"
         );
         run.lost = true;
         run.user = None;
         run.uid = 0;
         assert_eq!(
-            history_line(&run),
-            "5 2026-12-04T23:48:05Z odd user=- exit=lost secs=- by=0"
+            history_line(&run, 1),
+            "5 2026-12-04T23:48:05Z odd user=- exit=lost secs=- by=0 instance=1"
         );
         run.lost = false;
         run.end = Some(journal::End {
@@ -246,7 +250,7 @@ mod tests {
             exit: 137,
             secs: 12.3456,
         });
-        assert!(history_line(&run).ends_with(" exit=137 secs=12.346 by=0"));
+        assert!(history_line(&run, 1).ends_with(" exit=137 secs=12.346 by=0 instance=1"));
     }
 
     #[test]
@@ -273,10 +277,11 @@ mod tests {
             "the container is stopping",
         )];
         let tallies = Default::default();
-        assert_eq!(metrics(refused.clone(), &tallies), refused);
+        assert_eq!(metrics(refused.clone(), &tallies, 1), refused);
         let m = join(&metrics(
             vec![Reply::Text("bosun_main_up 1".into())],
             &tallies,
+            1,
         ));
         assert!(
             m.starts_with("bosun_main_up 1\n# HELP bosun_actions_total "),

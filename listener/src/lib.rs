@@ -55,6 +55,9 @@ pub fn main() -> ExitCode {
         }
     };
     common::log::init(cfg.settings.log_filter(), cfg.settings.log_format);
+    if let Some(n) = cfg.settings.instance {
+        common::log::set_instance(n);
+    }
     raise_fd_limit();
     let listen = match take_socket(LISTEN_FD) {
         Ok(fd) => fd,

@@ -44,12 +44,13 @@ pub fn families(tallies: &BTreeMap<String, Tally>) -> Vec<Family> {
 }
 
 /// The whole reply: the supervisor's text (no trailing newline), then the journal's part.
-pub fn reply(supervisor: &str, tallies: &BTreeMap<String, Tally>) -> String {
+pub fn reply(supervisor: &str, tallies: &BTreeMap<String, Tally>, instance: u32) -> String {
     let mut out = supervisor.to_string();
     if !out.is_empty() {
         out.push('\n');
     }
-    out.push_str(render(&families(tallies)).trim_end_matches('\n'));
+    let families = proto::metrics::with_label(families(tallies), "instance", &instance.to_string());
+    out.push_str(render(&families).trim_end_matches('\n'));
     out
 }
 
@@ -77,7 +78,7 @@ mod tests {
                 ..Tally::default()
             },
         );
-        let text = reply("bosun_main_up 1", &t);
+        let text = reply("bosun_main_up 1", &t, 1);
         assert!(text.starts_with("bosun_main_up 1\n# HELP bosun_actions_total "));
         assert!(!text.ends_with('\n'));
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -85,24 +86,24 @@ mod tests {
             samples,
             [
                 "bosun_main_up 1",
-                "bosun_actions_total{action=\"never-ok\",result=\"ok\"} 0",
-                "bosun_actions_total{action=\"never-ok\",result=\"failed\"} 1",
-                "bosun_actions_total{action=\"never-ok\",result=\"lost\"} 0",
-                "bosun_actions_total{action=\"nightly-backup\",result=\"ok\"} 2",
-                "bosun_actions_total{action=\"nightly-backup\",result=\"failed\"} 1",
-                "bosun_actions_total{action=\"nightly-backup\",result=\"lost\"} 0",
-                "bosun_action_last_success_timestamp_seconds{action=\"nightly-backup\"} 1796428080.5",
-                "bosun_action_duration_seconds_sum{action=\"never-ok\"} 0",
-                "bosun_action_duration_seconds_count{action=\"never-ok\"} 1",
-                "bosun_action_duration_seconds_sum{action=\"nightly-backup\"} 3.5",
-                "bosun_action_duration_seconds_count{action=\"nightly-backup\"} 3",
+                "bosun_actions_total{instance=\"1\",action=\"never-ok\",result=\"ok\"} 0",
+                "bosun_actions_total{instance=\"1\",action=\"never-ok\",result=\"failed\"} 1",
+                "bosun_actions_total{instance=\"1\",action=\"never-ok\",result=\"lost\"} 0",
+                "bosun_actions_total{instance=\"1\",action=\"nightly-backup\",result=\"ok\"} 2",
+                "bosun_actions_total{instance=\"1\",action=\"nightly-backup\",result=\"failed\"} 1",
+                "bosun_actions_total{instance=\"1\",action=\"nightly-backup\",result=\"lost\"} 0",
+                "bosun_action_last_success_timestamp_seconds{instance=\"1\",action=\"nightly-backup\"} 1796428080.5",
+                "bosun_action_duration_seconds_sum{instance=\"1\",action=\"never-ok\"} 0",
+                "bosun_action_duration_seconds_count{instance=\"1\",action=\"never-ok\"} 1",
+                "bosun_action_duration_seconds_sum{instance=\"1\",action=\"nightly-backup\"} 3.5",
+                "bosun_action_duration_seconds_count{instance=\"1\",action=\"nightly-backup\"} 3",
             ]
         );
     }
 
     #[test]
     fn no_runs_yet() {
-        let text = reply("", &BTreeMap::new());
+        let text = reply("", &BTreeMap::new(), 1);
         assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
         assert_eq!(text.lines().count(), 6);
     }

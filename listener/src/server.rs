@@ -110,7 +110,7 @@ pub async fn serve(
     cfg: Config,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (journal, warnings) = Journal::open(&cfg.settings.state_dir, &cfg.settings.service);
+    let (journal, warnings) = Journal::open(&cfg.settings.state_dir, &cfg.settings.stem());
     for w in warnings {
         tracing::warn!(dir = %cfg.settings.state_dir.display(), "journal: {w}");
     }
@@ -566,6 +566,7 @@ impl Server {
             known,
             callbacks: self.callbacks.path(),
             journal: &self.journal,
+            instance: self.cfg.settings.instance.unwrap_or(1),
         }
     }
 
@@ -580,7 +581,11 @@ impl Server {
             }
         };
         match cmd {
-            Builtin::Metrics => builtins::metrics(replies, &self.journal().tallies()),
+            Builtin::Metrics => builtins::metrics(
+                replies,
+                &self.journal().tallies(),
+                self.cfg.settings.instance.unwrap_or(1),
+            ),
             Builtin::Status => {
                 let actions = lock(&self.state).admit.actions(Instant::now());
                 builtins::status(replies, actions)

@@ -83,6 +83,15 @@ impl Family {
     }
 }
 
+/// `families` with the label `name="value"` first on every sample (a replica's
+/// `instance`, DESIGN.md section 10).
+pub fn with_label(mut families: Vec<Family>, name: &str, value: &str) -> Vec<Family> {
+    for s in families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+        s.labels.insert(0, (name.to_string(), value.to_string()));
+    }
+    families
+}
+
 /// Writes `families` in the text format, each with its HELP and TYPE lines, one line per
 /// sample, every line ended by a newline.
 pub fn render(families: &[Family]) -> String {

@@ -3,7 +3,7 @@
 //! [`Status`]'s `Display` and read by [`Status::parse`], nowhere else (DESIGN.md section 2):
 //!
 //! ```text
-//! <service> <state> pid=<pid>|- ready=yes|no restarts=<n>[ uptime=<secs>s][ last_exit=<code>][ on_demand=held]
+//! <service> <state> pid=<pid>|- ready=yes|no restarts=<n>[ uptime=<secs>s][ last_exit=<code>][ on_demand=held][ instance=<n>]
 //! action <name> id=<id> user=<user>|- secs=<secs>
 //! ```
 //!
@@ -89,6 +89,8 @@ pub struct Status {
     pub last_exit: Option<i32>,
     /// An on-demand service holding its socket.
     pub on_demand: bool,
+    /// The replica's instance (DESIGN.md section 10).
+    pub instance: Option<u32>,
     /// The running actions (the listener's part).
     pub actions: Vec<Action>,
 }
@@ -118,6 +120,7 @@ impl Status {
             uptime: None,
             last_exit: None,
             on_demand: false,
+            instance: None,
             actions: Vec::new(),
         };
         for kv in words {
@@ -129,6 +132,7 @@ impl Status {
                 ("uptime", v) => st.uptime = Some(v.strip_suffix('s')?.parse().ok()?),
                 ("last_exit", v) => st.last_exit = Some(v.parse().ok()?),
                 ("on_demand", v) => st.on_demand = v == "held",
+                ("instance", v) => st.instance = Some(v.parse().ok()?),
                 _ => {}
             }
         }
@@ -196,6 +200,9 @@ impl fmt::Display for Status {
         if self.on_demand {
             f.write_str(" on_demand=held")?;
         }
+        if let Some(n) = self.instance {
+            write!(f, " instance={n}")?;
+        }
         for a in &self.actions {
             write!(f, "\n{a}")?;
         }
@@ -217,6 +224,7 @@ mod tests {
             uptime: None,
             last_exit: None,
             on_demand: false,
+            instance: None,
             actions: Vec::new(),
         }
     }
@@ -235,6 +243,7 @@ mod tests {
             uptime: Some(61),
             last_exit: Some(143),
             on_demand: true,
+            instance: Some(2),
             actions: vec![
                 Action {
                     name: "backup".into(),
@@ -253,7 +262,7 @@ mod tests {
         };
         assert_eq!(
             full.to_string(),
-            "mysql idle pid=- ready=no restarts=2 uptime=61s last_exit=143 on_demand=held\n\
+            "mysql idle pid=- ready=no restarts=2 uptime=61s last_exit=143 on_demand=held instance=2\n\
              action backup id=7 user=forum secs=12\n\
              action rotate-logs id=8 user=- secs=0"
         );

@@ -67,7 +67,7 @@ pub fn main() -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     if status {
-        let code = crate::status::run(&config::socket_path(&settings), Duration::from_secs(5));
+        let code = crate::status::run(&crate::instance::mine(&settings), Duration::from_secs(5));
         return ExitCode::from(code as u8);
     }
     supervise(settings)
@@ -114,13 +114,11 @@ fn supervise(settings: Settings) -> ExitCode {
             return ExitCode::from(EXIT_SETUP as u8);
         }
     };
-    let sock = match socket::bind_unix(
-        &config::socket_path(&settings),
-        settings.socket_mode,
-        settings.socket_gid,
-        4096,
-    ) {
-        Ok(s) => s,
+    let (settings, sock) = match crate::instance::claim(&settings) {
+        Ok((n, s)) => {
+            common::log::set_instance(n);
+            (settings.for_instance(n), s)
+        }
         Err(e) => {
             eprintln!("supervisor: {e}");
             return ExitCode::from(EXIT_SETUP as u8);

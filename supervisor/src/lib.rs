@@ -6,7 +6,8 @@
 //! - [`run`]: the loop that feeds the core and carries out its effects;
 //! - I/O beside the loop: [`lazy`] (clients on the request socket while no listener runs),
 //!   [`ondemand`] (the held socket) and [`proxy`] (its byte pump), [`socket`] (binding and
-//!   connecting), [`spawn`] (starting children), [`reap`] (the only waiter), [`accept`]
+//!   connecting), [`instance`] (this replica's number, its socket and the shared name),
+//!   [`spawn`] (starting children), [`reap`] (the only waiter), [`accept`]
 //!   (accepting when descriptors run out), [`ready`] (probes and `READY=1`), [`procfs`]
 //!   (what is read in /proc), [`trim`] (giving memory back);
 //! - small pieces: [`cli`] (the command line; `main.rs` only calls it), [`config`]
@@ -21,6 +22,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod instance;
 pub mod lazy;
 pub mod metrics;
 pub mod ondemand;

@@ -78,6 +78,8 @@ pub struct Supervisor {
     notify_warned: bool,
     /// The request socket's replacement was logged (once until it is ours again).
     replaced_logged: bool,
+    /// A problem with the service's shared socket name was logged (once).
+    shared_logged: bool,
     /// A ready probe's TCP connect in progress, judged when it is writable.
     probing: Option<OwnedFd>,
 }
@@ -114,12 +116,18 @@ impl Supervisor {
             notify: None,
             notify_warned: false,
             replaced_logged: false,
+            shared_logged: false,
             probing: None,
         }
     }
 
     /// Runs until the container should end; returns the exit code.
     pub fn run(mut self, sigfd: SignalFd) -> i32 {
+        info!(
+            socket = %self.socket.path.display(),
+            "serving the request socket of this instance"
+        );
+        self.keep_shared();
         self.open_notify();
         if let Some(f) = &self.frontend {
             info!(listen = %f.held.addr.key(), mode = f.mode(), "holding the socket; the main process starts on the first connection");
@@ -145,6 +153,7 @@ impl Supervisor {
             }
             reap_due = self.wait(&sigfd);
         };
+        crate::instance::release_shared(&self.socket, &crate::config::socket_path(&self.settings));
         self.socket.remove();
         if let Some(f) = &self.frontend {
             f.held.remove();
@@ -481,6 +490,7 @@ impl Supervisor {
         if self.core.exiting() {
             return;
         }
+        self.keep_shared();
         let path = self.socket.path.display().to_string();
         let problem = match self.socket.check_name() {
             NameCheck::Ours => {
@@ -498,6 +508,36 @@ impl Supervisor {
         };
         if !std::mem::replace(&mut self.replaced_logged, true) {
             error!(path, "the request socket's name {problem}: requests do not reach this service (restart the container to bind it again; logged once)");
+        }
+    }
+
+    /// This replica's instance (claimed before the supervisor was made).
+    fn instance(&self) -> u32 {
+        self.settings.instance.unwrap_or(1)
+    }
+
+    /// `<service>-request.sock` leads to a live replica: to this one when it led nowhere
+    /// live (DESIGN.md section 10). Said when this replica takes it, and when something
+    /// that is not a socket has the name (once).
+    fn keep_shared(&mut self) {
+        use crate::instance::Shared;
+        let shared = crate::config::socket_path(&self.settings);
+        match crate::instance::keep_shared(&self.socket, &shared, self.instance()) {
+            Shared::Took => {
+                self.shared_logged = false;
+                info!(path = %shared.display(), "serving the service's shared request socket too");
+            }
+            Shared::Ours | Shared::Other => self.shared_logged = false,
+            Shared::NotSocket => {
+                if !std::mem::replace(&mut self.shared_logged, true) {
+                    error!(path = %shared.display(), "is not a socket: clients of the service's shared name do not reach any replica (logged once)");
+                }
+            }
+            Shared::Failed(e) => {
+                if !std::mem::replace(&mut self.shared_logged, true) {
+                    warn!(path = %shared.display(), error = %e, "cannot make the service's shared request socket lead to this replica (logged once)");
+                }
+            }
         }
     }
 

@@ -80,6 +80,11 @@ pub fn spawn_main(s: &Settings, self_exe: &Path, handoff: Option<Handoff<'_>>) -
     if let Some(n) = s.notify_path() {
         cmd.env("NOTIFY_SOCKET", n);
     }
+    // The setup script and the main process name their own files after it (DESIGN.md
+    // section 10: replicas sharing directories).
+    if let Some(n) = s.instance {
+        cmd.env("BOSUN_INSTANCE", n.to_string());
+    }
     let held = handoff.map(|h| {
         cmd.env("LISTEN_FDS", "1")
             .env("LISTEN_FDNAMES", h.name)

@@ -114,11 +114,20 @@ fn command_that_does_not_exist() {
 }
 
 #[test]
-fn socket_taken_by_a_live_server() {
-    let b = sup(Mode::Subreaper);
+fn given_instance_taken_by_a_live_server() {
+    let b = sup(Mode::Subreaper).env("BOSUN_INSTANCE", "2");
     std::fs::create_dir_all(b.dir().join("run")).unwrap();
-    let _live = UnixListener::bind(b.dir().join("run/t-request.sock")).unwrap();
+    let _live = UnixListener::bind(b.dir().join("run/t.2-request.sock")).unwrap();
     refused(b, "a live server is already answering", 125);
+}
+
+#[test]
+fn bad_instance() {
+    refused(
+        sup(Mode::Subreaper).env("BOSUN_INSTANCE", "02"),
+        "BOSUN_INSTANCE: \"02\" is not an instance",
+        125,
+    );
 }
 
 #[test]

@@ -34,10 +34,17 @@ fn a_full_run_directory_is_a_clear_setup_error() {
 #[test]
 fn a_removed_or_replaced_request_socket_is_said_once_and_a_replacement_left_alone() {
     let mut s = sup(Mode::Pid1).cmd(&["sleep", "1000"]).start();
-    let sock = s.socket();
+    // The service's shared name: removed, this replica links it again (DESIGN.md 10).
+    let shared = s.socket();
     wait_until(Duration::from_secs(10), "socket", || {
-        sock.exists().then_some(())
+        shared.exists().then_some(())
     });
+    std::fs::remove_file(&shared).unwrap();
+    wait_until(Duration::from_secs(12), "the shared name back", || {
+        std::os::unix::net::UnixStream::connect(&shared).ok()
+    });
+    // This replica's own socket: not made again, said once.
+    let sock = shared.with_file_name("t.1-request.sock");
     std::fs::remove_file(&sock).unwrap();
     // Checked every 5 s.
     s.wait_stderr("socket's name was removed", Duration::from_secs(12));

@@ -35,6 +35,7 @@ impl Draft {
         Draft {
             s: Settings {
                 service: String::new(),
+                instance: None,
                 exec: Vec::new(),
                 run_dir: PathBuf::new(),
                 state_dir: PathBuf::new(),
@@ -142,6 +143,18 @@ pub(super) static ROWS: &[Key] = &[
             Some(t) => Err(ValueError::ServiceName(t.to_string())),
         }),
         show: |s| Some(s.service.clone()),
+    },
+    Key {
+        // Unset: the supervisor claims the lowest free instance (DESIGN.md section 10).
+        spec: Spec::new("instance", "BOSUN_INSTANCE", "", "2"),
+        file: FileType::Number,
+        read: Read::Text(|d, t| {
+            set(
+                &mut d.s.instance,
+                opt(t, |t| crate::instance::parse(t).map_err(ValueError::from)),
+            )
+        }),
+        show: |s| show_opt(&s.instance),
     },
     Key {
         spec: RUN_DIR,

@@ -69,6 +69,9 @@ pub const ON_DEMAND_CONNECTION_IDLE: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub service: String,
+    /// `BOSUN_INSTANCE`: this replica's instance (DESIGN.md section 10). Unset: the
+    /// supervisor claims the lowest free one and passes it on to the listener.
+    pub instance: Option<u32>,
     /// argv of the main process, as bytes (not only UTF-8).
     pub exec: Vec<OsString>,
     pub run_dir: PathBuf,
@@ -134,7 +137,41 @@ impl Settings {
     /// `$NOTIFY_SOCKET` of the main process, with `ready = "notify"`.
     pub fn notify_path(&self) -> Option<PathBuf> {
         (self.ready == Some(Ready::Notify))
-            .then(|| self.run_dir.join(format!(".{}-notify.sock", self.service)))
+            .then(|| self.run_dir.join(format!(".{}-notify.sock", self.stem())))
+    }
+
+    /// The stem of this replica's own files (journal, notify socket): the service name,
+    /// or `<service>.<n>` for instances from 2 on ([`crate::instance::stem`]).
+    pub fn stem(&self) -> String {
+        crate::instance::stem(&self.service, self.instance)
+    }
+
+    /// This replica's request socket: `<run_dir>/<service>.<n>-request.sock`.
+    pub fn instance_socket(&self, n: u32) -> PathBuf {
+        crate::instance::socket_path(&self.run_dir, &self.service, n)
+    }
+
+    /// The settings of instance `n`: `{instance}` in the on-demand socket's path and in a
+    /// `socket:` ready probe replaced by `n` (so replicas sharing a directory each hold
+    /// their own, DESIGN.md section 10).
+    pub fn for_instance(mut self, n: u32) -> Settings {
+        use crate::instance::expand;
+        let fix = |p: &mut PathBuf| {
+            if let Some(t) = p.to_str() {
+                *p = PathBuf::from(expand(t, n));
+            }
+        };
+        self.instance = Some(n);
+        if let Some(Addr::Unix(p)) = self.on_demand.as_mut().map(|o| &mut o.listen) {
+            fix(p);
+        }
+        if let Some(Some(Addr::Unix(p))) = self.on_demand.as_mut().map(|o| &mut o.backend) {
+            fix(p);
+        }
+        if let Some(Ready::Socket(p)) = &mut self.ready {
+            fix(p);
+        }
+        self
     }
 
     /// The log filter (validated when loading).

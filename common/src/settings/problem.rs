@@ -43,6 +43,8 @@ pub enum ValueError {
     Count(String),
     #[error("{0:?} is not a whole number")]
     Whole(String),
+    #[error(transparent)]
+    Instance(#[from] crate::instance::InstanceError),
     #[error("{0:?} is not a restart policy (no, on-failure, always)")]
     Restart(String),
     #[error("{0:?} is not when to start the listener (request, boot)")]

@@ -59,6 +59,8 @@ pub enum ReadyBy {
 pub struct Policy {
     /// The service's name, first word of the status line.
     pub service: String,
+    /// The replica's instance, last word of the status line.
+    pub instance: Option<u32>,
     pub restart: Restart,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
@@ -76,6 +78,7 @@ impl Policy {
         use crate::config::Ready;
         Policy {
             service: s.service.clone(),
+            instance: s.instance,
             restart: s.restart,
             stop_signal: s.stop_signal,
             stop_timeout: s.stop_timeout,
@@ -526,6 +529,12 @@ impl Core {
     }
 
     /// The supervisor's part of `metrics`.
+    /// The main process's metric families, labelled with the replica's instance.
+    fn metric_families(&self, m: MainMetrics) -> Vec<proto::metrics::Family> {
+        let n = self.p.instance.unwrap_or(1).to_string();
+        proto::metrics::with_label(m.families(), "instance", &n)
+    }
+
     pub fn main_metrics(&self) -> MainMetrics {
         MainMetrics {
             up: matches!(self.main, Main::Up { .. }),
@@ -572,6 +581,7 @@ impl Core {
             uptime: up.map(|up| now.saturating_duration_since(up).as_secs()),
             last_exit: self.last_exit.map(|e| e.code()),
             on_demand: self.od.is_some(),
+            instance: self.p.instance,
             actions: Vec::new(),
         }
     }
@@ -898,7 +908,7 @@ impl Core {
             }
             (Command::Metrics, _) => {
                 let m = self.main_metrics();
-                self.reply(seq, Answer::Metrics(m.families()))
+                self.reply(seq, Answer::Metrics(self.metric_families(m)))
             }
             (Command::Start, Main::Up { pid, .. }) => {
                 self.reply(seq, Answer::Running { pid: pid.as_raw() })

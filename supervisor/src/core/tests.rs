@@ -24,6 +24,7 @@ fn pid(n: i32) -> Pid {
 fn policy(restart: Restart) -> Policy {
     Policy {
         service: "svc".into(),
+        instance: None,
         restart,
         stop_signal: SIGTERM,
         stop_timeout: Duration::from_secs(8),

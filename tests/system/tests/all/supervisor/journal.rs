@@ -75,7 +75,7 @@ fn history_and_log_survive_a_restart_and_ids_go_on() {
     assert_eq!(h.len(), 2, "{h:?}");
     assert_eq!((h[0].0, h[0].1.as_str()), (2, "fail"));
     assert!(h[0].2.starts_with("user=- exit=3 secs="), "{h:?}");
-    assert!(h[0].2.ends_with(" by=0"), "{h:?}");
+    assert!(h[0].2.ends_with(" by=0 instance=1"), "{h:?}");
     assert_eq!((h[1].0, h[1].1.as_str()), (1, "say"));
     assert!(h[1].2.starts_with("user=forum exit=0 secs="), "{h:?}");
     // stdout and stderr, as they went to the log, without the prefix.

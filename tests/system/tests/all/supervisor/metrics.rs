@@ -82,8 +82,13 @@ fn container(state: &Path) -> Sup {
     s
 }
 
-/// The value of the one sample named `name` with exactly `labels`.
+/// The value of the one sample named `name` with exactly `labels` and the replica's
+/// `instance="1"` (every sample has it: DESIGN.md section 10).
 fn value(samples: &[(String, String, String, f64)], name: &str, labels: &str) -> f64 {
+    let mut all: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+    all.push("instance=1");
+    all.sort();
+    let labels = all.join(",");
     let found: Vec<f64> = samples
         .iter()
         .filter(|s| s.1 == name && s.2 == labels)

@@ -7,4 +7,5 @@ mod journal;
 mod metrics;
 mod parity;
 mod privilege;
+mod replicas;
 mod requests;
