@@ -7,9 +7,12 @@
 #
 #   1. the nodes: made, the image loaded into each (docker save | docker load), one swarm
 #      (node1 the manager, labelled bosun.db=true, node2 a worker)
-#   2. deployed: every task running and healthy on both nodes (mysql, wiki, scheduler-db
-#      on node1; php replicas, nginx and scheduler on each), each php replica is the
-#      instance of its task's slot and answers on its own socket
+#   2. deployed: every task running and healthy on both nodes (mysql, wiki, scheduler-db,
+#      mysqld-bridge on node1; mysqld-relay on node2; php replicas, nginx and scheduler on
+#      each), each php replica is the instance of its task's slot and answers on its own
+#      socket
+#   2b. a forum page from each node's nginx (its own php replicas), counted in the one
+#      database: node2's php through mysqld-relay and mysqld-bridge
 #   3. `scheduler send php@each` in each node's scheduler: every php replica of every node
 #      runs the action once (counted by the callback's own marks, per node)
 #   4. a scheduled minute: each node's `php@each` line runs once in each of its node's
@@ -77,8 +80,8 @@ healthy() {
     ((n == $3))
 }
 # What runs where: node1 is the db node.
-EXPECTED_1=(mysql:1 wiki:1 scheduler-db:1 php:$PER_NODE nginx:1 scheduler:1)
-EXPECTED_2=(php:$PER_NODE nginx:1 scheduler:1)
+EXPECTED_1=(mysql:1 wiki:1 scheduler-db:1 mysqld-bridge:1 "php:$PER_NODE" nginx:1 scheduler:1)
+EXPECTED_2=("php:$PER_NODE" nginx:1 scheduler:1 mysqld-relay:1)
 node_healthy() {
     local e want
     local -n list=EXPECTED_$1
@@ -288,6 +291,23 @@ if ((FAILED > 0)); then
     log "the stack did not come up; no point in going on"
     exit 1
 fi
+
+# ---- 2b. the forum from each node ------------------------------------------------------------
+visits() { curl -fsS --max-time 20 "http://$(node_ip "$1"):8080/" | sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'; }
+page_up() { [ -n "$(visits "$1")" ]; }
+check_pages() {
+    local n v last=0 i
+    for i in 1 2; do
+        for n in "${NODES[@]}"; do
+            wait_until 60 "a forum page from node$n" page_up "$n" || return 1
+            v=$(visits "$n")
+            log "  node$n's nginx: forum visits $v"
+            ((v > last)) || fail "the counter did not go up ($last, then $v): not one database" || return 1
+            last=$v
+        done
+    done
+}
+check "a forum page from each node's nginx and php, counted in the one database" check_pages
 
 # ---- 3. php@each from each node's scheduler ---------------------------------------------
 check_each() {
