@@ -7,9 +7,9 @@
 #
 #   1. the nodes: made, the image loaded into each (docker save | docker load), one swarm
 #      (node1 the manager, labelled bosun.db=true, node2 a worker)
-#   2. deployed: every task running and healthy on both nodes (mysql, wiki, scheduler-db,
-#      mysqld-bridge on node1; mysqld-relay on node2; php replicas, nginx and scheduler on
-#      each), each php replica is the instance of its task's slot and answers on its own
+#   2. deployed: every task running and healthy on both nodes (mysql, scheduler-db,
+#      mysqld-bridge on node1; mysqld-relay on node2; php replicas, a wiki, nginx and the
+#      scheduler on each), each php replica is the instance of its task's slot and answers on its own
 #      socket
 #   2b. a forum page from each node's nginx (its own php replicas), counted in the one
 #      database: node2's php through mysqld-relay and mysqld-bridge
@@ -81,7 +81,7 @@ healthy() {
 }
 # What runs where: node1 is the db node.
 EXPECTED_1=(mysql:1 wiki:1 scheduler-db:1 mysqld-bridge:1 "php:$PER_NODE" nginx:1 scheduler:1)
-EXPECTED_2=("php:$PER_NODE" nginx:1 scheduler:1 mysqld-relay:1)
+EXPECTED_2=("php:$PER_NODE" wiki:1 nginx:1 scheduler:1 mysqld-relay:1)
 node_healthy() {
     local e want
     local -n list=EXPECTED_$1
