@@ -14,8 +14,9 @@
 #     already in use"): the ports are dropped (the test reaches each pod's address)
 #   - a Service is ignored (no name bosun-mysqld): a hostAliases entry names the db pod's
 #     address in the web pods
-#   - a fresh named volume is filled from the image (its /run/mysqld belongs to mysql),
-#     where an emptyDir is root's and 0777: mysqld-relay gets DAC_OVERRIDE to bind there
+#   - a fresh named volume is filled from the image (its /run/mysqld belongs to mysql, and
+#     root without CAP_FOWNER cannot chmod it), where an emptyDir is an empty directory,
+#     root's, mode 0777: each one is made so before the play (not empty, so not filled)
 #
 # Checks:
 #   1. the db pod: mysql, mysqld-bridge and the once-only scheduler healthy; a backup sent
@@ -70,6 +71,13 @@ cleanup() {
     finish "kube e2e (podman kube play)" "$rc"
 }
 
+# quiet CMD...: run CMD, its output shown only when it fails (the legacy builder's
+# deprecation notice on every build otherwise).
+quiet() {
+    local out
+    out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+}
+
 # ---- preparation ------------------------------------------------------------------------
 need_engine_and_tools
 if ! command -v podman >/dev/null || ! command -v catatonit >/dev/null; then
@@ -90,13 +98,13 @@ podman network exists podman-default-kube-network || MADE_NETWORK=1
 
 if [ "${E2E_BUILD:-1}" != 0 ]; then
     log "building the image (docker build -t bosun:$BOSUN_TAG .)"
-    docker build -q -t "bosun:$BOSUN_TAG" . >/dev/null || exit 1
+    quiet docker build -q -t "bosun:$BOSUN_TAG" . || exit 1
 fi
 t=$SECONDS
 imgs=("bosun:$BOSUN_TAG")
 for s in mysql php wiki nginx scheduler; do
-    docker build -q -f deploy/kubernetes/Dockerfile --build-arg "BOSUN_IMAGE=bosun:$BOSUN_TAG" \
-        --build-arg "SERVICE=$s" -t "$PREFIX-$s:local" service/ >/dev/null || exit 1
+    quiet docker build -q -f deploy/kubernetes/Dockerfile --build-arg "BOSUN_IMAGE=bosun:$BOSUN_TAG" \
+        --build-arg "SERVICE=$s" -t "$PREFIX-$s:local" service/ || exit 1
     imgs+=("$PREFIX-$s:local")
 done
 docker save "${imgs[@]}" | podman load -q >/dev/null || exit 1
@@ -143,15 +151,22 @@ for c in spec["containers"]:
     for m in c["volumeMounts"]:
         if m["name"] in empty:
             m["name"] = f"{prefix}-{owner}-{m['name']}"
-    if c["name"] == "mysqld-relay":
-        c["securityContext"]["capabilities"].setdefault("add", []).append("DAC_OVERRIDE")
 yaml.safe_dump_all(keep + [mine], open(out, "w"), sort_keys=False)
+print("\n".join(sorted(f"{prefix}-{owner}-{v}" for v in empty)))
 EOF
 }
-# play FILE: podman kube play, its noise (no systemd here for the health timers) dropped.
+# play FILE VOLUME...: the emptyDir VOLUMEs made as Kubernetes makes them (an empty
+# directory, root's, 0777: a file in it keeps podman from filling it from the image), then
+# podman kube play FILE, its noise (no systemd here for the health timers) dropped.
 play() {
-    local out
-    out=$(podman kube play "$1" 2>&1) || { log "  podman kube play $1: $(grep -v healthcheck <<<"$out" | tail -n 3)"; return 1; }
+    local out v dir f=$1
+    shift
+    for v in "$@"; do
+        podman volume create "$v" >/dev/null || return 1
+        dir=$(podman volume inspect -f '{{.Mountpoint}}' "$v") || return 1
+        chmod 0777 "$dir" && touch "$dir/.emptydir" || return 1
+    done
+    out=$(podman kube play "$f" 2>&1) || { log "  podman kube play $f: $(grep -v healthcheck <<<"$out" | tail -n 3)"; return 1; }
 }
 # healthy POD CONTAINER...: each container's probe (its healthcheck, run by hand: podman
 # runs them from systemd timers, and there is no systemd here) passes.
@@ -169,9 +184,11 @@ pod_ip() {
 DB=bosun-db-pod-0
 check_db() {
     local r
-    adapt "$T/play-db.yaml" bosun-db || return 1
+    local vols
+    vols=$(adapt "$T/play-db.yaml" bosun-db) || return 1
     PLAYED=1
-    play "$T/play-db.yaml" || return 1
+    # shellcheck disable=SC2086 # one volume name a word
+    play "$T/play-db.yaml" $vols || return 1
     wait_until 180 "the db pod's containers healthy" healthy "$DB" mysql mysqld-bridge scheduler || return 1
     DB_IP=$(pod_ip "$DB")
     log "  $DB: mysql, mysqld-bridge, scheduler healthy; address $DB_IP"
@@ -186,10 +203,11 @@ if ((FAILED > 0)); then exit 1; fi
 visits() { curl -fsS --max-time 20 "http://$1/" | sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'; }
 page_up() { [ -n "$(visits "$1")" ]; }
 check_web() {
-    local n pod ip v last=0
+    local n pod ip v last=0 vols
     for n in "${WEB_PODS[@]}"; do
-        adapt "$T/play-web-$n.yaml" bosun-web "$n" "$DB_IP" || return 1
-        play "$T/play-web-$n.yaml" || return 1
+        vols=$(adapt "$T/play-web-$n.yaml" bosun-web "$n" "$DB_IP") || return 1
+        # shellcheck disable=SC2086 # one volume name a word
+        play "$T/play-web-$n.yaml" $vols || return 1
     done
     for n in "${WEB_PODS[@]}"; do
         pod=bosun-web-$n-pod-0

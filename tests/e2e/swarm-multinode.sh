@@ -79,12 +79,17 @@ healthy() {
     done
     ((n == $3))
 }
-# What runs where: node1 is the db node.
-EXPECTED_1=(mysql:1 wiki:1 scheduler-db:1 mysqld-bridge:1 "php:$PER_NODE" nginx:1 scheduler:1)
-EXPECTED_2=("php:$PER_NODE" wiki:1 nginx:1 scheduler:1 mysqld-relay:1)
+# expected N: what runs on node N, SERVICE:COUNT a line; node1 is the db node.
+expected() {
+    case $1 in
+        1) printf '%s\n' mysql:1 scheduler-db:1 mysqld-bridge:1 ;;
+        *) printf '%s\n' mysqld-relay:1 ;;
+    esac
+    printf '%s\n' "php:$PER_NODE" wiki:1 nginx:1 scheduler:1
+}
 node_healthy() {
-    local e want
-    local -n list=EXPECTED_$1
+    local e want list
+    mapfile -t list < <(expected "$1")
     for e in "${list[@]}"; do
         healthy "$1" "${e%%:*}" "${e##*:}" || return 1
     done
@@ -147,6 +152,13 @@ cleanup() {
     finish "swarm multi-node e2e" "$rc"
 }
 
+# quiet CMD...: run CMD, its output shown only when it fails (the legacy builder's
+# deprecation notice on every build otherwise).
+quiet() {
+    local out
+    out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+}
+
 # ---- preparation ------------------------------------------------------------------------
 need_engine_and_tools
 if [ -n "$(docker ps -aq -f "name=^$PREFIX-node")" ] || docker network inspect "$NET" >/dev/null 2>&1; then
@@ -160,7 +172,7 @@ trap 'exit 130' INT TERM
 if [ "${E2E_BUILD:-1}" != 0 ]; then
     log "building the image (docker build -t bosun:$BOSUN_TAG .)"
     t=$SECONDS
-    docker build -q -t "bosun:$BOSUN_TAG" . >/dev/null || exit 1
+    quiet docker build -q -t "bosun:$BOSUN_TAG" . || exit 1
     log "built in $((SECONDS - t))s"
 fi
 docker image inspect "bosun:$BOSUN_TAG" >/dev/null 2>&1 || {
@@ -171,7 +183,7 @@ docker image inspect "bosun:$BOSUN_TAG" >/dev/null 2>&1 || {
 # (no overlay on overlay).
 if ! docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
     log "building the node image $NODE_IMAGE (Debian's docker.io)"
-    docker build -q -t "$NODE_IMAGE" - >/dev/null <<'EOF' || exit 1
+    quiet docker build -q -t "$NODE_IMAGE" - <<'EOF' || exit 1
 FROM debian:trixie-slim
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io docker-cli iptables ca-certificates procps >/dev/null && rm -rf /var/lib/apt/lists/*
 CMD ["dockerd", "--host=unix:///var/run/docker.sock", "--storage-driver=vfs"]
@@ -283,8 +295,9 @@ check_deploy() {
         done
         log "  node$n: php instances $(slots "$n" | tr '\n' ' ')each answer on php.<n>-request.sock"
     done
-    [ "$(slots 1 | wc -l)" -eq "$PER_NODE" ] && [ "$(slots 2 | wc -l)" -eq "$PER_NODE" ] ||
+    if [ "$(slots 1 | wc -l)" -ne "$PER_NODE" ] || [ "$(slots 2 | wc -l)" -ne "$PER_NODE" ]; then
         fail "php replicas per node: $(slots 1 | wc -l) and $(slots 2 | wc -l)"
+    fi
 }
 check "stack deployed: every task healthy on both nodes, php instance = task slot" check_deploy
 if ((FAILED > 0)); then
@@ -296,8 +309,8 @@ fi
 visits() { curl -fsS --max-time 20 "http://$(node_ip "$1"):8080/" | sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'; }
 page_up() { [ -n "$(visits "$1")" ]; }
 check_pages() {
-    local n v last=0 i
-    for i in 1 2; do
+    local n v last=0 _
+    for _ in 1 2; do
         for n in "${NODES[@]}"; do
             wait_until 60 "a forum page from node$n" page_up "$n" || return 1
             v=$(visits "$n")
