@@ -168,12 +168,15 @@ play() {
     done
     out=$(podman kube play "$f" 2>&1) || { log "  podman kube play $f: $(grep -v healthcheck <<<"$out" | tail -n 3)"; return 1; }
 }
-# healthy POD CONTAINER...: each container's probe (its healthcheck, run by hand: podman
-# runs them from systemd timers, and there is no systemd here) passes.
+# healthy POD CONTAINER...: each container's probe command (`supervisor status`) passes.
+# Run with exec, not `podman healthcheck run`: podman makes a livenessProbe a health check
+# ending in `|| kill 1`, and without the kubelet's startupProbe gate a check during
+# MariaDB's first import would kill it (podman runs its checks from systemd timers, and
+# there is no systemd here, so none run by themselves).
 healthy() {
     local pod=$1 c
     shift
-    for c in "$@"; do podman healthcheck run "$pod-$c" >/dev/null 2>&1 || return 1; done
+    for c in "$@"; do podman exec "$pod-$c" /usr/local/sbin/supervisor status >/dev/null 2>&1 || return 1; done
 }
 pod_ip() {
     podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
