@@ -7,6 +7,7 @@
 //! * [`status`]: the answer to `status` as a value, written and read in one place.
 //! * [`control`]: the private channel between `supervisor` and its `listener` child.
 //! * [`metrics`]: the Prometheus text exposition format, written in one place.
+//! * [`target`]: replica targets (`php`, `php.2`, `php@each`) and instance sockets.
 //!
 //! * [`client`]: one request's reply sequence (pure) and a small blocking client, for
 //!   `scheduler send`, the scheduler daemon and the tests.
@@ -28,11 +29,13 @@ pub mod metrics;
 pub mod reply;
 pub mod request;
 pub mod status;
+pub mod target;
 
 pub use builtin::{Answer, Builtin, By, Row, Words};
 pub use reply::{ErrorCode, Reply};
 pub use request::{parse_line, valid_key, Query, Request, RequestError, MAX_KEY, MAX_LINE};
 pub use status::Status;
+pub use target::{Pick, Target};
 
 /// Turns an action name into its bash function: `rotate-logs` -> `CB_rotate_logs`.
 pub fn callback_function(action: &str) -> String {

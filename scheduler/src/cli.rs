@@ -70,6 +70,9 @@ enum Command {
         html: bool,
     },
     /// Send one request to <run_dir>/<SERVICE>-request.sock and print the replies.
+    /// SERVICE may be a replica target: `php.2` (that instance), `php@each` (every live
+    /// instance, in parallel, replies prefixed `php.<n>: `; exit 0 when all ended exit=0,
+    /// 69 when none is live, else the first non-zero code in instance order).
     Send {
         /// Key the request (`@KEY`): the service runs a key once, and a repeat gets the
         /// first run's replies (1-64 of A-Z a-z 0-9 . _ : -).

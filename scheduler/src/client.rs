@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proto::client::{Closed, Connection, Deadlines, Meaning, Replies};
-use proto::{valid_key, Reply, Request};
+use proto::target::{instance_dir, instance_socket_path};
+use proto::{valid_key, Pick, Reply, Request, Target};
 
 /// Bad command line (sysexits `EX_USAGE`).
 pub const EXIT_USAGE: u8 = common::exit::USAGE;
@@ -38,8 +39,9 @@ pub enum UsageError {
     Empty { what: &'static str },
     #[error("{what} {token:?} contains a blank or control character; request tokens cannot")]
     BadToken { what: &'static str, token: String },
-    #[error("service {0:?} is not a valid name: {rule}", rule = common::name::RULE)]
-    BadService(String),
+    /// The target is not `SERVICE`, `SERVICE.N` or `SERVICE@each` ([`proto::Target`]).
+    #[error("target {0:?}: {1}")]
+    BadService(String, String),
     #[error("key {0:?} is not valid: use 1 to 64 of A-Z a-z 0-9 . _ : -")]
     BadKey(String),
     #[error("request is {0} bytes; at most {max} fit in one request", max = proto::MAX_LINE)]
@@ -53,9 +55,7 @@ pub enum UsageError {
 impl SendRequest {
     /// The request, after checking every token.
     pub fn request(&self) -> Result<Request, UsageError> {
-        if !common::name::is_valid(&self.service) {
-            return Err(UsageError::BadService(self.service.clone()));
-        }
+        self.target()?;
         if let Some(k) = &self.key {
             if !valid_key(k) {
                 return Err(UsageError::BadKey(k.clone()));
@@ -99,9 +99,22 @@ impl SendRequest {
         self.request().map(|r| r.to_string())
     }
 
-    /// The socket this request goes to.
+    /// The target: `php`, `php.2` or `php@each`.
+    pub fn target(&self) -> Result<Target, UsageError> {
+        Target::parse(&self.service)
+            .map_err(|e| UsageError::BadService(self.service.clone(), e.message))
+    }
+
+    /// The socket this request goes to first: the shared one for `php` (and for
+    /// `php@each`, which is never sent there), the instance's for `php.2`.
     pub fn socket(&self, run_dir: &Path) -> PathBuf {
-        proto::request_socket_path(run_dir, &self.service)
+        match self.target() {
+            Ok(Target {
+                service,
+                pick: Pick::One(n),
+            }) => instance_socket_path(&instance_dir(run_dir, &service), &service, n),
+            _ => proto::request_socket_path(run_dir, &self.service),
+        }
     }
 }
 
@@ -113,28 +126,217 @@ const DEADLINES: Deadlines = Deadlines {
 };
 
 /// Sends `req`, copies every reply line to `out` as it arrives, reports problems on `err`,
-/// and returns the exit code of `scheduler send`.
+/// and returns the exit code of `scheduler send`. `php@each` goes to every live instance
+/// at once ([`send_each`]); `php` to the shared socket, or to a live instance when that
+/// one is missing or refuses.
 pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let request = match req.request() {
+    let (request, target) = match req.request().and_then(|r| Ok((r, req.target()?))) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "scheduler send: {e}");
             return EXIT_USAGE;
         }
     };
+    if target.pick == Pick::Each {
+        return send_each(run_dir, req, &request, &target, out, err);
+    }
     let path = req.socket(run_dir);
     let mut conn = match Connection::open(&path, DEADLINES) {
         Ok(c) => c,
+        Err(e) if target.pick == Pick::Any => match any_instance(run_dir, &target.service) {
+            Some((_, c)) => c,
+            None => {
+                let _ = writeln!(
+                    err,
+                    "scheduler send: cannot reach {}: {e}, and no instance socket of {} answers",
+                    path.display(),
+                    target.service
+                );
+                return EXIT_UNAVAILABLE;
+            }
+        },
         Err(e) => {
             let _ = writeln!(err, "scheduler send: cannot reach {}: {e}", path.display());
             return EXIT_UNAVAILABLE;
         }
     };
-    if let Err(e) = conn.send(&request) {
+    exchange(&mut conn, &request, &path, req, out, err)
+}
+
+/// The first instance socket of `service` that accepts a connection, in instance order.
+fn any_instance(run_dir: &Path, service: &str) -> Option<(PathBuf, Connection)> {
+    let sockets = proto::target::instance_sockets(run_dir, service).ok()?;
+    sockets
+        .into_iter()
+        .find_map(|(_, p)| Connection::open(&p, DEADLINES).ok().map(|c| (p, c)))
+}
+
+/// Writes the request on `conn` and reads the replies (see [`read_replies`]).
+fn exchange(
+    conn: &mut Connection,
+    request: &Request,
+    path: &Path,
+    req: &SendRequest,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    if let Err(e) = conn.send(request) {
         let _ = writeln!(err, "scheduler send: writing to {}: {e}", path.display());
         return EXIT_UNAVAILABLE;
     }
     read_replies(|| conn.read_line(), &req.action, req.no_wait, out, err)
+}
+
+/// `scheduler send php@each ...`: the request goes to every instance socket of the
+/// service at once, each on its own thread; every line an instance's exchange prints (its
+/// replies on `out`, its problems on `err`) is prefixed `php.<n>: `. An instance whose
+/// socket does not accept a connection is not live: said on `err`, and not counted. The
+/// exit code: [`EXIT_UNAVAILABLE`] when no instance is live, else the first non-zero code
+/// of the live instances in instance order ([`each_exit`]), 0 when all ended `exit=0`.
+/// With `--key K`, instance `n` gets the key `K:n`, as the daemon keys an `@each` fire.
+fn send_each(
+    run_dir: &Path,
+    req: &SendRequest,
+    request: &Request,
+    target: &Target,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let sockets = match proto::target::instance_sockets(run_dir, &target.service) {
+        Ok(s) => s,
+        Err(e) => {
+            let dir = instance_dir(run_dir, &target.service);
+            let _ = writeln!(err, "scheduler send: cannot list {}: {e}", dir.display());
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let mut requests = Vec::with_capacity(sockets.len());
+    for (n, path) in sockets {
+        let mut r = request.clone();
+        if let Some(k) = &request.key {
+            let key = format!("{k}:{n}");
+            if !valid_key(&key) {
+                let _ = writeln!(err, "scheduler send: {}", UsageError::BadKey(key));
+                return EXIT_USAGE;
+            }
+            r.key = Some(key);
+        }
+        requests.push((n, path, r));
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
+    let codes: Vec<(u32, Option<u8>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|(n, path, r)| {
+                let tx = tx.clone();
+                let prefix = format!("{}: ", target.at(*n));
+                let handle = scope.spawn(move || {
+                    let mut o = ChanWriter::new(&tx, false, &prefix);
+                    let mut e = ChanWriter::new(&tx, true, &prefix);
+                    let mut conn = match Connection::open(path, DEADLINES) {
+                        Ok(c) => c,
+                        Err(error) => {
+                            let _ = writeln!(
+                                e,
+                                "not live ({error}): {} not sent there",
+                                path.display()
+                            );
+                            return None;
+                        }
+                    };
+                    Some(exchange(&mut conn, r, path, req, &mut o, &mut e))
+                });
+                (*n, handle)
+            })
+            .collect();
+        drop(tx);
+        // Lines as they come, from whichever instance, each whole.
+        for (is_err, line) in rx {
+            let sink: &mut dyn Write = if is_err { &mut *err } else { &mut *out };
+            let _ = sink.write_all(line.as_bytes());
+            let _ = sink.flush();
+        }
+        handles
+            .into_iter()
+            .map(|(n, h)| (n, h.join().unwrap_or(Some(EXIT_UNAVAILABLE))))
+            .collect()
+    });
+    let code = each_exit(&codes);
+    if code == EXIT_UNAVAILABLE && codes.iter().all(|(_, c)| c.is_none()) {
+        let _ = writeln!(
+            err,
+            "scheduler send: no live instance of {} (no {}.<n>-request.sock in {} accepts a connection)",
+            target.service,
+            target.service,
+            instance_dir(run_dir, &target.service).display()
+        );
+    }
+    code
+}
+
+/// The exit code of `scheduler send SERVICE@each` from each instance's: `None` for an
+/// instance that was not live. [`EXIT_UNAVAILABLE`] when none was live; else the first
+/// non-zero code in instance order; else 0.
+pub fn each_exit(codes: &[(u32, Option<u8>)]) -> u8 {
+    let mut live = codes
+        .iter()
+        .filter_map(|(n, c)| c.map(|c| (*n, c)))
+        .peekable();
+    if live.peek().is_none() {
+        return EXIT_UNAVAILABLE;
+    }
+    let mut live: Vec<(u32, u8)> = live.collect();
+    live.sort();
+    live.into_iter()
+        .map(|(_, c)| c)
+        .find(|c| *c != 0)
+        .unwrap_or(0)
+}
+
+/// A writer that sends each whole line, prefixed, to the thread that prints them.
+struct ChanWriter<'a> {
+    tx: &'a std::sync::mpsc::Sender<(bool, String)>,
+    is_err: bool,
+    prefix: &'a str,
+    pending: Vec<u8>,
+}
+
+impl<'a> ChanWriter<'a> {
+    fn new(tx: &'a std::sync::mpsc::Sender<(bool, String)>, is_err: bool, prefix: &'a str) -> Self {
+        ChanWriter {
+            tx,
+            is_err,
+            prefix,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Write for ChanWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=i).collect();
+            let line = format!("{}{}", self.prefix, String::from_utf8_lossy(&line));
+            self.tx
+                .send((self.is_err, line))
+                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ChanWriter<'_> {
+    /// A last line without its `\n` is still printed, ended.
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.write_all(b"\n");
+        }
+    }
 }
 
 /// Reads the replies from `next` to their end (or the first that decides), each copied to
@@ -369,7 +571,47 @@ mod tests {
         }
         r.user = Some("forum".into());
         r.service = "../etc".into();
-        assert!(matches!(r.line(), Err(UsageError::BadService(_))));
+        assert!(matches!(r.line(), Err(UsageError::BadService(..))));
+        for bad in ["php.0", "php.01", "php@all", ""] {
+            r.service = bad.into();
+            assert!(matches!(r.line(), Err(UsageError::BadService(..))), "{bad}");
+        }
+        for good in ["php.2", "php@each", "php"] {
+            r.service = good.into();
+            assert!(r.line().is_ok(), "{good}");
+        }
+    }
+
+    /// Expected: 69 when no instance was live; else the first non-zero code in instance
+    /// order, whatever order the instances ended in; 0 when all ended `exit=0`.
+    #[test]
+    fn each_exit_codes() {
+        assert_eq!(each_exit(&[]), EXIT_UNAVAILABLE);
+        assert_eq!(each_exit(&[(1, None), (2, None)]), EXIT_UNAVAILABLE);
+        assert_eq!(each_exit(&[(1, Some(0)), (2, None), (3, Some(0))]), 0);
+        assert_eq!(each_exit(&[(3, Some(7)), (1, Some(0)), (2, Some(65))]), 65);
+        assert_eq!(each_exit(&[(1, None), (2, Some(69)), (3, Some(2))]), 69);
+    }
+
+    #[test]
+    fn prefixed_lines_are_sent_whole() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let mut w = ChanWriter::new(&tx, false, "php.2: ");
+            write!(w, "accepted 1 ").unwrap();
+            writeln!(w, "a").unwrap();
+            write!(w, "done 1 exit=0 secs=0.1\nx").unwrap();
+        }
+        drop(tx);
+        let got: Vec<_> = rx.into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            got,
+            [
+                "php.2: accepted 1 a\n",
+                "php.2: done 1 exit=0 secs=0.1\n",
+                "php.2: x\n"
+            ]
+        );
     }
 
     #[test]

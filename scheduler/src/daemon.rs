@@ -55,6 +55,7 @@ use tracing::{error, info, warn};
 
 use crate::alert;
 use crate::delivery::{Backoff, Delivery, Outcome, Step, Why};
+use crate::fanout;
 use crate::job::Job;
 use crate::outputs::{self, Outputs};
 use crate::planner::{self, missed_while_down, Fire, Planner};
@@ -571,33 +572,41 @@ fn resume(
             }
         };
         // A scheduler killed between recording an outcome and delivering its notification
-        // would otherwise never tell it; the target runs a key once.
-        if let Some(r) = runs.last() {
-            let job = Job::new(&shared.keys, 0, e, r.fire);
-            if alert::retell(&job, r, now, window) {
-                notify(shared, &job, &alert::outcome_of(r));
+        // would otherwise never tell it; the target runs a key once. Per instance for an
+        // `@each` line.
+        let each = e.dest().pick == proto::Pick::Each;
+        let instance = |r: &Run| each.then(|| fanout::instance_of(&r.service)).flatten();
+        for (_, group) in fanout::groups(&e.service, runs.clone()) {
+            if let Some(r) = group.last() {
+                let job = Job::leg(&shared.keys, 0, e, r.fire, instance(r));
+                if alert::retell(&job, r, now, window) {
+                    notify(shared, &job, &alert::outcome_of(r));
+                }
             }
         }
         for r in runs {
-            if r.result == RunResult::Running && now - r.fire <= window && !caught.contains(&r.key)
+            let fire_key = shared.keys.fire(&e.key(), r.fire);
+            if r.result == RunResult::Running
+                && now - r.fire <= window
+                && !caught.contains(&fire_key)
             {
-                resume_run(shared, e, &r);
+                resume_run(shared, e, &r, instance(&r));
             }
         }
     }
 }
 
 /// Asks for the run `r` of line `e`, left running, again with its key.
-fn resume_run(shared: &Arc<Shared>, e: &Entry, r: &Run) {
+fn resume_run(shared: &Arc<Shared>, e: &Entry, r: &Run, instance: Option<u32>) {
     let run = shared.next_run();
-    let job = Job::new(&shared.keys, run, e, r.fire);
+    let job = Job::leg(&shared.keys, run, e, r.fire, instance);
     if job.key != r.key {
         return;
     }
-    info!(run, line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(r.fire), id = r.id, reason = "resume", "request");
+    info!(run, line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(r.fire), id = r.id, reason = "resume", "request");
     // The run holds its line's slot, as it would have before the restart, unless a
     // catch-up of a later fire already does.
-    let line_key = e.key();
+    let line_key = fanout::slot(&e.key(), instance);
     let guard = shared.take_slot(&line_key).then(|| RunningGuard {
         shared: shared.clone(),
         key: line_key,
@@ -692,6 +701,10 @@ fn missed_by_clock(shared: &Arc<Shared>, e: &Entry, due: DateTime<Utc>) {
 /// the record as it was, and its next start catches the fire up. So a fire is never lost to
 /// a kill; when a kill lands between the request and the record, the catch-up sends the
 /// same fire key again, and the service runs it once.
+///
+/// A fire of a `php@each` line is one delivery per instance listed at fire time
+/// ([`crate::fanout`]), each with its own key, slot and record; the line's fire is handed
+/// once every one is.
 fn fire(
     shared: &Arc<Shared>,
     e: &Entry,
@@ -699,41 +712,104 @@ fn fire(
     reason: &'static str,
     record: Option<DateTime<Utc>>,
 ) {
-    if !shared.take_slot(&e.key()) {
+    let dest = e.dest();
+    let listed: Vec<u32> = if dest.pick == proto::Pick::Each {
+        match proto::target::instance_sockets(&shared.run_dir, &dest.service) {
+            Ok(found) => found.into_iter().map(|(n, _)| n).collect(),
+            Err(err) => {
+                warn!(line = e.line, service = %e.service, error = %err, "cannot list the instance sockets");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let legs = fanout::legs(&dest, &listed);
+    if legs.is_empty() {
         let job = Job::new(&shared.keys, 0, e, due);
+        note(shared, &job, &Outcome::of(RunResult::Missed, None));
+        warn!(line = e.line, service = %e.service, action = %e.action, due = %rfc3339(due), dir = %proto::target::instance_dir(&shared.run_dir, &dest.service).display(), "missed: no instance socket of the service at fire time");
+        if let Some(at) = record {
+            shared.record(&e.key(), at);
+        }
+        return;
+    }
+    let handed = record.map(|at| {
+        Arc::new(LineFire {
+            key: e.key(),
+            at,
+            left: fanout::Countdown::new(legs.len()),
+            sent: std::sync::atomic::AtomicBool::new(false),
+        })
+    });
+    for leg in legs {
+        fire_leg(shared, e, due, reason, leg.instance, handed.clone());
+    }
+}
+
+/// One delivery of a fire ([`fire`]): the line's, or one instance's of an `@each` fan-out.
+fn fire_leg(
+    shared: &Arc<Shared>,
+    e: &Entry,
+    due: DateTime<Utc>,
+    reason: &'static str,
+    instance: Option<u32>,
+    handed: Option<Arc<LineFire>>,
+) {
+    let slot = fanout::slot(&e.key(), instance);
+    if !shared.take_slot(&slot) {
+        let job = Job::leg(&shared.keys, 0, e, due, instance);
         note(shared, &job, &Outcome::of(RunResult::Skipped, None));
-        warn!(line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
+        warn!(line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
+        // Counts as handed, but a fire whose every leg was skipped is not recorded (as
+        // for a line of one target: the run that holds the slot records its own fire).
+        if let Some(f) = handed {
+            if f.left.hand() && f.sent.load(Ordering::Acquire) {
+                shared.record(&f.key, f.at);
+            }
+        }
         return;
     }
     let run = shared.next_run();
-    let job = Job::new(&shared.keys, run, e, due);
+    let job = Job::leg(&shared.keys, run, e, due, instance);
     let late_ms = (Utc::now() - due).num_milliseconds().max(0);
-    info!(run, line = e.line, service = %e.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
+    info!(run, line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
     let guard = RunningGuard {
         shared: shared.clone(),
-        key: e.key(),
+        key: slot,
     };
     let shared2 = shared.clone();
-    let record = record.map(|at| (e.key(), at));
     shared.tracker.spawn(async move {
         let _guard = guard;
-        deliver(&shared2, &job, record, None).await;
+        deliver(&shared2, &job, handed, None).await;
     });
+}
+
+/// A fire to record as its line's last once all its deliveries are handed.
+struct LineFire {
+    key: String,
+    at: DateTime<Utc>,
+    left: fanout::Countdown,
+    /// Whether a leg reached its service (not all were skipped).
+    sent: std::sync::atomic::AtomicBool,
 }
 
 /// Marks a fire handled (records it as its line's last fire) once: when the service has
 /// the request, or the fire is given up on.
 struct Handed<'a> {
     shared: &'a Shared,
-    record: Option<(String, DateTime<Utc>)>,
+    record: Option<Arc<LineFire>>,
     done: bool,
 }
 
 impl Handed<'_> {
     fn mark(&mut self) {
         if !std::mem::replace(&mut self.done, true) {
-            if let Some((key, at)) = &self.record {
-                self.shared.record(key, *at);
+            if let Some(f) = &self.record {
+                f.sent.store(true, Ordering::Release);
+                if f.left.hand() {
+                    self.shared.record(&f.key, f.at);
+                }
             }
         }
     }
@@ -748,7 +824,7 @@ impl Handed<'_> {
 async fn deliver(
     shared: &Arc<Shared>,
     job: &Job,
-    record: Option<(String, DateTime<Utc>)>,
+    record: Option<Arc<LineFire>>,
     accepted: Option<u64>,
 ) {
     let mut handed = Handed {
@@ -756,12 +832,15 @@ async fn deliver(
         record,
         done: false,
     };
-    let path = proto::request_socket_path(&shared.run_dir, &job.service);
+    let mut target =
+        proto::Target::parse(&job.service).unwrap_or_else(|_| proto::Target::any(&job.service));
+    let path = fanout::first_path(&shared.run_dir, &target);
     let mut delivery = Delivery::new(&job.action, job.notice, accepted);
     let started = tokio::time::Instant::now();
     let mut backoff = Backoff::new(shared.retry_window);
     loop {
-        let Some(error) = attempt(shared, job, &path, &mut handed, &mut delivery).await else {
+        let Some(error) = attempt(shared, job, &mut target, &mut handed, &mut delivery).await
+        else {
             return;
         };
         let first = backoff.is_first();
@@ -789,14 +868,21 @@ async fn deliver(
 async fn attempt(
     shared: &Arc<Shared>,
     job: &Job,
-    path: &Path,
+    target: &mut proto::Target,
     handed: &mut Handed<'_>,
     delivery: &mut Delivery,
 ) -> Option<String> {
-    let mut stream = match UnixStream::connect(path).await {
+    let (mut stream, path) = match connect(&shared.run_dir, target).await {
         Ok(s) => s,
-        Err(err) => return Some(err.to_string()),
+        Err(err) => return Some(err),
     };
+    let path = path.as_path();
+    // `php` reached through the shared name: which replica that is. Once it has accepted
+    // the run, asking again goes to that replica only, whose journal knows the key (the
+    // shared name may lead to another by then, which would run it again).
+    let reached = (target.pick == proto::Pick::Any)
+        .then(|| proto::target::instance_of_path(&shared.run_dir, &target.service, path))
+        .flatten();
     // Finish this step even when stopping: a request is sent whole or not at all.
     if let Err(err) = stream
         .write_all(format!("{}\n", job.request).as_bytes())
@@ -823,6 +909,12 @@ async fn attempt(
                 Some(Err(err)) => (delivery.on_read_error(&err.to_string()), None),
             },
         };
+        if let (Some(n), Some(_)) = (reached, delivery.accepted()) {
+            if target.pick == proto::Pick::Any {
+                info!(run = job.run, service = %job.service, instance = n, "accepted by this instance; asked again there only");
+                *target = target.at(n);
+            }
+        }
         match act(shared, job, handed, step, path) {
             // Logged once recorded: whoever sees `accepted` in the log finds it recorded.
             Next::Read => shown_reply(job, reply.as_ref()),
@@ -830,6 +922,25 @@ async fn attempt(
             Next::Over => return None,
         }
     }
+}
+
+/// Connects to `target`'s socket: `php.2` to that instance's; `php` to the shared one,
+/// or, when it is missing or refuses, to the first instance socket that answers.
+async fn connect(run_dir: &Path, target: &proto::Target) -> Result<(UnixStream, PathBuf), String> {
+    let first = fanout::first_path(run_dir, target);
+    let err = match UnixStream::connect(&first).await {
+        Ok(s) => return Ok((s, first)),
+        Err(err) => err.to_string(),
+    };
+    if target.pick == proto::Pick::Any {
+        let sockets = proto::target::instance_sockets(run_dir, &target.service).unwrap_or_default();
+        for (_, p) in sockets {
+            if let Ok(s) = UnixStream::connect(&p).await {
+                return Ok((s, p));
+            }
+        }
+    }
+    Err(err)
 }
 
 /// What [`attempt`] does after a step.

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::fanout;
 use crate::schedule::{Entry, Options};
 use crate::state::FireKeys;
 
@@ -32,8 +33,24 @@ pub struct Job {
 impl Job {
     /// The fire of line `e` due at `due`, keyed under `keys`.
     pub fn new(keys: &FireKeys, run: u64, e: &Entry, due: DateTime<Utc>) -> Job {
+        Job::leg(keys, run, e, due, None)
+    }
+
+    /// The leg of instance `instance` of an `@each` fire of line `e` ([`crate::fanout`]):
+    /// keyed `<fire key>:<n>` and sent to `php.<n>`; with `None`, the line's one delivery.
+    pub fn leg(
+        keys: &FireKeys,
+        run: u64,
+        e: &Entry,
+        due: DateTime<Utc>,
+        instance: Option<u32>,
+    ) -> Job {
         let line_key = e.key();
-        let key = keys.fire(&line_key, due);
+        let key = fanout::leg_key(&keys.fire(&line_key, due), instance);
+        let service = match instance {
+            Some(n) => e.dest().at(n).to_string(),
+            None => e.service.clone(),
+        };
         Job {
             run,
             request: e.request(Some(key.clone())).to_string(),
@@ -41,7 +58,7 @@ impl Job {
             key,
             due,
             line: e.line,
-            service: e.service.clone(),
+            service,
             action: e.action.clone(),
             user: e.user.clone(),
             options: e.options.clone(),
@@ -71,5 +88,16 @@ mod tests {
         assert_eq!(job.request, format!("@{} forum backup", job.key));
         assert_eq!(job.unkeyed(), "forum backup");
         assert!(!job.notice);
+        let s =
+            crate::schedule::parse("t", b"0 3 * * * php@each rotate\n", chrono_tz::UTC).unwrap();
+        let leg = Job::leg(&keys, 2, &s.entries[0], due, Some(3));
+        let whole = Job::new(&keys, 2, &s.entries[0], due);
+        assert_eq!(leg.key, format!("{}:3", whole.key));
+        assert_eq!(leg.request, format!("@{} rotate", leg.key));
+        assert_eq!(
+            (leg.service.as_str(), whole.service.as_str()),
+            ("php.3", "php@each")
+        );
+        assert_eq!(leg.line_key, whole.line_key);
     }
 }

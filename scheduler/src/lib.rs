@@ -7,7 +7,8 @@
 //! The daemon's other decisions are pure as well: [`job`] (one fire or notification to
 //! deliver), [`delivery`] (what the replies to a request mean for its fire: wait, retry and
 //! why, or its outcome; built on `proto::client`) and [`alert`] (which outcome is told to
-//! `ON_FAILURE=`/`ON_SUCCESS=`, and again at start). A new delivery or notification rule
+//! `ON_FAILURE=`/`ON_SUCCESS=`, and again at start) and [`fanout`] (the legs of a replica
+//! target's fire: one per instance for `php@each`, their keys, their report lines). A new delivery or notification rule
 //! goes there, with its unit test; [`daemon`] only carries them out.
 //! The edges: [`client`] (`scheduler send`), [`daemon`] (the long-running scheduler), with
 //! [`timer`] (a realtime timerfd that also wakes on clock steps) and [`state`] (catch-up
@@ -24,6 +25,7 @@ pub mod client;
 pub mod cron;
 pub mod daemon;
 pub mod delivery;
+pub mod fanout;
 pub mod job;
 pub mod metrics;
 pub mod outputs;

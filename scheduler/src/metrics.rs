@@ -26,15 +26,42 @@ pub struct Target {
     pub action: String,
     /// Empty when the line names no user.
     pub user: String,
+    /// The replica (DESIGN.md section 10): `2` for `php.2` and for instance 2 of
+    /// `php@each`, `each` for a fire of `php@each` that found no instance; empty for `php`
+    /// (then there is no `instance` label).
+    pub instance: String,
 }
 
 impl Target {
-    fn labels(&self) -> [(&'static str, &str); 3] {
-        [
-            ("service", &self.service),
+    /// The labels of a line whose target is written `service` (`php`, `php.2`,
+    /// `php.<n>` of `php@each`).
+    pub fn of(service: &str, action: &str, user: Option<&str>) -> Target {
+        let (service, instance) = match proto::Target::parse(service) {
+            Ok(t) => match t.pick {
+                proto::Pick::Any => (t.service, String::new()),
+                proto::Pick::One(n) => (t.service, n.to_string()),
+                proto::Pick::Each => (t.service, "each".to_string()),
+            },
+            Err(_) => (service.to_string(), String::new()),
+        };
+        Target {
+            service,
+            action: action.to_string(),
+            user: user.unwrap_or_default().to_string(),
+            instance,
+        }
+    }
+
+    fn labels(&self) -> Vec<(&'static str, &str)> {
+        let mut l = vec![
+            ("service", self.service.as_str()),
             ("action", &self.action),
             ("user", &self.user),
-        ]
+        ];
+        if !self.instance.is_empty() {
+            l.push(("instance", &self.instance));
+        }
+        l
     }
 }
 
@@ -133,8 +160,9 @@ pub fn target_families(target: &Target, agg: &Summary, counts: &Counts) -> [Fami
     }
     let n = counts.get(target).copied().unwrap_or_default();
     for (result, n) in COUNTED.iter().zip(n) {
-        let [s, a, u] = labels;
-        total.sample(&[s, a, u, ("result", result.as_str())], n as f64);
+        let mut with = labels.clone();
+        with.push(("result", result.as_str()));
+        total.sample(&with, n as f64);
     }
     [last_run, last_success, last_exit, total]
 }
@@ -150,6 +178,7 @@ mod tests {
             service: "mysql".into(),
             action: "nightly-backup".into(),
             user: user.into(),
+            instance: String::new(),
         }
     }
 
@@ -206,6 +235,30 @@ mod tests {
         );
         assert_eq!(text.matches("# TYPE").count(), 4);
         assert!(text.contains("# TYPE bosun_schedule_runs_total counter\n"));
+    }
+
+    /// Expected: an instance's series carry its `instance` label; `php` has none.
+    #[test]
+    fn replicas_have_an_instance_label() {
+        assert_eq!(Target::of("php.3", "a", None).instance, "3");
+        assert_eq!(Target::of("php.3", "a", None).service, "php");
+        assert_eq!(Target::of("php", "a", None).instance, "");
+        assert_eq!(Target::of("php@each", "a", None).instance, "each");
+        let t = Target::of("php.2", "rotate", Some("u"));
+        let lines = vec![(t, vec![run(100, RunResult::Ok, Some(0))])];
+        let text = render(&families(
+            summed(&lines).iter().map(|(t, s)| (*t, s)),
+            &Counts::new(),
+        ));
+        assert!(
+            text.contains(
+                "last_exit_code{service=\"php\",action=\"rotate\",user=\"u\",instance=\"2\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "runs_total{service=\"php\",action=\"rotate\",user=\"u\",instance=\"2\",result=\"ok\"} 0\n"
+        ), "{text}");
     }
 
     #[test]

@@ -65,12 +65,19 @@ struct Writer {
     file: String,
     /// Where the record is (`BOSUN_STATE_DIR`).
     state_dir: PathBuf,
+    /// The schedule's lines, in file order.
+    lines: Vec<Entry>,
+    /// Per `@each` line's key: its instances that have runs, and their rows' keys.
+    instances: HashMap<String, BTreeMap<u32, String>>,
+    /// The rows: one per line, or one per instance of an `@each` line (whose entry then
+    /// names the instance, `php.2`), as [`crate::fanout::groups`] gives them.
     entries: Vec<Entry>,
-    /// Each entry's line key ([`Entry::key`]).
+    /// Each row's key: its line's key ([`Entry::key`]), with the instance's service for
+    /// an instance of an `@each` line ([`row_key`]).
     keys: Vec<String>,
-    /// Per line key: the line's summary.
+    /// Per row key: the row's summary.
     summaries: HashMap<String, Summary>,
-    /// Per line key: its entries' indices (one, unless the file repeats a line).
+    /// Per row key: its rows' indices (one, unless the file repeats a line).
     index: HashMap<String, Vec<usize>>,
     counts: Counts,
     /// Each entry's row of the page, as last drawn.
@@ -85,13 +92,22 @@ struct Writer {
     failing: [bool; 2],
 }
 
+/// The key of the row that a run of line `line_key` to `service` belongs to: an
+/// instance's own (`<line key>\t<php.2>`) for an `@each` line, else the line's.
+fn row_key(line_key: &str, service: &str, each: bool) -> String {
+    match crate::fanout::instance_of(service) {
+        Some(_) if each => format!("{line_key}\t{service}"),
+        _ => line_key.to_string(),
+    }
+}
+
+fn is_each(e: &Entry) -> bool {
+    e.dest().pick == proto::Pick::Each
+}
+
 /// The metrics' labels of a line.
 pub fn target(service: &str, action: &str, user: Option<&str>) -> Target {
-    Target {
-        service: service.to_string(),
-        action: action.to_string(),
-        user: user.unwrap_or_default().to_string(),
-    }
+    Target::of(service, action, user)
 }
 
 impl Outputs {
@@ -155,6 +171,8 @@ impl Writer {
             paths,
             file,
             state_dir: state_dir.to_path_buf(),
+            lines: Vec::new(),
+            instances: HashMap::new(),
             entries: Vec::new(),
             keys: Vec::new(),
             summaries: HashMap::new(),
@@ -184,44 +202,127 @@ impl Writer {
         match msg {
             Msg::Schedule(entries) => {
                 let mut old = std::mem::take(&mut self.summaries);
-                self.index.clear();
-                self.targets.clear();
-                self.keys.clear();
-                for (i, e) in entries.iter().enumerate() {
+                let mut old_instances = std::mem::take(&mut self.instances);
+                for e in &entries {
                     let key = e.key();
-                    if !self.summaries.contains_key(&key) {
-                        let summary = old.remove(&key).unwrap_or_else(|| self.read(e));
-                        self.summaries.insert(key.clone(), summary);
+                    if self.summaries.contains_key(&key) {
+                        continue;
                     }
-                    self.index.entry(key.clone()).or_default().push(i);
-                    let t = target(&e.service, &e.action, e.user.as_deref());
-                    self.targets.entry(t).or_default().0.push(key.clone());
-                    self.keys.push(key);
+                    match old.remove(&key) {
+                        Some(summary) => {
+                            self.summaries.insert(key.clone(), summary);
+                            if let Some(subs) = old_instances.remove(&key) {
+                                for sub in subs.values() {
+                                    if let Some(s) = old.remove(sub) {
+                                        self.summaries.insert(sub.clone(), s);
+                                    }
+                                }
+                                self.instances.insert(key, subs);
+                            }
+                        }
+                        None => self.read(e),
+                    }
                 }
-                self.entries = entries;
-                self.all = true;
+                self.lines = entries;
+                self.layout();
             }
             Msg::Outcome(key, run) => {
                 let target = target(&run.service, &run.action, run.user.as_deref());
                 metrics::count(&mut self.counts, &target, run.result);
-                if let Some(s) = self.summaries.get_mut(&key) {
-                    s.add(&run);
-                    self.lines_changed.insert(key);
-                }
                 self.targets_changed.insert(target);
+                if !self.summaries.contains_key(&key) {
+                    return;
+                }
+                let each = self.instances.contains_key(&key);
+                let sub = row_key(&key, &run.service, each);
+                let new = !self.summaries.contains_key(&sub);
+                self.summaries.entry(sub.clone()).or_default().add(&run);
+                if let (true, Some(n)) = (new, crate::fanout::instance_of(&run.service)) {
+                    if let Some(subs) = self.instances.get_mut(&key) {
+                        subs.insert(n, sub.clone());
+                    }
+                }
+                // A new instance, or a change of whether the line's own row shows (a fire
+                // that found no instance, or a later one that found some): new rows.
+                if each && (new || sub == key || self.index.contains_key(&key)) {
+                    self.layout();
+                } else {
+                    self.lines_changed.insert(sub);
+                }
             }
         }
     }
 
-    /// The summary of a line from its record; an unreadable record is logged and counts
-    /// as empty.
-    fn read(&self, e: &Entry) -> Summary {
-        match record::read_file(&record::path(&self.state_dir, &e.key())) {
-            Ok(c) => Summary::from_runs(&c.runs),
+    /// The rows, their keys and the targets, from the lines and what is known of them.
+    fn layout(&mut self) {
+        self.entries.clear();
+        self.keys.clear();
+        self.index.clear();
+        self.targets.clear();
+        for e in &self.lines {
+            let key = e.key();
+            let mut rows: Vec<(Entry, String)> = Vec::new();
+            match self.instances.get(&key) {
+                None => rows.push((e.clone(), key.clone())),
+                Some(subs) => {
+                    let latest =
+                        |k: &String| self.summaries.get(k).and_then(|s| s.last().map(|m| m.fire));
+                    let newest_leg = subs.values().filter_map(latest).max();
+                    let base = e.dest();
+                    for (n, sub) in subs {
+                        let service = base.at(*n).to_string();
+                        rows.push((
+                            Entry {
+                                service,
+                                ..e.clone()
+                            },
+                            sub.clone(),
+                        ));
+                    }
+                    if subs.is_empty() || latest(&key) > newest_leg {
+                        rows.push((e.clone(), key.clone()));
+                    }
+                }
+            }
+            for (entry, k) in rows {
+                self.index
+                    .entry(k.clone())
+                    .or_default()
+                    .push(self.entries.len());
+                let t = target(&entry.service, &entry.action, entry.user.as_deref());
+                self.targets.entry(t).or_default().0.push(k.clone());
+                self.keys.push(k);
+                self.entries.push(entry);
+            }
+        }
+        self.all = true;
+    }
+
+    /// The summaries of a line from its record (one per instance of an `@each` line); an
+    /// unreadable record is logged and counts as empty.
+    fn read(&mut self, e: &Entry) {
+        let key = e.key();
+        let each = is_each(e);
+        let runs = match record::read_file(&record::path(&self.state_dir, &key)) {
+            Ok(c) => c.runs,
             Err(err) => {
                 warn!(line = e.line, error = %err, "cannot read the run record for the reports");
-                Summary::default()
+                Vec::new()
             }
+        };
+        self.summaries.insert(key.clone(), Summary::default());
+        let mut subs = BTreeMap::new();
+        for r in &runs {
+            let sub = row_key(&key, &r.service, each);
+            if sub != key {
+                if let Some(n) = crate::fanout::instance_of(&r.service) {
+                    subs.insert(n, sub.clone());
+                }
+            }
+            self.summaries.entry(sub).or_default().add(r);
+        }
+        if each {
+            self.instances.insert(key, subs);
         }
     }
 
@@ -345,6 +446,72 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::record::RunResult;
+
+    /// Expected: an `@each` line has a row and a metrics series per instance that ran, and
+    /// the line's own row only while its latest fire found no instance; after each outcome
+    /// the page is the one a fresh writer draws from the same record.
+    #[test]
+    fn each_instance_has_its_row_and_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "*/5 * * * * php@each rotate\n@daily db backup\n";
+        let schedule = crate::schedule::parse("f", text.as_bytes(), chrono_tz::Tz::UTC).unwrap();
+        let paths = || Paths {
+            metrics: Some(dir.path().join("m")),
+            page: Some(dir.path().join("p")),
+        };
+        let rec = crate::record::Recorder::open(dir.path()).unwrap();
+        let mut w = Writer::new(paths(), "f".into(), dir.path());
+        w.apply(Msg::Schedule(schedule.entries.clone()));
+        let now = DateTime::from_timestamp(1_764_821_100, 0).unwrap();
+        let e = &schedule.entries[0];
+        let outcomes = [
+            ("php@each", 0, RunResult::Missed),
+            ("php.2", 1, RunResult::Running),
+            ("php.1", 1, RunResult::Ok),
+            ("php.2", 1, RunResult::Failed),
+            ("php.10", 2, RunResult::Ok),
+            ("php@each", 3, RunResult::Missed),
+            ("php.1", 4, RunResult::Ok),
+        ];
+        for (i, (service, min, result)) in outcomes.into_iter().enumerate() {
+            let fire = now + chrono::Duration::minutes(min);
+            let run = Run {
+                key: format!("k:{}:{service}", fire.timestamp()),
+                fire,
+                at: fire,
+                file: "f".into(),
+                line: e.line,
+                service: service.into(),
+                action: e.action.clone(),
+                user: None,
+                result,
+                exit: None,
+                secs: None,
+                id: None,
+            };
+            rec.append(&e.key(), &run, |_, _| {}).unwrap();
+            w.apply(Msg::Outcome(e.key(), Box::new(run)));
+            let (_, page) = w.texts(now);
+            let mut fresh = Writer::new(paths(), "f".into(), dir.path());
+            fresh.apply(Msg::Schedule(schedule.entries.clone()));
+            assert_eq!(page, fresh.texts(now).1, "after outcome {i}");
+            let services: Vec<&str> = w.entries.iter().map(|e| e.service.as_str()).collect();
+            let want: &[&str] = match i {
+                0 => &["php@each", "db"],
+                1 => &["php.2", "db"],
+                2 | 3 => &["php.1", "php.2", "db"],
+                4 => &["php.1", "php.2", "php.10", "db"],
+                5 => &["php.1", "php.2", "php.10", "php@each", "db"],
+                _ => &["php.1", "php.2", "php.10", "db"],
+            };
+            assert_eq!(services, want, "after outcome {i}");
+        }
+        let (metrics, _) = w.texts(now);
+        let metrics = metrics.unwrap();
+        for n in ["1", "2", "10"] {
+            assert!(metrics.contains(&format!("bosun_schedule_last_success_timestamp_seconds{{service=\"php\",action=\"rotate\",user=\"\",instance=\"{n}\"}}")), "{metrics}");
+        }
+    }
 
     /// Expected: after each outcome, the parts redrawn and put together are exactly the
     /// files drawn whole from the same summaries (two lines share one target here).

@@ -278,11 +278,23 @@ pub fn read_file(path: &Path) -> io::Result<Contents> {
             None => out.damaged += 1,
         }
     }
-    let mut runs = fold(records);
-    let extra = runs.len().saturating_sub(KEEP);
-    runs.drain(..extra);
-    out.runs = runs;
+    out.runs = keep_last(fold(records));
     Ok(out)
+}
+
+/// The last [`KEEP`] runs of each service the runs went to: an `@each` line keeps as many
+/// runs of every instance (`php.1`, `php.2`, ...) as a line of one target does.
+fn keep_last(mut runs: Vec<Run>) -> Vec<Run> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut keep = vec![false; runs.len()];
+    for (i, r) in runs.iter().enumerate().rev() {
+        let n = seen.entry(r.service.clone()).or_insert(0);
+        *n += 1;
+        keep[i] = *n <= KEEP;
+    }
+    let mut flags = keep.into_iter();
+    runs.retain(|_| flags.next().unwrap_or(false));
+    runs
 }
 
 /// The record file of the line whose [`crate::schedule::Entry::key`] is `line_key`.
@@ -313,6 +325,8 @@ struct Inner {
     records: HashMap<PathBuf, usize>,
     /// Files already reported as damaged.
     reported: HashSet<PathBuf>,
+    /// Runs each file kept at its last compaction.
+    kept: HashMap<PathBuf, usize>,
 }
 
 impl Recorder {
@@ -362,10 +376,14 @@ impl Recorder {
         append_line(&path, &run.encode()).map_err(err("appending to the record"))?;
         let count = inner.records.entry(path.clone()).or_insert(0);
         *count += 1;
-        if *count > 2 * KEEP {
+        let count = *count;
+        // Past twice what is kept (an `@each` line keeps KEEP runs per instance).
+        let kept = inner.kept.get(&path).copied().unwrap_or(0).max(KEEP);
+        if count > 2 * kept {
             let runs = read_file(&path).map_err(err("reading the record"))?.runs;
             rewrite(&path, &runs).map_err(err("compacting the record"))?;
             inner.records.insert(path.clone(), runs.len());
+            inner.kept.insert(path.clone(), runs.len());
         }
         Ok(())
     }
@@ -530,6 +548,33 @@ mod tests {
             .lines()
             .last()
             .is_some_and(|l| !l.starts_with("r1")));
+    }
+
+    /// An `@each` line's record keeps [`KEEP`] runs of each instance, and compacts to that.
+    #[test]
+    fn each_instance_keeps_its_own_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Recorder::open(dir.path()).unwrap();
+        for i in 0..(3 * KEEP) {
+            for n in 1..=3 {
+                let mut r = sample_run(i as i64 * 60, RunResult::Ok, Some(0));
+                r.key = format!("k:{i}:{n}");
+                r.service = format!("php.{n}");
+                rec.append("L", &r, |_, _| {}).unwrap();
+            }
+        }
+        let read = rec.runs("L").unwrap();
+        assert_eq!(read.runs.len(), 3 * KEEP);
+        assert!(read.records <= 2 * 3 * KEEP, "{}", read.records);
+        for n in 1..=3 {
+            let mine: Vec<_> = read
+                .runs
+                .iter()
+                .filter(|r| r.service == format!("php.{n}"))
+                .collect();
+            assert_eq!(mine.len(), KEEP);
+            assert_eq!(mine.last().unwrap().key, format!("k:{}:{n}", 3 * KEEP - 1));
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `schedule.cron`: lines of `time [user] service action`, `CRON_TZ=`/`TZ=` and
+//! `schedule.cron`: lines of `time [user] service action` (the service a replica target:
+//! `php`, `php.2`, `php@each`, [`proto::Target`]), `CRON_TZ=`/`TZ=` and
 //! `ON_FAILURE=`/`ON_SUCCESS=` settings (each for the lines below it), comments. The whole file is checked before anything is used, and every problem is
 //! reported at once as `FILE:LINE:COL: message`, so `scheduler check` and a refused edit
 //! tell the operator everything in one go.
@@ -35,6 +36,7 @@ pub struct Entry {
     pub line: usize,
     pub when: When,
     pub user: Option<String>,
+    /// The target as written: `php`, `php.2` or `php@each` ([`Entry::dest`]).
     pub service: String,
     pub action: String,
     /// The settings in force for this line (the `NAME=value` lines above it).
@@ -149,6 +151,12 @@ impl Entry {
             action: self.action.clone(),
             args: Vec::new(),
         }
+    }
+
+    /// The line's target: its service and which replicas (`php`, `php.2`, `php@each`),
+    /// checked when the file was parsed.
+    pub fn dest(&self) -> proto::Target {
+        proto::Target::parse(&self.service).unwrap_or_else(|_| proto::Target::any(&self.service))
     }
 
     /// `[user ]service action`, as `scheduler next` prints it.
@@ -423,8 +431,12 @@ fn parse_target<'a>(
             });
         }
     }
-    if let Err(message) = check_service(service) {
-        errors.push(ExprError { col, message });
+    // A replica target (DESIGN.md section 10): `php`, `php.2` or `php@each`.
+    if let Err(e) = proto::Target::parse(service) {
+        errors.push(ExprError {
+            col: col + e.col,
+            message: e.message,
+        });
     }
     if !common::name::is_valid(action) {
         errors.push(ExprError {
@@ -741,6 +753,38 @@ mod tests {
         );
         // a built-in as the action itself is fine (`@daily nginx restart`)
         assert!(parse("f", b"@daily nginx restart\n", Tz::UTC).is_ok());
+    }
+
+    /// Replica targets (DESIGN.md section 10) are read, and a bad one is reported at its
+    /// own column (the instance's, the selector's).
+    #[test]
+    fn replica_targets_and_their_errors() {
+        let text = "0 0 * * * php@each rotate\n0 0 * * * forum php.2 backup\n@daily php x\n";
+        let s = parse("f", text.as_bytes(), Tz::UTC).unwrap();
+        let picks: Vec<_> = s.entries.iter().map(|e| e.dest().pick).collect();
+        assert_eq!(
+            picks,
+            [proto::Pick::Each, proto::Pick::One(2), proto::Pick::Any]
+        );
+        assert_eq!(s.entries[0].key(), "UTC 0 0 * * * php@each rotate");
+        let e = errs("0 0 * * * php.0 a\n0 0 * * * u php.01 a\n@daily php@all a\n@hourly php. a\n");
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].starts_with("s.cron:1:15: instance `0` is out of range"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("s.cron:2:17: instance `01` has a leading zero"),
+            "{e:?}"
+        );
+        assert!(
+            e[2].starts_with("s.cron:3:12: unknown replica selector `@all`"),
+            "{e:?}"
+        );
+        assert!(
+            e[3].starts_with("s.cron:4:13: missing instance after `.`"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -32,14 +32,15 @@ pub enum Format {
     Html,
 }
 
-/// One line of the report.
-struct Line<'a> {
-    entry: &'a Entry,
+/// One line of the report: a schedule line, or one instance of a `php@each` line (whose
+/// entry then names the instance, `php.2`, [`crate::fanout::groups`]).
+struct Line {
+    entry: Entry,
     runs: Vec<Run>,
     next: Option<DateTime<Utc>>,
 }
 
-impl Line<'_> {
+impl Line {
     fn last(&self) -> Option<&Run> {
         self.runs.last()
     }
@@ -70,7 +71,7 @@ pub fn status(
     let lines: Vec<Line> = schedule
         .entries
         .iter()
-        .map(|entry| {
+        .flat_map(|entry| {
             let path = record::path(state_dir, &entry.key());
             let runs = match record::read_file(&path) {
                 Ok(read) => {
@@ -93,11 +94,17 @@ pub fn status(
                     Vec::new()
                 }
             };
-            Line {
-                entry,
-                runs,
-                next: entry.next_after(now),
-            }
+            let next = entry.next_after(now);
+            crate::fanout::groups(&entry.service, runs)
+                .into_iter()
+                .map(move |(service, runs)| Line {
+                    entry: Entry {
+                        service,
+                        ..entry.clone()
+                    },
+                    runs,
+                    next,
+                })
         })
         .collect();
     let bad = lines
@@ -116,7 +123,7 @@ pub fn status(
 fn to_text(file: &str, lines: &[Line]) -> String {
     let mut s = String::new();
     for l in lines {
-        let e = l.entry;
+        let e = &l.entry;
         let last = l.last();
         let _ = writeln!(
             s,
@@ -140,7 +147,7 @@ fn to_html(file: &str, lines: &[Line], now: DateTime<Utc>) -> String {
     let rows: Vec<page::Row> = lines
         .iter()
         .zip(&sums)
-        .map(|(l, summary)| page::Row::at(l.entry, summary, now))
+        .map(|(l, summary)| page::Row::at(&l.entry, summary, now))
         .collect();
     page::render(file, &rows, now)
 }
@@ -159,7 +166,7 @@ fn to_json(file: &str, lines: &[Line], now: DateTime<Utc>, ok: bool) -> String {
         js(&common::time::rfc3339(now.timestamp_millis()))
     );
     for (i, l) in lines.iter().enumerate() {
-        let e = l.entry;
+        let e = &l.entry;
         let last = l.last();
         if i > 0 {
             s.push(',');
@@ -206,6 +213,55 @@ fn to_json(file: &str, lines: &[Line], now: DateTime<Utc>, ok: bool) -> String {
 mod tests {
     use super::*;
     use crate::record::{Recorder, RunResult};
+
+    /// Expected: an `@each` line is one report line per instance that ran (`php.<n>`),
+    /// and the exit code looks at each.
+    #[test]
+    fn each_instance_has_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let schedule =
+            crate::schedule::parse("f", b"0 * * * * php@each rotate\n", Tz::UTC).unwrap();
+        let now = DateTime::from_timestamp(1_764_821_100, 0).unwrap();
+        let report = || {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = status(
+                "f",
+                &schedule,
+                dir.path(),
+                now,
+                Format::Text,
+                &mut out,
+                &mut err,
+            );
+            (code, String::from_utf8(out).unwrap())
+        };
+        assert_eq!(
+            report().1.lines().next().unwrap().split(' ').nth(1),
+            Some("php@each")
+        );
+        let rec = Recorder::open(dir.path()).unwrap();
+        let e = &schedule.entries[0];
+        for (n, result, exit) in [(2, RunResult::Ok, 0), (1, RunResult::Failed, 3)] {
+            let mut r = crate::record::sample_run(now.timestamp() - 60, result, Some(exit));
+            r.key = format!("k:{n}");
+            r.service = format!("php.{n}");
+            rec.append(&e.key(), &r, |_, _| {}).unwrap();
+        }
+        let (code, text) = report();
+        assert_eq!(code, 1);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("f:1 php.1 rotate user=- last="),
+            "{text}"
+        );
+        assert!(lines[0].contains(" result=failed exit=3 "), "{text}");
+        assert!(
+            lines[1].starts_with("f:1 php.2 rotate user=- last="),
+            "{text}"
+        );
+        assert!(lines[1].contains(" result=ok exit=0 "), "{text}");
+    }
 
     #[test]
     fn report_and_exit_code() {

@@ -11,6 +11,7 @@ mod metrics;
 mod notify;
 mod page;
 mod props;
+mod replicas;
 mod status;
 mod support;
 

@@ -1,6 +1,7 @@
 //! The scheduler's daemon and client against a real service.
 
 mod faults;
+mod replicas;
 mod service;
 // The scheduler's own test helpers (its daemon and a stand-in peer), with this build's
 // scheduler.
