@@ -281,7 +281,7 @@ check_deploy() {
     DEPLOYED=1
     ((rc == 0)) || { log "  $out"; return 1; }
     # vfs copies the image for every container: a few minutes on two shared cores.
-    wait_until 420 "every task healthy on both nodes" all_nodes_healthy || return 1
+    wait_until 600 "every task healthy on both nodes" all_nodes_healthy || return 1
     log "  all healthy $((SECONDS - t))s after deploy"
     for n in "${NODES[@]}"; do
         log "  node$n: $(nd "$n" ps -f "label=com.docker.stack.namespace=$STACK" --format '{{.Label "com.docker.swarm.service.name"}}' | sed "s/^${STACK}_//" | sort | tr '\n' ' ')"
@@ -398,7 +398,7 @@ check_restart() {
     docker start "$PREFIX-node2" >/dev/null || return 1
     wait_until 60 "node2's engine" node_up 2 || return 1
     wait_until 120 "the manager to see node2 ready" node2_ready || return 1
-    wait_until 420 "every task healthy on both nodes again" all_nodes_healthy || return 1
+    wait_until 600 "every task healthy on both nodes again" all_nodes_healthy || return 1
     after=$(slots 2 | tr '\n' ' ')
     log "  node2 back, all healthy $((SECONDS - t))s after the stop; its php slots: before $before, after $after"
     [ "$before" = "$after" ] || fail "node2's slots changed" || return 1
