@@ -353,6 +353,7 @@ fired() {
         nd 1 exec "$(cids 1 scheduler-db)" scheduler status /usr/local/schedule/schedule.cron 2>/dev/null |
         grep -q ' result=ok '
 }
+past() { [ "$(date +%s)" -ge "$1" ]; }
 check_scheduled() {
     local at due hm before n
     before=$(backups 1)
@@ -373,7 +374,7 @@ check_scheduled() {
         return 1
     }
     # A minute on: nothing ran twice (a second fire, a second scheduler).
-    wait_until 90 "a minute after the fire" test "$(date +%s)" -ge $((at + 60))
+    wait_until 90 "a minute after the fire" past $((at + 60))
     for n in "${NODES[@]}"; do
         once_each "$n" sched || fail "node$n: marks of sched: $(instances_of "$n" sched | tr '\n' ' ')" || return 1
         log "  node$n: the scheduled php@each ran once in each of instances $(instances_of "$n" sched | tr '\n' ' ')"
