@@ -10,6 +10,8 @@
 #     three pods that would then share one /run. So the web Deployment is played three
 #     times as bosun-web-1..3, with replicas: 1 and its volumes renamed per copy: three
 #     pods, each with its own /run, as Kubernetes gives them
+#   - a volume's subPath is ignored (every subPath mount gets the whole volume): each one
+#     is a volume of its own
 #   - a containerPort is published on the host, so a second replica fails ("bind: address
 #     already in use"): the ports are dropped (the test reaches each pod's address)
 #   - a Service is ignored (no name bosun-mysqld): a hostAliases entry names the db pod's
@@ -64,6 +66,7 @@ cleanup() {
     podman volume ls -q | grep -E "^($PREFIX-|bosun-mysql-data$|bosun-keep$|bosun-(db|web)-schedule$)" |
         xargs -r podman volume rm -f >/dev/null 2>&1
     [ -n "${MADE_NETWORK:-}" ] && podman network rm -f podman-default-kube-network >/dev/null 2>&1
+    [ -n "${MADE_PAUSE:-}" ] && podman rmi -f localhost/podman-pause:4.3.1-0 >/dev/null 2>&1
     podman images --format '{{.Repository}}:{{.Tag}}' | grep -E "^localhost/($PREFIX-|bosun:$BOSUN_TAG$)" |
         xargs -r podman rmi -f >/dev/null 2>&1
     docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$PREFIX-" | xargs -r docker rmi >/dev/null 2>&1
@@ -95,6 +98,8 @@ trap 'exit 130' INT TERM
 export CONTAINERS_CONF=$T/containers.conf
 printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=30000:30000"]\n' >"$CONTAINERS_CONF"
 podman network exists podman-default-kube-network || MADE_NETWORK=1
+# podman builds its pods' infra image on first use: removed again if this run made it.
+podman image exists localhost/podman-pause:4.3.1-0 || MADE_PAUSE=1
 
 if [ "${E2E_BUILD:-1}" != 0 ]; then
     log "building the image (docker build -t bosun:$BOSUN_TAG .)"
@@ -149,7 +154,12 @@ for c in spec["containers"]:
     name, _, _ = c["image"].partition(":")
     c["image"] = f"bosun:{tag}" if name == "bosun" else f"{prefix}-{name[len('bosun-'):]}:local"
     for m in c["volumeMounts"]:
-        if m["name"] in empty:
+        if "subPath" in m:
+            sub = f"{prefix}-{owner}-{m['name']}-{m.pop('subPath').replace('/', '-')}"
+            if sub not in {v["name"] for v in spec["volumes"]}:
+                spec["volumes"].append({"name": sub, "emptyDir": {}})
+            m["name"] = sub
+        elif m["name"] in empty:
             m["name"] = f"{prefix}-{owner}-{m['name']}"
     if c["name"] == "mysqld-relay":
         c["securityContext"]["capabilities"].setdefault("add", []).append("DAC_OVERRIDE")
