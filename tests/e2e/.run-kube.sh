@@ -10,13 +10,15 @@
 #     three pods that would then share one /run. So the web Deployment is played three
 #     times as bosun-web-1..3, with replicas: 1 and its volumes renamed per copy: three
 #     pods, each with its own /run, as Kubernetes gives them
+#   - a volume's subPath is ignored (every subPath mount gets the whole volume): each one
+#     is a volume of its own
 #   - a containerPort is published on the host, so a second replica fails ("bind: address
 #     already in use"): the ports are dropped (the test reaches each pod's address)
 #   - a Service is ignored (no name bosun-mysqld): a hostAliases entry names the db pod's
 #     address in the web pods
-#   - a fresh named volume is filled from the image (its /run/mysqld belongs to mysql, and
-#     root without CAP_FOWNER cannot chmod it), where an emptyDir is an empty directory,
-#     root's, mode 0777: each one is made so before the play (not empty, so not filled)
+#   - a named volume takes the owner and mode of the image's directory it is mounted on
+#     (/run/mysqld: mysql's, 0755), where an emptyDir is root's and 0777: mysqld-relay
+#     (root, no capability) gets DAC_OVERRIDE to bind its socket there
 #
 # Checks:
 #   1. the db pod: mysql, mysqld-bridge and the once-only scheduler healthy; a backup sent
@@ -149,23 +151,21 @@ for c in spec["containers"]:
     name, _, _ = c["image"].partition(":")
     c["image"] = f"bosun:{tag}" if name == "bosun" else f"{prefix}-{name[len('bosun-'):]}:local"
     for m in c["volumeMounts"]:
-        if m["name"] in empty:
+        if "subPath" in m:
+            sub = f"{prefix}-{owner}-{m['name']}-{m.pop('subPath').replace('/', '-')}"
+            if sub not in {v["name"] for v in spec["volumes"]}:
+                spec["volumes"].append({"name": sub, "emptyDir": {}})
+            m["name"] = sub
+        elif m["name"] in empty:
             m["name"] = f"{prefix}-{owner}-{m['name']}"
+    if c["name"] == "mysqld-relay":
+        c["securityContext"]["capabilities"].setdefault("add", []).append("DAC_OVERRIDE")
 yaml.safe_dump_all(keep + [mine], open(out, "w"), sort_keys=False)
-print("\n".join(sorted(f"{prefix}-{owner}-{v}" for v in empty)))
 EOF
 }
-# play FILE VOLUME...: the emptyDir VOLUMEs made as Kubernetes makes them (an empty
-# directory, root's, 0777: a file in it keeps podman from filling it from the image), then
-# podman kube play FILE, its noise (no systemd here for the health timers) dropped.
+# play FILE: podman kube play, its noise (no systemd here for the health timers) dropped.
 play() {
-    local out v dir f=$1
-    shift
-    for v in "$@"; do
-        podman volume create "$v" >/dev/null || return 1
-        dir=$(podman volume inspect -f '{{.Mountpoint}}' "$v") || return 1
-        chmod 0777 "$dir" && touch "$dir/.emptydir" || return 1
-    done
+    local out f=$1
     out=$(podman kube play "$f" 2>&1) || { log "  podman kube play $f: $(grep -v healthcheck <<<"$out" | tail -n 3)"; return 1; }
 }
 # healthy POD CONTAINER...: each container's probe command (`supervisor status`) passes.
@@ -187,11 +187,9 @@ pod_ip() {
 DB=bosun-db-pod-0
 check_db() {
     local r
-    local vols
-    vols=$(adapt "$T/play-db.yaml" bosun-db) || return 1
+    adapt "$T/play-db.yaml" bosun-db || return 1
     PLAYED=1
-    # shellcheck disable=SC2086 # one volume name a word
-    play "$T/play-db.yaml" $vols || return 1
+    play "$T/play-db.yaml" || return 1
     wait_until 180 "the db pod's containers healthy" healthy "$DB" mysql mysqld-bridge scheduler || return 1
     DB_IP=$(pod_ip "$DB")
     log "  $DB: mysql, mysqld-bridge, scheduler healthy; address $DB_IP"
@@ -206,11 +204,10 @@ if ((FAILED > 0)); then exit 1; fi
 visits() { curl -fsS --max-time 20 "http://$1/" | sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'; }
 page_up() { [ -n "$(visits "$1")" ]; }
 check_web() {
-    local n pod ip v last=0 vols
+    local n pod ip v last=0
     for n in "${WEB_PODS[@]}"; do
-        vols=$(adapt "$T/play-web-$n.yaml" bosun-web "$n" "$DB_IP") || return 1
-        # shellcheck disable=SC2086 # one volume name a word
-        play "$T/play-web-$n.yaml" $vols || return 1
+        adapt "$T/play-web-$n.yaml" bosun-web "$n" "$DB_IP" || return 1
+        play "$T/play-web-$n.yaml" || return 1
     done
     for n in "${WEB_PODS[@]}"; do
         pod=bosun-web-$n-pod-0
