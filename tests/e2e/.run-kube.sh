@@ -66,6 +66,7 @@ cleanup() {
     podman volume ls -q | grep -E "^($PREFIX-|bosun-mysql-data$|bosun-keep$|bosun-(db|web)-schedule$)" |
         xargs -r podman volume rm -f >/dev/null 2>&1
     [ -n "${MADE_NETWORK:-}" ] && podman network rm -f podman-default-kube-network >/dev/null 2>&1
+    [ -n "${MADE_PAUSE:-}" ] && podman rmi -f localhost/podman-pause:4.3.1-0 >/dev/null 2>&1
     podman images --format '{{.Repository}}:{{.Tag}}' | grep -E "^localhost/($PREFIX-|bosun:$BOSUN_TAG$)" |
         xargs -r podman rmi -f >/dev/null 2>&1
     docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$PREFIX-" | xargs -r docker rmi >/dev/null 2>&1
@@ -97,6 +98,8 @@ trap 'exit 130' INT TERM
 export CONTAINERS_CONF=$T/containers.conf
 printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=30000:30000"]\n' >"$CONTAINERS_CONF"
 podman network exists podman-default-kube-network || MADE_NETWORK=1
+# podman builds its pods' infra image on first use: removed again if this run made it.
+podman image exists localhost/podman-pause:4.3.1-0 || MADE_PAUSE=1
 
 if [ "${E2E_BUILD:-1}" != 0 ]; then
     log "building the image (docker build -t bosun:$BOSUN_TAG .)"

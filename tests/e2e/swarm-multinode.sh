@@ -9,8 +9,8 @@
 #      (node1 the manager, labelled bosun.db=true, node2 a worker)
 #   2. deployed: every task running and healthy on both nodes (mysql, scheduler-db,
 #      mysqld-bridge on node1; mysqld-relay on node2; php replicas, a wiki, nginx and the
-#      scheduler on each), each php replica is the instance of its task's slot and answers on its own
-#      socket
+#      scheduler on each), each php replica is the instance of its task's slot and answers
+#      on its own socket
 #   2b. a forum page from each node's nginx (its own php replicas), counted in the one
 #      database: node2's php through mysqld-relay and mysqld-bridge
 #   3. `scheduler send php@each` in each node's scheduler: every php replica of every node
@@ -21,9 +21,9 @@
 #      come back on it under the same slots, reclaim their instance sockets, and
 #      `php@each` from node2's scheduler reaches each of them once
 #
-# Leaves nothing behind, also on failure or Ctrl-C: the node containers (with every task,
-# volume and swarm state inside them), the network, the temporary directory, and the node
-# image when this run built it. The host engine's own swarm state is never touched: every
+# Leaves nothing behind, also on failure or Ctrl-C: the node containers (with every task and
+# swarm state inside them), the network, the temporary directory (the engines' storage and
+# volumes), and the node image when this run built it. The host engine's own swarm state is never touched: every
 # swarm command goes to a node's engine. Every wait polls with a deadline.
 #
 # Env: BOSUN_TAG (local): the image bosun:$BOSUN_TAG, built from this checkout unless
@@ -36,6 +36,8 @@ ROOT=$PWD
 START=$SECONDS
 
 export BOSUN_TAG=${BOSUN_TAG:-local}
+# Published on each node's own address (host mode), so the usual ports: nothing on the host.
+export BOSUN_HTTP_PORT=8080 BOSUN_STATUS_PORT=8081
 PREFIX=bosun-mn
 NET=$PREFIX-net
 NODE_IMAGE=$PREFIX-node:local
@@ -308,7 +310,7 @@ if ((FAILED > 0)); then
 fi
 
 # ---- 2b. the forum from each node ------------------------------------------------------------
-visits() { curl -fsS --max-time 20 "http://$(node_ip "$1"):8080/" | sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'; }
+visits() { curl -fsS --max-time 20 "http://$(node_ip "$1"):$BOSUN_HTTP_PORT/" | sed -n 's/.*id="visits">\([0-9]*\)<.*/\1/p'; }
 page_up() { [ -n "$(visits "$1")" ]; }
 check_pages() {
     local n v last=0 _
