@@ -6,19 +6,19 @@
 #   - a Secret in the YAML is refused when a container uses it ("secret bosun-db is not
 #     valid JSON"): its values are written into the containers' env instead
 #   - an emptyDir is a named volume, shared by every pod that names it (all replicas, and
-#     the db pod's sock-mysqld with the web pods'), not one per pod; and `replicas: 3` makes
-#     three pods that would then share one /run. So the web Deployment is played three
-#     times as bosun-web-1..3, with replicas: 1 and its volumes renamed per copy: three
+#     the db pod's sock-mysqld with the web pods'), not one per pod, and it takes the owner
+#     and mode of the image's directory it is mounted on (/run/mysqld: mysql's, 0755; an
+#     emptyDir is root's, 0777), whichever container mounts it first; and `replicas: 3`
+#     makes three pods that would then share one /run. So each emptyDir is a hostPath
+#     directory of the test's own (empty, root's, 0777), one per pod and volume, and the
+#     web Deployment is played three times as bosun-web-1..3, with replicas: 1: three
 #     pods, each with its own /run, as Kubernetes gives them
 #   - a volume's subPath is ignored (every subPath mount gets the whole volume): each one
-#     is a volume of its own
+#     is a directory of its own, as above
 #   - a containerPort is published on the host, so a second replica fails ("bind: address
 #     already in use"): the ports are dropped (the test reaches each pod's address)
 #   - a Service is ignored (no name bosun-mysqld): a hostAliases entry names the db pod's
 #     address in the web pods
-#   - a named volume takes the owner and mode of the image's directory it is mounted on
-#     (/run/mysqld: mysql's, 0755), where an emptyDir is root's and 0777: mysqld-relay
-#     (root, no capability) gets DAC_OVERRIDE to bind its socket there
 #
 # Checks:
 #   1. the db pod: mysql, mysqld-bridge and the once-only scheduler healthy; a backup sent
@@ -118,9 +118,10 @@ log "the personality images built (deploy/kubernetes/Dockerfile) and loaded into
 # adapt OUT DEPLOYMENT [COPY DB_IP]: the objects of deploy/kubernetes for one play, changed
 # as the header says.
 adapt() {
-    python3 - "$ROOT/deploy/kubernetes" "$BOSUN_TAG" "$PREFIX" "$@" <<'EOF'
-import sys, yaml
-src, tag, prefix, out, deployment = sys.argv[1:6]
+    python3 - "$ROOT/deploy/kubernetes" "$BOSUN_TAG" "$T/dirs" "$@" <<'EOF'
+import os, sys, yaml
+src, tag, dirs, out, deployment = sys.argv[1:6]
+prefix = "bosun-mn-k"
 copy, db_ip = (sys.argv[6], sys.argv[7]) if len(sys.argv) > 7 else (None, None)
 docs = [d for f in ("bosun.yaml", "web.yaml") for d in yaml.safe_load_all(open(f"{src}/{f}")) if d]
 secrets = {d["metadata"]["name"]: d.get("stringData", {}) for d in docs if d["kind"] == "Secret"}
@@ -135,10 +136,16 @@ if copy:
     mine["spec"]["replicas"] = 1
     spec["hostAliases"] = [{"ip": db_ip, "hostnames": ["bosun-mysqld"]}]
 owner = mine["metadata"]["name"]
-empty = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+def directory(name):
+    """An emptyDir as Kubernetes makes it: a new directory, root's, mode 0777."""
+    path = f"{dirs}/{owner}/{name}"
+    os.makedirs(path)
+    os.chmod(path, 0o777)
+    return {"path": path, "type": "Directory"}
 for v in spec["volumes"]:
-    if v["name"] in empty:
-        v["name"] = f"{prefix}-{owner}-{v['name']}"
+    if "emptyDir" in v:
+        del v["emptyDir"]
+        v["hostPath"] = directory(v["name"])
 for c in spec["containers"]:
     c.pop("ports", None)
     env = c.get("env", [])
@@ -155,14 +162,10 @@ for c in spec["containers"]:
     c["image"] = f"bosun:{tag}" if name == "bosun" else f"{prefix}-{name[len('bosun-'):]}:local"
     for m in c["volumeMounts"]:
         if "subPath" in m:
-            sub = f"{prefix}-{owner}-{m['name']}-{m.pop('subPath').replace('/', '-')}"
+            sub = f"{m['name']}-{m.pop('subPath').replace('/', '-')}"
             if sub not in {v["name"] for v in spec["volumes"]}:
-                spec["volumes"].append({"name": sub, "emptyDir": {}})
+                spec["volumes"].append({"name": sub, "hostPath": directory(sub)})
             m["name"] = sub
-        elif m["name"] in empty:
-            m["name"] = f"{prefix}-{owner}-{m['name']}"
-    if c["name"] == "mysqld-relay":
-        c["securityContext"]["capabilities"].setdefault("add", []).append("DAC_OVERRIDE")
 yaml.safe_dump_all(keep + [mine], open(out, "w"), sort_keys=False)
 EOF
 }

@@ -14,7 +14,7 @@
 #     web Deployment is played three times as bosun-web-1..3, with replicas: 1: three
 #     pods, each with its own /run, as Kubernetes gives them
 #   - a volume's subPath is ignored (every subPath mount gets the whole volume): each one
-#     is a directory of its own, as above
+#     is a directory of its own, root's, 0755, as the kubelet makes a subPath
 #   - a containerPort is published on the host, so a second replica fails ("bind: address
 #     already in use"): the ports are dropped (the test reaches each pod's address)
 #   - a Service is ignored (no name bosun-mysqld): a hostAliases entry names the db pod's
@@ -136,16 +136,16 @@ if copy:
     mine["spec"]["replicas"] = 1
     spec["hostAliases"] = [{"ip": db_ip, "hostnames": ["bosun-mysqld"]}]
 owner = mine["metadata"]["name"]
-def directory(name):
-    """An emptyDir as Kubernetes makes it: a new directory, root's, mode 0777."""
+def directory(name, mode):
+    """A new directory, root's: an emptyDir (0777) or a subPath the kubelet makes (0755)."""
     path = f"{dirs}/{owner}/{name}"
     os.makedirs(path)
-    os.chmod(path, 0o777)
+    os.chmod(path, mode)
     return {"path": path, "type": "Directory"}
 for v in spec["volumes"]:
     if "emptyDir" in v:
         del v["emptyDir"]
-        v["hostPath"] = directory(v["name"])
+        v["hostPath"] = directory(v["name"], 0o777)
 for c in spec["containers"]:
     c.pop("ports", None)
     env = c.get("env", [])
@@ -164,7 +164,7 @@ for c in spec["containers"]:
         if "subPath" in m:
             sub = f"{m['name']}-{m.pop('subPath').replace('/', '-')}"
             if sub not in {v["name"] for v in spec["volumes"]}:
-                spec["volumes"].append({"name": sub, "hostPath": directory(sub)})
+                spec["volumes"].append({"name": sub, "hostPath": directory(sub, 0o755)})
             m["name"] = sub
 yaml.safe_dump_all(keep + [mine], open(out, "w"), sort_keys=False)
 EOF
