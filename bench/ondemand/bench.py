@@ -21,6 +21,7 @@ import os
 import re
 import select
 import selectors
+import shutil
 import signal
 import socket
 import statistics
@@ -130,6 +131,30 @@ def cmd_failing(a):
     time.sleep(a.sleep)
     write_atomic(a.ready_file, f"{mono_ns()}\n")
     os._exit(1)
+
+
+# What each section runs besides python3 and the supervisor, and the Debian package of each.
+TOOLS = {
+    "rps": ["nginx", "php-fpm8.2", "wrk", "socat", PROXYD],
+    "bulk": ["socat", PROXYD],
+    "lat": ["socat", PROXYD],
+    "cold": [],
+    "burst": [PROXYD, "ss"],
+    "mem": ["php-fpm8.2"],
+    "failed": [],
+}
+PACKAGES = {"nginx": "nginx-light", "php-fpm8.2": "php8.2-fpm", "wrk": "wrk", "socat": "socat",
+            PROXYD: "systemd", "ss": "iproute2"}
+
+
+def check_tools(sections):
+    """Stops before any work when a section's tool is missing (instead of a
+    FileNotFoundError halfway through), naming the packages to install."""
+    missing = sorted({t for s in sections for t in TOOLS.get(s, []) if not shutil.which(t)})
+    if missing:
+        pkgs = " ".join(sorted({PACKAGES[t] for t in missing}))
+        sys.exit(f"bench.py: missing {', '.join(missing)} (for sections {','.join(sections)}); "
+                 f"install with: apt-get install {pkgs}")
 
 
 def cmd_sdwake(a):
@@ -1048,6 +1073,7 @@ def main():
         sections = a.sections.split(",")
         if "data" in sections:
             sections += ["bulk", "lat"]
+        check_tools(sections)
         for name, fn in [("rps", bench.nginx_section), ("bulk", bench.bulk_section),
                          ("lat", bench.lat_section),
                          ("cold", bench.cold_section), ("burst", bench.burst_section),

@@ -6,7 +6,8 @@
 #   REPEAT=1 WRK_DURATION=3 BULK_MB=256 bench/ondemand/run.sh   # quick
 #
 # Needs: nginx (nginx-light), php-fpm8.2, socat, wrk, python3, systemd (for
-# /lib/systemd/systemd-socket-proxyd); the release supervisor
+# /lib/systemd/systemd-socket-proxyd): `apt-get install nginx-light php8.2-fpm socat wrk
+# systemd` (bench.py checks each section's tools before it starts); the release supervisor
 # (cargo build --release -p supervisor -p listener), or SUPERVISOR=path.
 # Extra arguments go to bench.py run (e.g. --sections rps,burst).
 set -euo pipefail

@@ -1,5 +1,6 @@
 //! The listener's built-ins: the handlers of the [`By::Listener`](proto::By) rows of
-//! `proto::Builtin::TABLE` (`ping`, `help`, `history`, `log`, `version`), and what the
+//! `proto::Builtin::TABLE` (`ping`, `help`, `history`, `log`, `version`, and `cancel`,
+//! whose wait for the run's end is the server's), and what the
 //! listener adds to two answers of the supervisor (`status`: the running actions;
 //! `metrics`: the journal's families).
 //!
@@ -48,6 +49,36 @@ pub fn answer(b: Builtin, req: &Request, ctx: &Ctx<'_>) -> Vec<Reply> {
             format!("{other} is not answered here"),
         )],
     }
+}
+
+/// `cancel ID`: switches off run `id` (its runner then sends TERM to its process group,
+/// KILL after the grace) and returns it; the reply instead when the id is not a number or
+/// names no running action (`error not-found`: unknown, or already ended).
+pub fn cancel(
+    req: &Request,
+    runs: &std::collections::HashMap<u64, tokio_util::sync::CancellationToken>,
+) -> Result<u64, Reply> {
+    let id = match req.cancel_id() {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return Err(Reply::error(e.code(), e.to_string())),
+        None => return Err(Reply::error(ErrorCode::BadRequest, "usage: cancel ID")),
+    };
+    match runs.get(&id) {
+        Some(switch) => {
+            tracing::info!(id, "cancel");
+            switch.cancel();
+            Ok(id)
+        }
+        None => Err(Reply::error(
+            ErrorCode::NotFound,
+            format!("no running action has id {id}"),
+        )),
+    }
+}
+
+/// The answer to `cancel ID` once the run has ended, as `stop` answers `stopped exit=N`.
+pub fn cancelled(id: u64, exit: i32) -> Reply {
+    Reply::Text(format!("cancelled id={id} exit={exit}"))
 }
 
 /// `help`: the built-ins, then the actions, one a line (or why the callbacks file is
@@ -208,6 +239,29 @@ mod tests {
             "error not-found no run 9 in the journal"
         );
         assert_eq!(ask("history", &Known::Missing), []);
+    }
+
+    #[test]
+    fn cancel_switches_off_a_running_id_only() {
+        use tokio_util::sync::CancellationToken;
+        let parse = |l: &str| Request::parse(l.as_bytes(), |_| false).unwrap();
+        let mut runs = std::collections::HashMap::new();
+        let t = CancellationToken::new();
+        runs.insert(4, t.clone());
+        assert_eq!(cancel(&parse("cancel 4"), &runs), Ok(4));
+        assert!(t.is_cancelled());
+        assert_eq!(
+            join(&[cancel(&parse("cancel 5"), &runs).unwrap_err()]),
+            "error not-found no running action has id 5"
+        );
+        assert_eq!(
+            join(&[cancel(&parse("cancel x"), &runs).unwrap_err()]),
+            r#"error bad-request "x" is not a run id"#
+        );
+        assert_eq!(
+            cancelled(4, 143),
+            Reply::Text("cancelled id=4 exit=143".into())
+        );
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! three literal words. Output is relayed line by line to the listener's stderr (the
 //! container log), each line prefixed `[action#id] `, control bytes escaped.
 //!
+//! A run ends early three ways, each TERM to its process group, then KILL: its timeout
+//! (the smaller of its action's and the request's `timeout=`; reported `exit=124`, as
+//! timeout(1) does), `cancel ID` (reported with the exit it died of, 143 for TERM) and the
+//! listener's shutdown.
+//!
 //! "Done" means the bash has exited; a background grandchild that outlives it keeps its
 //! output relayed, but does not hold the request open.
 
@@ -67,6 +72,8 @@ impl std::fmt::Debug for LineSink {
 pub const EXIT_NOT_STARTED: i32 = common::exit::NOT_FOUND as i32;
 /// The exit recorded for an action whose exit status could not be read.
 pub const EXIT_LOST: i32 = 255;
+/// The exit recorded for an action ended by its timeout, whatever it died of: timeout(1)'s.
+pub const EXIT_TIMEOUT: i32 = 124;
 
 /// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +85,8 @@ pub struct Outcome {
     pub timed_out: bool,
     /// Ended by the listener's shutdown.
     pub stopped: bool,
+    /// Ended by `cancel ID`.
+    pub cancelled: bool,
 }
 
 /// A started action.
@@ -131,16 +140,24 @@ pub fn spawn(spec: Spec) -> std::io::Result<Running> {
 }
 
 impl Running {
-    /// Waits for the action to end, enforcing its timeout (TERM, then KILL after the grace)
-    /// and the listener's shutdown (TERM at once, KILL after `stop_timeout`).
-    pub async fn finish(mut self, shutdown: CancellationToken, stop_timeout: Duration) -> Outcome {
+    /// Waits for the action to end, enforcing its timeout and `cancel` (TERM, then KILL
+    /// after the grace) and the listener's shutdown (TERM at once, KILL after
+    /// `stop_timeout`).
+    pub async fn finish(
+        mut self,
+        shutdown: CancellationToken,
+        stop_timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Outcome {
         let deadline = tokio::time::Instant::from_std(self.started + self.spec.timeout);
         let mut timed_out = false;
         let mut stopped = false;
+        let mut cancelled = false;
         let status = tokio::select! {
             st = self.child.wait() => Some(st),
             _ = tokio::time::sleep_until(deadline) => { timed_out = true; None }
             _ = shutdown.cancelled() => { stopped = true; None }
+            _ = cancel.cancelled() => { cancelled = true; None }
         };
         let status = match status {
             Some(st) => {
@@ -155,6 +172,9 @@ impl Running {
                         timeout = %common::duration::show(self.spec.timeout),
                         "timed out, sending TERM"
                     );
+                    self.spec.kill_grace
+                } else if cancelled {
+                    tracing::info!(action = %self.spec.action, id = self.spec.id, "cancelled, sending TERM");
                     self.spec.kill_grace
                 } else {
                     stop_timeout
@@ -184,6 +204,7 @@ impl Running {
             }
         };
         let exit = match status {
+            Ok(_) if timed_out => EXIT_TIMEOUT,
             Ok(st) => exit_code(st),
             Err(e) => {
                 tracing::error!(action = %self.spec.action, id = self.spec.id, error = %e, "lost the action's exit status");
@@ -195,6 +216,7 @@ impl Running {
             secs: self.started.elapsed().as_secs_f64(),
             timed_out,
             stopped,
+            cancelled,
         }
     }
 

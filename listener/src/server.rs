@@ -44,6 +44,10 @@ use journal::{End, Journal, Start};
 /// Out of descriptors: how long accepting pauses when no connection ends meanwhile.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 
+/// How long `cancel` waits for the run's end beyond the kill grace (KILL has been sent by
+/// then; this is for the output relays to drain and the end to be recorded).
+const CANCEL_SLACK: Duration = Duration::from_secs(5);
+
 /// How long a reply write may take before the client is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After refusing an over-long line, how much of the rest is read and dropped, so that the
@@ -63,6 +67,8 @@ struct State {
     journal_down: bool,
     /// Rate limit of the bad/denied request lines.
     noisy: Throttle,
+    /// The running actions' `cancel ID` switches, by id.
+    cancels: std::collections::HashMap<u64, CancellationToken>,
 }
 
 /// Shared by every connection task.
@@ -545,6 +551,9 @@ impl Server {
             if let Err(e) = b.check_words(&req.args) {
                 return vec![Reply::error(e.code(), e.to_string())].into();
             }
+            if b == Builtin::Cancel {
+                return self.cancel(&req).await.into();
+            }
             return match b.by() {
                 By::Listener => builtins::answer(b, &req, &self.ctx(&known)),
                 By::Supervisor => self.forward(b).await,
@@ -567,6 +576,30 @@ impl Server {
             callbacks: self.callbacks.path(),
             journal: &self.journal,
             instance: self.cfg.settings.instance.unwrap_or(1),
+        }
+    }
+
+    /// `cancel ID`: stops the run (TERM to its group, KILL after the grace) and answers once
+    /// its end is recorded, with the exit its own `done` reports.
+    async fn cancel(&self, req: &Request) -> Vec<Reply> {
+        let id = match builtins::cancel(req, &lock(&self.state).cancels) {
+            Ok(id) => id,
+            Err(reply) => return vec![reply],
+        };
+        let wait = self.cfg.settings.kill_grace + CANCEL_SLACK;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let ended = self.ended.notified();
+            if let Some(end) = self.journal().get(id).and_then(|r| r.end) {
+                return vec![builtins::cancelled(id, end.exit)];
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                let msg = format!(
+                    "run {id} was sent TERM (KILL after the grace) but has not ended within {}",
+                    common::duration::show(wait)
+                );
+                return vec![Reply::error(ErrorCode::Unavailable, msg)];
+            }
         }
     }
 
@@ -627,6 +660,8 @@ impl Server {
             Ok(r) => r,
             Err(reply) => return vec![reply].into(),
         };
+        let cancel = CancellationToken::new();
+        lock(&self.state).cancels.insert(id, cancel.clone());
         let held = self.hold(stream, id, running.pgid, &req.action).await;
         let accepted = Reply::Accepted {
             id,
@@ -635,7 +670,11 @@ impl Server {
         // A client gone already (fire and forget) makes these writes fail: that's fine.
         let _ = write_line(stream, &accepted.to_string()).await;
         let outcome = running
-            .finish(self.shutdown.clone(), self.cfg.settings.stop_timeout)
+            .finish(
+                self.shutdown.clone(),
+                self.cfg.settings.stop_timeout,
+                cancel,
+            )
             .await;
         self.ended(stream, &req.action, key.as_ref(), id, outcome, held)
             .await;
@@ -713,7 +752,12 @@ impl Server {
             args: req.args.clone(),
             callbacks: self.cfg.settings.callbacks.clone(),
             service: self.cfg.settings.service.clone(),
-            timeout: self.cfg.settings.timeout_of(action),
+            // The request's `timeout=` may shorten the action's own, never lengthen it.
+            timeout: req
+                .timeout
+                .map_or(self.cfg.settings.timeout_of(action), |t| {
+                    t.min(self.cfg.settings.timeout_of(action))
+                }),
             kill_grace: self.cfg.settings.kill_grace,
             sink: Some(sink),
         };
@@ -759,6 +803,8 @@ impl Server {
         outcome: Outcome,
         held: bool,
     ) {
+        // Not cancellable once it has ended: `cancel` says not-found from here on.
+        lock(&self.state).cancels.remove(&id);
         // In the journal before anyone is told `done`, so `history` and a repeated key see it.
         self.record_end(id, key, outcome.exit, outcome.secs);
         // Free the action before saying done, so a client that reacts to `done` at once
@@ -1018,8 +1064,9 @@ fn log_done(action: &str, id: u64, outcome: &Outcome) {
     if exit == 0 {
         tracing::info!(action = %action, id, exit, secs = %secs, "done");
     } else {
-        let (timed_out, stopped) = (outcome.timed_out, outcome.stopped);
-        tracing::warn!(action = %action, id, exit, secs = %secs, timed_out, stopped, "done");
+        let (timed_out, stopped, cancelled) =
+            (outcome.timed_out, outcome.stopped, outcome.cancelled);
+        tracing::warn!(action = %action, id, exit, secs = %secs, timed_out, stopped, cancelled, "done");
     }
 }
 

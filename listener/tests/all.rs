@@ -21,6 +21,8 @@ mod exhaustion;
 mod journal_faults;
 #[path = "all/keys.rs"]
 mod keys;
+#[path = "all/options.rs"]
+mod options;
 #[path = "all/protocol.rs"]
 mod protocol;
 #[path = "all/security.rs"]

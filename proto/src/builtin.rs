@@ -28,6 +28,7 @@ pub enum Builtin {
     Log,
     Metrics,
     Version,
+    Cancel,
 }
 
 /// The words a built-in takes after its name (DESIGN.md section 2: a built-in refuses words
@@ -110,7 +111,7 @@ impl Builtin {
     /// Every built-in, in `help`'s order. A new built-in is a row here, a variant above and
     /// its handler on the side that answers it (the listener's `builtins`, or the
     /// supervisor core's `on_command`).
-    pub const TABLE: [Row; 11] = [
+    pub const TABLE: [Row; 12] = [
         Row::new(Builtin::Ping, "ping", By::Listener)
             .quiet()
             .without_listener(),
@@ -131,6 +132,9 @@ impl Builtin {
             .quiet()
             .while_stopping(),
         Row::new(Builtin::Version, "version", By::Listener).without_listener(),
+        // Stops a running action (TERM to its group, KILL after the grace); its own `done`
+        // reports its exit, this reply once it has ended (`cancelled id=ID exit=CODE`).
+        Row::new(Builtin::Cancel, "cancel", By::Listener).words(Words::One("ID")),
     ];
 
     /// Its row of [`Builtin::TABLE`].
@@ -296,7 +300,7 @@ mod tests {
             Builtin::names().collect::<Vec<_>>(),
             [
                 "ping", "help", "status", "start", "stop", "restart", "reload", "history", "log",
-                "metrics", "version"
+                "metrics", "version", "cancel"
             ]
         );
     }
@@ -335,9 +339,10 @@ mod tests {
     fn builtins_refuse_words_they_do_not_take() {
         let none: [&str; 0] = [];
         for Row { builtin: b, .. } in Builtin::TABLE {
-            let one_ok = matches!(b, Builtin::History | Builtin::Log);
+            let one_ok = matches!(b, Builtin::History | Builtin::Log | Builtin::Cancel);
             assert_eq!(b.check_words(&["x"]).is_ok(), one_ok, "{b} x");
-            assert_eq!(b.check_words(&none).is_ok(), b != Builtin::Log, "{b}");
+            let none_ok = !matches!(b, Builtin::Log | Builtin::Cancel);
+            assert_eq!(b.check_words(&none).is_ok(), none_ok, "{b}");
             assert!(b.check_words(&["x", "y"]).is_err(), "{b} x y");
         }
         let e = Builtin::Stop.check_words(&["backup"]).unwrap_err();

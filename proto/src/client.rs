@@ -425,6 +425,7 @@ mod tests {
             user: Some("forum".into()),
             action: "backup".into(),
             args: vec!["db1".into()],
+            timeout: None,
         };
         c.send(&req).unwrap();
         assert_eq!(c.read_line().unwrap().as_deref(), Some("accepted 1 backup"));

@@ -6,8 +6,15 @@
 //!
 //! A line may begin with a key, `@KEY` (DESIGN.md section 2, keyed requests): the same key
 //! never runs twice. The key is checked here ([`valid_key`]), remembered by the journal.
+//!
+//! Between the key and the user/action, a request may carry options, `NAME=VALUE` tokens
+//! (names and actions cannot contain `=`, so they are never taken for one):
+//! `@k timeout=30s forum nightly-backup`. Only `timeout=` exists ([`OPTIONS`]); any other is
+//! `error bad-request`. Options say how the run is supervised, not what runs, so they are
+//! not part of a key's digest ([`Request::digest`]).
 
 use std::fmt;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -43,6 +50,14 @@ pub enum RequestError {
     Usage(&'static str),
     #[error("{0:?} is not a run id")]
     BadId(String),
+    #[error("unknown option {0:?}: only {OPTIONS_TEXT} is understood before the action")]
+    UnknownOption(String),
+    #[error("option {0}= given twice")]
+    RepeatedOption(String),
+    #[error("bad timeout= {0:?}: a positive duration without blanks, such as 30s, 5m, 1h30m")]
+    BadTimeout(String),
+    #[error("options (timeout=) apply to actions, not to the built-in {0}")]
+    OptionOnBuiltin(String),
     /// A built-in given words it does not take ([`Builtin::check_words`]).
     #[error("{builtin} takes {} (usage: {usage}); got {got}", takes_text(.builtin))]
     Words {
@@ -68,6 +83,10 @@ pub enum Query {
     /// `log ID`.
     Log(u64),
 }
+
+/// The request options a line may carry between its key and its user/action.
+pub const OPTIONS: [&str; 1] = ["timeout"];
+const OPTIONS_TEXT: &str = "timeout=<duration>";
 
 /// The longest key of a keyed request (`@KEY`), in characters.
 pub const MAX_KEY: usize = 64;
@@ -141,6 +160,10 @@ pub struct Request {
     pub user: Option<String>,
     pub action: String,
     pub args: Vec<String>,
+    /// `timeout=<duration>`: the run may take at most this long (or its action's own
+    /// timeout, when shorter); then TERM to its process group, KILL after the grace, and
+    /// `exit=124`.
+    pub timeout: Option<Duration>,
 }
 
 impl Request {
@@ -161,6 +184,21 @@ impl Request {
             }
             _ => (None, tokens),
         };
+        let mut timeout = None;
+        let mut tokens = tokens;
+        while let [first, rest @ ..] = tokens {
+            let Some((name, value)) = first.split_once('=') else {
+                break;
+            };
+            match name {
+                "timeout" if timeout.is_some() => {
+                    return Err(RequestError::RepeatedOption(name.to_string()))
+                }
+                "timeout" => timeout = Some(parse_timeout(value)?),
+                _ => return Err(RequestError::UnknownOption((*first).to_string())),
+            }
+            tokens = rest;
+        }
         let known = |t: &str| Builtin::parse(t).is_some() || is_action(t);
         let (user, rest) = match tokens {
             [] => return Err(RequestError::Empty),
@@ -174,11 +212,16 @@ impl Request {
                 })
             }
         };
+        let action = rest[0];
+        if timeout.is_some() && Builtin::parse(action).is_some() && !is_action(action) {
+            return Err(RequestError::OptionOnBuiltin(action.to_string()));
+        }
         Ok(Request {
             key,
             user,
-            action: rest[0].to_string(),
+            action: action.to_string(),
             args: rest[1..].iter().map(|s| s.to_string()).collect(),
+            timeout,
         })
     }
 
@@ -207,10 +250,24 @@ impl Request {
         }
     }
 
+    /// `cancel ID`: the run id, checked; `None` for any other request.
+    pub fn cancel_id(&self) -> Option<Result<u64, RequestError>> {
+        if self.builtin()? != Builtin::Cancel {
+            return None;
+        }
+        Some(match self.args.as_slice() {
+            [id] => id.parse().map_err(|_| RequestError::BadId(id.clone())),
+            _ => Err(RequestError::Usage("cancel ID")),
+        })
+    }
+
     /// What the key of a keyed request is bound to: a digest of its words (user, action and
-    /// args; not the key), 32 hex digits (128 bits of SHA-256). The same key with other
-    /// words is another run, never a replay (DESIGN.md section 2), and SHA-256 makes sure
-    /// nobody can choose other words with the digest of someone else's request.
+    /// args), 32 hex digits (128 bits of SHA-256). Not the key, and not the options:
+    /// `timeout=` says how the run is supervised, not what runs, so a fire sent again after
+    /// its line's `TIMEOUT=` was edited still replays its first run instead of running
+    /// twice. The same key with other words is another run, never a replay (DESIGN.md
+    /// section 2), and SHA-256 makes sure nobody can choose other words with the digest of
+    /// someone else's request.
     pub fn digest(&self) -> String {
         crate::digest::words(self.user.as_deref(), &self.action, &self.args)
     }
@@ -227,6 +284,9 @@ impl fmt::Display for Request {
         if let Some(k) = &self.key {
             write!(f, "@{k} ")?;
         }
+        if let Some(t) = self.timeout {
+            write!(f, "timeout={} ", duration_token(t))?;
+        }
         if let Some(u) = &self.user {
             write!(f, "{u} ")?;
         }
@@ -235,6 +295,31 @@ impl fmt::Display for Request {
             write!(f, " {a}")?;
         }
         Ok(())
+    }
+}
+
+/// The longest `timeout=`, in seconds (136 years): any longer is no timeout, and refused,
+/// so that every accepted one is shown in nanoseconds without overflow.
+const MAX_TIMEOUT_SECS: u64 = u32::MAX as u64;
+
+/// `timeout=`'s value: a positive duration (`30s`, `5m`, `1h30m`, `500ms`, `90`).
+fn parse_timeout(value: &str) -> Result<Duration, RequestError> {
+    match common::duration::parse(value) {
+        Ok(d) if !d.is_zero() && d.as_secs() <= MAX_TIMEOUT_SECS && !value.trim().is_empty() => {
+            Ok(d)
+        }
+        _ => Err(RequestError::BadTimeout(value.to_string())),
+    }
+}
+
+/// A duration as one token that reads back the same: `30s`, else `250ms`, else in `ns`.
+pub fn duration_token(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}ns", d.as_nanos())
     }
 }
 
@@ -378,6 +463,11 @@ mod tests {
             Some(Err(RequestError::Usage("history [ACTION]")))
         );
         assert_eq!(q("ping"), None);
+        let c = |l: &str| Request::parse(l.as_bytes(), known).unwrap().cancel_id();
+        assert_eq!(c("cancel 7"), Some(Ok(7)));
+        assert_eq!(c("cancel x"), Some(Err(RequestError::BadId("x".into()))));
+        assert_eq!(c("cancel"), Some(Err(RequestError::Usage("cancel ID"))));
+        assert_eq!(c("log 7"), None);
         assert_eq!(
             RequestError::BadId("x".into()).code().as_str(),
             "bad-request"
@@ -405,6 +495,90 @@ mod tests {
         // No two ways of cutting the same bytes into words give one digest.
         assert_ne!(d("echo-args ab c"), d("echo-args a bc"));
         assert_ne!(d("echo-args a"), d("a echo-args"));
+    }
+
+    #[test]
+    fn options_between_the_key_and_the_action() {
+        let r = Request::parse(b"@k timeout=30s forum nightly-backup db1", known).unwrap();
+        assert_eq!(r.key.as_deref(), Some("k"));
+        assert_eq!(r.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(r.user.as_deref(), Some("forum"));
+        assert_eq!(r.action, "nightly-backup");
+        assert_eq!(r.args, ["db1"]);
+        assert_eq!(r.to_string(), "@k timeout=30s forum nightly-backup db1");
+        assert_eq!(Request::parse(r.to_string().as_bytes(), known), Ok(r));
+        // Without a key, and in every form of duration; shown so that it reads back.
+        for (text, want, shown) in [
+            ("5m", Duration::from_secs(300), "300s"),
+            ("1h30m", Duration::from_secs(5400), "5400s"),
+            ("250ms", Duration::from_millis(250), "250ms"),
+            ("90", Duration::from_secs(90), "90s"),
+        ] {
+            let r =
+                Request::parse(format!("timeout={text} rotate-logs").as_bytes(), known).unwrap();
+            assert_eq!(r.timeout, Some(want), "{text}");
+            assert_eq!(r.to_string(), format!("timeout={shown} rotate-logs"));
+        }
+        // Whatever the form, what is shown reads back the same.
+        for text in ["1500us", "1ns", "1s 5ms", "4294967295s", "2h 1ns"] {
+            let r = Request::parse(
+                format!("timeout={} rotate-logs", text.replace(' ', "")).as_bytes(),
+                known,
+            );
+            let r = r.unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(Request::parse(r.to_string().as_bytes(), known), Ok(r));
+        }
+        assert_eq!(
+            Request::parse(b"timeout=4294967296s rotate-logs", known),
+            Err(RequestError::BadTimeout("4294967296s".into()))
+        );
+        // An `=` in an argument is data.
+        let r = Request::parse(b"echo-args timeout=1s a=b", known).unwrap();
+        assert_eq!((r.timeout, r.args.len()), (None, 2));
+        let bad = |l: &str| Request::parse(l.as_bytes(), known).unwrap_err();
+        assert_eq!(
+            bad("@k retries=3 rotate-logs"),
+            RequestError::UnknownOption("retries=3".into())
+        );
+        assert_eq!(
+            bad("retries=3 rotate-logs").to_string(),
+            r#"unknown option "retries=3": only timeout=<duration> is understood before the action"#
+        );
+        for v in ["0", "0s", "soon", "", "-1s"] {
+            assert_eq!(
+                bad(&format!("timeout={v} rotate-logs")),
+                RequestError::BadTimeout(v.into()),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            bad("timeout=1s timeout=2s rotate-logs"),
+            RequestError::RepeatedOption("timeout".into())
+        );
+        assert_eq!(
+            bad("timeout=1s ping"),
+            RequestError::OptionOnBuiltin("ping".into())
+        );
+        assert_eq!(bad("timeout=1s"), RequestError::Empty);
+        for e in [
+            bad("x=1 ping"),
+            bad("timeout=x ping"),
+            bad("timeout=1s ping"),
+        ] {
+            assert_eq!(e.code().as_str(), "bad-request", "{e}");
+        }
+        // A callbacks file's `CB_reload` is an action: it takes a timeout.
+        let r = Request::parse(b"timeout=1s reload", |a| a == "reload").unwrap();
+        assert_eq!(r.timeout, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_timeout_is_not_part_of_the_digest() {
+        let d = |l: &str| Request::parse(l.as_bytes(), known).unwrap().digest();
+        assert_eq!(
+            d("@k forum nightly-backup"),
+            d("@k timeout=30s forum nightly-backup")
+        );
     }
 
     #[test]

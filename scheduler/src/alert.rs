@@ -77,6 +77,7 @@ pub fn notice(job: &Job, outcome: &Outcome, run: u64) -> Option<Job> {
             dash(outcome.exit.map(|c| c.to_string())),
             dash(outcome.id.map(|i| i.to_string())),
         ],
+        timeout: None,
     };
     Some(Job {
         run,
@@ -90,6 +91,7 @@ pub fn notice(job: &Job, outcome: &Outcome, run: u64) -> Option<Job> {
         request: request.to_string(),
         options: job.options.for_notice(),
         notice: true,
+        instance: None,
     })
 }
 

@@ -86,6 +86,7 @@ impl SendRequest {
             user: self.user.clone(),
             action: self.action.clone(),
             args: self.args.clone(),
+            timeout: None,
         };
         let len = request.to_string().len();
         if len > proto::MAX_LINE {
@@ -127,7 +128,7 @@ const DEADLINES: Deadlines = Deadlines {
 
 /// Sends `req`, copies every reply line to `out` as it arrives, reports problems on `err`,
 /// and returns the exit code of `scheduler send`. `php@each` goes to every live instance
-/// at once ([`send_each`]); `php` to the shared socket, or to a live instance when that
+/// at once (`send_each`); `php` to the shared socket, or to a live instance when that
 /// one is missing or refuses.
 pub fn send(run_dir: &Path, req: &SendRequest, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let (request, target) = match req.request().and_then(|r| Ok((r, req.target()?))) {

@@ -7,8 +7,10 @@
 //! schedule changed (inotify, via notify).
 //!
 //! Each fire is delivered by its own task (`deliver`) so deliveries never block one
-//! another or the loop; a set of running line keys makes a fire whose previous run has not
-//! finished be skipped and logged.
+//! another or the loop. A fire whose line's previous run has not finished is skipped,
+//! held until that run ends, or held while that run is cancelled, as the line's
+//! `CONCURRENCY=` says; [`crate::concurrency`] decides, this file sends the `cancel ID`
+//! and lets a held fire go when its turn comes.
 //!
 //! Every request is keyed (`@<tag>:<fire time>`, [`crate::state::FireKeys`], the tag a
 //! keyed hash under a secret of the state directory, so nobody else can compute a coming
@@ -33,7 +35,7 @@
 //! notification (`notify`), by the rules of [`crate::alert`]: a request like any other,
 //! delivered as a fire is, whose own outcome is only logged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +56,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::alert;
+use crate::concurrency::{self, Accepted, Decision, Slot};
 use crate::delivery::{Backoff, Delivery, Outcome, Step, Why};
 use crate::fanout;
 use crate::job::Job;
@@ -166,8 +169,8 @@ struct Shared {
     run_dir: PathBuf,
     retry_window: Duration,
     cancel: CancellationToken,
-    /// Keys of lines with a delivery in progress.
-    running: Mutex<HashSet<String>>,
+    /// The lines' (and instances') runs going and fires held (`CONCURRENCY=`).
+    slots: Mutex<Slots>,
     runs: AtomicU64,
     /// Where fires are recorded (`BOSUN_STATE_DIR`), for catch-up.
     store: Option<StateStore>,
@@ -198,14 +201,66 @@ impl Shared {
         self.runs.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Takes the running slot of line `key`; `false` when a delivery of it holds it.
-    fn take_slot(&self, key: &str) -> bool {
-        match self.running.lock() {
-            Ok(mut set) => set.insert(key.to_string()),
-            Err(_) => true,
+    /// A fire of `slot` under `policy`, as run `run`: its [`Turn`], or why it is skipped
+    /// ([`concurrency::Table::fire`]).
+    fn take_slot(
+        &self,
+        slot: &Slot,
+        policy: concurrency::Policy,
+        run: u64,
+    ) -> Result<Turn, concurrency::Skip> {
+        let mut slots = self.slots();
+        match slots.table.fire(slot, policy, run, now_ms()) {
+            Decision::Skip(why) => Err(why),
+            Decision::Run => Ok(Turn { held: None }),
+            held => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                slots.turns.insert(run, tx);
+                Ok(Turn {
+                    held: Some((rx, held)),
+                })
+            }
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The delivery of run `run` of `slot` is over (or a held fire was given up): the fire
+    /// held behind it, if any, goes now.
+    fn end_run(&self, slot: &Slot, run: u64) {
+        let mut slots = self.slots();
+        slots.turns.remove(&run);
+        if let Some(h) = slots.table.end(slot, run, now_ms()) {
+            if let Some(turn) = slots.turns.remove(&h.run) {
+                info!(
+                    run = h.run,
+                    after = run,
+                    held_ms = h.held_ms,
+                    "held fire goes: the previous run of its line has ended"
+                );
+                let _ = turn.send(());
+            }
         }
     }
 }
+
+/// The concurrency table, and how each held fire is told its turn.
+#[derive(Default)]
+struct Slots {
+    table: concurrency::Table,
+    turns: HashMap<u64, tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Now, in milliseconds since the epoch, as [`concurrency::Table`] counts.
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// How long a `cancel ID` of `CONCURRENCY=replace` may take to be answered (the service
+/// answers once the run has ended: TERM, KILL after its grace).
+const CANCEL_WAIT: Duration = Duration::from_secs(120);
 
 /// After a change in the directory, wait for this much quiet before reading the file.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -274,7 +329,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         run_dir: config.run_dir.clone(),
         retry_window: config.retry_window,
         cancel: CancellationToken::new(),
-        running: Mutex::new(HashSet::new()),
+        slots: Mutex::new(Slots::default()),
         runs: AtomicU64::new(0),
         store,
         recorder,
@@ -606,10 +661,21 @@ fn resume_run(shared: &Arc<Shared>, e: &Entry, r: &Run, instance: Option<u32>) {
     info!(run, line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(r.fire), id = r.id, reason = "resume", "request");
     // The run holds its line's slot, as it would have before the restart, unless a
     // catch-up of a later fire already does.
-    let line_key = fanout::slot(&e.key(), instance);
-    let guard = shared.take_slot(&line_key).then(|| RunningGuard {
+    let slot = Slot::new(e.key(), instance);
+    // Where a replacement's `cancel ID` goes: that instance's own socket (ids are per
+    // instance); a `php` run's replica is told by its `accepted` once asked again.
+    let accepted = r.id.and_then(|id| {
+        let t = proto::Target::parse(&job.service).ok()?;
+        (t.pick != proto::Pick::Any).then(|| Accepted {
+            id,
+            socket: fanout::first_path(&shared.run_dir, &t),
+        })
+    });
+    let took = shared.slots().table.resume(&slot, run, accepted, now_ms());
+    let guard = took.then(|| RunningGuard {
         shared: shared.clone(),
-        key: line_key,
+        slot,
+        run,
     });
     let shared2 = shared.clone();
     let id = r.id;
@@ -619,18 +685,82 @@ fn resume_run(shared: &Arc<Shared>, e: &Entry, r: &Run, instance: Option<u32>) {
     });
 }
 
-/// Removes a line's key from the running set when its delivery ends, however it ends.
+/// Gives a line's slot up when its delivery ends (or withdraws a held fire), however it
+/// ends; the fire held behind it goes then.
 struct RunningGuard {
     shared: Arc<Shared>,
-    key: String,
+    slot: Slot,
+    run: u64,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        if let Ok(mut set) = self.shared.running.lock() {
-            set.remove(&self.key);
-        }
+        self.shared.end_run(&self.slot, self.run);
     }
+}
+
+/// Run `job` was accepted as `id` on `socket`: a replacement held behind it has it
+/// cancelled now.
+fn on_accepted(shared: &Arc<Shared>, job: &Job, id: u64, socket: &Path) {
+    if job.notice {
+        return;
+    }
+    let slot = Slot::new(job.line_key.clone(), job.instance);
+    // `cancel ID` must reach the replica that accepted the run (ids are per instance):
+    // for `php`, the instance socket the shared name led to, never the shared name.
+    let t = proto::Target::parse(&job.service).unwrap_or_else(|_| proto::Target::any(&job.service));
+    let socket = match t.pick {
+        proto::Pick::Any => {
+            match proto::target::instance_of_path(&shared.run_dir, &t.service, socket) {
+                Some(n) => fanout::first_path(&shared.run_dir, &t.at(n)),
+                None => socket.to_path_buf(),
+            }
+        }
+        _ => socket.to_path_buf(),
+    };
+    let accepted = Accepted { id, socket };
+    let cancel = shared.slots().table.accepted(&slot, job.run, accepted);
+    if let Some(a) = cancel {
+        spawn_cancel(shared, job, a);
+    }
+}
+
+/// `CONCURRENCY=replace`: sends `cancel ID` for the running run `a` of `job`'s line, on
+/// its own task; the run's delivery gets its `done` (exit 143) and ends, and the held fire
+/// goes then. The reply is only logged.
+fn spawn_cancel(shared: &Arc<Shared>, job: &Job, a: Accepted) {
+    let (run, service) = (job.run, job.service.clone());
+    info!(run, service = %service, id = a.id, "replace: cancelling the running run of this line");
+    shared.tracker.spawn(async move {
+        let asked = tokio::time::timeout(CANCEL_WAIT, async {
+            let mut stream = UnixStream::connect(&a.socket).await?;
+            stream
+                .write_all(format!("cancel {}\n", a.id).as_bytes())
+                .await?;
+            let mut lines = FramedRead::new(stream, LinesCodec::new_with_max_length(4096));
+            let mut got = Vec::new();
+            while let Some(line) = lines.next().await {
+                got.push(line.map_err(std::io::Error::other)?);
+            }
+            Ok::<_, std::io::Error>(got.join(" / "))
+        })
+        .await;
+        match asked {
+            Ok(Ok(reply)) if reply.starts_with("cancelled ") => {
+                info!(run, service = %service, id = a.id, reply = %shown(&reply), "cancel answered")
+            }
+            // `error not-found`: it ended meanwhile; anything else: it goes on to its end.
+            Ok(Ok(reply)) => {
+                warn!(run, service = %service, id = a.id, reply = %shown(&reply), "cancel refused; the held fire waits for the run's end")
+            }
+            Ok(Err(err)) => {
+                warn!(run, service = %service, id = a.id, error = %err, "cancel not delivered; the held fire waits for the run's end")
+            }
+            Err(_) => {
+                warn!(run, service = %service, id = a.id, waited_secs = CANCEL_WAIT.as_secs(), "cancel not answered; the held fire waits for the run's end")
+            }
+        }
+    });
 }
 
 /// Writes one outcome of `job` to the record, when there is a state directory (a write
@@ -756,33 +886,81 @@ fn fire_leg(
     instance: Option<u32>,
     handed: Option<Arc<LineFire>>,
 ) {
-    let slot = fanout::slot(&e.key(), instance);
-    if !shared.take_slot(&slot) {
-        let job = Job::leg(&shared.keys, 0, e, due, instance);
-        note(shared, &job, &Outcome::of(RunResult::Skipped, None));
-        warn!(line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), "skipped: the previous run of this line has not finished");
-        // Counts as handed, but a fire whose every leg was skipped is not recorded (as
-        // for a line of one target: the run that holds the slot records its own fire).
-        if let Some(f) = handed {
-            if f.left.hand() && f.sent.load(Ordering::Acquire) {
-                shared.record(&f.key, f.at);
-            }
-        }
-        return;
-    }
+    let slot = Slot::new(e.key(), instance);
     let run = shared.next_run();
+    let turn = match shared.take_slot(&slot, e.options.concurrency, run) {
+        Ok(turn) => turn,
+        Err(why) => {
+            let job = Job::leg(&shared.keys, 0, e, due, instance);
+            note(shared, &job, &Outcome::of(RunResult::Skipped, None));
+            warn!(line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), why = %why, "skipped: the previous run of this line has not finished");
+            // Counts as handed, but a fire whose every leg was skipped is not recorded (as
+            // for a line of one target: the run that holds the slot records its own fire).
+            if let Some(f) = handed {
+                if f.left.hand() && f.sent.load(Ordering::Acquire) {
+                    shared.record(&f.key, f.at);
+                }
+            }
+            return;
+        }
+    };
     let job = Job::leg(&shared.keys, run, e, due, instance);
     let late_ms = (Utc::now() - due).num_milliseconds().max(0);
     info!(run, line = e.line, service = %job.service, request = %e.request(None), key = %job.key, due = %rfc3339(due), late_ms, reason = %reason, "request");
     let guard = RunningGuard {
         shared: shared.clone(),
-        key: slot,
+        slot,
+        run,
     };
     let shared2 = shared.clone();
     shared.tracker.spawn(async move {
         let _guard = guard;
+        if !turn.wait(&shared2, &job).await {
+            return;
+        }
         deliver(&shared2, &job, handed, None).await;
     });
+}
+
+/// A fire's turn on its slot ([`Shared::take_slot`]): at once, or once the run before it
+/// has ended (`CONCURRENCY=queue`, and `replace`, which has that run cancelled first).
+struct Turn {
+    held: Option<(tokio::sync::oneshot::Receiver<()>, Decision)>,
+}
+
+impl Turn {
+    /// Waits for the turn; `false` when the scheduler stops first (the fire is then not
+    /// recorded as handled, and the next start catches it up).
+    async fn wait(self, shared: &Arc<Shared>, job: &Job) -> bool {
+        let Some((turn, decision)) = self.held else {
+            return true;
+        };
+        let (run, line) = (job.run, job.line);
+        match decision {
+            Decision::Replace { cancel } => {
+                info!(
+                    run,
+                    line,
+                    "held: the previous run of this line is cancelled first (CONCURRENCY=replace)"
+                );
+                if let Some(a) = cancel {
+                    spawn_cancel(shared, job, a);
+                }
+            }
+            _ => info!(
+                run,
+                line, "queued: runs when the previous run of this line ends (CONCURRENCY=queue)"
+            ),
+        }
+        tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => {
+                warn!(run, service = %job.service, request = %job.request, "not delivered: the scheduler is stopping while the fire was held");
+                false
+            }
+            _ = turn => true,
+        }
+    }
 }
 
 /// A fire to record as its line's last once all its deliveries are handed.
@@ -909,15 +1087,12 @@ async fn attempt(
                 Some(Err(err)) => (delivery.on_read_error(&err.to_string()), None),
             },
         };
-        if let (Some(n), Some(_)) = (reached, delivery.accepted()) {
-            if target.pick == proto::Pick::Any {
-                info!(run = job.run, service = %job.service, instance = n, "accepted by this instance; asked again there only");
-                *target = target.at(n);
-            }
-        }
         match act(shared, job, handed, step, path) {
             // Logged once recorded: whoever sees `accepted` in the log finds it recorded.
-            Next::Read => shown_reply(job, reply.as_ref()),
+            Next::Read => {
+                shown_reply(job, reply.as_ref());
+                pin(job, target, reached, delivery);
+            }
             Next::Retry(why) => return Some(why),
             Next::Over => return None,
         }
@@ -943,6 +1118,15 @@ async fn connect(run_dir: &Path, target: &proto::Target) -> Result<(UnixStream, 
     Err(err)
 }
 
+/// Once a `php` run is accepted by the replica `reached` through the shared name, it is
+/// asked again (after a lost connection) at that replica's own socket only.
+fn pin(job: &Job, target: &mut proto::Target, reached: Option<u32>, delivery: &Delivery) {
+    if let (Some(n), Some(_), proto::Pick::Any) = (reached, delivery.accepted(), target.pick) {
+        info!(run = job.run, service = %job.service, instance = n, "pinned: asked again at this instance only");
+        *target = target.at(n);
+    }
+}
+
 /// What [`attempt`] does after a step.
 enum Next {
     Read,
@@ -956,6 +1140,7 @@ fn act(shared: &Arc<Shared>, job: &Job, handed: &mut Handed<'_>, step: Step, pat
         Step::Wait => Next::Read,
         Step::Running(id) => {
             note(shared, job, &Outcome::of(RunResult::Running, Some(id)));
+            on_accepted(shared, job, id, path);
             Next::Read
         }
         Step::Handed { running, then } => {
@@ -964,6 +1149,7 @@ fn act(shared: &Arc<Shared>, job: &Job, handed: &mut Handed<'_>, step: Step, pat
             // from the record.
             if let Some(id) = running {
                 note(shared, job, &Outcome::of(RunResult::Running, Some(id)));
+                on_accepted(shared, job, id, path);
             }
             handed.mark();
             act(shared, job, handed, *then, path)

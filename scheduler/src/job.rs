@@ -28,6 +28,9 @@ pub struct Job {
     pub options: Options,
     /// This is a notification, not a run of a line: its outcome is only logged.
     pub notice: bool,
+    /// The instance of an `@each` leg (its `CONCURRENCY=` slot's); `None` for a line's one
+    /// delivery and for notifications.
+    pub instance: Option<u32>,
 }
 
 impl Job {
@@ -63,6 +66,7 @@ impl Job {
             user: e.user.clone(),
             options: e.options.clone(),
             notice: false,
+            instance,
         }
     }
 

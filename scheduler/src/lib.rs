@@ -4,7 +4,8 @@
 //! The pure parts come first and know nothing of I/O: [`cron`] (one expression),
 //! [`schedule`] (the file), [`plan`] (next fire in a zone, with the daylight-saving rules).
 //! [`planner`] is the daemon's clock logic (cursor, clock steps, reloads), pure too.
-//! The daemon's other decisions are pure as well: [`job`] (one fire or notification to
+//! The daemon's other decisions are pure as well: [`concurrency`] (`CONCURRENCY=`: run,
+//! skip, queue or replace a fire while the line's previous run runs), [`job`] (one fire or notification to
 //! deliver), [`delivery`] (what the replies to a request mean for its fire: wait, retry and
 //! why, or its outcome; built on `proto::client`) and [`alert`] (which outcome is told to
 //! `ON_FAILURE=`/`ON_SUCCESS=`, and again at start) and [`fanout`] (the legs of a replica
@@ -22,6 +23,7 @@
 pub mod alert;
 pub mod cli;
 pub mod client;
+pub mod concurrency;
 pub mod cron;
 pub mod daemon;
 pub mod delivery;

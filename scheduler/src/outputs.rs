@@ -36,6 +36,12 @@ const REPORT_MODE: u32 = 0o644;
 /// Not fsynced: both files are made again from the record at every start.
 const REPORT_DURABILITY: common::fs::Durability = common::fs::Durability::Atomic;
 
+/// Writes a report file (the metrics file, the status page) as the daemon does: replaced
+/// atomically, mode 0644. Also what bench/reports times.
+pub fn write_report(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    common::fs::write_atomic(path, text.as_bytes(), REPORT_MODE, REPORT_DURABILITY)
+}
+
 /// Where the files go; either may be absent.
 #[derive(Debug, Clone, Default)]
 pub struct Paths {
@@ -346,7 +352,7 @@ impl Writer {
             let (Some(path), Some(text)) = (path, text) else {
                 continue;
             };
-            match common::fs::write_atomic(path, text.as_bytes(), REPORT_MODE, REPORT_DURABILITY) {
+            match write_report(path, &text) {
                 Ok(()) if self.failing[i] => {
                     self.failing[i] = false;
                     info!(file = %path.display(), "the {what} is written again");

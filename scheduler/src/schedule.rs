@@ -1,14 +1,17 @@
 //! `schedule.cron`: lines of `time [user] service action` (the service a replica target:
-//! `php`, `php.2`, `php@each`, [`proto::Target`]), `CRON_TZ=`/`TZ=` and
-//! `ON_FAILURE=`/`ON_SUCCESS=` settings (each for the lines below it), comments. The whole file is checked before anything is used, and every problem is
+//! `php`, `php.2`, `php@each`, [`proto::Target`]), `CRON_TZ=`/`TZ=`,
+//! `ON_FAILURE=`/`ON_SUCCESS=`, `CONCURRENCY=` and `TIMEOUT=` settings (each for the lines
+//! below it), comments. The whole file is checked before anything is used, and every problem is
 //! reported at once as `FILE:LINE:COL: message`, so `scheduler check` and a refused edit
 //! tell the operator everything in one go.
 
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::concurrency::Policy;
 use crate::cron::{self, CronExpr, ExprError};
 use crate::plan;
 
@@ -67,6 +70,11 @@ pub struct Options {
     pub on_failure: Option<Notify>,
     /// `ON_SUCCESS=`: told of a run that ended with `exit=0`.
     pub on_success: Option<Notify>,
+    /// `CONCURRENCY=`: what a fire does while the line's previous run still runs.
+    pub concurrency: Policy,
+    /// `TIMEOUT=`: sent as the request's `timeout=`; the service stops a run that takes
+    /// longer (TERM, then KILL) and reports `exit=124`.
+    pub timeout: Option<Duration>,
 }
 
 impl Options {
@@ -76,15 +84,20 @@ impl Options {
             zone,
             on_failure: None,
             on_success: None,
+            concurrency: Policy::Forbid,
+            timeout: None,
         }
     }
 
     /// The options of a notification about a line's run: the line's, with nobody to tell
-    /// (a notification's outcome is never told, so it cannot loop).
+    /// (a notification's outcome is never told, so it cannot loop), and not the line's
+    /// timeout or policy (they are about the line's own runs).
     pub fn for_notice(&self) -> Options {
         Options {
             on_failure: None,
             on_success: None,
+            concurrency: Policy::Forbid,
+            timeout: None,
             ..self.clone()
         }
     }
@@ -105,7 +118,7 @@ type Setter = fn(&Value, &mut Options, Tz) -> Result<(), Vec<ExprError>>;
 
 /// Every setting a schedule understands, in the order the error for an unknown one names
 /// them.
-const SETTINGS: [(&str, Setter); 4] = [
+const SETTINGS: [(&str, Setter); 6] = [
     ("CRON_TZ", set_zone),
     ("TZ", set_zone),
     ("ON_FAILURE", |v, o, _| {
@@ -114,7 +127,44 @@ const SETTINGS: [(&str, Setter); 4] = [
     ("ON_SUCCESS", |v, o, _| {
         set_notify(v).map(|t| o.on_success = t)
     }),
+    ("CONCURRENCY", |v, o, _| {
+        set_concurrency(v).map(|p| o.concurrency = p)
+    }),
+    ("TIMEOUT", |v, o, _| set_timeout(v).map(|t| o.timeout = t)),
 ];
+
+/// `CONCURRENCY=`: `forbid`, `replace` or `queue`; empty goes back to `forbid`.
+fn set_concurrency(v: &Value) -> Result<Policy, Vec<ExprError>> {
+    if v.text.is_empty() {
+        return Ok(Policy::default());
+    }
+    Policy::parse(v.text).ok_or_else(|| {
+        vec![ExprError {
+            col: v.col,
+            message: format!(
+                "unknown CONCURRENCY= `{}`: valid are forbid (the default: a fire is skipped while the line's previous run runs), replace (the running one is stopped, then the new one runs) and queue (it runs when the previous one ends)",
+                v.text
+            ),
+        }]
+    })
+}
+
+/// `TIMEOUT=`: a positive duration (`30s`, `5m`, `1h30m`); empty turns it off.
+fn set_timeout(v: &Value) -> Result<Option<Duration>, Vec<ExprError>> {
+    if v.text.is_empty() {
+        return Ok(None);
+    }
+    match common::duration::parse(v.text) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(vec![ExprError {
+            col: v.col,
+            message: format!(
+                "TIMEOUT= `{}` is not a positive duration: use such as 30s, 5m or 1h30m (or nothing to turn it off)",
+                v.text
+            ),
+        }]),
+    }
+}
 
 fn set_zone(v: &Value, o: &mut Options, default: Tz) -> Result<(), Vec<ExprError>> {
     if v.text.is_empty() {
@@ -143,13 +193,14 @@ fn setting_names() -> String {
 }
 
 impl Entry {
-    /// The request sent to the service, `[@key ][user ]action` as a line.
+    /// The request sent to the service, `[@key ][timeout=T ][user ]action` as a line.
     pub fn request(&self, key: Option<String>) -> proto::Request {
         proto::Request {
             key,
             user: self.user.clone(),
             action: self.action.clone(),
             args: Vec::new(),
+            timeout: self.options.timeout,
         }
     }
 
@@ -657,7 +708,7 @@ mod tests {
                 "s.cron:4:5: `31 2` never fires: no month in `2` has such a day; pick days that exist (February has at most 29)",
                 "s.cron:5:14: missing `service action` after the time: a line is `min hour dom mon dow [user] service action`",
                 "s.cron:6:1: unknown macro `@often`: valid are @yearly @annually @monthly @weekly @daily @midnight @hourly @reboot",
-                "s.cron:7:1: unknown setting `MAILTO`: only CRON_TZ=, TZ=, ON_FAILURE= and ON_SUCCESS= are understood (lines are requests, not shell commands)",
+                "s.cron:7:1: unknown setting `MAILTO`: only CRON_TZ=, TZ=, ON_FAILURE=, ON_SUCCESS=, CONCURRENCY= and TIMEOUT= are understood (lines are requests, not shell commands)",
                 "s.cron:8:21: unexpected `more`: a line ends with `[user] service action`, and arguments cannot be given",
                 "s.cron:9:11: `svc/x` is not a valid service name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-' (it names the socket <service>-request.sock)",
                 "s.cron:10:7: `mon` is not valid in the month field: valid values are 1-12 or jan-dec (`mon` is a day name, valid only in the day-of-week field)",
@@ -784,6 +835,51 @@ mod tests {
         assert!(
             e[3].starts_with("s.cron:4:13: missing instance after `.`"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn concurrency_and_timeout_apply_below_and_an_empty_value_resets_them() {
+        let text = "0 1 * * * a b\nCONCURRENCY=queue\nTIMEOUT=90s\n0 1 * * * a c\nCONCURRENCY = \"replace\"\nTIMEOUT=1h30m\n0 1 * * * a d\nCONCURRENCY=\nTIMEOUT=\n0 1 * * * a e\n";
+        let s = parse("f", text.as_bytes(), Tz::UTC).unwrap();
+        let got: Vec<_> = s
+            .entries
+            .iter()
+            .map(|e| (e.options.concurrency, e.options.timeout))
+            .collect();
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(
+            got,
+            [
+                (Policy::Forbid, None),
+                (Policy::Queue, secs(90)),
+                (Policy::Replace, secs(5400)),
+                (Policy::Forbid, None),
+            ]
+        );
+        // The timeout goes with the request, between the key and the user/action.
+        let e = &s.entries[2];
+        assert_eq!(
+            e.request(Some("k".into())).to_string(),
+            "@k timeout=5400s d"
+        );
+        // The line's identity (its state, its record) does not change with them.
+        assert_eq!(e.key(), "UTC 0 1 * * * a d");
+        // A notification about the line's run carries neither.
+        let n = e.options.for_notice();
+        assert_eq!((n.concurrency, n.timeout), (Policy::Forbid, None));
+    }
+
+    #[test]
+    fn bad_concurrency_and_timeout_are_reported_with_their_column() {
+        assert_eq!(
+            errs("CONCURRENCY=allow\nTIMEOUT = soon\nTIMEOUT=0\nTIMEOUT='-5m'\n"),
+            [
+                "s.cron:1:13: unknown CONCURRENCY= `allow`: valid are forbid (the default: a fire is skipped while the line's previous run runs), replace (the running one is stopped, then the new one runs) and queue (it runs when the previous one ends)",
+                "s.cron:2:11: TIMEOUT= `soon` is not a positive duration: use such as 30s, 5m or 1h30m (or nothing to turn it off)",
+                "s.cron:3:9: TIMEOUT= `0` is not a positive duration: use such as 30s, 5m or 1h30m (or nothing to turn it off)",
+                "s.cron:4:10: TIMEOUT= `-5m` is not a positive duration: use such as 30s, 5m or 1h30m (or nothing to turn it off)",
+            ]
         );
     }
 

@@ -29,6 +29,13 @@
 //! open but silent (keep-alive) connection holds only its two sockets, and a busy
 //! request/response connection makes no pipe syscalls in steady state.
 //!
+//! What it costs (bench/ondemand/RESULTS.md, issue 21): about 0.13 s of CPU per GiB between
+//! unix sockets (systemd-socket-proxyd: 0.14) and 0.45 s between loopback TCP sockets,
+//! nearly all of it in the kernel's splice (a tenth of the bytes, the heads of the
+//! sender's skbs, are copied even so), against 0.2 s for both ends of a direct unix
+//! connection together: where CPU is short, a proxied transfer runs at about half the
+//! direct rate, and only handoff mode has the direct data path.
+//!
 //! **Backpressure, per direction.** A direction reads its source only while its pipe has
 //! room; when the destination returns `EAGAIN` the pipe fills and reading that source stops
 //! until the destination's `EPOLLOUT` edge. A slow reader therefore stalls only its own
@@ -666,8 +673,8 @@ mod tests {
     struct Driver {
         proxy: Arc<Mutex<Proxy>>,
         stop: Arc<AtomicBool>,
-        /// Returns the CPU time the driver thread used.
-        thread: Option<JoinHandle<Duration>>,
+        /// Returns what the driver thread used.
+        thread: Option<JoinHandle<Usage>>,
     }
 
     impl Driver {
@@ -677,22 +684,25 @@ mod tests {
             let proxy = Arc::new(Mutex::new(proxy));
             let stop = Arc::new(AtomicBool::new(false));
             let (p, s) = (proxy.clone(), stop.clone());
-            let thread = thread::spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    let mut pfd = libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd; `fd` stays open as long as the proxy.
-                    // Runs only when readable, as the supervisor does: work left over must
-                    // keep the fd readable.
-                    if unsafe { libc::poll(&mut pfd, 1, 20) } > 0 {
-                        p.lock().unwrap().run_ready();
+            let driver = thread::Builder::new().name("proxy-driver".into());
+            let thread = driver
+                .spawn(move || {
+                    while !s.load(Ordering::Relaxed) {
+                        let mut pfd = libc::pollfd {
+                            fd,
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd; `fd` stays open as long as the proxy.
+                        // Runs only when readable, as the supervisor does: work left over must
+                        // keep the fd readable.
+                        if unsafe { libc::poll(&mut pfd, 1, 20) } > 0 {
+                            p.lock().unwrap().run_ready();
+                        }
                     }
-                }
-                thread_cpu()
-            });
+                    Usage::of_thread()
+                })
+                .expect("driver thread");
             Driver {
                 proxy,
                 stop,
@@ -730,19 +740,68 @@ mod tests {
         }
     }
 
-    /// CPU time (user + system) of the calling thread.
-    fn thread_cpu() -> Duration {
-        // SAFETY: an all-zero rusage is valid; getrusage fills it.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `ru` is a valid rusage for the kernel to write.
-        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        tv(ru.ru_utime) + tv(ru.ru_stime)
+    /// What a proxy used: CPU time (user + system) and wake-ups (voluntary context
+    /// switches: each one a return from a blocking wait).
+    #[derive(Debug, Clone, Copy, Default)]
+    struct Usage {
+        cpu: Duration,
+        wakeups: u64,
+    }
+
+    impl fmt::Display for Usage {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "cpu {:.3} s, {} wake-ups",
+                self.cpu.as_secs_f64(),
+                self.wakeups
+            )
+        }
+    }
+
+    impl Usage {
+        /// Of the calling thread.
+        fn of_thread() -> Usage {
+            // SAFETY: an all-zero rusage is valid; getrusage fills it.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `ru` is a valid rusage for the kernel to write.
+            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+            let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+            Usage {
+                cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+                wakeups: ru.ru_nvcsw as u64,
+            }
+        }
+
+        /// Of a running process, from /proc.
+        fn of_process(pid: u32) -> Usage {
+            // utime and stime, fields 14 and 15 of /proc/PID/stat, in clock ticks.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let f: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let wakeups = status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            Usage {
+                cpu: Duration::from_millis(ticks * 1000 / hz),
+                wakeups,
+            }
+        }
     }
 
     impl Driver {
-        /// Stops the driver thread; returns the CPU time it used.
-        fn finish(mut self) -> Duration {
+        /// Stops the driver thread; returns what it used.
+        fn finish(mut self) -> Usage {
             self.stop.store(true, Ordering::Relaxed);
             self.thread
                 .take()
@@ -1285,13 +1344,15 @@ mod tests {
         }
     }
 
-    /// Moves `len` bytes one way from `w` to `r` and returns MB/s.
-    fn one_way<S>(w: S, r: S, len: u64) -> f64
+    /// Moves `len` bytes one way from `w` to `r`; returns MB/s and the CPU time the two
+    /// ends (the writing and the reading thread) used.
+    fn one_way<S>(w: S, r: S, len: u64) -> (f64, Duration)
     where
         S: Send + 'static,
         for<'a> &'a S: Read + Write,
     {
         let t0 = Instant::now();
+        let reader0 = Usage::of_thread().cpu;
         let writer = thread::spawn(move || {
             let buf = vec![0x5au8; CHUNK];
             let mut left = len;
@@ -1301,6 +1362,7 @@ mod tests {
                 left -= n as u64;
             }
             drop(w);
+            Usage::of_thread().cpu
         });
         let mut buf = vec![0u8; CHUNK];
         let mut got = 0u64;
@@ -1311,109 +1373,207 @@ mod tests {
             }
             got += n as u64;
         }
-        writer.join().unwrap();
+        let rate = len as f64 / t0.elapsed().as_secs_f64() / 1e6;
+        let ends = writer.join().unwrap() + (Usage::of_thread().cpu - reader0);
         assert_eq!(got, len);
-        len as f64 / t0.elapsed().as_secs_f64() / 1e6
+        (rate, ends)
     }
 
-    /// The same transfer through systemd-socket-proxyd (TCP to TCP, listening socket
-    /// inherited as fd 3): (MB/s, CPU time of the proxy), or None when not installed.
-    fn socket_proxyd_tcp(len: u64) -> Option<(f64, Duration)> {
+    /// Runs `transfer` through systemd-socket-proxyd, which inherits `listening` as fd 3
+    /// and connects to `backend` (a unix path or host:port): its result and the proxy's
+    /// usage, or None when it is not installed.
+    fn socket_proxyd<T>(
+        listening: BorrowedFd<'_>,
+        backend: &str,
+        transfer: impl FnOnce() -> T,
+    ) -> Option<(T, Usage)> {
         use std::os::unix::process::CommandExt;
         let bin = "/lib/systemd/systemd-socket-proxyd";
         if !std::path::Path::new(bin).exists() {
             return None;
         }
-        let (front, backl) = (listener(), listener());
-        let lfd = front.as_raw_fd();
+        let lfd = listening.as_raw_fd();
         let script = format!(
             "import os; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; \
-             os.execv('{bin}', ['{bin}', '{}'])",
-            backl.local_addr().unwrap()
+             os.execv('{bin}', ['{bin}', '{backend}'])"
         );
         let mut cmd = std::process::Command::new("python3");
         cmd.args(["-c", &script]);
-        // SAFETY: only dup2, which is async-signal-safe, between fork and exec.
+        // SAFETY: only dup2 and fcntl, which are async-signal-safe, between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(lfd, 3) < 0 {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                let r = if lfd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(lfd, 3)
+                };
+                if r < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
             })
         };
         let mut child = cmd.spawn().unwrap();
-        let app = TcpStream::connect(front.local_addr().unwrap()).unwrap();
-        let (back, _) = backl.accept().unwrap();
-        let r = one_way(app, back, len);
-        // utime and stime, fields 14 and 15 of /proc/PID/stat, in clock ticks.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        // Its usage from when python has exec'd it: the proxy's own.
+        let comm = format!("/proc/{}/comm", child.id());
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while !std::fs::read_to_string(&comm).is_ok_and(|c| c.starts_with("systemd")) {
+            assert!(
+                Instant::now() < deadline,
+                "systemd-socket-proxyd did not start"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        let before = Usage::of_process(child.id());
+        let r = transfer();
+        let after = Usage::of_process(child.id());
+        let usage = Usage {
+            cpu: after.cpu.saturating_sub(before.cpu),
+            wakeups: after.wakeups - before.wakeups,
+        };
         let _ = child.kill();
         let _ = child.wait();
-        Some((r, Duration::from_millis(ticks * 1000 / hz)))
+        Some((r, usage))
     }
 
     /// `cargo test --release -p supervisor --lib proxy::tests::throughput -- --ignored --nocapture`
-    /// (PROXY_BENCH_ROUNDS=N for more rounds). Prints MB/s, and the proxy's CPU seconds per
-    /// GiB, which stays meaningful on a loaded machine where wall-clock rates do not.
+    /// (PROXY_BENCH_ROUNDS=N for more rounds, PROXY_BENCH_ONLY=unix or tcp for one family,
+    /// PROXY_BENCH_MIB=N to move N MiB per transfer instead of 1024).
+    /// Each round runs direct, bosun's proxy and systemd-socket-proxyd back to back (1 GiB
+    /// one way each by default); prints MB/s per round and, at the end, the medians of the ratios and
+    /// of the proxies' CPU seconds and wake-ups per GiB, which stay meaningful on a loaded
+    /// machine where wall-clock rates do not.
     #[test]
     #[ignore]
     fn throughput() {
-        let len = 1u64 << 30;
+        let mib: u64 = std::env::var("PROXY_BENCH_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024);
+        let len = mib << 20;
+        let per_gib = 1024.0 / mib as f64;
         let rounds = std::env::var("PROXY_BENCH_ROUNDS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(2);
+        let only = std::env::var("PROXY_BENCH_ONLY").unwrap_or_default();
+        let mut rows: std::collections::BTreeMap<&str, Vec<(f64, Usage)>> = Default::default();
+        // What the ratio would be if the CPU were the only limit (all threads on one CPU):
+        // the ends' CPU direct over the ends' CPU proxied plus the proxy's.
+        let mut ceilings: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+        let ceiling = |ends_d: Duration, ends_p: Duration, proxy: Usage| {
+            ends_d.as_secs_f64() / (ends_p + proxy.cpu).as_secs_f64()
+        };
         for round in 0..rounds {
-            let (a, b) = UnixStream::pair().unwrap();
-            let direct_unix = one_way(a, b, len);
+            let mut line = format!("round {round}:");
+            if only != "tcp" {
+                let (a, b) = UnixStream::pair().unwrap();
+                let (direct, ends_d) = one_way(a, b, len);
 
-            let drv = Driver::new();
-            let (app, pc, pb, back) = unix_conn();
-            drv.add(pc, pb);
-            let proxy_unix = one_way(app, back, len);
-            let cpu_unix = drv.finish();
+                let drv = Driver::new();
+                let (app, pc, pb, back) = unix_conn();
+                drv.add(pc, pb);
+                let (proxied, ends_p) = one_way(app, back, len);
+                let bosun = drv.finish();
+                rows.entry("unix, bosun")
+                    .or_default()
+                    .push((proxied / direct, bosun));
+                ceilings
+                    .entry("unix, bosun")
+                    .or_default()
+                    .push(ceiling(ends_d, ends_p, bosun));
 
-            let l = listener();
-            let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let (b, _) = l.accept().unwrap();
-            let direct_tcp = one_way(a, b, len);
+                let dir = tempfile::tempdir().unwrap();
+                let (fp, bp) = (dir.path().join("front"), dir.path().join("back"));
+                let front = std::os::unix::net::UnixListener::bind(&fp).unwrap();
+                let backl = std::os::unix::net::UnixListener::bind(&bp).unwrap();
+                timeouts(&backl); // accept gives up too, should proxyd not connect
+                let proxyd = socket_proxyd(front.as_fd(), &bp.display().to_string(), || {
+                    let app = UnixStream::connect(&fp).unwrap();
+                    let (back, _) = backl.accept().unwrap();
+                    one_way(app, back, len).0
+                });
+                line += &format!(
+                    " unix direct {direct:.0} MB/s (ends cpu {:.3} s), bosun {proxied:.0} ({:.2}x, {}, ends cpu {:.3} s)",
+                    ends_d.as_secs_f64(),
+                    proxied / direct,
+                    bosun,
+                    ends_p.as_secs_f64()
+                );
+                if let Some((r, u)) = proxyd {
+                    rows.entry("unix, systemd-socket-proxyd")
+                        .or_default()
+                        .push((r / direct, u));
+                    line += &format!(", proxyd {r:.0} ({:.2}x, {u})", r / direct);
+                }
+            }
+            if only != "unix" {
+                let l = listener();
+                let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+                let (b, _) = l.accept().unwrap();
+                let (direct, ends_d) = one_way(a, b, len);
 
-            let drv = Driver::new();
-            let (front, backl) = (listener(), listener());
-            let (app, pc, pb, back) = tcp_conn(&front, &backl);
-            drv.add(pc, pb);
-            let proxy_tcp = one_way(app, back, len);
-            let cpu_tcp = drv.finish();
+                let drv = Driver::new();
+                let (front, backl) = (listener(), listener());
+                let (app, pc, pb, back) = tcp_conn(&front, &backl);
+                drv.add(pc, pb);
+                let (proxied, ends_p) = one_way(app, back, len);
+                let bosun = drv.finish();
+                rows.entry("tcp, bosun")
+                    .or_default()
+                    .push((proxied / direct, bosun));
+                ceilings
+                    .entry("tcp, bosun")
+                    .or_default()
+                    .push(ceiling(ends_d, ends_p, bosun));
 
-            let proxyd = socket_proxyd_tcp(len)
-                .map(|(r, cpu)| {
-                    format!(
-                        "{r:.0} MB/s ({:.2}x), cpu {:.2} s",
-                        r / direct_tcp,
-                        cpu.as_secs_f64()
-                    )
-                })
-                .unwrap_or_else(|| "not installed".into());
-
+                let (front, backl) = (listener(), listener());
+                timeouts(&backl); // accept gives up too, should proxyd not connect
+                let proxyd = socket_proxyd(
+                    front.as_fd(),
+                    &backl.local_addr().unwrap().to_string(),
+                    || {
+                        let app = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+                        let (back, _) = backl.accept().unwrap();
+                        one_way(app, back, len).0
+                    },
+                );
+                line += &format!(
+                    " | tcp direct {direct:.0} MB/s (ends cpu {:.3} s), bosun {proxied:.0} ({:.2}x, {}, ends cpu {:.3} s)",
+                    ends_d.as_secs_f64(),
+                    proxied / direct,
+                    bosun,
+                    ends_p.as_secs_f64()
+                );
+                if let Some((r, u)) = proxyd {
+                    rows.entry("tcp, systemd-socket-proxyd")
+                        .or_default()
+                        .push((r / direct, u));
+                    line += &format!(", proxyd {r:.0} ({:.2}x, {u})", r / direct);
+                }
+            }
+            println!("{line}");
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        };
+        for (what, v) in ceilings {
+            let (c, lo, hi) = median(v);
+            println!("median: {what}: CPU-bound ceiling {c:.2}x direct ({lo:.2}-{hi:.2})");
+        }
+        for (what, v) in rows {
+            let (r, lo, hi) = median(v.iter().map(|(r, _)| *r).collect());
+            let (cpu, ..) = median(
+                v.iter()
+                    .map(|(_, u)| u.cpu.as_secs_f64() * per_gib)
+                    .collect(),
+            );
+            let (wake, ..) = median(v.iter().map(|(_, u)| u.wakeups as f64 * per_gib).collect());
             println!(
-                "round {round}, 1 GiB one way: unix direct {direct_unix:.0} MB/s, proxied \
-                 {proxy_unix:.0} MB/s ({:.2}x), cpu {:.2} s | tcp direct {direct_tcp:.0} MB/s, \
-                 proxied {proxy_tcp:.0} MB/s ({:.2}x), cpu {:.2} s | tcp via \
-                 systemd-socket-proxyd {proxyd}",
-                proxy_unix / direct_unix,
-                cpu_unix.as_secs_f64(),
-                proxy_tcp / direct_tcp,
-                cpu_tcp.as_secs_f64(),
+                "median of {}: {what}: {r:.2}x direct ({lo:.2}-{hi:.2}), proxy cpu {cpu:.3} s/GiB, {wake:.0} wake-ups/GiB",
+                v.len()
             );
         }
     }

@@ -48,6 +48,7 @@ fn query(socket: &Path, timeout: Duration) -> std::io::Result<Vec<String>> {
         user: None,
         action: proto::Builtin::Status.name().to_string(),
         args: Vec::new(),
+        timeout: None,
     })?;
     let mut lines = Vec::new();
     while let Some(line) = conn.read_line()? {

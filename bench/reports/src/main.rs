@@ -94,8 +94,8 @@ fn rewrite_from_disk(
         .collect();
     let html = page::render("schedule.cron", &rows, now);
     let t3 = Instant::now();
-    outputs::write_atomic(paths.metrics.as_ref().unwrap(), prom.as_bytes()).unwrap();
-    outputs::write_atomic(paths.page.as_ref().unwrap(), html.as_bytes()).unwrap();
+    outputs::write_report(paths.metrics.as_ref().unwrap(), &prom).unwrap();
+    outputs::write_report(paths.page.as_ref().unwrap(), &html).unwrap();
     let t4 = Instant::now();
     (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 }

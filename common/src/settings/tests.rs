@@ -414,7 +414,7 @@ mod file {
         assert_eq!(
             errs,
             [
-                "s.toml:1:1: unknown key `on_demand.listen` (known keys: service, instance, exec, run_dir, \
+                "s.toml:1:1: unknown key `on_demand.listen` (known keys: service, exec, instance, run_dir, \
               state_dir, setup, callbacks, stop_signal, stop_timeout, restart, ready, run_as, log, \
               log_format, socket_mode, socket_group, allow_uids, allow_gids, max_actions, \
               action_timeout, action_timeouts, read_timeout, kill_grace, listener_start, \

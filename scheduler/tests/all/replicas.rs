@@ -221,7 +221,7 @@ fn any_replica_asks_again_where_it_was_accepted() {
     // php.1); the retry comes after a 250 ms pause.
     std::fs::remove_file(&shared).unwrap();
     assert_eq!(recv(&two.requests, SHORT), "rotate-logs");
-    d.wait_for(&["accepted by this instance", "instance=2"], SHORT);
+    d.wait_for(&["pinned", "instance=2"], SHORT);
     d.wait_for(&["done", "service=php ", "exit=0"], SHORT);
     assert_eq!(d.stop(), 0);
     assert!(one.requests.try_recv().is_err(), "asked again at php.1");

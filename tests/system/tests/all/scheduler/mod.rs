@@ -1,5 +1,6 @@
 //! The scheduler's daemon and client against a real service.
 
+mod concurrency;
 mod faults;
 mod replicas;
 mod service;
