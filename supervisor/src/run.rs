@@ -155,8 +155,8 @@ impl Supervisor {
         };
         crate::instance::release_shared(&self.socket, &crate::config::socket_path(&self.settings));
         self.socket.remove();
-        if let Some(f) = &self.frontend {
-            f.held.remove();
+        if let Some(f) = &mut self.frontend {
+            f.remove();
         }
         if let Some(n) = &self.notify {
             n.remove();
@@ -326,6 +326,8 @@ impl Supervisor {
             | Effect::CloseWaiting
             | Effect::CloseProxied
             | Effect::Relink
+            | Effect::GiveName
+            | Effect::TakeName
             | Effect::Scan => self.apply_on_demand(eff, now),
         }
     }
@@ -338,6 +340,8 @@ impl Supervisor {
             Effect::CloseWaiting => f.close_waiting(),
             Effect::CloseProxied => f.close_proxied(),
             Effect::Relink => f.relink(),
+            Effect::GiveName => return (!f.give_name()).then_some(Event::NameKept),
+            Effect::TakeName => f.take_name(),
             Effect::Scan => {
                 return Some(if f.scan() {
                     Event::Traffic

@@ -95,6 +95,13 @@ impl Policy {
                 idle: o.idle,
                 start_timeout: o.start_timeout,
                 proxy: o.backend.is_some(),
+                handover: matches!(
+                    (&o.listen, &o.backend),
+                    (
+                        crate::config::Addr::Unix(_),
+                        Some(crate::config::Addr::Unix(_))
+                    )
+                ),
             }),
             allow_list: s.has_allow_list(),
         }
@@ -157,6 +164,9 @@ pub enum Event {
     Traffic,
     /// On demand, handoff mode: the answer to [`Effect::Scan`] when nothing new was seen.
     Quiet,
+    /// On demand, handover: the answer to [`Effect::GiveName`] when the name could not be
+    /// given (it stays with the held socket, which proxies).
+    NameKept,
     /// While no listener runs: a client on the request socket (`conn`, numbered by the
     /// loop) sent a request line that is exactly this built-in (`ping`, `status`), or
     /// something else (`None`), which goes to the listener.
@@ -222,6 +232,12 @@ pub enum Effect {
     CloseProxied,
     /// On demand: put the held socket's public name back (php-fpm unlinks it on exit).
     Relink,
+    /// On demand, handover: make the listen name lead to the ready backend's socket
+    /// (`link` + `rename`, atomic); answered with [`Event::NameKept`] when it cannot.
+    GiveName,
+    /// On demand, handover: make the listen name lead to the held socket again (its
+    /// spare link renamed over it, atomic), before the main process is stopped.
+    TakeName,
     /// On demand, handoff mode: look for new connections in the kernel's socket table;
     /// answered with [`Event::Traffic`] or [`Event::Quiet`].
     Scan,
@@ -432,6 +448,7 @@ impl Core {
             }
             Event::Traffic => self.on_traffic(now),
             Event::Quiet => self.check_idle(now),
+            Event::NameKept => self.on_name_kept(now),
             Event::Asked { conn, builtin } => {
                 self.callers.remove(&conn);
                 let builtin = builtin.filter(|_| !self.p.allow_list);
@@ -752,6 +769,8 @@ impl Core {
         now: Instant,
     ) {
         info!(child = "main", %exit, "exited");
+        // Its socket is gone: new clients go to the held socket again.
+        self.take_name();
         self.last_exit = Some(exit);
         self.main = Main::Down;
         self.probe = Probe {
@@ -1193,6 +1212,8 @@ impl Core {
     }
 
     fn stop_main(&mut self, pid: Pid, now: Instant, then_start: bool) {
+        // The name first, then the signal: no client queues at a backend that stops.
+        self.take_name();
         info!(
             child = "main",
             pid = pid.as_raw(),
@@ -1212,6 +1233,7 @@ impl Core {
     /// The container stops: `forward` is the signal for the main process (none when it
     /// has already ended).
     fn begin_shutdown(&mut self, now: Instant, forward: Option<Signal>) {
+        self.take_name();
         if let Some(od) = &mut self.od {
             if od.pending > 0 {
                 od.pending = 0;

@@ -28,6 +28,10 @@ pub struct OnDemandPolicy {
     pub start_timeout: Duration,
     /// Proxy mode (a `backend` is set): the supervisor accepts and holds clients itself.
     pub proxy: bool,
+    /// Proxy mode with a unix `listen` and a unix `backend`: once the backend is ready,
+    /// the listen name is handed to the backend's socket (new clients connect to it
+    /// directly) and taken back before the main process stops. TCP keeps proxying.
+    pub handover: bool,
 }
 
 /// On-demand state.
@@ -45,6 +49,14 @@ pub(super) struct OnDemandState {
     /// A failed start is not retried before this.
     retry_after: Instant,
     backoff: Backoff,
+    /// Handover: the listen name leads to the backend's socket (asked with
+    /// [`Effect::GiveName`], not yet taken back).
+    given: bool,
+    /// Handover: the name is not offered to the backend again before this (the last
+    /// try could not be carried out: [`Event::NameKept`]).
+    ///
+    /// [`Event::NameKept`]: super::Event::NameKept
+    give_after: Instant,
 }
 
 impl OnDemandState {
@@ -62,7 +74,15 @@ impl OnDemandState {
                 Duration::from_secs(10),
                 Duration::from_secs(60),
             ),
+            given: false,
+            give_after: now,
         }
+    }
+
+    /// Whether activity is looked for in the kernel's socket table: handoff mode, and
+    /// proxy mode while the name is handed over (the supervisor no longer sees the bytes).
+    fn scans(&self) -> bool {
+        !self.policy.proxy || self.given
     }
 
     fn scan_interval(&self) -> Duration {
@@ -99,11 +119,14 @@ impl Core {
                 if od.pending > 0 {
                     d.push(now + PENDING_RETRY);
                 }
-                if !od.policy.proxy {
+                if od.scans() {
                     d.push(od.next_scan);
-                    if od.quiet_until > now {
-                        d.push(od.quiet_until);
-                    }
+                }
+                if !od.policy.proxy && od.quiet_until > now {
+                    d.push(od.quiet_until);
+                }
+                if od.policy.handover && !od.given {
+                    d.push(od.give_after.max(now));
                 }
             }
             _ => {}
@@ -147,6 +170,43 @@ impl Core {
         od.last_activity = now;
         if od.pending > 0 {
             self.out.push(Effect::ConnectPending);
+        }
+        self.give_name(now);
+    }
+
+    /// Handover: the listen name goes to the ready backend's socket, so that new clients
+    /// reach it directly. Never in TCP mode, nor while stopping.
+    fn give_name(&mut self, now: Instant) {
+        let Some(od) = &mut self.od else { return };
+        if od.policy.handover
+            && !od.given
+            && now >= od.give_after
+            && self.shutdown.is_none()
+            && matches!(self.main, Main::Up { ready: true, .. })
+        {
+            od.given = true;
+            // Activity is now seen in the kernel's table: the first scan is due at once.
+            od.next_scan = now;
+            self.out.push(Effect::GiveName);
+        }
+    }
+
+    /// Handover: the listen name back to the held socket. Done BEFORE anything stops the
+    /// main process, so no new client queues in a backlog that is about to go away.
+    pub(super) fn take_name(&mut self) {
+        if let Some(od) = &mut self.od {
+            if std::mem::take(&mut od.given) {
+                self.out.push(Effect::TakeName);
+            }
+        }
+    }
+
+    /// Handover: the name could not be given (the backend's socket is missing or does
+    /// not accept yet); it is tried again a scan interval later, proxying meanwhile.
+    pub(super) fn on_name_kept(&mut self, now: Instant) {
+        if let Some(od) = &mut self.od {
+            od.given = false;
+            od.give_after = now + od.scan_interval();
         }
     }
 
@@ -218,9 +278,13 @@ impl Core {
             }
             Main::Up { ready: true, .. } => {
                 od.start_deadline = None;
+                if od.policy.handover && !od.given && now >= od.give_after {
+                    self.give_name(now);
+                }
+                let Some(od) = &mut self.od else { return };
                 if od.pending > 0 {
                     self.out.push(Effect::ConnectPending);
-                } else if !od.policy.proxy && now >= od.next_scan {
+                } else if od.scans() && now >= od.next_scan {
                     // The idle decision waits for the scan's answer.
                     od.next_scan = now + od.scan_interval();
                     self.out.push(Effect::Scan);
@@ -247,6 +311,11 @@ impl Core {
             info!(idle = %common::duration::show(od.policy.idle), "no traffic; stopping the main process");
             self.stop_main(pid, now, false);
         }
+    }
+
+    #[cfg(test)]
+    pub(super) fn od_given(&self) -> Option<bool> {
+        self.od.as_ref().map(|o| o.given)
     }
 
     #[cfg(test)]
