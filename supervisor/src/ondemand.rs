@@ -204,18 +204,16 @@ enum NotGiven {
     Never(String),
 }
 
-/// Whether everyone who may connect to the held socket (`held`) may connect to the
-/// backend's (`backend`) too: connecting takes write permission on the file. The
-/// supervisor's own uid is not checked when it is root (root may connect anywhere).
-pub fn reachable_as(held: (u32, u32, u32), backend: (u32, u32, u32)) -> bool {
+/// Whether the backend's socket admits exactly whom the held socket admits, so that
+/// handing the name over neither locks clients out nor lets new ones in: connecting
+/// takes write permission, so the group's and others' write bits must match, and the
+/// group too when it may connect. The owner class is the supervisor's own; when it is
+/// not root, the backend's socket must let it connect too.
+pub fn same_access(held: (u32, u32, u32), backend: (u32, u32, u32)) -> bool {
     let ((hm, hu, hg), (bm, bu, bg)) = (held, backend);
-    let others = hm & 0o002 == 0 || bm & 0o002 != 0;
-    let group = hm & 0o020 == 0 || bm & 0o002 != 0 || (bg == hg && bm & 0o020 != 0);
-    let owner = hu == 0
-        || hm & 0o200 == 0
-        || bm & 0o002 != 0
-        || (bu == hu && bm & 0o200 != 0)
-        || (bg == hg && bm & 0o020 != 0);
+    let others = hm & 0o002 == bm & 0o002;
+    let group = hm & 0o020 == bm & 0o020 && (hm & 0o020 == 0 || hg == bg);
+    let owner = hu == 0 || hm & 0o200 == 0 || (bu == hu && bm & 0o200 != 0);
     others && group && owner
 }
 
@@ -247,12 +245,11 @@ fn give(listen: &Path, backend: &Path, held: Option<&std::fs::Metadata>) -> Resu
             )));
         }
         if let Some(h) = held {
-            if !reachable_as((h.mode(), h.uid(), h.gid()), (m.mode(), m.uid(), m.gid())) {
+            if !same_access((h.mode(), h.uid(), h.gid()), (m.mode(), m.uid(), m.gid())) {
                 return Err(NotGiven::Never(format!(
-                    "{} (mode {:o}, uid {}, gid {}) admits fewer clients than the held socket (mode {:o}, gid {})",
+                    "{} (mode {:o}, gid {}) admits other clients than the held socket (mode {:o}, gid {}): give it the same mode and group",
                     backend.display(),
                     m.mode() & 0o777,
-                    m.uid(),
                     m.gid(),
                     h.mode() & 0o777,
                     h.gid()
@@ -729,24 +726,31 @@ mod tests {
     }
 
     #[test]
-    fn handover_needs_a_backend_as_reachable_as_the_held_socket() {
-        // (mode, uid, gid): the held socket is root's, 0660, group 42 by default here.
+    fn handover_needs_a_backend_that_admits_the_same_clients() {
+        // (mode, uid, gid): the held socket is root's, 0660, group 42 here.
         let held = (0o660, 0, 42);
-        assert!(reachable_as(held, (0o660, 33, 42)), "same group");
-        assert!(reachable_as(held, (0o666, 33, 7)), "world-writable");
-        assert!(!reachable_as(held, (0o600, 33, 42)), "group cannot write");
-        assert!(!reachable_as(held, (0o660, 33, 7)), "another group");
+        assert!(same_access(held, (0o660, 33, 42)), "same mode and group");
         assert!(
-            !reachable_as((0o666, 0, 42), (0o660, 33, 42)),
-            "others cannot"
+            same_access(held, (0o770, 33, 42)),
+            "execute bits do not matter"
+        );
+        assert!(!same_access(held, (0o666, 33, 42)), "would let everyone in");
+        assert!(
+            !same_access(held, (0o600, 33, 42)),
+            "would lock the group out"
+        );
+        assert!(!same_access(held, (0o660, 33, 7)), "another group");
+        assert!(
+            !same_access((0o666, 0, 42), (0o660, 33, 42)),
+            "others locked out"
         );
         assert!(
-            reachable_as((0o600, 0, 42), (0o600, 33, 7)),
+            same_access((0o600, 0, 42), (0o600, 33, 7)),
             "only root connects"
         );
         // A supervisor that is not root must still reach it itself.
-        assert!(!reachable_as((0o600, 1000, 42), (0o600, 33, 7)));
-        assert!(reachable_as((0o600, 1000, 42), (0o600, 1000, 7)));
+        assert!(!same_access((0o600, 1000, 42), (0o600, 33, 7)));
+        assert!(same_access((0o600, 1000, 42), (0o600, 1000, 7)));
     }
 
     #[test]

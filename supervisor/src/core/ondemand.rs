@@ -279,6 +279,9 @@ impl Core {
             Main::Up { ready: true, .. } => {
                 od.start_deadline = None;
                 if od.policy.handover && !od.given && now >= od.give_after {
+                    // After an idle check's grace: no client, the idle stop; else the
+                    // name goes over again.
+                    self.check_idle(now);
                     self.give_name(now);
                 }
                 let Some(od) = &mut self.od else { return };
@@ -307,10 +310,24 @@ impl Core {
         else {
             return;
         };
-        if now.saturating_duration_since(od.last_activity) >= od.policy.idle {
-            info!(idle = %common::duration::show(od.policy.idle), "no traffic; stopping the main process");
-            self.stop_main(pid, now, false);
+        if now.saturating_duration_since(od.last_activity) < od.policy.idle {
+            return;
         }
+        if od.given {
+            // The kernel's table shows only the connections open at a scan: short ones
+            // between two scans go unseen. So the name comes back to the held socket for
+            // one scan interval first, where every client is seen: a client then is
+            // activity (and the name goes over again), none is the idle stop.
+            let grace = od.scan_interval();
+            info!(grace = %common::duration::show(grace), "no connection seen in the kernel's table; the held socket watches for clients before the idle stop");
+            self.take_name();
+            let Some(od) = &mut self.od else { return };
+            od.last_activity = now.checked_sub(od.policy.idle - grace).unwrap_or(now);
+            od.give_after = now + grace;
+            return;
+        }
+        info!(idle = %common::duration::show(od.policy.idle), "no traffic; stopping the main process");
+        self.stop_main(pid, now, false);
     }
 
     #[cfg(test)]
