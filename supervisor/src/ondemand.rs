@@ -394,8 +394,8 @@ pub struct Frontend {
     gate: Gate,
     /// Handover: the listen name leads to the backend's socket.
     given: bool,
-    /// Handover was refused for good once (said at `warn` once, then quietly).
-    refused: bool,
+    /// Handover was put off ("not yet") since it last succeeded: said once at `info`.
+    put_off: bool,
 }
 
 impl Frontend {
@@ -443,36 +443,53 @@ impl Frontend {
             activity: Activity::default(),
             gate: Gate::default(),
             given: false,
-            refused: false,
+            put_off: false,
         }
     }
 
-    /// Handover: gives the listen name to the ready backend's socket. Returns whether it
-    /// was given (when not, the held socket keeps the name and proxies).
-    pub fn give_name(&mut self) -> bool {
+    /// Handover: gives the listen name to the ready backend's socket. Returns `None` when
+    /// it was given, else whether it is worth another try later (the held socket keeps
+    /// the name and proxies).
+    pub fn give_name(&mut self) -> Option<bool> {
         let (Addr::Unix(listen), Some(Addr::Unix(backend))) =
             (&self.held.addr, self.proxied.as_ref().map(|p| &p.backend))
         else {
-            return false;
+            return Some(false);
         };
         match give(listen, backend, self.held.meta().as_ref()) {
             Ok(()) => {
                 info!(listen = %listen.display(), backend = %backend.display(), "gave the socket's name to the backend; new clients connect to it directly");
                 self.given = true;
+                self.put_off = false;
                 // What is connected now is old news: only new connections are activity.
                 self.activity.scan(&Addr::Unix(backend.clone()));
-                true
+                None
             }
             Err(NotGiven::NotYet(why)) => {
-                info!(%why, "the backend keeps being proxied for now");
-                false
+                if !std::mem::replace(&mut self.put_off, true) {
+                    info!(%why, "the backend is proxied until its socket can take the name");
+                }
+                Some(true)
             }
-            Err(NotGiven::Never(why)) if !std::mem::replace(&mut self.refused, true) => {
-                warn!(%why, "the backend keeps being proxied");
-                false
+            Err(NotGiven::Never(why)) => {
+                warn!(%why, "the backend is proxied: its socket cannot take the name");
+                Some(false)
             }
-            Err(NotGiven::Never(_)) => false,
         }
+    }
+
+    /// Handover: whether the name no longer leads to the backend's current socket (the
+    /// backend bound its path anew, or removed it).
+    pub fn name_stale(&self) -> bool {
+        let (true, Addr::Unix(listen), Some(Addr::Unix(backend))) = (
+            self.given,
+            &self.held.addr,
+            self.proxied.as_ref().map(|p| &p.backend),
+        ) else {
+            return false;
+        };
+        let ino = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.ino()).ok();
+        ino(listen).is_none() || ino(listen) != ino(backend)
     }
 
     /// Handover: the listen name back to the held socket (before the main process stops,

@@ -340,14 +340,18 @@ impl Supervisor {
             Effect::CloseWaiting => f.close_waiting(),
             Effect::CloseProxied => f.close_proxied(),
             Effect::Relink => f.relink(),
-            Effect::GiveName => return (!f.give_name()).then_some(Event::NameKept),
+            Effect::GiveName => return f.give_name().map(|again| Event::NameKept { again }),
             Effect::TakeName => f.take_name(),
             Effect::Scan => {
+                if f.name_stale() {
+                    f.take_name();
+                    return Some(Event::NameKept { again: true });
+                }
                 return Some(if f.scan() {
                     Event::Traffic
                 } else {
                     Event::Quiet
-                })
+                });
             }
             _ => {}
         }

@@ -164,9 +164,13 @@ pub enum Event {
     Traffic,
     /// On demand, handoff mode: the answer to [`Effect::Scan`] when nothing new was seen.
     Quiet,
-    /// On demand, handover: the answer to [`Effect::GiveName`] when the name could not be
-    /// given (it stays with the held socket, which proxies).
-    NameKept,
+    /// On demand, handover: the name is with the held socket (which proxies), not the
+    /// backend's: [`Effect::GiveName`] could not be carried out, or a scan found that the
+    /// backend's socket changed. `again`: worth another try later (else not before the
+    /// next start: another filesystem, another mode).
+    NameKept {
+        again: bool,
+    },
     /// While no listener runs: a client on the request socket (`conn`, numbered by the
     /// loop) sent a request line that is exactly this built-in (`ping`, `status`), or
     /// something else (`None`), which goes to the listener.
@@ -448,7 +452,7 @@ impl Core {
             }
             Event::Traffic => self.on_traffic(now),
             Event::Quiet => self.check_idle(now),
-            Event::NameKept => self.on_name_kept(now),
+            Event::NameKept { again } => self.on_name_kept(again, now),
             Event::Asked { conn, builtin } => {
                 self.callers.remove(&conn);
                 let builtin = builtin.filter(|_| !self.p.allow_list);
@@ -636,6 +640,7 @@ impl Core {
             }
             sig if forwarded(sig) => {
                 if let Some(pid) = self.main_pid() {
+                    self.od_signalled(now);
                     debug!(signal = sig.as_str(), pid = pid.as_raw(), "forwarding");
                     self.out.push(Effect::Kill(Target::Group(pid), sig));
                 }
@@ -954,7 +959,7 @@ impl Core {
                 self.reply(seq, Answer::Stopped { exit: None })
             }
             (Command::Restart, _) => self.on_restart(seq, now),
-            (Command::Reload, _) => self.on_reload(seq),
+            (Command::Reload, _) => self.on_reload(seq, now),
             // The listener's rows returned above: a new built-in of the supervisor's
             // without its arm here is refused, never left unanswered (a test walks the
             // table).
@@ -997,9 +1002,10 @@ impl Core {
     }
 
     /// `reload`: SIGHUP to the main process's group.
-    fn on_reload(&mut self, seq: u64) {
+    fn on_reload(&mut self, seq: u64, now: Instant) {
         match self.main_pid() {
             Some(pid) => {
+                self.od_signalled(now);
                 self.out
                     .push(Effect::Kill(Target::Group(pid), Signal::SIGHUP));
                 self.reply(seq, Answer::Reloaded { pid: pid.as_raw() })

@@ -57,6 +57,9 @@ pub(super) struct OnDemandState {
     ///
     /// [`Event::NameKept`]: super::Event::NameKept
     give_after: Instant,
+    /// Handover: refused for this run of the main process (not tried again before the
+    /// next start).
+    refused: bool,
 }
 
 impl OnDemandState {
@@ -76,6 +79,7 @@ impl OnDemandState {
             ),
             given: false,
             give_after: now,
+            refused: false,
         }
     }
 
@@ -125,7 +129,7 @@ impl Core {
                 if !od.policy.proxy && od.quiet_until > now {
                     d.push(od.quiet_until);
                 }
-                if od.policy.handover && !od.given {
+                if od.policy.handover && !od.given && !od.refused {
                     d.push(od.give_after.max(now));
                 }
             }
@@ -160,6 +164,7 @@ impl Core {
     pub(super) fn od_started(&mut self, now: Instant) {
         if let Some(od) = &mut self.od {
             od.start_deadline = Some(now + od.policy.start_timeout);
+            od.refused = false;
         }
     }
 
@@ -180,6 +185,7 @@ impl Core {
         let Some(od) = &mut self.od else { return };
         if od.policy.handover
             && !od.given
+            && !od.refused
             && now >= od.give_after
             && self.shutdown.is_none()
             && matches!(self.main, Main::Up { ready: true, .. })
@@ -201,12 +207,26 @@ impl Core {
         }
     }
 
-    /// Handover: the name could not be given (the backend's socket is missing or does
-    /// not accept yet); it is tried again a scan interval later, proxying meanwhile.
-    pub(super) fn on_name_kept(&mut self, now: Instant) {
+    /// Handover: the name is with the held socket, which proxies meanwhile: it is tried
+    /// again a scan interval later (the backend's socket is missing, does not accept yet,
+    /// or changed), or not before the next start (`again` false: it never can).
+    pub(super) fn on_name_kept(&mut self, again: bool, now: Instant) {
         if let Some(od) = &mut self.od {
             od.given = false;
             od.give_after = now + od.scan_interval();
+            od.refused |= !again;
+        }
+    }
+
+    /// Handover: a signal goes to the main process (`reload`, or one passed on): a
+    /// backend may bind its socket anew, so the name comes back first and goes over
+    /// again, checked, a scan interval later.
+    pub(super) fn od_signalled(&mut self, now: Instant) {
+        if self.od.as_ref().is_some_and(|od| od.given) {
+            self.take_name();
+            if let Some(od) = &mut self.od {
+                od.give_after = now + od.scan_interval();
+            }
         }
     }
 

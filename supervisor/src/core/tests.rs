@@ -1092,7 +1092,7 @@ fn handover_takes_the_name_back_before_a_stop_a_restart_an_exit_and_a_shutdown()
 #[test]
 fn handover_retries_a_name_that_could_not_be_given() {
     let mut c = handed_over();
-    assert_eq!(c.handle(Event::NameKept, t(10)), vec![]);
+    assert_eq!(c.handle(Event::NameKept { again: true }, t(10)), vec![]);
     assert_eq!(c.od_given(), Some(false));
     // Proxying meanwhile (bytes are traffic, no scan); offered again a scan interval later.
     assert_eq!(c.handle(Event::Tick, t(10)), vec![]);
@@ -1126,4 +1126,49 @@ fn proxy_mode_without_handover_never_gives_the_name() {
         vec![group(LISTENER, SIGTERM), group(MAIN, SIGTERM)],
         "nothing to take back"
     );
+}
+
+#[test]
+fn handover_refused_for_good_waits_for_the_next_start() {
+    let mut c = handed_over();
+    c.handle(Event::NameKept { again: false }, t(10));
+    c.handle(Event::Tick, t(10));
+    c.handle(Event::Traffic, t(10));
+    assert_eq!(
+        c.next_deadline(t(10)),
+        Some(t(60_010)),
+        "only the idle stop"
+    );
+    assert_eq!(c.handle(Event::Tick, t(30_000)), vec![]);
+    // Idle stop (proxy mode's: nothing to take back), then a new start tries again.
+    assert_eq!(c.handle(Event::Tick, t(60_010)), vec![group(MAIN, SIGTERM)]);
+    c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(60_020));
+    c.handle(Event::Connection { pending: 1 }, t(70_000));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(70_000));
+    c.handle(Event::Tick, t(70_000));
+    assert_eq!(
+        c.handle(Event::ProbeResult(true), t(70_010)),
+        vec![Effect::ConnectPending, Effect::GiveName]
+    );
+}
+
+#[test]
+fn handover_a_reload_takes_the_name_back_and_gives_it_again_later() {
+    let mut c = handed_over();
+    let e = c.handle(
+        Event::Command {
+            seq: 1,
+            cmd: Command::Reload,
+        },
+        t(20),
+    );
+    assert_eq!(e[..2], [Effect::TakeName, group(MAIN, SIGHUP)]);
+    assert_eq!(c.od_given(), Some(false));
+    // A scan interval later, checked again (the backend may have bound anew).
+    assert_eq!(c.next_deadline(t(20)), Some(t(5020)));
+    let e = c.handle(Event::Tick, t(5020));
+    assert_eq!(e[0], Effect::GiveName, "{e:?}");
+    // A signal passed on does the same.
+    let e = c.handle(Event::Signal(SIGUSR1), t(6000));
+    assert_eq!(e, vec![Effect::TakeName, group(MAIN, SIGUSR1)]);
 }
