@@ -312,16 +312,25 @@ fn a_bad_socket_mode_or_group_is_a_one_line_setup_error() {
 /// may be handed over), records each start in `$T/starts`, answers each connection's
 /// first line with `hello <pid> <peer pid>` (SO_PEERCRED: the supervisor when proxied, the
 /// client itself when it connected directly). On TERM it writes to `$T/term` whether the
-/// public name `$LISTEN` still led to its socket at that moment, then exits.
+/// public name `$LISTEN` still led to its socket at that moment, then exits. On USR1 it
+/// binds its path anew (a new socket file), as some servers do on a reload.
 const HANDOVER_BACKEND: &str = r#"
 import os, signal, socket, struct, threading
 path, listen, t = os.environ["BACKEND"], os.environ["LISTEN"], os.environ["T"]
-s = socket.socket(socket.AF_UNIX)
-try: os.unlink(path)
-except FileNotFoundError: pass
-s.bind(path)
-os.chmod(path, 0o660)
-s.listen(512)
+def bind():
+    s = socket.socket(socket.AF_UNIX)
+    try: os.unlink(path)
+    except FileNotFoundError: pass
+    s.bind(path)
+    os.chmod(path, 0o660)
+    s.listen(512)
+    return s
+s = bind()
+def rebind(*_):
+    global s
+    old, s = s, bind()
+    old.close()
+signal.signal(signal.SIGUSR1, rebind)
 def bye(*_):
     ours = os.stat(listen).st_ino == os.stat(path).st_ino
     with open(t + "/term", "a") as f: f.write("backend\n" if ours else "held\n")
@@ -334,7 +343,8 @@ def serve(c):
         c.makefile("rb").readline()
         c.sendall(f"hello {os.getpid()} {pid}\n".encode())
 while True:
-    c, _ = s.accept()
+    try: c, _ = s.accept()
+    except OSError: continue
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
@@ -466,4 +476,29 @@ fn handover_shutdown_takes_the_name_back_and_leaves_nothing_stale() {
     ] {
         assert!(!s.path(name).exists(), "{name} left behind");
     }
+}
+
+#[test]
+fn handover_a_signal_passed_on_takes_the_name_back_and_a_rebound_socket_gets_it_again() {
+    let s = handover(sup(Mode::Subreaper).env("BOSUN_ON_DEMAND_IDLE", "2s")).start();
+    let public = s.path("public.sock");
+    let first = started_and_handed_over(&s);
+    let old = ino(&s.path("backend.sock"));
+    // USR1 goes to the backend, which binds its path anew: the name comes back first
+    // (the old socket file would refuse everyone), then goes to the new socket.
+    s.signal(nix::sys::signal::Signal::SIGUSR1 as i32);
+    s.wait_stderr(
+        "took the socket's name back from the backend",
+        Duration::from_secs(10),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the name on the new socket",
+        || {
+            let b = ino(&s.path("backend.sock"));
+            (b != old && ino(&public) == b).then_some(())
+        },
+    );
+    assert_eq!(hello_peer(&public), (first, std::process::id() as i32));
+    assert_eq!(s.starts(), 1);
 }
