@@ -244,17 +244,20 @@ fn give(listen: &Path, backend: &Path, held: Option<&std::fs::Metadata>) -> Resu
                 backend.display()
             )));
         }
-        if let Some(h) = held {
-            if !same_access((h.mode(), h.uid(), h.gid()), (m.mode(), m.uid(), m.gid())) {
-                return Err(NotGiven::Never(format!(
-                    "{} (mode {:o}, gid {}) admits other clients than the held socket (mode {:o}, gid {}): give it the same mode and group",
-                    backend.display(),
-                    m.mode() & 0o777,
-                    m.gid(),
-                    h.mode() & 0o777,
-                    h.gid()
-                )));
-            }
+        let Some(h) = held else {
+            return Err(NotGiven::NotYet(
+                "the held socket's mode cannot be read".to_string(),
+            ));
+        };
+        if !same_access((h.mode(), h.uid(), h.gid()), (m.mode(), m.uid(), m.gid())) {
+            return Err(NotGiven::Never(format!(
+                "{} (mode {:o}, gid {}) admits other clients than the held socket (mode {:o}, gid {}): give it the same mode and group",
+                backend.display(),
+                m.mode() & 0o777,
+                m.gid(),
+                h.mode() & 0o777,
+                h.gid()
+            )));
         }
         // A socket file left by a backend that died accepts nothing: never give the name
         // to it. (The very file to be renamed is tried, not the path, which may change.)
