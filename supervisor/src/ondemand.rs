@@ -29,7 +29,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,32 @@ impl Held {
         }
     }
 
+    /// Makes the public name lead to the held socket again, atomically (a side link made
+    /// from the socket's descriptor, renamed over the name): after a handover, the name
+    /// led to the backend's socket. Returns whether it changed anything.
+    pub fn take_name(&self) -> io::Result<bool> {
+        let (Addr::Unix(path), Some(s)) = (&self.addr, &self.unix) else {
+            return Ok(false);
+        };
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == s.ino()) {
+            return Ok(false);
+        }
+        let tmp = side_link(path, "take");
+        let _ = std::fs::remove_file(&tmp);
+        s.link_to(&tmp)?;
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        Ok(true)
+    }
+
+    /// The held socket file's metadata (its mode and group decide who may connect).
+    fn meta(&self) -> Option<std::fs::Metadata> {
+        self.keep
+            .as_ref()
+            .and_then(|k| std::fs::symlink_metadata(k).ok())
+    }
+
     pub fn remove(&self) {
         if let Some(s) = &self.unix {
             s.remove();
@@ -158,6 +184,99 @@ fn keep_link(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.bosun"))
+}
+
+/// A temporary name beside `path` for an atomic rename over it.
+fn side_link(path: &Path, what: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.bosun-{what}"))
+}
+
+/// Why the listen name was not given to the backend.
+#[derive(Debug)]
+enum NotGiven {
+    /// Not yet: its socket is missing or does not accept (tried again later).
+    NotYet(String),
+    /// Never for this backend (another filesystem, not a socket, narrower permissions).
+    Never(String),
+}
+
+/// Whether the backend's socket admits exactly whom the held socket admits, so that
+/// handing the name over neither locks clients out nor lets new ones in: connecting
+/// takes write permission, so the group's and others' write bits must match, and the
+/// group too when it may connect. The owner class is the supervisor's own; when it is
+/// not root, the backend's socket must let it connect too.
+pub fn same_access(held: (u32, u32, u32), backend: (u32, u32, u32)) -> bool {
+    let ((hm, hu, hg), (bm, bu, bg)) = (held, backend);
+    let others = hm & 0o002 == bm & 0o002;
+    let group = hm & 0o020 == bm & 0o020 && (hm & 0o020 == 0 || hg == bg);
+    let owner = hu == 0 || hm & 0o200 == 0 || (bu == hu && bm & 0o200 != 0);
+    others && group && owner
+}
+
+/// Gives `listen`'s name to the backend's socket at `backend`: a hard link beside
+/// `listen`, checked (a socket, as reachable as the held one, accepting), then renamed
+/// over `listen`.
+fn give(listen: &Path, backend: &Path, held: Option<&std::fs::Metadata>) -> Result<(), NotGiven> {
+    let tmp = side_link(listen, "give");
+    let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = std::fs::hard_link(backend, &tmp) {
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOENT) => {
+                NotGiven::NotYet(format!("{}: no such socket", backend.display()))
+            }
+            _ => NotGiven::Never(format!(
+                "cannot link {} beside {}: {e}",
+                backend.display(),
+                listen.display()
+            )),
+        });
+    }
+    let checked = (|| {
+        let m = std::fs::symlink_metadata(&tmp)
+            .map_err(|e| NotGiven::NotYet(format!("{}: {e}", tmp.display())))?;
+        if !m.file_type().is_socket() {
+            return Err(NotGiven::Never(format!(
+                "{} is not a socket",
+                backend.display()
+            )));
+        }
+        let Some(h) = held else {
+            return Err(NotGiven::NotYet(
+                "the held socket's mode cannot be read".to_string(),
+            ));
+        };
+        if !same_access((h.mode(), h.uid(), h.gid()), (m.mode(), m.uid(), m.gid())) {
+            return Err(NotGiven::Never(format!(
+                "{} (mode {:o}, gid {}) admits other clients than the held socket (mode {:o}, gid {}): give it the same mode and group",
+                backend.display(),
+                m.mode() & 0o777,
+                m.gid(),
+                h.mode() & 0o777,
+                h.gid()
+            )));
+        }
+        // A socket file left by a backend that died accepts nothing: never give the name
+        // to it. (The very file to be renamed is tried, not the path, which may change.)
+        match connect_nonblocking(&Addr::Unix(tmp.clone())) {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(NotGiven::NotYet(format!(
+                    "{} does not accept: {e}",
+                    backend.display()
+                )))
+            }
+        }
+        std::fs::rename(&tmp, listen)
+            .map_err(|e| NotGiven::Never(format!("cannot rename over {}: {e}", listen.display())))
+    })();
+    if checked.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    checked
 }
 
 /// Remembers the connected sockets seen on the listening address; `scan` says whether a
@@ -276,6 +395,10 @@ pub struct Frontend {
     activity: Activity,
     /// Paused after an accept ran out of descriptors.
     gate: Gate,
+    /// Handover: the listen name leads to the backend's socket.
+    given: bool,
+    /// Handover was put off ("not yet") since it last succeeded: said once at `info`.
+    put_off: bool,
 }
 
 impl Frontend {
@@ -322,6 +445,80 @@ impl Frontend {
             proxied,
             activity: Activity::default(),
             gate: Gate::default(),
+            given: false,
+            put_off: false,
+        }
+    }
+
+    /// Handover: gives the listen name to the ready backend's socket. Returns `None` when
+    /// it was given, else whether it is worth another try later (the held socket keeps
+    /// the name and proxies).
+    pub fn give_name(&mut self) -> Option<bool> {
+        let (Addr::Unix(listen), Some(Addr::Unix(backend))) =
+            (&self.held.addr, self.proxied.as_ref().map(|p| &p.backend))
+        else {
+            return Some(false);
+        };
+        match give(listen, backend, self.held.meta().as_ref()) {
+            Ok(()) => {
+                info!(listen = %listen.display(), backend = %backend.display(), "gave the socket's name to the backend; new clients connect to it directly");
+                self.given = true;
+                self.put_off = false;
+                // What is connected now is old news: only new connections are activity.
+                self.activity.scan(&Addr::Unix(backend.clone()));
+                None
+            }
+            Err(NotGiven::NotYet(why)) => {
+                if !std::mem::replace(&mut self.put_off, true) {
+                    info!(%why, "the backend is proxied until its socket can take the name");
+                }
+                Some(true)
+            }
+            Err(NotGiven::Never(why)) => {
+                warn!(%why, "the backend is proxied: its socket cannot take the name");
+                Some(false)
+            }
+        }
+    }
+
+    /// Handover: whether the name no longer leads to the backend's current socket (the
+    /// backend bound its path anew, or removed it).
+    pub fn name_stale(&self) -> bool {
+        let (true, Addr::Unix(listen), Some(Addr::Unix(backend))) = (
+            self.given,
+            &self.held.addr,
+            self.proxied.as_ref().map(|p| &p.backend),
+        ) else {
+            return false;
+        };
+        let ino = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.ino()).ok();
+        ino(listen).is_none() || ino(listen) != ino(backend)
+    }
+
+    /// Handover: the listen name back to the held socket (before the main process stops,
+    /// or once it has exited).
+    pub fn take_name(&mut self) {
+        if !std::mem::take(&mut self.given) {
+            return;
+        }
+        let path = self.held.addr.key();
+        match self.held.take_name() {
+            Ok(_) => info!(path = %path, "took the socket's name back from the backend"),
+            Err(e) => error!(path = %path, error = %e, "cannot take the socket's name back"),
+        }
+    }
+
+    /// At the end: the held socket's names go, and a name still given to the backend
+    /// (if it could not be taken back) too: nothing is left leading to a dead socket.
+    pub fn remove(&mut self) {
+        if self.given {
+            self.take_name();
+        }
+        self.held.remove();
+        if let Addr::Unix(p) = &self.held.addr {
+            for what in ["give", "take"] {
+                let _ = std::fs::remove_file(side_link(p, what));
+            }
         }
     }
 
@@ -488,9 +685,13 @@ impl Frontend {
         }
     }
 
-    /// Handoff mode: whether a new connection appeared in the kernel's tables.
+    /// Handoff mode, and handover: whether a new connection appeared in the kernel's
+    /// tables (on the backend's path while the name leads there).
     pub fn scan(&mut self) -> bool {
-        self.activity.scan(&self.held.addr)
+        match (&self.proxied, self.given) {
+            (Some(p), true) => self.activity.scan(&p.backend),
+            _ => self.activity.scan(&self.held.addr),
+        }
     }
 }
 
@@ -542,6 +743,83 @@ mod tests {
         assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
         held.remove();
         assert!(!path.exists() && !keep_link(&path).exists());
+    }
+
+    #[test]
+    fn handover_needs_a_backend_that_admits_the_same_clients() {
+        // (mode, uid, gid): the held socket is root's, 0660, group 42 here.
+        let held = (0o660, 0, 42);
+        assert!(same_access(held, (0o660, 33, 42)), "same mode and group");
+        assert!(
+            same_access(held, (0o770, 33, 42)),
+            "execute bits do not matter"
+        );
+        assert!(!same_access(held, (0o666, 33, 42)), "would let everyone in");
+        assert!(
+            !same_access(held, (0o600, 33, 42)),
+            "would lock the group out"
+        );
+        assert!(!same_access(held, (0o660, 33, 7)), "another group");
+        assert!(
+            !same_access((0o666, 0, 42), (0o660, 33, 42)),
+            "others locked out"
+        );
+        assert!(
+            same_access((0o600, 0, 42), (0o600, 33, 7)),
+            "only root connects"
+        );
+        // A supervisor that is not root must still reach it itself.
+        assert!(!same_access((0o600, 1000, 42), (0o600, 33, 7)));
+        assert!(same_access((0o600, 1000, 42), (0o600, 1000, 7)));
+    }
+
+    #[test]
+    fn give_and_take_the_name_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = dir.path().join("public.sock");
+        let backend = dir.path().join("backend.sock");
+        let held = Held::bind(
+            &Addr::Unix(listen.clone()),
+            HeldPerms {
+                mode: 0o660,
+                gid: None,
+            },
+        )
+        .unwrap();
+        // Not there yet, then a stale file of a dead backend: the name stays.
+        assert!(matches!(
+            give(&listen, &backend, held.meta().as_ref()),
+            Err(NotGiven::NotYet(_))
+        ));
+        use std::os::unix::fs::PermissionsExt;
+        let mode_660 = || std::fs::Permissions::from_mode(0o660);
+        drop(std::os::unix::net::UnixListener::bind(&backend).unwrap());
+        std::fs::set_permissions(&backend, mode_660()).unwrap();
+        assert!(matches!(
+            give(&listen, &backend, held.meta().as_ref()),
+            Err(NotGiven::NotYet(_))
+        ));
+        std::fs::remove_file(&backend).unwrap();
+        let b = std::os::unix::net::UnixListener::bind(&backend).unwrap();
+        std::fs::set_permissions(&backend, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            matches!(
+                give(&listen, &backend, held.meta().as_ref()),
+                Err(NotGiven::Never(_))
+            ),
+            "its group could not connect"
+        );
+        std::fs::set_permissions(&backend, mode_660()).unwrap();
+        give(&listen, &backend, held.meta().as_ref()).unwrap();
+        let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+        assert_eq!(ino(&listen), ino(&backend));
+        assert!(!side_link(&listen, "give").exists());
+        let _c = std::os::unix::net::UnixStream::connect(&listen).unwrap();
+        b.accept().unwrap();
+        assert!(held.take_name().unwrap());
+        assert_eq!(ino(&listen), ino(&keep_link(&listen)));
+        assert!(!held.take_name().unwrap(), "already ours");
+        assert!(!side_link(&listen, "take").exists());
     }
 
     #[test]

@@ -155,8 +155,8 @@ impl Supervisor {
         };
         crate::instance::release_shared(&self.socket, &crate::config::socket_path(&self.settings));
         self.socket.remove();
-        if let Some(f) = &self.frontend {
-            f.held.remove();
+        if let Some(f) = &mut self.frontend {
+            f.remove();
         }
         if let Some(n) = &self.notify {
             n.remove();
@@ -326,6 +326,8 @@ impl Supervisor {
             | Effect::CloseWaiting
             | Effect::CloseProxied
             | Effect::Relink
+            | Effect::GiveName
+            | Effect::TakeName
             | Effect::Scan => self.apply_on_demand(eff, now),
         }
     }
@@ -338,12 +340,18 @@ impl Supervisor {
             Effect::CloseWaiting => f.close_waiting(),
             Effect::CloseProxied => f.close_proxied(),
             Effect::Relink => f.relink(),
+            Effect::GiveName => return f.give_name().map(|again| Event::NameKept { again }),
+            Effect::TakeName => f.take_name(),
             Effect::Scan => {
+                if f.name_stale() {
+                    f.take_name();
+                    return Some(Event::NameKept { again: true });
+                }
                 return Some(if f.scan() {
                     Event::Traffic
                 } else {
                     Event::Quiet
-                })
+                });
             }
             _ => {}
         }

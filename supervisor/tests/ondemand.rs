@@ -123,6 +123,12 @@ fn a_failing_backend_closes_held_clients_promptly_and_retries() {
         t.elapsed()
     );
     s.wait_stderr("retry_in=", Duration::from_secs(5));
+    // The waiting clients are closed after that line: a client connecting before they
+    // are would be closed with them.
+    s.wait_stderr(
+        "closed the clients waiting for the main process",
+        Duration::from_secs(5),
+    );
     // The next connection tries again (after the backoff).
     let _c2 = UnixStream::connect(&sock).unwrap();
     s.wait_file_lines("starts", 2, Duration::from_secs(10));
@@ -298,4 +304,201 @@ fn a_bad_socket_mode_or_group_is_a_one_line_setup_error() {
         assert!(err.contains(needle), "{err}");
         assert!(!sock.exists());
     }
+}
+
+// ----- proxy mode's handover: the listen name goes to the ready backend's socket -------
+
+/// A proxy-mode backend: binds `$BACKEND` with the held socket's mode (0660, so the name
+/// may be handed over), records each start in `$T/starts`, answers each connection's
+/// first line with `hello <pid> <peer pid>` (SO_PEERCRED: the supervisor when proxied, the
+/// client itself when it connected directly). On TERM it writes to `$T/term` whether the
+/// public name `$LISTEN` still led to its socket at that moment, then exits. On USR1 it
+/// binds its path anew (a new socket file), as some servers do on a reload.
+const HANDOVER_BACKEND: &str = r#"
+import os, signal, socket, struct, threading
+path, listen, t = os.environ["BACKEND"], os.environ["LISTEN"], os.environ["T"]
+def bind():
+    s = socket.socket(socket.AF_UNIX)
+    try: os.unlink(path)
+    except FileNotFoundError: pass
+    s.bind(path)
+    os.chmod(path, 0o660)
+    s.listen(512)
+    return s
+s = bind()
+def rebind(*_):
+    global s
+    old, s = s, bind()
+    old.close()
+signal.signal(signal.SIGUSR1, rebind)
+def bye(*_):
+    ours = os.stat(listen).st_ino == os.stat(path).st_ino
+    with open(t + "/term", "a") as f: f.write("backend\n" if ours else "held\n")
+    os._exit(0)
+signal.signal(signal.SIGTERM, bye)
+with open(t + "/starts", "a") as f: f.write(f"{os.getpid()}\n")
+def serve(c):
+    with c:
+        pid, _, _ = struct.unpack("3i", c.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        c.makefile("rb").readline()
+        c.sendall(f"hello {os.getpid()} {pid}\n".encode())
+while True:
+    try: c, _ = s.accept()
+    except OSError: continue
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+fn handover(b: Builder) -> Builder {
+    let script = b.file("handover.py", HANDOVER_BACKEND);
+    let listen = b.dir().join("public.sock");
+    let backend = b.dir().join("backend.sock");
+    b.env("BOSUN_ON_DEMAND_LISTEN", listen.to_str().unwrap())
+        .env("BOSUN_ON_DEMAND_BACKEND", backend.to_str().unwrap())
+        .env("LISTEN", listen.to_str().unwrap())
+        .env("BACKEND", backend.to_str().unwrap())
+        .cmd(&["python3", script.to_str().unwrap()])
+}
+
+/// `hello <pid> <peer>` → (backend pid, peer pid).
+fn hello_peer(path: &std::path::Path) -> (i32, i32) {
+    let line = hello(path);
+    let f: Vec<i32> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(f.len(), 2, "{line:?}");
+    (f[0], f[1])
+}
+
+fn ino(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).unwrap().ino()
+}
+
+/// Started by a first client and handed over: returns the backend's pid.
+fn started_and_handed_over(s: &Sup) -> i32 {
+    let public = s.path("public.sock");
+    testkit::socket::wait_listening(&public, Duration::from_secs(10));
+    let (pid, _) = hello_peer(&public);
+    s.wait_stderr(
+        "gave the socket's name to the backend",
+        Duration::from_secs(10),
+    );
+    assert_eq!(ino(&public), ino(&s.path("backend.sock")));
+    pid
+}
+
+#[test]
+fn handover_new_clients_reach_the_backend_directly() {
+    let s = handover(sup(Mode::Subreaper)).start();
+    let public = s.path("public.sock");
+    testkit::socket::wait_listening(&public, Duration::from_secs(10));
+    // The first client is held and proxied: its peer is the supervisor.
+    let (pid, peer) = hello_peer(&public);
+    assert_eq!(peer, s.pid(), "the first client is proxied");
+    s.wait_stderr(
+        "gave the socket's name to the backend",
+        Duration::from_secs(10),
+    );
+    // Then clients connect to the backend itself.
+    for _ in 0..3 {
+        assert_eq!(hello_peer(&public), (pid, std::process::id() as i32));
+    }
+    assert_eq!(s.starts(), 1);
+}
+
+#[test]
+fn handover_idle_stop_takes_the_name_back_first_and_the_next_client_starts_it() {
+    let s = handover(sup(Mode::Pid1).env("BOSUN_ON_DEMAND_IDLE", "1s")).start();
+    let public = s.path("public.sock");
+    let first = started_and_handed_over(&s);
+    // Direct connections are activity (the kernel's table): steady traffic for 2.5
+    // idle periods keeps it up.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(hello_peer(&public).0, first);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !s.stderr().contains("no traffic"),
+        "stopped with traffic going on"
+    );
+    s.wait_stderr(
+        "no traffic; stopping the main process",
+        Duration::from_secs(10),
+    );
+    // When the backend got TERM, the name already led to the held socket.
+    let term = s.wait_file_lines("term", 1, Duration::from_secs(10));
+    assert_eq!(term, "held\n");
+    s.wait_stderr("exited", Duration::from_secs(10));
+    assert_eq!(ino(&public), ino(&s.path(".public.sock.bosun")));
+    // The next client starts it again, and the name goes over again.
+    let (second, _) = hello_peer(&public);
+    assert_ne!(first, second);
+    assert_eq!(s.starts(), 2);
+}
+
+#[test]
+fn handover_a_killed_backend_gives_the_name_back_and_the_next_client_starts_it() {
+    let s = handover(sup(Mode::Subreaper)).start();
+    let public = s.path("public.sock");
+    let first = started_and_handed_over(&s);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    s.wait_stderr(
+        "took the socket's name back from the backend",
+        Duration::from_secs(10),
+    );
+    assert_eq!(ino(&public), ino(&s.path(".public.sock.bosun")));
+    // The dead backend's file is still there, but the name no longer leads to it.
+    assert!(s.path("backend.sock").exists());
+    let (second, _) = hello_peer(&public);
+    assert_ne!(first, second);
+    assert_eq!(s.starts(), 2);
+}
+
+#[test]
+fn handover_shutdown_takes_the_name_back_and_leaves_nothing_stale() {
+    let mut s = handover(sup(Mode::Pid1)).start();
+    started_and_handed_over(&s);
+    s.signal(SIGTERM);
+    assert_eq!(s.wait(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(std::fs::read_to_string(s.path("term")).unwrap(), "held\n");
+    for name in [
+        "public.sock",
+        ".public.sock.bosun",
+        ".public.sock.bosun-give",
+        ".public.sock.bosun-take",
+    ] {
+        assert!(!s.path(name).exists(), "{name} left behind");
+    }
+}
+
+#[test]
+fn handover_a_signal_passed_on_takes_the_name_back_and_a_rebound_socket_gets_it_again() {
+    let s = handover(sup(Mode::Subreaper).env("BOSUN_ON_DEMAND_IDLE", "2s")).start();
+    let public = s.path("public.sock");
+    let first = started_and_handed_over(&s);
+    let old = ino(&s.path("backend.sock"));
+    // USR1 goes to the backend, which binds its path anew: the name comes back first
+    // (the old socket file would refuse everyone), then goes to the new socket.
+    s.signal(nix::sys::signal::Signal::SIGUSR1 as i32);
+    s.wait_stderr(
+        "took the socket's name back from the backend",
+        Duration::from_secs(10),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the name on the new socket",
+        || {
+            let b = ino(&s.path("backend.sock"));
+            (b != old && ino(&public) == b).then_some(())
+        },
+    );
+    assert_eq!(hello_peer(&public), (first, std::process::id() as i32));
+    assert_eq!(s.starts(), 1);
 }

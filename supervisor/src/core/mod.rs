@@ -95,6 +95,13 @@ impl Policy {
                 idle: o.idle,
                 start_timeout: o.start_timeout,
                 proxy: o.backend.is_some(),
+                handover: matches!(
+                    (&o.listen, &o.backend),
+                    (
+                        crate::config::Addr::Unix(_),
+                        Some(crate::config::Addr::Unix(_))
+                    )
+                ),
             }),
             allow_list: s.has_allow_list(),
         }
@@ -157,6 +164,13 @@ pub enum Event {
     Traffic,
     /// On demand, handoff mode: the answer to [`Effect::Scan`] when nothing new was seen.
     Quiet,
+    /// On demand, handover: the name is with the held socket (which proxies), not the
+    /// backend's: [`Effect::GiveName`] could not be carried out, or a scan found that the
+    /// backend's socket changed. `again`: worth another try later (else not before the
+    /// next start: another filesystem, another mode).
+    NameKept {
+        again: bool,
+    },
     /// While no listener runs: a client on the request socket (`conn`, numbered by the
     /// loop) sent a request line that is exactly this built-in (`ping`, `status`), or
     /// something else (`None`), which goes to the listener.
@@ -222,6 +236,12 @@ pub enum Effect {
     CloseProxied,
     /// On demand: put the held socket's public name back (php-fpm unlinks it on exit).
     Relink,
+    /// On demand, handover: make the listen name lead to the ready backend's socket
+    /// (`link` + `rename`, atomic); answered with [`Event::NameKept`] when it cannot.
+    GiveName,
+    /// On demand, handover: make the listen name lead to the held socket again (its
+    /// spare link renamed over it, atomic), before the main process is stopped.
+    TakeName,
     /// On demand, handoff mode: look for new connections in the kernel's socket table;
     /// answered with [`Event::Traffic`] or [`Event::Quiet`].
     Scan,
@@ -432,6 +452,7 @@ impl Core {
             }
             Event::Traffic => self.on_traffic(now),
             Event::Quiet => self.check_idle(now),
+            Event::NameKept { again } => self.on_name_kept(again, now),
             Event::Asked { conn, builtin } => {
                 self.callers.remove(&conn);
                 let builtin = builtin.filter(|_| !self.p.allow_list);
@@ -619,6 +640,7 @@ impl Core {
             }
             sig if forwarded(sig) => {
                 if let Some(pid) = self.main_pid() {
+                    self.od_signalled(now);
                     debug!(signal = sig.as_str(), pid = pid.as_raw(), "forwarding");
                     self.out.push(Effect::Kill(Target::Group(pid), sig));
                 }
@@ -752,6 +774,8 @@ impl Core {
         now: Instant,
     ) {
         info!(child = "main", %exit, "exited");
+        // Its socket is gone: new clients go to the held socket again.
+        self.take_name();
         self.last_exit = Some(exit);
         self.main = Main::Down;
         self.probe = Probe {
@@ -935,7 +959,7 @@ impl Core {
                 self.reply(seq, Answer::Stopped { exit: None })
             }
             (Command::Restart, _) => self.on_restart(seq, now),
-            (Command::Reload, _) => self.on_reload(seq),
+            (Command::Reload, _) => self.on_reload(seq, now),
             // The listener's rows returned above: a new built-in of the supervisor's
             // without its arm here is refused, never left unanswered (a test walks the
             // table).
@@ -978,9 +1002,10 @@ impl Core {
     }
 
     /// `reload`: SIGHUP to the main process's group.
-    fn on_reload(&mut self, seq: u64) {
+    fn on_reload(&mut self, seq: u64, now: Instant) {
         match self.main_pid() {
             Some(pid) => {
+                self.od_signalled(now);
                 self.out
                     .push(Effect::Kill(Target::Group(pid), Signal::SIGHUP));
                 self.reply(seq, Answer::Reloaded { pid: pid.as_raw() })
@@ -1193,6 +1218,8 @@ impl Core {
     }
 
     fn stop_main(&mut self, pid: Pid, now: Instant, then_start: bool) {
+        // The name first, then the signal: no client queues at a backend that stops.
+        self.take_name();
         info!(
             child = "main",
             pid = pid.as_raw(),
@@ -1212,6 +1239,7 @@ impl Core {
     /// The container stops: `forward` is the signal for the main process (none when it
     /// has already ended).
     fn begin_shutdown(&mut self, now: Instant, forward: Option<Signal>) {
+        self.take_name();
         if let Some(od) = &mut self.od {
             if od.pending > 0 {
                 od.pending = 0;

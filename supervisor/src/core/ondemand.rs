@@ -28,6 +28,10 @@ pub struct OnDemandPolicy {
     pub start_timeout: Duration,
     /// Proxy mode (a `backend` is set): the supervisor accepts and holds clients itself.
     pub proxy: bool,
+    /// Proxy mode with a unix `listen` and a unix `backend`: once the backend is ready,
+    /// the listen name is handed to the backend's socket (new clients connect to it
+    /// directly) and taken back before the main process stops. TCP keeps proxying.
+    pub handover: bool,
 }
 
 /// On-demand state.
@@ -45,6 +49,17 @@ pub(super) struct OnDemandState {
     /// A failed start is not retried before this.
     retry_after: Instant,
     backoff: Backoff,
+    /// Handover: the listen name leads to the backend's socket (asked with
+    /// [`Effect::GiveName`], not yet taken back).
+    given: bool,
+    /// Handover: the name is not offered to the backend again before this (the last
+    /// try could not be carried out: [`Event::NameKept`]).
+    ///
+    /// [`Event::NameKept`]: super::Event::NameKept
+    give_after: Instant,
+    /// Handover: refused for this run of the main process (not tried again before the
+    /// next start).
+    refused: bool,
 }
 
 impl OnDemandState {
@@ -62,7 +77,16 @@ impl OnDemandState {
                 Duration::from_secs(10),
                 Duration::from_secs(60),
             ),
+            given: false,
+            give_after: now,
+            refused: false,
         }
+    }
+
+    /// Whether activity is looked for in the kernel's socket table: handoff mode, and
+    /// proxy mode while the name is handed over (the supervisor no longer sees the bytes).
+    fn scans(&self) -> bool {
+        !self.policy.proxy || self.given
     }
 
     fn scan_interval(&self) -> Duration {
@@ -99,11 +123,14 @@ impl Core {
                 if od.pending > 0 {
                     d.push(now + PENDING_RETRY);
                 }
-                if !od.policy.proxy {
+                if od.scans() {
                     d.push(od.next_scan);
-                    if od.quiet_until > now {
-                        d.push(od.quiet_until);
-                    }
+                }
+                if !od.policy.proxy && od.quiet_until > now {
+                    d.push(od.quiet_until);
+                }
+                if od.policy.handover && !od.given && !od.refused {
+                    d.push(od.give_after.max(now));
                 }
             }
             _ => {}
@@ -137,6 +164,7 @@ impl Core {
     pub(super) fn od_started(&mut self, now: Instant) {
         if let Some(od) = &mut self.od {
             od.start_deadline = Some(now + od.policy.start_timeout);
+            od.refused = false;
         }
     }
 
@@ -147,6 +175,58 @@ impl Core {
         od.last_activity = now;
         if od.pending > 0 {
             self.out.push(Effect::ConnectPending);
+        }
+        self.give_name(now);
+    }
+
+    /// Handover: the listen name goes to the ready backend's socket, so that new clients
+    /// reach it directly. Never in TCP mode, nor while stopping.
+    fn give_name(&mut self, now: Instant) {
+        let Some(od) = &mut self.od else { return };
+        if od.policy.handover
+            && !od.given
+            && !od.refused
+            && now >= od.give_after
+            && self.shutdown.is_none()
+            && matches!(self.main, Main::Up { ready: true, .. })
+        {
+            od.given = true;
+            // Activity is now seen in the kernel's table: the first scan is due at once.
+            od.next_scan = now;
+            self.out.push(Effect::GiveName);
+        }
+    }
+
+    /// Handover: the listen name back to the held socket. Done BEFORE anything stops the
+    /// main process, so no new client queues in a backlog that is about to go away.
+    pub(super) fn take_name(&mut self) {
+        if let Some(od) = &mut self.od {
+            if std::mem::take(&mut od.given) {
+                self.out.push(Effect::TakeName);
+            }
+        }
+    }
+
+    /// Handover: the name is with the held socket, which proxies meanwhile: it is tried
+    /// again a scan interval later (the backend's socket is missing, does not accept yet,
+    /// or changed), or not before the next start (`again` false: it never can).
+    pub(super) fn on_name_kept(&mut self, again: bool, now: Instant) {
+        if let Some(od) = &mut self.od {
+            od.given = false;
+            od.give_after = now + od.scan_interval();
+            od.refused |= !again;
+        }
+    }
+
+    /// Handover: a signal goes to the main process (`reload`, or one passed on): a
+    /// backend may bind its socket anew, so the name comes back first and goes over
+    /// again, checked, a scan interval later.
+    pub(super) fn od_signalled(&mut self, now: Instant) {
+        if self.od.as_ref().is_some_and(|od| od.given) {
+            self.take_name();
+            if let Some(od) = &mut self.od {
+                od.give_after = now + od.scan_interval();
+            }
         }
     }
 
@@ -218,9 +298,16 @@ impl Core {
             }
             Main::Up { ready: true, .. } => {
                 od.start_deadline = None;
+                if od.policy.handover && !od.given && now >= od.give_after {
+                    // After an idle check's grace: no client, the idle stop; else the
+                    // name goes over again.
+                    self.check_idle(now);
+                    self.give_name(now);
+                }
+                let Some(od) = &mut self.od else { return };
                 if od.pending > 0 {
                     self.out.push(Effect::ConnectPending);
-                } else if !od.policy.proxy && now >= od.next_scan {
+                } else if od.scans() && now >= od.next_scan {
                     // The idle decision waits for the scan's answer.
                     od.next_scan = now + od.scan_interval();
                     self.out.push(Effect::Scan);
@@ -243,10 +330,29 @@ impl Core {
         else {
             return;
         };
-        if now.saturating_duration_since(od.last_activity) >= od.policy.idle {
-            info!(idle = %common::duration::show(od.policy.idle), "no traffic; stopping the main process");
-            self.stop_main(pid, now, false);
+        if now.saturating_duration_since(od.last_activity) < od.policy.idle {
+            return;
         }
+        if od.given {
+            // The kernel's table shows only the connections open at a scan: short ones
+            // between two scans go unseen. So the name comes back to the held socket for
+            // one scan interval first, where every client is seen: a client then is
+            // activity (and the name goes over again), none is the idle stop.
+            let grace = od.scan_interval();
+            info!(grace = %common::duration::show(grace), "no connection seen in the kernel's table; the held socket watches for clients before the idle stop");
+            self.take_name();
+            let Some(od) = &mut self.od else { return };
+            od.last_activity = now.checked_sub(od.policy.idle - grace).unwrap_or(now);
+            od.give_after = now + grace;
+            return;
+        }
+        info!(idle = %common::duration::show(od.policy.idle), "no traffic; stopping the main process");
+        self.stop_main(pid, now, false);
+    }
+
+    #[cfg(test)]
+    pub(super) fn od_given(&self) -> Option<bool> {
+        self.od.as_ref().map(|o| o.given)
     }
 
     #[cfg(test)]

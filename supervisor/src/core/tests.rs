@@ -42,9 +42,39 @@ fn on_demand(proxy: bool) -> Policy {
             idle: Duration::from_secs(60),
             start_timeout: Duration::from_secs(5),
             proxy,
+            handover: false,
         }),
         ..policy(Restart::No)
     }
+}
+
+/// Proxy mode with a unix `listen` and `backend`: the name is handed to the backend.
+fn handover() -> Policy {
+    let mut p = on_demand(true);
+    if let Some(o) = &mut p.on_demand {
+        o.handover = true;
+    }
+    p
+}
+
+/// A handover core whose backend was started by a client at `t(0)` and is ready at
+/// `t(10)`: the held client went through and the name went to the backend.
+fn handed_over() -> Core {
+    let mut c = booted(handover());
+    assert_eq!(
+        c.handle(Event::Connection { pending: 1 }, t(0)),
+        vec![Effect::SpawnMain]
+    );
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0));
+    assert_eq!(c.handle(Event::Tick, t(0)), vec![Effect::Probe]);
+    assert_eq!(c.od_given(), Some(false), "not before ready");
+    assert_eq!(
+        c.handle(Event::ProbeResult(true), t(10)),
+        vec![Effect::ConnectPending, Effect::GiveName]
+    );
+    c.handle(Event::Pending(0), t(10));
+    assert_eq!(c.od_given(), Some(true));
+    c
 }
 
 fn group(n: i32, s: Signal) -> Effect {
@@ -935,4 +965,210 @@ fn probe_intervals_double_to_their_cap() {
         "a client waits on demand"
     );
     assert_eq!(probe_interval(u32::MAX, false), ms(1000));
+}
+
+/// A handover core with no activity since ready, at its idle check at `at`: the name
+/// has just come back to the held socket.
+fn handed_over_at_idle_check(at: Instant) -> Core {
+    let mut c = handed_over();
+    c.handle(Event::Tick, t(10));
+    c.handle(Event::Quiet, t(10));
+    let idle_at = t(10) + Duration::from_secs(60);
+    assert!(at >= idle_at);
+    c.handle(Event::Tick, at);
+    c.handle(Event::Quiet, at);
+    assert_eq!(c.od_given(), Some(false));
+    c
+}
+
+#[test]
+fn handover_scans_for_activity_and_takes_the_name_back_before_the_idle_stop() {
+    let mut c = handed_over();
+    // The bytes no longer pass the supervisor: activity is what the kernel's table shows,
+    // looked at once at once, then every idle/4 (capped at 5 s).
+    assert_eq!(c.handle(Event::Tick, t(10)), vec![Effect::Scan]);
+    assert_eq!(c.handle(Event::Traffic, t(10)), vec![]);
+    assert_eq!(c.next_deadline(t(10)), Some(t(5010)));
+    assert_eq!(c.handle(Event::Tick, t(5010)), vec![Effect::Scan]);
+    assert_eq!(c.handle(Event::Traffic, t(5010)), vec![]);
+    assert_eq!(c.handle(Event::Tick, t(65_000)), vec![Effect::Scan]);
+    assert_eq!(c.handle(Event::Quiet, t(65_000)), vec![]);
+    // Nothing seen for `idle`: short connections between two scans would go unseen, so
+    // the name comes back to the held socket for one scan interval first ...
+    assert_eq!(c.handle(Event::Tick, t(65_010)), vec![Effect::TakeName]);
+    assert_eq!(c.od_given(), Some(false));
+    assert_eq!(c.next_deadline(t(65_010)), Some(t(70_010)));
+    // ... where a client is activity: the name goes over again.
+    let mut busy = handed_over_at_idle_check(t(65_010));
+    assert_eq!(
+        busy.handle(Event::Connection { pending: 1 }, t(66_000)),
+        vec![Effect::ConnectPending]
+    );
+    busy.handle(Event::Pending(0), t(66_000));
+    assert_eq!(
+        busy.handle(Event::Tick, t(70_010)),
+        vec![Effect::GiveName, Effect::Scan]
+    );
+    // No client in the grace: the idle stop, the name already back.
+    assert_eq!(c.handle(Event::Tick, t(70_009)), vec![]);
+    assert_eq!(c.handle(Event::Tick, t(70_010)), vec![group(MAIN, SIGTERM)]);
+    // Not taken twice when it exits; no scan while it is down.
+    let e = c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(70_020));
+    assert_eq!(
+        e,
+        vec![
+            Effect::Kill(Target::Leftovers(pid(MAIN)), SIGTERM),
+            Effect::Relink,
+            Effect::CloseProxied
+        ]
+    );
+    assert_eq!(c.handle(Event::Tick, t(75_020)), vec![]);
+    // The next client starts it again, and the name goes over once it is ready.
+    assert_eq!(
+        c.handle(Event::Connection { pending: 1 }, t(80_000)),
+        vec![Effect::SpawnMain]
+    );
+    c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(80_000));
+    c.handle(Event::Tick, t(80_000));
+    assert_eq!(
+        c.handle(Event::ProbeResult(true), t(80_010)),
+        vec![Effect::ConnectPending, Effect::GiveName]
+    );
+}
+
+#[test]
+fn handover_takes_the_name_back_before_a_stop_a_restart_an_exit_and_a_shutdown() {
+    // `stop`: the name, then the signal.
+    let mut c = handed_over();
+    let e = c.handle(
+        Event::Command {
+            seq: 1,
+            cmd: Command::Stop,
+        },
+        t(20),
+    );
+    assert_eq!(e, vec![Effect::TakeName, group(MAIN, SIGTERM)]);
+
+    // `restart`: the same, and the name goes over again once the new one is ready.
+    let mut c = handed_over();
+    let e = c.handle(
+        Event::Command {
+            seq: 1,
+            cmd: Command::Restart,
+        },
+        t(20),
+    );
+    assert_eq!(e, vec![Effect::TakeName, group(MAIN, SIGTERM)]);
+    let e = c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(30));
+    assert!(!e.contains(&Effect::TakeName), "{e:?}");
+    assert_eq!(e.last(), Some(&Effect::SpawnMain));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(30));
+    c.handle(Event::Tick, t(30));
+    let e = c.handle(Event::ProbeResult(true), t(40));
+    assert_eq!(e, vec![Effect::GiveName]);
+
+    // It dies by itself (kill -9): the name comes back before anything else.
+    let mut c = handed_over();
+    let e = c.handle(Event::Exited(pid(MAIN), Exit::Signal(9)), t(20));
+    assert_eq!(e[0], Effect::TakeName, "{e:?}");
+    assert_eq!(c.od_given(), Some(false));
+    assert!(c.want_listen_poll(t(20_000)), "the held socket waits again");
+
+    // The container stops: the name first, then the stop signal.
+    let mut c = handed_over();
+    let e = c.handle(Event::Signal(SIGTERM), t(20));
+    assert_eq!(
+        e,
+        vec![
+            Effect::TakeName,
+            group(LISTENER, SIGTERM),
+            group(MAIN, SIGTERM)
+        ]
+    );
+    // Never given again while stopping, even when ready comes late.
+    assert_eq!(c.handle(Event::Tick, t(6000)), vec![]);
+}
+
+#[test]
+fn handover_retries_a_name_that_could_not_be_given() {
+    let mut c = handed_over();
+    assert_eq!(c.handle(Event::NameKept { again: true }, t(10)), vec![]);
+    assert_eq!(c.od_given(), Some(false));
+    // Proxying meanwhile (bytes are traffic, no scan); offered again a scan interval later.
+    assert_eq!(c.handle(Event::Tick, t(10)), vec![]);
+    assert_eq!(c.next_deadline(t(10)), Some(t(5010)));
+    assert_eq!(
+        c.handle(Event::Tick, t(5010)),
+        vec![Effect::GiveName, Effect::Scan]
+    );
+    assert_eq!(c.od_given(), Some(true));
+}
+
+#[test]
+fn proxy_mode_without_handover_never_gives_the_name() {
+    // TCP `listen` or `backend`: the supervisor proxies for the backend's whole life.
+    let mut c = booted(on_demand(true));
+    c.handle(Event::Connection { pending: 1 }, t(0));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN))), t(0));
+    c.handle(Event::Tick, t(0));
+    assert_eq!(
+        c.handle(Event::ProbeResult(true), t(10)),
+        vec![Effect::ConnectPending]
+    );
+    c.handle(Event::Pending(0), t(10));
+    for ms in [10, 5010, 30_000] {
+        assert_eq!(c.handle(Event::Tick, t(ms)), vec![], "no give, no scan");
+    }
+    assert_eq!(c.od_given(), Some(false));
+    let e = c.handle(Event::Signal(SIGTERM), t(30_010));
+    assert_eq!(
+        e,
+        vec![group(LISTENER, SIGTERM), group(MAIN, SIGTERM)],
+        "nothing to take back"
+    );
+}
+
+#[test]
+fn handover_refused_for_good_waits_for_the_next_start() {
+    let mut c = handed_over();
+    c.handle(Event::NameKept { again: false }, t(10));
+    c.handle(Event::Tick, t(10));
+    c.handle(Event::Traffic, t(10));
+    assert_eq!(
+        c.next_deadline(t(10)),
+        Some(t(60_010)),
+        "only the idle stop"
+    );
+    assert_eq!(c.handle(Event::Tick, t(30_000)), vec![]);
+    // Idle stop (proxy mode's: nothing to take back), then a new start tries again.
+    assert_eq!(c.handle(Event::Tick, t(60_010)), vec![group(MAIN, SIGTERM)]);
+    c.handle(Event::Exited(pid(MAIN), Exit::Signal(15)), t(60_020));
+    c.handle(Event::Connection { pending: 1 }, t(70_000));
+    c.handle(Event::MainSpawned(Ok(pid(MAIN + 1))), t(70_000));
+    c.handle(Event::Tick, t(70_000));
+    assert_eq!(
+        c.handle(Event::ProbeResult(true), t(70_010)),
+        vec![Effect::ConnectPending, Effect::GiveName]
+    );
+}
+
+#[test]
+fn handover_a_reload_takes_the_name_back_and_gives_it_again_later() {
+    let mut c = handed_over();
+    let e = c.handle(
+        Event::Command {
+            seq: 1,
+            cmd: Command::Reload,
+        },
+        t(20),
+    );
+    assert_eq!(e[..2], [Effect::TakeName, group(MAIN, SIGHUP)]);
+    assert_eq!(c.od_given(), Some(false));
+    // A scan interval later, checked again (the backend may have bound anew).
+    assert_eq!(c.next_deadline(t(20)), Some(t(5020)));
+    let e = c.handle(Event::Tick, t(5020));
+    assert_eq!(e[0], Effect::GiveName, "{e:?}");
+    // A signal passed on does the same.
+    let e = c.handle(Event::Signal(SIGUSR1), t(6000));
+    assert_eq!(e, vec![Effect::TakeName, group(MAIN, SIGUSR1)]);
 }
