@@ -147,6 +147,7 @@ impl Builder {
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        default_signals(&mut c);
         adjust(&mut c);
         Sup {
             proc: Proc::spawn(&mut c),
@@ -402,6 +403,31 @@ pub fn sig_masks(status: &str) -> (u64, u64) {
             .unwrap_or_else(|| panic!("no {name} in {status:?}"))
     };
     (field("SigBlk:"), field("SigIgn:"))
+}
+
+/// Starts `c` with every signal at its default and none blocked, whatever the test runner
+/// was started with (`nohup` ignores HUP, a background job INT and QUIT): the supervisor
+/// hands what it inherited on to its children, and a test of forwarding needs a main
+/// process that can catch them. Tests of inheritance set their own ([`inherit_signals`]).
+fn default_signals(c: &mut Command) {
+    use nix::sys::signal::{
+        sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+    };
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only sigaction and sigprocmask run, both
+    // async-signal-safe; nothing is allocated.
+    unsafe {
+        c.pre_exec(|| {
+            let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            for sig in Signal::iterator() {
+                if !matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+                    let _ = sigaction(sig, &dfl);
+                }
+            }
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            Ok(())
+        });
+    }
 }
 
 /// Starts the supervisor through coreutils' `env --default-signal --block-signal
