@@ -1084,6 +1084,11 @@ async fn attempt(
                     let reply = Reply::parse(&line);
                     (delivery.on_line(&reply), Some(reply))
                 }
+                // A connection reset (the replica died under the request) is a connection
+                // closed: asked again with the same key, which runs the fire at most once.
+                Some(Err(tokio_util::codec::LinesCodecError::Io(err))) if is_reset(&err) => {
+                    (delivery.on_closed(), None)
+                }
                 Some(Err(err)) => (delivery.on_read_error(&err.to_string()), None),
             },
         };
@@ -1097,6 +1102,16 @@ async fn attempt(
             Next::Over => return None,
         }
     }
+}
+
+/// Whether a read failed because the peer went away (as a closed connection), not because
+/// of what it sent.
+fn is_reset(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
 
 /// Connects to `target`'s socket: `php.2` to that instance's; `php` to the shared one,
