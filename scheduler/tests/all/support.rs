@@ -9,6 +9,17 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The start of the minute before this one: a `M H * * *` line for it is due, so the
+/// soaks' first start catches it up at once, and it fires no more during the test.
+#[allow(dead_code)]
+pub fn previous_minute() -> chrono::DateTime<chrono::Utc> {
+    use chrono::DurationRound;
+    chrono::Utc::now()
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("a time in range")
+        - chrono::Duration::minutes(1)
+}
+
 pub fn bin() -> Command {
     let mut c = Command::new(crate::SCHEDULER);
     c.env_remove("TZ")

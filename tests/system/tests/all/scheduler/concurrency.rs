@@ -87,6 +87,15 @@ fn setup(text: &str) -> Setup {
     }
 }
 
+/// [`setup`], then waits until the daemon's catch-up fire has started run 1 (which waits
+/// for `go`): the policy tests' common start.
+fn first_run_going(text: &str) -> Setup {
+    let mut s = setup(text);
+    s.daemon.wait_for(&["reason=catch-up"], SHORT);
+    wait_log(&s.log, "the first run to start", |l| l == ["start 1"]);
+    s
+}
+
 impl Setup {
     /// `scheduler status --json`'s output.
     fn status(&self) -> String {
@@ -107,9 +116,7 @@ impl Setup {
 /// runs; the record has both.
 #[test]
 fn replace_cancels_the_running_run_then_runs_the_new_one() {
-    let mut s = setup("CONCURRENCY=replace\n* * * * * svc job\n");
-    s.daemon.wait_for(&["reason=catch-up"], SHORT);
-    wait_log(&s.log, "the first run to start", |l| l == ["start 1"]);
+    let mut s = first_run_going("CONCURRENCY=replace\n* * * * * svc job\n");
     s.daemon.wait_for(
         &["replace: cancelling the running run of this line", "id=1"],
         MINUTE,
@@ -146,9 +153,7 @@ fn replace_cancels_the_running_run_then_runs_the_new_one() {
 /// caught-up run goes on (nothing new starts), and runs once it has ended, after it.
 #[test]
 fn queue_holds_the_fire_until_the_previous_run_ends() {
-    let mut s = setup("CONCURRENCY=queue\n* * * * * svc job\n");
-    s.daemon.wait_for(&["reason=catch-up"], SHORT);
-    wait_log(&s.log, "the first run to start", |l| l == ["start 1"]);
+    let mut s = first_run_going("CONCURRENCY=queue\n* * * * * svc job\n");
     s.daemon.wait_for(
         &["queued: runs when the previous run of this line ends"],
         MINUTE,
@@ -176,9 +181,7 @@ fn queue_holds_the_fire_until_the_previous_run_ends() {
 /// why; the running one is left alone.
 #[test]
 fn forbid_skips_and_leaves_the_running_one_alone() {
-    let mut s = setup("* * * * * svc job\n");
-    s.daemon.wait_for(&["reason=catch-up"], SHORT);
-    wait_log(&s.log, "the first run to start", |l| l == ["start 1"]);
+    let mut s = first_run_going("* * * * * svc job\n");
     s.daemon.wait_for(
         &[
             "skipped: the previous run of this line has not finished",

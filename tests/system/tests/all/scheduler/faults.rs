@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use scheduler::state::StateStore;
 
-use super::support::{setup, Daemon};
+use super::support::{previous_minute, setup, Daemon};
 
 const SHORT: Duration = Duration::from_secs(10);
 /// A `* * * * *` line fires within a minute of any instant; slack for a loaded machine.
@@ -52,7 +52,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 fn random_sigkills_across_restarts_lose_no_fire() {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use chrono::{DurationRound, Timelike};
+    use chrono::Timelike;
 
     use super::service::{counted, counting_callbacks, relay, Service};
     use super::support::drain_peer;
@@ -91,10 +91,7 @@ fn random_sigkills_across_restarts_lose_no_fire() {
         ("BOSUN_RUN_DIR", run_dir.as_str()),
         ("BOSUN_STATE_DIR", state.to_str().unwrap()),
     ];
-    let d = Utc::now()
-        .duration_trunc(chrono::Duration::minutes(1))
-        .unwrap()
-        - chrono::Duration::minutes(1);
+    let d = previous_minute();
     let before_d = d - chrono::Duration::minutes(1);
     let mut keys: BTreeMap<String, String> = BTreeMap::new(); // action -> state key
     let mut sent: BTreeMap<String, usize> = BTreeMap::new();
@@ -282,15 +279,12 @@ fn random_sigkills_across_restarts_lose_no_fire() {
 /// test.
 #[test]
 fn a_run_left_running_by_a_killed_scheduler_is_resumed() {
-    use chrono::{DurationRound, Timelike};
+    use chrono::Timelike;
     use scheduler::record::{self, RunResult};
 
     use super::service::Service;
 
-    let due = Utc::now()
-        .duration_trunc(chrono::Duration::minutes(1))
-        .unwrap()
-        - chrono::Duration::minutes(1);
+    let due = previous_minute();
     let text = format!("{} {} * * * slowsvc slow\n", due.minute(), due.hour());
     let (dir, file, _) = setup(&text);
     let state = dir.path().join("state");

@@ -17,11 +17,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use scheduler::record::{self, RunResult};
 use scheduler::state::StateStore;
 
-use super::support::{setup, Daemon};
+use super::support::{previous_minute, setup, Daemon};
 use testkit::supervisor::{Bins, Builder, Mode, Sup};
 
 const SHORT: Duration = Duration::from_secs(10);
@@ -229,7 +228,7 @@ fn each_runs_once_in_every_real_replica() {
 /// answers its key `error lost`), and only replicas that were killed have such runs.
 #[test]
 fn random_sigkills_of_the_scheduler_and_replicas_run_each_fire_once_per_instance() {
-    use chrono::{DurationRound, Timelike};
+    use chrono::Timelike;
     use testkit::random::seeded;
 
     let rounds: usize = std::env::var("BOSUN_FAULT_ROUNDS")
@@ -254,10 +253,7 @@ fn random_sigkills_of_the_scheduler_and_replicas_run_each_fire_once_per_instance
         ("BOSUN_RUN_DIR", run_dir.as_str()),
         ("BOSUN_STATE_DIR", state.to_str().unwrap()),
     ];
-    let d = Utc::now()
-        .duration_trunc(chrono::Duration::minutes(1))
-        .unwrap()
-        - chrono::Duration::minutes(1);
+    let d = previous_minute();
     let mut keys: BTreeMap<String, String> = BTreeMap::new(); // action -> line key
     let mut text = String::new();
     let mut killed_replicas = std::collections::BTreeSet::new();
